@@ -1,0 +1,71 @@
+//! Core speed: nearest-word search against a plain matrix product, and encode / decode
+//! latency per image on the CPU. Run with `cargo bench --bench core`.
+//!
+//! Throughput is reported in elements/s where one element is one floating-point
+//! operation, so "Gelem/s" reads as GFLOP/s.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use candle_core::{Device, Tensor};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use spae::codebook::Codebook;
+use spae::model::{SpaeConfig, SpaeModel};
+use spae::pyramid::{CellTarget, PyramidShape};
+use spae::{image_io, paths, saq, vocabulary};
+
+fn codebook() -> Arc<Codebook> {
+    Arc::new(Codebook::load(paths::LLM_GGUF, vocabulary::DEFAULT_SIZE).expect("codebook"))
+}
+
+/// Deterministic targets shaped like one image's 597 SAQ queries.
+fn targets(count: usize, dim: usize) -> Vec<f32> {
+    let mut state = 12345u64;
+    (0..count * dim)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+            ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.6
+        })
+        .collect()
+}
+
+fn search(c: &mut Criterion) {
+    let codebook = codebook();
+    let (n, dim, m) = (codebook.len(), codebook.dim(), 597);
+    let flops = 2 * m * n * dim;
+    let queries = targets(m, dim);
+    let mut group = c.benchmark_group("search");
+    group.throughput(Throughput::Elements(flops as u64));
+    group.bench_function("nearest_597_queries", |b| b.iter(|| codebook.nearest(&queries)));
+    let lhs = Tensor::from_slice(&queries, (m, dim), &Device::Cpu).unwrap();
+    let rhs = codebook.embeddings().t().unwrap();
+    group.bench_function("candle_matmul_597x576x16384", |b| b.iter(|| lhs.matmul(&rhs).unwrap()));
+    group.bench_function("candle_matmul_argmin_597", |b| {
+        b.iter(|| lhs.matmul(&rhs).unwrap().argmax(1).unwrap())
+    });
+    group.finish();
+
+    // SAQ over a whole latent: the layer order must not multiply the search cost.
+    let shape = PyramidShape::new(16, 6).unwrap();
+    let z = Tensor::from_vec(targets(16 * 16, dim), (1, dim, 16, 16), &Device::Cpu).unwrap();
+    let mut group = c.benchmark_group("saq");
+    group.throughput(Throughput::Elements(flops as u64));
+    group.bench_function("quantize_one_latent", |b| {
+        b.iter(|| saq::quantize(&z, &codebook, &shape, CellTarget::Mean).unwrap())
+    });
+    group.finish();
+}
+
+fn autoencoder(c: &mut Criterion) {
+    let model = SpaeModel::from_seed(SpaeConfig::default(), codebook(), 0).unwrap();
+    let image = image_io::prepare(&image_io::load(Path::new("assets/samples/cat-face.png")).unwrap(), 64);
+    let pyramid = model.encode(&image).unwrap();
+    let mut group = c.benchmark_group("image");
+    group.sample_size(20);
+    group.bench_function("encode_64px", |b| b.iter(|| model.encode(&image).unwrap()));
+    group.bench_function("decode_64px_6_layers", |b| b.iter(|| model.decode(&pyramid, 6).unwrap()));
+    group.finish();
+}
+
+criterion_group!(benches, search, autoencoder);
+criterion_main!(benches);

@@ -1,0 +1,107 @@
+//! `spae`: the command line for batch work with SPAE models.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use spae::model::SpaeModel;
+use spae::{image_io, paths, pyramid_text};
+
+#[derive(Parser)]
+#[command(name = "spae", version, about = "Images as pyramids of LLM words (SPAE)")]
+struct Cli {
+    /// Model folder (config.json + model.safetensors).
+    #[arg(long, global = true, default_value = paths::DEFAULT_MODEL_DIR)]
+    model: PathBuf,
+    /// The frozen LLM's GGUF file; its token embeddings are the codebook.
+    #[arg(long, global = true, default_value = paths::LLM_GGUF)]
+    llm: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Encode an image into a pyramid of words (text format).
+    Encode {
+        image: PathBuf,
+        /// Where to write the pyramid.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Decode a pyramid (text format) into a PNG.
+    Decode {
+        pyramid: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Decode from the first K layers only (default: all).
+        #[arg(long)]
+        layers: Option<usize>,
+    },
+    /// Show the model, the codebook and the vocabulary.
+    Inspect,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let explicit_model = cli.model != Path::new(paths::DEFAULT_MODEL_DIR);
+    let model = SpaeModel::open(&cli.model, &cli.llm, !explicit_model)?;
+    if let spae::model::WeightsSource::Seed(_) = model.source() {
+        eprintln!("warning: no trained model in {}; using {}", cli.model.display(), model.source());
+    }
+    match cli.command {
+        Command::Encode { image, output } => {
+            let picture = image_io::load(&image)?;
+            let prepared = image_io::prepare(&picture, model.config().resolution as u32);
+            let pyramid = model.encode(&prepared)?;
+            let text = pyramid_text::format(&pyramid, model.codebook().vocabulary());
+            spae::atomic_file::write(&output, text.as_bytes())?;
+            eprintln!("wrote {} ({} words)", output.display(), model.shape().tokens_in_prefix(model.shape().layers()));
+        }
+        Command::Decode { pyramid, output, layers } => {
+            let text = std::fs::read_to_string(&pyramid)
+                .with_context(|| format!("cannot read {}", pyramid.display()))?;
+            let parsed = pyramid_text::parse(&text, model.shape(), model.codebook().vocabulary())
+                .with_context(|| format!("in {}", pyramid.display()))?;
+            let layers = layers.unwrap_or(model.shape().layers());
+            let image = model.decode(&parsed, layers)?;
+            image_io::save_png(&image, &output)?;
+            eprintln!("wrote {} (decoded from {layers} layers)", output.display());
+        }
+        Command::Inspect => inspect(&model),
+    }
+    Ok(())
+}
+
+fn inspect(model: &SpaeModel) {
+    let config = model.config();
+    let shape = model.shape();
+    let codebook = model.codebook();
+    let vocabulary = codebook.vocabulary();
+    let parameters: usize = model.expected_tensors().values().map(|s| s.iter().product::<usize>()).sum();
+    println!("model      {}", model.source());
+    println!("           {} x {} px, downsampling {}, latent {} x {} x {}", config.resolution, config.resolution, config.downsampling(), shape.latent_size(), shape.latent_size(), config.latent_channels);
+    println!("           channels {:?}, {} residual block(s) per level, {parameters} parameters", config.channels, config.res_blocks);
+    println!("pyramid    {} layers, cell target {:?}", shape.layers(), config.cell_target);
+    for layer in 1..=shape.layers() {
+        let s = shape.grid_size(layer);
+        println!("           layer {layer}: {s} x {s} = {} tokens ({} cumulative)", shape.tokens_in_layer(layer), shape.tokens_in_prefix(layer));
+    }
+    println!("codebook   {} words x {} dims, frozen LLM input embeddings", codebook.len(), codebook.dim());
+    let first: Vec<&str> = (0..8).map(|i| vocabulary.word(i)).collect();
+    let last: Vec<&str> = (codebook.len() as u32 - 4..codebook.len() as u32).map(|i| vocabulary.word(i)).collect();
+    println!("vocabulary first: {} ... last: {}", first.join(" "), last.join(" "));
+    println!("           token ids {} ..= {}", vocabulary.token_id(0), vocabulary.token_id(codebook.len() as u32 - 1));
+}

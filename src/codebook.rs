@@ -1,0 +1,157 @@
+//! The frozen codebook: the LLM's own input embeddings of the lexical vocabulary.
+//!
+//! Row i is `token_embd.weight[token_id(i)]`, dequantized from the GGUF and never trained
+//! or projected (SPAE.md section 1). Nearest-word search is exact: for targets t it picks
+//! argmin_k ||t - e_k||^2 = argmin_k (||e_k||^2 - 2 t.e_k), computed as a matrix product
+//! over blocks of codebook rows with the argmin fused in, so the full distance matrix is
+//! never stored.
+
+use std::path::Path;
+
+use anyhow::{ensure, Result};
+use candle_core::{Device, Tensor};
+use gemm::{gemm, Parallelism};
+use rayon::prelude::*;
+
+use crate::llm::gguf::LlmFile;
+use crate::vocabulary::Vocabulary;
+
+/// Codebook rows per block of the fused search: small enough that one block of dot
+/// products for a few hundred targets stays in the L2 cache.
+const SEARCH_BLOCK_ROWS: usize = 1024;
+
+pub struct Codebook {
+    vocabulary: Vocabulary,
+    /// Row-major `len x dim`.
+    rows: Vec<f32>,
+    squared_norms: Vec<f32>,
+    dim: usize,
+    /// The same rows as a candle tensor, for training graphs.
+    embeddings: Tensor,
+}
+
+impl Codebook {
+    /// Reads the vocabulary and the embedding table from the LLM's GGUF file.
+    pub fn load(gguf_path: impl AsRef<Path>, vocabulary_size: usize) -> Result<Self> {
+        let file = LlmFile::open(gguf_path)?;
+        let vocabulary = Vocabulary::from_tokens(&file.tokens()?, vocabulary_size)?;
+        let table = file.dequantized("token_embd.weight")?;
+        let ids = Tensor::new(vocabulary.token_ids(), &Device::Cpu)?;
+        let embeddings = table.index_select(&ids, 0)?.contiguous()?;
+        Self::new(vocabulary, embeddings)
+    }
+
+    /// A codebook from a vocabulary and its `len x dim` embedding rows.
+    pub fn new(vocabulary: Vocabulary, embeddings: Tensor) -> Result<Self> {
+        let (len, dim) = embeddings.dims2()?;
+        ensure!(len == vocabulary.len(), "{len} embedding rows for {} words", vocabulary.len());
+        let rows: Vec<f32> = embeddings.flatten_all()?.to_vec1()?;
+        let squared_norms = rows.chunks_exact(dim).map(|r| r.iter().map(|x| x * x).sum()).collect();
+        Ok(Self { vocabulary, rows, squared_norms, dim, embeddings })
+    }
+
+    pub fn vocabulary(&self) -> &Vocabulary {
+        &self.vocabulary
+    }
+
+    pub fn len(&self) -> usize {
+        self.squared_norms.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.squared_norms.is_empty()
+    }
+
+    /// Embedding width (576 for SmolLM2-135M).
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// The rows as a `len x dim` tensor on the CPU.
+    pub fn embeddings(&self) -> &Tensor {
+        &self.embeddings
+    }
+
+    /// One row.
+    pub fn row(&self, index: u32) -> &[f32] {
+        let start = index as usize * self.dim;
+        &self.rows[start..start + self.dim]
+    }
+
+    /// Exact nearest row for each target; `targets` is row-major `m x dim`.
+    pub fn nearest(&self, targets: &[f32]) -> Vec<u32> {
+        assert_eq!(targets.len() % self.dim, 0, "targets must be whole rows of width {}", self.dim);
+        let m = targets.len() / self.dim;
+        let mut best: Vec<(f32, u32)> = vec![(f32::INFINITY, 0); m];
+        let mut dots = vec![0f32; m * SEARCH_BLOCK_ROWS];
+        for block_start in (0..self.len()).step_by(SEARCH_BLOCK_ROWS) {
+            let n = SEARCH_BLOCK_ROWS.min(self.len() - block_start);
+            let block = &self.rows[block_start * self.dim..(block_start + n) * self.dim];
+            self.dot_block(targets, m, block, n, &mut dots);
+            let norms = &self.squared_norms[block_start..block_start + n];
+            best.par_iter_mut().zip(dots.par_chunks(SEARCH_BLOCK_ROWS)).for_each(|(b, row)| {
+                for (j, (&dot, &norm)) in row[..n].iter().zip(norms).enumerate() {
+                    let score = norm - 2.0 * dot;
+                    if score < b.0 {
+                        *b = (score, (block_start + j) as u32);
+                    }
+                }
+            });
+        }
+        best.into_iter().map(|(_, index)| index).collect()
+    }
+
+    /// The `count` nearest rows to one target with their squared distances, nearest first.
+    pub fn nearest_k(&self, target: &[f32], count: usize) -> Vec<(u32, f32)> {
+        assert_eq!(target.len(), self.dim);
+        let mut scored: Vec<(f32, u32)> = self
+            .rows
+            .par_chunks_exact(self.dim)
+            .enumerate()
+            .map(|(i, row)| (squared_distance(target, row), i as u32))
+            .collect();
+        let count = count.min(scored.len());
+        if count == 0 {
+            return Vec::new();
+        }
+        scored.select_nth_unstable_by(count - 1, |a, b| a.0.total_cmp(&b.0));
+        scored.truncate(count);
+        scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+        scored.into_iter().map(|(d, i)| (i, d)).collect()
+    }
+
+    /// `dots[i * SEARCH_BLOCK_ROWS + j] = targets[i] . block[j]` for a block of `n` rows.
+    fn dot_block(&self, targets: &[f32], m: usize, block: &[f32], n: usize, dots: &mut [f32]) {
+        let k = self.dim;
+        // SAFETY: the slices hold m x k, n x k and m x SEARCH_BLOCK_ROWS values, matching
+        // the strides passed; dst is written without being read (read_dst = false).
+        unsafe {
+            gemm(
+                m,
+                n,
+                k,
+                dots.as_mut_ptr(),
+                1,
+                SEARCH_BLOCK_ROWS as isize,
+                false,
+                targets.as_ptr(),
+                1,
+                k as isize,
+                block.as_ptr(),
+                k as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                Parallelism::Rayon(rayon::current_num_threads()),
+            );
+        }
+    }
+}
+
+/// ||a - b||^2.
+pub fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}

@@ -1,0 +1,24 @@
+//! SPAE: the Semantic Pyramid AutoEncoder (Yu et al., arXiv 2306.17842).
+//!
+//! An image goes one way through this crate: pixels ([`image_io`]), the encoder
+//! ([`model`]), streaming average quantization ([`saq`]) against the frozen word
+//! [`codebook`], a [`pyramid`] of words ([`vocabulary`], [`pyramid_text`]), the decoder,
+//! pixels again. The studio and the command line sit on top of this library.
+
+pub mod atomic_file;
+pub mod codebook;
+pub mod image_io;
+pub mod llm;
+pub mod model;
+pub mod pyramid;
+pub mod pyramid_text;
+pub mod saq;
+pub mod vocabulary;
+
+/// Where the shipped files live, relative to the repository root.
+pub mod paths {
+    /// The frozen LLM (its token embeddings are the codebook).
+    pub const LLM_GGUF: &str = "weights/SmolLM2-135M-Instruct.Q4_1.gguf";
+    /// The shipped SPAE model folder (`config.json` + `model.safetensors`).
+    pub const DEFAULT_MODEL_DIR: &str = "weights/spae-default";
+}

@@ -1,0 +1,63 @@
+//! The CNN decoder: a dequantized latent zhat (`batch x latent_channels x G x G`) to
+//! pixels (`batch x 3 x R x R`, in -1..1 before clamping). It mirrors the encoder, with
+//! nearest-neighbour upsampling followed by a convolution in place of downsampling.
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{group_norm, Conv2d, GroupNorm, VarBuilder};
+
+use super::blocks::{conv1x1, conv3x3, ResBlock};
+use super::config::SpaeConfig;
+
+struct Level {
+    blocks: Vec<ResBlock>,
+    upsample: Option<Conv2d>,
+}
+
+pub struct Decoder {
+    conv_in: Conv2d,
+    levels: Vec<Level>,
+    norm_out: GroupNorm,
+    conv_out: Conv2d,
+}
+
+impl Decoder {
+    pub fn new(cfg: &SpaeConfig, vb: VarBuilder) -> Result<Self> {
+        let widths: Vec<usize> = cfg.channels.iter().rev().copied().collect();
+        let conv_in = conv1x1(cfg.latent_channels, widths[0], vb.pp("conv_in"))?;
+        let mut levels = Vec::new();
+        let mut in_c = widths[0];
+        for (i, &c) in widths.iter().enumerate() {
+            let vb = vb.pp(format!("levels.{i}"));
+            let mut blocks = Vec::new();
+            for b in 0..cfg.res_blocks {
+                blocks.push(ResBlock::new(in_c, c, cfg.norm_groups, vb.pp(format!("blocks.{b}")))?);
+                in_c = c;
+            }
+            let last = i + 1 == widths.len();
+            let upsample = if last { None } else { Some(conv3x3(c, c, 1, vb.pp("upsample"))?) };
+            levels.push(Level { blocks, upsample });
+        }
+        Ok(Self {
+            conv_in,
+            levels,
+            norm_out: group_norm(cfg.norm_groups, in_c, 1e-6, vb.pp("norm_out"))?,
+            conv_out: conv3x3(in_c, 3, 1, vb.pp("conv_out"))?,
+        })
+    }
+}
+
+impl Module for Decoder {
+    fn forward(&self, zhat: &Tensor) -> Result<Tensor> {
+        let mut h = self.conv_in.forward(zhat)?;
+        for level in &self.levels {
+            for block in &level.blocks {
+                h = block.forward(&h)?;
+            }
+            if let Some(up) = &level.upsample {
+                let (_, _, height, width) = h.dims4()?;
+                h = up.forward(&h.upsample_nearest2d(height * 2, width * 2)?)?;
+            }
+        }
+        self.conv_out.forward(&self.norm_out.forward(&h)?.silu()?)
+    }
+}

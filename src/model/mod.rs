@@ -1,0 +1,261 @@
+//! The SPAE autoencoder: encoder, SAQ against the frozen word codebook, decoder.
+//!
+//! A model lives in a folder holding `config.json` ([`SpaeConfig`]) and
+//! `model.safetensors`; the codebook comes from the LLM's GGUF file.
+
+mod blocks;
+pub mod config;
+mod decoder;
+mod encoder;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, ensure, Context, Result};
+use candle_core::safetensors::MmapedSafetensors;
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use image::RgbImage;
+use rand::{Rng, SeedableRng};
+
+pub use config::SpaeConfig;
+use decoder::Decoder;
+use encoder::Encoder;
+
+use crate::codebook::Codebook;
+use crate::image_io;
+use crate::pyramid::{Pyramid, PyramidShape};
+use crate::saq::{self, Quantized};
+
+pub const CONFIG_FILE: &str = "config.json";
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+
+/// Where a model's weights came from, for the status bar and `spae inspect`.
+#[derive(Clone, Debug)]
+pub enum WeightsSource {
+    File(PathBuf),
+    /// Freshly initialised from a seed: untrained, reconstructions are meaningless.
+    Seed(u64),
+}
+
+impl std::fmt::Display for WeightsSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(path) => write!(f, "{}", path.display()),
+            Self::Seed(seed) => write!(f, "untrained (initialised from seed {seed})"),
+        }
+    }
+}
+
+pub struct SpaeModel {
+    config: SpaeConfig,
+    shape: PyramidShape,
+    encoder: Encoder,
+    decoder: Decoder,
+    codebook: Arc<Codebook>,
+    varmap: VarMap,
+    source: WeightsSource,
+}
+
+impl SpaeModel {
+    /// Opens the model folder `dir` with the codebook from the LLM file `llm`. Where `dir`
+    /// holds no weights yet and `allow_untrained` is set, a model with the default config
+    /// initialised from seed 0 stands in, and says so through [`Self::source`].
+    pub fn open(dir: &Path, llm: &Path, allow_untrained: bool) -> Result<Self> {
+        let config_path = dir.join(CONFIG_FILE);
+        if !config_path.exists() && allow_untrained {
+            let config = SpaeConfig::default();
+            let codebook = Arc::new(Codebook::load(llm, config.vocabulary_size)?);
+            return Self::from_seed(config, codebook, 0);
+        }
+        let config = SpaeConfig::load(&config_path)?;
+        let codebook = Arc::new(Codebook::load(llm, config.vocabulary_size)?);
+        Self::load(dir, codebook)
+    }
+
+    /// A model with weights drawn from a fixed seed (deterministic).
+    pub fn from_seed(config: SpaeConfig, codebook: Arc<Codebook>, seed: u64) -> Result<Self> {
+        let mut model = Self::build(config, codebook, WeightsSource::Seed(seed))?;
+        model.initialise(seed)?;
+        Ok(model)
+    }
+
+    /// Loads `config.json` and `model.safetensors` from `dir`, checking every tensor's
+    /// name and shape against what the config asks for.
+    pub fn load(dir: impl AsRef<Path>, codebook: Arc<Codebook>) -> Result<Self> {
+        let dir = dir.as_ref();
+        let config = SpaeConfig::load(&dir.join(CONFIG_FILE))?;
+        let weights = dir.join(WEIGHTS_FILE);
+        let model = Self::build(config, codebook, WeightsSource::File(weights.clone()))?;
+        model.load_weights(&weights)?;
+        Ok(model)
+    }
+
+    fn build(config: SpaeConfig, codebook: Arc<Codebook>, source: WeightsSource) -> Result<Self> {
+        config.validate()?;
+        ensure!(
+            config.latent_channels == codebook.dim(),
+            "the model's latent has {} channels but the codebook's words are {}-dimensional",
+            config.latent_channels,
+            codebook.dim()
+        );
+        ensure!(
+            config.vocabulary_size == codebook.len(),
+            "the model was made for {} words but the codebook has {}",
+            config.vocabulary_size,
+            codebook.len()
+        );
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let encoder = Encoder::new(&config, vb.pp("encoder"))?;
+        let decoder = Decoder::new(&config, vb.pp("decoder"))?;
+        let shape = config.pyramid_shape()?;
+        Ok(Self { config, shape, encoder, decoder, codebook, varmap, source })
+    }
+
+    /// Name and shape of every tensor this model's config asks for.
+    pub fn expected_tensors(&self) -> BTreeMap<String, Vec<usize>> {
+        let data = self.varmap.data().lock().expect("varmap lock");
+        data.iter().map(|(name, var)| (name.clone(), var.dims().to_vec())).collect()
+    }
+
+    fn load_weights(&self, path: &Path) -> Result<()> {
+        // SAFETY: the file is only read; the mapping lives until this function returns.
+        let file = unsafe { MmapedSafetensors::new(path) }
+            .with_context(|| format!("cannot read the weights file {} as safetensors", path.display()))?;
+        let found: BTreeMap<String, (Vec<usize>, Option<DType>)> = file
+            .tensors()
+            .into_iter()
+            .map(|(name, view)| (name, (view.shape().to_vec(), DType::try_from(view.dtype()).ok())))
+            .collect();
+        let problems = weight_mismatches(&self.expected_tensors(), &found);
+        if !problems.is_empty() {
+            bail!(
+                "{} does not match its config ({} problem(s)):\n  {}",
+                path.display(),
+                problems.len(),
+                problems.join("\n  ")
+            );
+        }
+        let data = self.varmap.data().lock().expect("varmap lock");
+        for (name, var) in data.iter() {
+            var.set(&file.load(name, &Device::Cpu)?)?;
+        }
+        Ok(())
+    }
+
+    /// Deterministic LeCun-uniform convolution weights, zero biases, unit norms.
+    fn initialise(&mut self, seed: u64) -> Result<()> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let data = self.varmap.data().lock().expect("varmap lock");
+        let mut names: Vec<&String> = data.keys().collect();
+        names.sort();
+        for name in names {
+            let var = &data[name];
+            let dims = var.dims().to_vec();
+            let value = if dims.len() == 4 {
+                let fan_in = dims[1] * dims[2] * dims[3];
+                let bound = (3.0 / fan_in as f32).sqrt();
+                let values: Vec<f32> = (0..var.elem_count()).map(|_| rng.random_range(-bound..bound)).collect();
+                Tensor::from_vec(values, dims.as_slice(), &Device::Cpu)?
+            } else if name.contains("norm") && name.ends_with("weight") {
+                Tensor::ones(dims.as_slice(), DType::F32, &Device::Cpu)?
+            } else {
+                Tensor::zeros(dims.as_slice(), DType::F32, &Device::Cpu)?
+            };
+            var.set(&value)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `config.json` and `model.safetensors` into `dir`.
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let config = serde_json::to_string_pretty(&self.config)?;
+        crate::atomic_file::write(&dir.join(CONFIG_FILE), config.as_bytes())?;
+        let weights = dir.join(WEIGHTS_FILE);
+        let partial = weights.with_extension("safetensors.partial");
+        self.varmap.save(&partial).with_context(|| format!("cannot write {}", partial.display()))?;
+        std::fs::rename(&partial, &weights).with_context(|| format!("cannot write {}", weights.display()))?;
+        Ok(())
+    }
+
+    pub fn config(&self) -> &SpaeConfig {
+        &self.config
+    }
+
+    pub fn shape(&self) -> &PyramidShape {
+        &self.shape
+    }
+
+    pub fn codebook(&self) -> &Arc<Codebook> {
+        &self.codebook
+    }
+
+    pub fn source(&self) -> &WeightsSource {
+        &self.source
+    }
+
+    /// The trainable variables (encoder and decoder; the codebook is frozen).
+    pub fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    /// Pixels (`batch x 3 x R x R`, -1..1) to latents z.
+    pub fn encode_latent(&self, pixels: &Tensor) -> Result<Tensor> {
+        Ok(self.encoder.forward(pixels)?)
+    }
+
+    /// Dequantized latents zhat to pixels (`batch x 3 x R x R`, -1..1, unclamped).
+    pub fn decode_latent(&self, zhat: &Tensor) -> Result<Tensor> {
+        Ok(self.decoder.forward(zhat)?)
+    }
+
+    /// Pixels to latents to pyramids, keeping every prefix's zhat.
+    pub fn quantize(&self, pixels: &Tensor) -> Result<(Tensor, Quantized)> {
+        let z = self.encode_latent(pixels)?;
+        let quantized = saq::quantize(&z, &self.codebook, &self.shape, self.config.cell_target)?;
+        Ok((z, quantized))
+    }
+
+    /// One prepared image (R x R) to its pyramid of words.
+    pub fn encode(&self, image: &RgbImage) -> Result<Pyramid> {
+        let pixels = image_io::to_tensor(std::slice::from_ref(image))?;
+        let (_, mut quantized) = self.quantize(&pixels)?;
+        Ok(quantized.pyramids.remove(0))
+    }
+
+    /// A pyramid decoded from its first `layers` layers.
+    pub fn decode(&self, pyramid: &Pyramid, layers: usize) -> Result<RgbImage> {
+        ensure!(pyramid.shape() == &self.shape, "the pyramid's shape does not fit this model");
+        let zhat = saq::dequantize(std::slice::from_ref(pyramid), &self.codebook, layers)?;
+        let pixels = self.decode_latent(&zhat)?;
+        Ok(image_io::from_tensor(&pixels)?.remove(0))
+    }
+}
+
+/// Every difference between the tensors a config asks for and those a file holds.
+fn weight_mismatches(
+    expected: &BTreeMap<String, Vec<usize>>,
+    found: &BTreeMap<String, (Vec<usize>, Option<DType>)>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, shape) in expected {
+        match found.get(name) {
+            None => problems.push(format!("missing tensor {name} {shape:?}")),
+            Some((got, _)) if got != shape => {
+                problems.push(format!("tensor {name} has shape {got:?}, the config needs {shape:?}"))
+            }
+            Some((_, dtype)) if *dtype != Some(DType::F32) => {
+                problems.push(format!("tensor {name} is {dtype:?}, expected F32"))
+            }
+            Some(_) => {}
+        }
+    }
+    for name in found.keys().filter(|n| !expected.contains_key(*n)) {
+        problems.push(format!("unexpected tensor {name} (not part of this config)"));
+    }
+    problems
+}

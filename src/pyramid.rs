@@ -1,0 +1,119 @@
+//! The token pyramid (SPAE.md section 2): layer l is a grid of s_l x s_l words with
+//! s_l = min(2^(l-1), G) over a G x G latent; a layer-l token owns a cell of
+//! (G/s_l)^2 latent positions.
+
+use anyhow::{ensure, Result};
+use serde::{Deserialize, Serialize};
+
+/// Which latent positions of a cell feed its quantization target (SPAE.md section 2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CellTarget {
+    /// The mean over all positions of the cell (ours, the default).
+    #[default]
+    Mean,
+    /// The single evenly spaced position of the dilation subsampler (paper eq. 1).
+    Dilated,
+}
+
+/// The geometry of a pyramid: latent size and the grid size of each layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PyramidShape {
+    latent_size: usize,
+    grid_sizes: Vec<usize>,
+}
+
+impl PyramidShape {
+    /// `layers` layers over a `latent_size` x `latent_size` latent (a power of two).
+    pub fn new(latent_size: usize, layers: usize) -> Result<Self> {
+        ensure!(latent_size.is_power_of_two(), "latent size {latent_size} is not a power of two");
+        ensure!(layers >= 1, "a pyramid needs at least one layer");
+        let grid_sizes = (0..layers).map(|l| (1usize << l.min(31)).min(latent_size)).collect();
+        Ok(Self { latent_size, grid_sizes })
+    }
+
+    pub fn latent_size(&self) -> usize {
+        self.latent_size
+    }
+
+    /// Number of layers L.
+    pub fn layers(&self) -> usize {
+        self.grid_sizes.len()
+    }
+
+    /// s_l for layer `layer` in 1..=L.
+    pub fn grid_size(&self, layer: usize) -> usize {
+        self.grid_sizes[layer - 1]
+    }
+
+    /// Side of a layer's cell in latent positions, G / s_l.
+    pub fn cell_size(&self, layer: usize) -> usize {
+        self.latent_size / self.grid_size(layer)
+    }
+
+    /// s_l^2.
+    pub fn tokens_in_layer(&self, layer: usize) -> usize {
+        self.grid_size(layer).pow(2)
+    }
+
+    /// Tokens in layers 1..=layers.
+    pub fn tokens_in_prefix(&self, layers: usize) -> usize {
+        (1..=layers).map(|l| self.tokens_in_layer(l)).sum()
+    }
+
+    /// The position at which the dilation subsampler samples cell (row, col) of a layer:
+    /// evenly spaced at stride G/s_l, at the cell's centre.
+    pub fn dilated_position(&self, layer: usize, cell: usize) -> usize {
+        let stride = self.cell_size(layer);
+        cell * stride + stride / 2
+    }
+}
+
+/// A pyramid of words: for each layer, its grid of codebook rows in row-major order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pyramid {
+    shape: PyramidShape,
+    layers: Vec<Vec<u32>>,
+}
+
+impl Pyramid {
+    /// Checks that each layer holds exactly its grid's number of words.
+    pub fn new(shape: PyramidShape, layers: Vec<Vec<u32>>) -> Result<Self> {
+        ensure!(
+            layers.len() == shape.layers(),
+            "{} layers given, the shape has {}",
+            layers.len(),
+            shape.layers()
+        );
+        for (l, words) in layers.iter().enumerate() {
+            let want = shape.tokens_in_layer(l + 1);
+            ensure!(words.len() == want, "layer {} has {} words, needs {want}", l + 1, words.len());
+        }
+        Ok(Self { shape, layers })
+    }
+
+    pub fn shape(&self) -> &PyramidShape {
+        &self.shape
+    }
+
+    /// The words of layer `layer` (1-based), row-major.
+    pub fn layer(&self, layer: usize) -> &[u32] {
+        &self.layers[layer - 1]
+    }
+
+    /// The word at (row, col) of a layer.
+    pub fn word(&self, layer: usize, row: usize, col: usize) -> u32 {
+        self.layers[layer - 1][row * self.shape.grid_size(layer) + col]
+    }
+
+    /// Replaces the word at (row, col) of a layer.
+    pub fn set_word(&mut self, layer: usize, row: usize, col: usize, word: u32) {
+        let s = self.shape.grid_size(layer);
+        self.layers[layer - 1][row * s + col] = word;
+    }
+
+    /// All words, layer after layer (the order the LLM reads them).
+    pub fn words(&self) -> impl Iterator<Item = u32> + '_ {
+        self.layers.iter().flatten().copied()
+    }
+}

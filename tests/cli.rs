@@ -1,0 +1,66 @@
+//! The `spae` command line, run as a user would.
+
+mod common;
+
+use std::process::Command;
+
+fn spae() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_spae"));
+    command.current_dir(env!("CARGO_MANIFEST_DIR"));
+    command
+}
+
+#[test]
+fn encode_then_decode_every_prefix() {
+    let dir = std::env::temp_dir().join(format!("spae-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = dir.join("cat.txt");
+    let out = spae().args(["encode", "assets/samples/cat-face.png", "-o"]).arg(&text).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pyramid = std::fs::read_to_string(&text).unwrap();
+    assert!(pyramid.contains("layer 6 16x16"));
+    for layers in ["1", "6"] {
+        let png = dir.join(format!("cat-{layers}.png"));
+        let out = spae().args(["decode"]).arg(&text).arg("-o").arg(&png).args(["--layers", layers]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(image::open(&png).unwrap().to_rgb8().dimensions(), (64, 64));
+    }
+}
+
+#[test]
+fn decode_reports_an_unknown_word_with_its_place() {
+    let dir = std::env::temp_dir().join(format!("spae-cli-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = dir.join("cat.txt");
+    assert!(spae().args(["encode", "assets/samples/cat-face.png", "-o"]).arg(&text).status().unwrap().success());
+    let edited = std::fs::read_to_string(&text).unwrap();
+    let mut lines: Vec<String> = edited.lines().map(str::to_string).collect();
+    lines[2] = "zzqxv".to_string();
+    std::fs::write(&text, lines.join("\n")).unwrap();
+    let out = spae().args(["decode"]).arg(&text).arg("-o").arg(dir.join("x.png")).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 3, column 1: `zzqxv` is not in the vocabulary; did you mean"), "{stderr}");
+    assert!(!dir.join("x.png").exists(), "nothing is written on error");
+}
+
+#[test]
+fn encode_refuses_a_corrupt_image() {
+    let dir = std::env::temp_dir().join(format!("spae-cli-corrupt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.jpg");
+    std::fs::write(&bad, b"\xff\xd8\xff\xe0 truncated").unwrap();
+    let out = spae().arg("encode").arg(&bad).arg("-o").arg(dir.join("p.txt")).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open"));
+}
+
+#[test]
+fn inspect_describes_model_codebook_and_vocabulary() {
+    let out = spae().arg("inspect").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("16384 words x 576 dims"), "{stdout}");
+    assert!(stdout.contains("layer 6: 16 x 16 = 256 tokens (597 cumulative)"), "{stdout}");
+    assert!(stdout.contains("first: the and for"), "{stdout}");
+}

@@ -1,0 +1,84 @@
+//! The frozen codebook and lexical vocabulary against the GGUF read independently.
+
+mod common;
+
+use spae::llm::gguf::LlmFile;
+use spae::vocabulary::{lexical_word, Vocabulary};
+
+#[test]
+fn vocabulary_keeps_the_lowest_whole_word_tokens() {
+    let file = LlmFile::open(common::llm_path()).unwrap();
+    let tokens = file.tokens().unwrap();
+    assert_eq!(tokens.len(), 49_152);
+    let all_lexical: Vec<usize> = (0..tokens.len()).filter(|&i| lexical_word(&tokens[i]).is_some()).collect();
+    assert_eq!(all_lexical.len(), 30_570, "SPAE.md counts 30,570 whole-word tokens");
+    let codebook = common::codebook();
+    let vocabulary = codebook.vocabulary();
+    assert_eq!(vocabulary.len(), 16_384);
+    for (index, &token) in all_lexical.iter().take(16_384).enumerate() {
+        assert_eq!(vocabulary.token_id(index as u32), token as u32);
+        let word = vocabulary.word(index as u32);
+        assert_eq!(format!("Ġ{word}"), tokens[token]);
+        assert_eq!(vocabulary.index_of_word(word), Some(index as u32));
+        assert_eq!(vocabulary.index_of_token(token as u32), Some(index as u32));
+    }
+    assert_eq!(vocabulary.word(0), "the");
+    assert_eq!(vocabulary.index_of_word("xyzzyq"), None);
+    assert!(Vocabulary::from_tokens(&tokens, 40_000).is_err(), "more words than exist must be refused");
+}
+
+#[test]
+fn codebook_rows_are_the_dequantized_llm_embeddings() {
+    let codebook = common::codebook();
+    let file = LlmFile::open(common::llm_path()).unwrap();
+    let table = file.dequantized("token_embd.weight").unwrap();
+    assert_eq!(table.dims(), &[49_152, 576]);
+    for index in [0u32, 1, 777, 16_383] {
+        let token = codebook.vocabulary().token_id(index) as usize;
+        let expected: Vec<f32> = table.get(token).unwrap().to_vec1().unwrap();
+        assert_eq!(codebook.row(index), expected.as_slice());
+    }
+}
+
+#[test]
+fn nearest_matches_brute_force_on_the_full_codebook() {
+    let codebook = common::codebook();
+    let dim = codebook.dim();
+    // Targets both near words (with noise) and far from any word.
+    let mut targets = Vec::new();
+    for (i, word) in [5u32, 100, 2_000, 9_999, 16_000].iter().enumerate() {
+        let noise = common::random_values(dim, i as u64, 0.3);
+        targets.extend(codebook.row(*word).iter().zip(&noise).map(|(a, b)| a + b));
+    }
+    targets.extend(common::random_values(dim * 20, 99, 1.5));
+    let found = codebook.nearest(&targets);
+    for (i, target) in targets.chunks(dim).enumerate() {
+        assert_eq!(found[i], common::brute_force_nearest(&codebook, target), "target {i}");
+    }
+    let exact: Vec<f32> = codebook.row(4_321).to_vec();
+    assert_eq!(codebook.nearest(&exact), vec![4_321]);
+}
+
+#[test]
+fn nearest_k_is_sorted_and_starts_with_the_nearest() {
+    let codebook = common::codebook();
+    let target = common::random_values(codebook.dim(), 7, 1.0);
+    let top = codebook.nearest_k(&target, 5);
+    assert_eq!(top.len(), 5);
+    assert_eq!(top[0].0, common::brute_force_nearest(&codebook, &target));
+    assert!(top.windows(2).all(|w| w[0].1 <= w[1].1));
+    let d = spae::codebook::squared_distance(&target, codebook.row(top[2].0));
+    assert!((d - top[2].1).abs() < 1e-4);
+}
+
+#[test]
+fn suggestions_and_completions_come_from_the_vocabulary() {
+    let codebook = common::codebook();
+    let vocabulary = codebook.vocabulary();
+    let suggestions = vocabulary.suggestions("catt", 5);
+    assert_eq!(suggestions.len(), 5);
+    assert!(suggestions.contains(&"cat"), "{suggestions:?}");
+    let completions = vocabulary.completions("eleph", 3);
+    assert!(completions.iter().all(|w| w.to_ascii_lowercase().starts_with("eleph")));
+    assert!(completions.contains(&"elephant"), "{completions:?}");
+}

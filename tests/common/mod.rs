@@ -1,0 +1,54 @@
+//! Shared test fixtures: the real frozen codebook, loaded once per test binary.
+#![allow(dead_code)]
+
+use std::sync::{Arc, OnceLock};
+
+use candle_core::{Device, Tensor};
+use spae::codebook::Codebook;
+use spae::llm::gguf::LlmFile;
+use spae::vocabulary::{self, Vocabulary};
+
+pub fn llm_path() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(spae::paths::LLM_GGUF)
+}
+
+pub fn sample(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/samples").join(name)
+}
+
+/// The default 16,384-word codebook from the shipped GGUF.
+pub fn codebook() -> Arc<Codebook> {
+    static CODEBOOK: OnceLock<Arc<Codebook>> = OnceLock::new();
+    CODEBOOK
+        .get_or_init(|| Arc::new(Codebook::load(llm_path(), vocabulary::DEFAULT_SIZE).expect("load codebook")))
+        .clone()
+}
+
+/// A real but small codebook: the first `size` lexical words, for brute-force references.
+pub fn small_codebook(size: usize) -> Codebook {
+    let file = LlmFile::open(llm_path()).unwrap();
+    let vocabulary = Vocabulary::from_tokens(&file.tokens().unwrap(), size).unwrap();
+    let table = file.dequantized("token_embd.weight").unwrap();
+    let ids = Tensor::new(vocabulary.token_ids(), &Device::Cpu).unwrap();
+    Codebook::new(vocabulary, table.index_select(&ids, 0).unwrap()).unwrap()
+}
+
+/// Deterministic pseudo-random values in -scale..scale (a tiny LCG, independent of the crate).
+pub fn random_values(count: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..count)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+/// Index of the nearest row by a plain scalar loop.
+pub fn brute_force_nearest(codebook: &Codebook, target: &[f32]) -> u32 {
+    (0..codebook.len() as u32)
+        .map(|i| (spae::codebook::squared_distance(target, codebook.row(i)), i))
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .unwrap()
+        .1
+}

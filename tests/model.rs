@@ -1,0 +1,92 @@
+//! Building, saving and loading the autoencoder; clear errors for bad weight files.
+
+mod common;
+
+use spae::image_io;
+use spae::model::{SpaeConfig, SpaeModel, CONFIG_FILE, WEIGHTS_FILE};
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("spae-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn sample_image(resolution: u32) -> image::RgbImage {
+    image_io::prepare(&image_io::load(&common::sample("cat-face.png")).unwrap(), resolution)
+}
+
+#[test]
+fn encode_and_decode_have_the_configured_shapes_and_are_deterministic() {
+    let model = SpaeModel::from_seed(SpaeConfig::default(), common::codebook(), 0).unwrap();
+    let image = sample_image(64);
+    let pyramid = model.encode(&image).unwrap();
+    assert_eq!(pyramid.words().count(), 597);
+    for layers in [1, 3, 6] {
+        let out = model.decode(&pyramid, layers).unwrap();
+        assert_eq!(out.dimensions(), (64, 64));
+    }
+    assert!(model.decode(&pyramid, 7).is_err());
+    let again = SpaeModel::from_seed(SpaeConfig::default(), common::codebook(), 0).unwrap();
+    assert_eq!(again.encode(&image).unwrap(), pyramid, "same seed, same model");
+    let other = SpaeModel::from_seed(SpaeConfig::default(), common::codebook(), 1).unwrap();
+    assert_ne!(other.encode(&image).unwrap(), pyramid, "another seed, another model");
+}
+
+#[test]
+fn save_then_load_gives_the_same_model() {
+    let dir = temp_dir("roundtrip");
+    let model = SpaeModel::from_seed(SpaeConfig::default(), common::codebook(), 5).unwrap();
+    model.save(&dir).unwrap();
+    let loaded = SpaeModel::load(&dir, common::codebook()).unwrap();
+    let image = sample_image(64);
+    let pyramid = model.encode(&image).unwrap();
+    assert_eq!(loaded.encode(&image).unwrap(), pyramid);
+    assert_eq!(loaded.decode(&pyramid, 6).unwrap(), model.decode(&pyramid, 6).unwrap());
+    assert_eq!(loaded.config(), model.config());
+}
+
+#[test]
+fn mismatched_weights_are_reported_by_name_and_shape() {
+    let dir = temp_dir("mismatch");
+    let model = SpaeModel::from_seed(SpaeConfig::default(), common::codebook(), 0).unwrap();
+    model.save(&dir).unwrap();
+    // Same weights, a config with other widths.
+    let mut config = SpaeConfig::default();
+    config.channels = vec![32, 128, 256];
+    std::fs::write(dir.join(CONFIG_FILE), serde_json::to_string(&config).unwrap()).unwrap();
+    let message = format!("{:#}", SpaeModel::load(&dir, common::codebook()).err().unwrap());
+    assert!(message.contains("encoder.conv_in.weight has shape [64, 3, 3, 3], the config needs [32, 3, 3, 3]"), "{message}");
+    // One more residual block per level: tensors the file lacks.
+    config.channels = vec![64, 128, 256];
+    config.res_blocks = 2;
+    std::fs::write(dir.join(CONFIG_FILE), serde_json::to_string(&config).unwrap()).unwrap();
+    let message = format!("{:#}", SpaeModel::load(&dir, common::codebook()).err().unwrap());
+    assert!(message.contains("missing tensor encoder.levels.0.blocks.1.conv1.weight"), "{message}");
+}
+
+#[test]
+fn corrupt_files_and_configs_give_clear_errors() {
+    let dir = temp_dir("corrupt");
+    let model = SpaeModel::from_seed(SpaeConfig::default(), common::codebook(), 0).unwrap();
+    model.save(&dir).unwrap();
+    std::fs::write(dir.join(WEIGHTS_FILE), b"not a safetensors file at all").unwrap();
+    let message = format!("{:#}", SpaeModel::load(&dir, common::codebook()).err().unwrap());
+    assert!(message.contains("cannot read the weights file"), "{message}");
+
+    std::fs::write(dir.join(CONFIG_FILE), b"{\"resolution\": 64,").unwrap();
+    let message = format!("{:#}", SpaeModel::load(&dir, common::codebook()).err().unwrap());
+    assert!(message.contains("is not a valid SPAE model config"), "{message}");
+
+    let mut config = SpaeConfig::default();
+    config.channels = vec![64, 100];
+    std::fs::write(dir.join(CONFIG_FILE), serde_json::to_string(&config).unwrap()).unwrap();
+    let message = format!("{:#}", SpaeModel::load(&dir, common::codebook()).err().unwrap());
+    assert!(message.contains("channel width 100 is not a multiple of norm_groups 32"), "{message}");
+
+    let mut config = SpaeConfig::default();
+    config.vocabulary_size = 1000;
+    assert!(SpaeModel::from_seed(config, common::codebook(), 0).is_err(), "vocabulary size must match the codebook");
+    let missing = format!("{:#}", SpaeModel::load(dir.join("nowhere"), common::codebook()).err().unwrap());
+    assert!(missing.contains("cannot read the model config"), "{missing}");
+}

@@ -1,0 +1,164 @@
+//! Streaming average quantization against a scalar re-implementation of SPAE.md section 3.
+
+mod common;
+
+use candle_core::{Device, Tensor, Var};
+use spae::codebook::Codebook;
+use spae::pyramid::{CellTarget, Pyramid, PyramidShape};
+use spae::saq;
+
+const DIM: usize = 576;
+const G: usize = 16;
+
+fn latent(seed: u64) -> Vec<f32> {
+    common::random_values(DIM * G * G, seed, 0.3)
+}
+
+/// SAQ by plain loops: per cell, the target l*mean(z) - (l-1)*mean(zhat), brute-force nearest.
+fn reference(z: &[f32], codebook: &Codebook, shape: &PyramidShape, cell_target: CellTarget) -> Vec<Vec<u32>> {
+    let mut sum = vec![0f32; DIM * G * G];
+    let mut zhat = vec![0f32; DIM * G * G];
+    let mut layers = Vec::new();
+    for layer in 1..=shape.layers() {
+        let (s, f, l) = (shape.grid_size(layer), G / shape.grid_size(layer), layer as f32);
+        let mut words = Vec::new();
+        for r in 0..s {
+            for c in 0..s {
+                let cell: Vec<(usize, usize)> = (r * f..r * f + f).flat_map(|y| (c * f..c * f + f).map(move |x| (y, x))).collect();
+                let sampled = match cell_target {
+                    CellTarget::Mean => cell.clone(),
+                    CellTarget::Dilated => vec![(r * f + f / 2, c * f + f / 2)],
+                };
+                let target: Vec<f32> = (0..DIM)
+                    .map(|d| {
+                        let mean = |v: &[f32]| sampled.iter().map(|&(y, x)| v[d * G * G + y * G + x]).sum::<f32>() / sampled.len() as f32;
+                        l * mean(z) - (l - 1.0) * mean(&zhat)
+                    })
+                    .collect();
+                let word = common::brute_force_nearest(codebook, &target);
+                for &(y, x) in &cell {
+                    for d in 0..DIM {
+                        sum[d * G * G + y * G + x] += codebook.row(word)[d];
+                    }
+                }
+                words.push(word);
+            }
+        }
+        for (zh, s) in zhat.iter_mut().zip(&sum) {
+            *zh = s / l;
+        }
+        layers.push(words);
+    }
+    layers
+}
+
+fn quantize(latents: &[Vec<f32>], codebook: &Codebook, cell_target: CellTarget) -> saq::Quantized {
+    let shape = PyramidShape::new(G, 6).unwrap();
+    let data: Vec<f32> = latents.concat();
+    let z = Tensor::from_vec(data, (latents.len(), DIM, G, G), &Device::Cpu).unwrap();
+    saq::quantize(&z, codebook, &shape, cell_target).unwrap()
+}
+
+#[test]
+fn pyramid_shape_counts() {
+    let shape = PyramidShape::new(16, 6).unwrap();
+    let sizes: Vec<usize> = (1..=6).map(|l| shape.grid_size(l)).collect();
+    assert_eq!(sizes, [1, 2, 4, 8, 16, 16]);
+    let cumulative: Vec<usize> = (1..=6).map(|l| shape.tokens_in_prefix(l)).collect();
+    assert_eq!(cumulative, [1, 5, 21, 85, 341, 597]);
+    assert!(PyramidShape::new(12, 6).is_err());
+}
+
+#[test]
+fn matches_the_scalar_reference_for_cell_means_and_a_batch() {
+    let codebook = common::small_codebook(1024);
+    let shape = PyramidShape::new(G, 6).unwrap();
+    let latents = [latent(1), latent(2)];
+    let quantized = quantize(&latents, &codebook, CellTarget::Mean);
+    assert_eq!(quantized.pyramids.len(), 2);
+    for (z, pyramid) in latents.iter().zip(&quantized.pyramids) {
+        let expected = reference(z, &codebook, &shape, CellTarget::Mean);
+        for layer in 1..=6 {
+            assert_eq!(pyramid.layer(layer), expected[layer - 1].as_slice(), "layer {layer}");
+        }
+    }
+    // The first layer is simply the word nearest the mean of the whole latent.
+    let mean: Vec<f32> = (0..DIM).map(|d| latents[0][d * G * G..(d + 1) * G * G].iter().sum::<f32>() / (G * G) as f32).collect();
+    assert_eq!(quantized.pyramids[0].layer(1), &[common::brute_force_nearest(&codebook, &mean)]);
+}
+
+#[test]
+fn matches_the_scalar_reference_for_dilated_samples() {
+    let codebook = common::small_codebook(1024);
+    let shape = PyramidShape::new(G, 6).unwrap();
+    let z = latent(3);
+    let quantized = quantize(std::slice::from_ref(&z), &codebook, CellTarget::Dilated);
+    let expected = reference(&z, &codebook, &shape, CellTarget::Dilated);
+    for layer in 1..=6 {
+        assert_eq!(quantized.pyramids[0].layer(layer), expected[layer - 1].as_slice(), "layer {layer}");
+    }
+}
+
+#[test]
+fn every_prefix_is_the_running_mean_of_its_words() {
+    let codebook = common::small_codebook(1024);
+    let quantized = quantize(&[latent(4)], &codebook, CellTarget::Mean);
+    let pyramid = &quantized.pyramids[0];
+    let shape = pyramid.shape();
+    for layers in 1..=6 {
+        let zhat: Vec<f32> = quantized.prefixes[layers - 1].flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(quantized.prefixes[layers - 1].dims(), &[1, DIM, G, G]);
+        for &(y, x) in &[(0, 0), (5, 11), (15, 15), (8, 3)] {
+            for d in [0, 100, 575] {
+                let mean: f32 = (1..=layers)
+                    .map(|l| {
+                        let f = shape.cell_size(l);
+                        codebook.row(pyramid.word(l, y / f, x / f))[d]
+                    })
+                    .sum::<f32>()
+                    / layers as f32;
+                assert!((zhat[d * G * G + y * G + x] - mean).abs() < 1e-5, "prefix {layers} at ({y},{x},{d})");
+            }
+        }
+        let dequantized = saq::dequantize(std::slice::from_ref(pyramid), &codebook, layers).unwrap();
+        let diff = (dequantized - &quantized.prefixes[layers - 1]).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-6);
+    }
+}
+
+#[test]
+fn a_latent_made_of_one_word_quantizes_to_that_word_everywhere() {
+    let codebook = common::codebook();
+    for word in [0u32, 1234, 16_383] {
+        let z: Vec<f32> = (0..DIM).flat_map(|d| std::iter::repeat_n(codebook.row(word)[d], G * G)).collect();
+        let quantized = quantize(&[z], &codebook, CellTarget::Mean);
+        assert!(quantized.pyramids[0].words().all(|w| w == word), "word {word}");
+        assert_eq!(quantized.pyramids[0].words().count(), 597);
+    }
+}
+
+#[test]
+fn pyramid_rejects_wrong_layer_sizes() {
+    let shape = PyramidShape::new(G, 6).unwrap();
+    let mut layers: Vec<Vec<u32>> = (1..=6).map(|l| vec![0; shape.tokens_in_layer(l)]).collect();
+    assert!(Pyramid::new(shape.clone(), layers.clone()).is_ok());
+    layers[2].pop();
+    assert!(Pyramid::new(shape, layers).is_err());
+}
+
+#[test]
+fn straight_through_passes_the_gradient_and_commitment_is_the_mean_square() {
+    let z = Var::from_tensor(&Tensor::new(&[1.0f32, 2.0, 3.0, 4.0], &Device::Cpu).unwrap()).unwrap();
+    let zhat = Tensor::new(&[1.5f32, 1.0, 3.0, 6.0], &Device::Cpu).unwrap();
+    let st = saq::straight_through(z.as_tensor(), &zhat).unwrap();
+    assert_eq!(st.to_vec1::<f32>().unwrap(), vec![1.5, 1.0, 3.0, 6.0]);
+    let weights = Tensor::new(&[1.0f32, 2.0, 3.0, 4.0], &Device::Cpu).unwrap();
+    let grads = (st * weights).unwrap().sum_all().unwrap().backward().unwrap();
+    assert_eq!(grads.get(&z).unwrap().to_vec1::<f32>().unwrap(), vec![1.0, 2.0, 3.0, 4.0]);
+    let commitment = saq::commitment_loss(z.as_tensor(), &zhat).unwrap();
+    // (0.25 + 1 + 0 + 4) / 4
+    assert!((commitment.to_scalar::<f32>().unwrap() - 1.3125).abs() < 1e-6);
+    let grads = commitment.backward().unwrap();
+    // d/dz mean((z - zhat)^2) = 2 (z - zhat) / 4; zhat gets none.
+    assert_eq!(grads.get(&z).unwrap().to_vec1::<f32>().unwrap(), vec![-0.25, 0.5, 0.0, -1.0]);
+}
