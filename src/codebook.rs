@@ -82,6 +82,14 @@ impl Codebook {
     pub fn nearest(&self, targets: &[f32]) -> Vec<u32> {
         assert_eq!(targets.len() % self.dim, 0, "targets must be whole rows of width {}", self.dim);
         let m = targets.len() / self.dim;
+        if m <= FEW_TARGETS && few_targets::available() {
+            return self.nearest_few(targets, m);
+        }
+        self.nearest_many(targets, m)
+    }
+
+    /// The blocked matrix-product search, efficient when there are many targets.
+    fn nearest_many(&self, targets: &[f32], m: usize) -> Vec<u32> {
         let mut best: Vec<(f32, u32)> = vec![(f32::INFINITY, 0); m];
         let mut dots = vec![0f32; m * SEARCH_BLOCK_ROWS];
         for block_start in (0..self.len()).step_by(SEARCH_BLOCK_ROWS) {
@@ -98,6 +106,49 @@ impl Codebook {
                 }
             });
         }
+        best.into_iter().map(|(_, index)| index).collect()
+    }
+
+    /// One pass over the codebook scoring every row against all targets at once: for few
+    /// targets the matrix product's packing and threading cost more than the arithmetic.
+    fn nearest_few(&self, targets: &[f32], m: usize) -> Vec<u32> {
+        let chunk_rows = self.len().div_ceil(4 * rayon::current_num_threads()).max(1);
+        let dim = self.dim;
+        let merge = |mut a: Vec<(f32, u32)>, b: Vec<(f32, u32)>| {
+            for (x, y) in a.iter_mut().zip(b) {
+                if y.0 < x.0 || (y.0 == x.0 && y.1 < x.1) {
+                    *x = y;
+                }
+            }
+            a
+        };
+        let best = self
+            .rows
+            .par_chunks(chunk_rows * dim)
+            .zip(self.squared_norms.par_chunks(chunk_rows))
+            .enumerate()
+            .map(|(chunk, (rows, norms))| {
+                let mut best = vec![(f32::INFINITY, 0u32); m];
+                let mut dots = [0f32; 4];
+                for (r, (row, &norm)) in rows.chunks_exact(dim).zip(norms).enumerate() {
+                    let index = (chunk * chunk_rows + r) as u32;
+                    for group in (0..m).step_by(4) {
+                        let queries: [&[f32]; 4] = std::array::from_fn(|q| {
+                            let i = (group + q).min(m - 1);
+                            &targets[i * dim..(i + 1) * dim]
+                        });
+                        few_targets::dot4(row, queries, &mut dots);
+                        for (q, &dot) in dots.iter().enumerate().take(m - group) {
+                            let score = norm - 2.0 * dot;
+                            if score < best[group + q].0 {
+                                best[group + q] = (score, index);
+                            }
+                        }
+                    }
+                }
+                best
+            })
+            .reduce(|| vec![(f32::INFINITY, 0u32); m], merge);
         best.into_iter().map(|(_, index)| index).collect()
     }
 
@@ -147,6 +198,69 @@ impl Codebook {
                 false,
                 Parallelism::Rayon(rayon::current_num_threads()),
             );
+        }
+    }
+}
+
+/// Up to this many targets, [`Codebook::nearest`] streams the codebook once with a
+/// hand-written kernel instead of the blocked matrix product (measured crossover on an
+/// AVX-512 EPYC: see the README's speed table).
+const FEW_TARGETS: usize = 96;
+
+/// Dot products of one codebook row with four targets (AVX2 + FMA, detected at run time).
+mod few_targets {
+    pub fn available() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// `out[q] = row . queries[q]`; all slices have the row's length, a multiple of 8.
+    pub fn dot4(row: &[f32], queries: [&[f32]; 4], out: &mut [f32; 4]) {
+        assert!(row.len() % 8 == 0 && queries.iter().all(|q| q.len() == row.len()));
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: only called when `available()` said AVX2 and FMA exist; lengths checked above.
+        unsafe {
+            dot4_avx2(row, queries, out)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("the few-targets kernel is only used on x86_64")
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot4_avx2(row: &[f32], queries: [&[f32]; 4], out: &mut [f32; 4]) {
+        use std::arch::x86_64::*;
+        // Two accumulators per query (even and odd blocks of 8) keep eight FMA chains busy.
+        let mut acc = [_mm256_setzero_ps(); 8];
+        let mut k = 0;
+        while k + 16 <= row.len() {
+            let r0 = _mm256_loadu_ps(row.as_ptr().add(k));
+            let r1 = _mm256_loadu_ps(row.as_ptr().add(k + 8));
+            for q in 0..4 {
+                let p = queries[q].as_ptr().add(k);
+                acc[2 * q] = _mm256_fmadd_ps(r0, _mm256_loadu_ps(p), acc[2 * q]);
+                acc[2 * q + 1] = _mm256_fmadd_ps(r1, _mm256_loadu_ps(p.add(8)), acc[2 * q + 1]);
+            }
+            k += 16;
+        }
+        if k < row.len() {
+            let r0 = _mm256_loadu_ps(row.as_ptr().add(k));
+            for q in 0..4 {
+                acc[2 * q] = _mm256_fmadd_ps(r0, _mm256_loadu_ps(queries[q].as_ptr().add(k)), acc[2 * q]);
+            }
+        }
+        for q in 0..4 {
+            let sum = _mm256_add_ps(acc[2 * q], acc[2 * q + 1]);
+            let half = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps(sum, 1));
+            let pair = _mm_add_ps(half, _mm_movehl_ps(half, half));
+            let one = _mm_add_ss(pair, _mm_shuffle_ps(pair, pair, 1));
+            out[q] = _mm_cvtss_f32(one);
         }
     }
 }

@@ -7,7 +7,7 @@
 //! a point in the LLM's embedding space.
 
 use anyhow::Result;
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 
 use crate::codebook::Codebook;
 use crate::pyramid::{CellTarget, Pyramid, PyramidShape};
@@ -20,32 +20,42 @@ pub struct Quantized {
 }
 
 /// Quantizes a batch of latents `z` (`batch x dim x G x G`) into pyramids of words.
+///
+/// SAQ passes no gradient (the straight-through estimator does that), so the bookkeeping
+/// runs on plain channel-last buffers; only the searches are heavy.
 pub fn quantize(
     z: &Tensor,
     codebook: &Codebook,
     shape: &PyramidShape,
     cell_target: CellTarget,
 ) -> Result<Quantized> {
-    let z = z.detach();
-    let (batch, _, g, _) = z.dims4()?;
+    let (batch, dim, g, _) = z.dims4()?;
     anyhow::ensure!(g == shape.latent_size(), "latent is {g} wide, the pyramid wants {}", shape.latent_size());
-    let mut sum = z.zeros_like()?;
-    let mut zhat = z.zeros_like()?;
+    anyhow::ensure!(dim == codebook.dim(), "latent has {dim} channels, the codebook {}", codebook.dim());
+    let z: Vec<f32> = z.detach().permute((0, 2, 3, 1))?.flatten_all()?.to_vec1()?;
+    let image_len = g * g * dim;
+    let mut sum = vec![0f32; z.len()];
     let mut prefixes = Vec::with_capacity(shape.layers());
-    let mut words_per_layer: Vec<Vec<u32>> = Vec::with_capacity(shape.layers());
+    let mut words: Vec<Vec<Vec<u32>>> = vec![Vec::with_capacity(shape.layers()); batch];
     for layer in 1..=shape.layers() {
-        let l = layer as f64;
-        let target = ((cell_values(&z, shape, layer, cell_target)? * l)?
-            - (cell_values(&zhat, shape, layer, cell_target)? * (l - 1.0))?)?;
-        // batch x dim x s x s  ->  (batch * s * s) x dim
-        let rows = target.permute((0, 2, 3, 1))?.flatten_to(2)?.contiguous()?;
-        let words = codebook.nearest(&rows.flatten_all()?.to_vec1::<f32>()?);
-        sum = (sum + layer_embedding(codebook, &words, batch, shape, layer)?)?;
-        zhat = (&sum / l)?;
-        prefixes.push(zhat.clone());
-        words_per_layer.push(words);
+        let l = layer as f32;
+        let mut targets = Vec::with_capacity(batch * shape.tokens_in_layer(layer) * dim);
+        for b in 0..batch {
+            let range = b * image_len..(b + 1) * image_len;
+            let z_cells = cell_values(&z[range.clone()], shape, layer, cell_target, dim);
+            // zhat_{l-1} = sum / (l-1); its cell values scaled by (l-1) are the sum's.
+            let sum_cells = cell_values(&sum[range], shape, layer, cell_target, dim);
+            targets.extend(z_cells.iter().zip(&sum_cells).map(|(zc, sc)| l * zc - sc));
+        }
+        let found = codebook.nearest(&targets);
+        for (b, image_words) in found.chunks(shape.tokens_in_layer(layer)).enumerate() {
+            add_layer(&mut sum[b * image_len..(b + 1) * image_len], codebook, shape, layer, image_words);
+            words[b].push(image_words.to_vec());
+        }
+        let zhat: Vec<f32> = sum.iter().map(|s| s / l).collect();
+        prefixes.push(channels_first(zhat, batch, g, dim)?);
     }
-    let pyramids = split_by_image(&words_per_layer, batch, shape)?;
+    let pyramids = words.into_iter().map(|layers| Pyramid::new(shape.clone(), layers)).collect::<Result<_>>()?;
     Ok(Quantized { pyramids, prefixes })
 }
 
@@ -57,16 +67,15 @@ pub fn dequantize(pyramids: &[Pyramid], codebook: &Codebook, layers: usize) -> R
         "cannot decode {layers} layers of a {}-layer pyramid",
         shape.layers()
     );
-    let mut sum: Option<Tensor> = None;
-    for layer in 1..=layers {
-        let words: Vec<u32> = pyramids.iter().flat_map(|p| p.layer(layer).iter().copied()).collect();
-        let e = layer_embedding(codebook, &words, pyramids.len(), shape, layer)?;
-        sum = Some(match sum {
-            Some(s) => (s + e)?,
-            None => e,
-        });
+    let (g, dim) = (shape.latent_size(), codebook.dim());
+    let mut sum = vec![0f32; pyramids.len() * g * g * dim];
+    for (pyramid, image) in pyramids.iter().zip(sum.chunks_mut(g * g * dim)) {
+        for layer in 1..=layers {
+            add_layer(image, codebook, shape, layer, pyramid.layer(layer));
+        }
     }
-    Ok((sum.expect("at least one layer") / layers as f64)?)
+    let zhat = sum.into_iter().map(|s| s / layers as f32).collect();
+    channels_first(zhat, pyramids.len(), g, dim)
 }
 
 /// Straight-through estimator: the value of zhat with the gradient of z.
@@ -79,53 +88,47 @@ pub fn commitment_loss(z: &Tensor, zhat: &Tensor) -> Result<Tensor> {
     Ok((z - zhat.detach())?.sqr()?.mean_all()?)
 }
 
-/// A layer's cell values of a latent (`batch x dim x s x s`): cell means or dilated samples.
-fn cell_values(x: &Tensor, shape: &PyramidShape, layer: usize, cell_target: CellTarget) -> Result<Tensor> {
-    let f = shape.cell_size(layer);
-    if f == 1 {
-        return Ok(x.clone());
-    }
-    Ok(match cell_target {
-        CellTarget::Mean => x.avg_pool2d(f)?,
-        CellTarget::Dilated => {
-            let s = shape.grid_size(layer);
-            let positions: Vec<u32> = (0..s).map(|c| shape.dilated_position(layer, c) as u32).collect();
-            let index = Tensor::new(positions.as_slice(), x.device())?;
-            x.index_select(&index, 2)?.index_select(&index, 3)?
+/// A layer's cell values of one channel-last latent (`G x G x dim`), as `s*s` rows of
+/// `dim`: cell means or dilated samples.
+fn cell_values(x: &[f32], shape: &PyramidShape, layer: usize, cell_target: CellTarget, dim: usize) -> Vec<f32> {
+    let (g, s, f) = (shape.latent_size(), shape.grid_size(layer), shape.cell_size(layer));
+    let mut out = vec![0f32; s * s * dim];
+    for (cell, value) in out.chunks_mut(dim).enumerate() {
+        let (row, col) = (cell / s, cell % s);
+        match cell_target {
+            CellTarget::Mean => {
+                for y in row * f..(row + 1) * f {
+                    for x_ in col * f..(col + 1) * f {
+                        let p = (y * g + x_) * dim;
+                        value.iter_mut().zip(&x[p..p + dim]).for_each(|(v, a)| *v += a);
+                    }
+                }
+                let scale = 1.0 / (f * f) as f32;
+                value.iter_mut().for_each(|v| *v *= scale);
+            }
+            CellTarget::Dilated => {
+                let p = (shape.dilated_position(layer, row) * g + shape.dilated_position(layer, col)) * dim;
+                value.copy_from_slice(&x[p..p + dim]);
+            }
         }
-    })
+    }
+    out
 }
 
-/// The embeddings of one layer's words spread over the latent grid (`batch x dim x G x G`).
-fn layer_embedding(
-    codebook: &Codebook,
-    words: &[u32],
-    batch: usize,
-    shape: &PyramidShape,
-    layer: usize,
-) -> Result<Tensor> {
-    let s = shape.grid_size(layer);
-    let g = shape.latent_size();
-    let ids = Tensor::new(words, codebook.embeddings().device())?;
-    let e = codebook.embeddings().index_select(&ids, 0)?; // (batch*s*s) x dim
-    let e = e.reshape((batch, s, s, codebook.dim()))?.permute((0, 3, 1, 2))?;
-    Ok(e.upsample_nearest2d(g, g)?.contiguous()?)
+/// Adds one layer's word embeddings over their cells to a channel-last sum (`G x G x dim`).
+fn add_layer(sum: &mut [f32], codebook: &Codebook, shape: &PyramidShape, layer: usize, words: &[u32]) {
+    let (g, s, f, dim) = (shape.latent_size(), shape.grid_size(layer), shape.cell_size(layer), codebook.dim());
+    for (p, position) in sum.chunks_mut(dim).enumerate() {
+        let (y, x) = (p / g, p % g);
+        let word = words[(y / f) * s + x / f];
+        position.iter_mut().zip(codebook.row(word)).for_each(|(v, e)| *v += e);
+    }
 }
 
-fn split_by_image(words_per_layer: &[Vec<u32>], batch: usize, shape: &PyramidShape) -> Result<Vec<Pyramid>> {
-    (0..batch)
-        .map(|b| {
-            let layers = words_per_layer
-                .iter()
-                .enumerate()
-                .map(|(l, words)| {
-                    let n = shape.tokens_in_layer(l + 1);
-                    words[b * n..(b + 1) * n].to_vec()
-                })
-                .collect();
-            Pyramid::new(shape.clone(), layers)
-        })
-        .collect()
+/// A channel-last batch buffer (`batch x G x G x dim`) as a `batch x dim x G x G` tensor.
+fn channels_first(data: Vec<f32>, batch: usize, g: usize, dim: usize) -> Result<Tensor> {
+    let t = Tensor::from_vec(data, (batch, g, g, dim), &Device::Cpu)?;
+    Ok(t.permute((0, 3, 1, 2))?.contiguous()?)
 }
 
 /// Mean squared quantization error per cell of a layer, between z and zhat_layer

@@ -53,12 +53,12 @@ fn mismatched_weights_are_reported_by_name_and_shape() {
     model.save(&dir).unwrap();
     // Same weights, a config with other widths.
     let mut config = SpaeConfig::default();
-    config.channels = vec![32, 128, 256];
+    config.channels = vec![64, 64, 128];
     std::fs::write(dir.join(CONFIG_FILE), serde_json::to_string(&config).unwrap()).unwrap();
     let message = format!("{:#}", SpaeModel::load(&dir, common::codebook()).err().unwrap());
-    assert!(message.contains("encoder.conv_in.weight has shape [64, 3, 3, 3], the config needs [32, 3, 3, 3]"), "{message}");
+    assert!(message.contains("encoder.conv_in.weight has shape [32, 3, 3, 3], the config needs [64, 3, 3, 3]"), "{message}");
     // One more residual block per level: tensors the file lacks.
-    config.channels = vec![64, 128, 256];
+    config.channels = SpaeConfig::default().channels;
     config.res_blocks = 2;
     std::fs::write(dir.join(CONFIG_FILE), serde_json::to_string(&config).unwrap()).unwrap();
     let message = format!("{:#}", SpaeModel::load(&dir, common::codebook()).err().unwrap());
@@ -80,6 +80,7 @@ fn corrupt_files_and_configs_give_clear_errors() {
 
     let mut config = SpaeConfig::default();
     config.channels = vec![64, 100];
+    config.norm_groups = 32;
     std::fs::write(dir.join(CONFIG_FILE), serde_json::to_string(&config).unwrap()).unwrap();
     let message = format!("{:#}", SpaeModel::load(&dir, common::codebook()).err().unwrap());
     assert!(message.contains("channel width 100 is not a multiple of norm_groups 32"), "{message}");

@@ -36,9 +36,9 @@ impl Default for SpaeConfig {
     fn default() -> Self {
         Self {
             resolution: 64,
-            channels: vec![64, 128, 256],
+            channels: vec![32, 64, 128],
             res_blocks: 1,
-            norm_groups: 32,
+            norm_groups: 8,
             latent_channels: 576,
             layers: 6,
             vocabulary_size: crate::vocabulary::DEFAULT_SIZE,

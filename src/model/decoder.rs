@@ -1,6 +1,7 @@
 //! The CNN decoder: a dequantized latent zhat (`batch x latent_channels x G x G`) to
 //! pixels (`batch x 3 x R x R`, in -1..1 before clamping). It mirrors the encoder, with
-//! nearest-neighbour upsampling followed by a convolution in place of downsampling.
+//! nearest-neighbour upsampling followed by a convolution (to the next, narrower width)
+//! in place of downsampling.
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{group_norm, Conv2d, GroupNorm, VarBuilder};
@@ -33,8 +34,15 @@ impl Decoder {
                 blocks.push(ResBlock::new(in_c, c, cfg.norm_groups, vb.pp(format!("blocks.{b}")))?);
                 in_c = c;
             }
-            let last = i + 1 == widths.len();
-            let upsample = if last { None } else { Some(conv3x3(c, c, 1, vb.pp("upsample"))?) };
+            // Upsampling narrows to the next level's width, so the convolution at the higher
+            // resolution stays cheap.
+            let upsample = match widths.get(i + 1) {
+                Some(&next) => {
+                    in_c = next;
+                    Some(conv3x3(c, next, 1, vb.pp("upsample"))?)
+                }
+                None => None,
+            };
             levels.push(Level { blocks, upsample });
         }
         Ok(Self {

@@ -1,0 +1,38 @@
+//! The property the parser fuzz target checks, shared with the regression test that
+//! replays the committed corpus (`tests/pyramid_text_corpus.rs`).
+
+use std::sync::OnceLock;
+
+use spae::pyramid::PyramidShape;
+use spae::pyramid_text::{format, parse};
+use spae::vocabulary::Vocabulary;
+
+/// A small vocabulary (whole-word tokens mixed with others) and a 3-layer shape keep the
+/// fuzzer fast while exercising every branch of the parser.
+fn fixture() -> &'static (Vocabulary, PyramidShape) {
+    static FIXTURE: OnceLock<(Vocabulary, PyramidShape)> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let tokens: Vec<String> = ["Ġcat", "Ġdog", "x", "Ġsky", "Ġat", "Ġtree", "ĠThe", "Ġgrass"]
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        (Vocabulary::from_tokens(&tokens, 6).unwrap(), PyramidShape::new(4, 3).unwrap())
+    })
+}
+
+/// Parsing never panics, every error points inside the text, and whatever is accepted
+/// formats back to text that parses to the same pyramid.
+pub fn check(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let (vocabulary, shape) = fixture();
+    match parse(text, shape, vocabulary) {
+        Ok(pyramid) => {
+            let again = format(&pyramid, vocabulary);
+            assert_eq!(parse(&again, shape, vocabulary).unwrap(), pyramid);
+        }
+        Err(error) => {
+            assert!(error.line >= 1 && error.line <= text.lines().count().max(1) + 1);
+            assert!(error.column >= 1);
+        }
+    }
+}
