@@ -7,12 +7,16 @@
 
 pub mod atomic_file;
 pub mod codebook;
+pub mod data;
+pub mod eval;
 pub mod image_io;
 pub mod llm;
+pub mod metrics;
 pub mod model;
 pub mod pyramid;
 pub mod pyramid_text;
 pub mod saq;
+pub mod train;
 pub mod vocabulary;
 
 /// Where the shipped files live, relative to the repository root.

