@@ -5,6 +5,7 @@
 //! [`codebook`], a [`pyramid`] of words ([`vocabulary`], [`pyramid_text`]), the decoder,
 //! pixels again. The studio and the command line sit on top of this library.
 
+pub mod allocator;
 pub mod atomic_file;
 pub mod codebook;
 pub mod data;

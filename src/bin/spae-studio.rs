@@ -73,6 +73,7 @@ impl eframe::App for Studio {
 }
 
 fn main() -> Result<()> {
+    spae::allocator::keep_freed_memory();
     let model = SpaeModel::open(Path::new(paths::DEFAULT_MODEL_DIR), Path::new(paths::LLM_GGUF), true)?;
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default().with_inner_size([1000.0, 640.0]).with_title("SPAE Studio"),

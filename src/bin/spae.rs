@@ -95,6 +95,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    spae::allocator::keep_freed_memory();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
