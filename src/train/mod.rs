@@ -93,6 +93,10 @@ pub fn train(model: &SpaeModel, options: &TrainOptions, resume: bool, stop: Stop
             record.loss, record.pixel_mse, record.commitment, record.psnr_db, options.batch_size as f64 / record.seconds_total
         ));
         bar.set_position(step + 1);
+        if bar.is_hidden() && (step + 1) % 25 == 0 {
+            // Not a terminal (a background run): a plain line now and then instead.
+            eprintln!("step {}/{total}: {}", step + 1, bar.message());
+        }
         log.append(&record)?;
         if last_checkpoint.elapsed().as_secs_f64() >= options.checkpoint_minutes * 60.0 {
             save(model, &optimizer, options, elapsed_before + started.elapsed().as_secs_f64(), &mut log)?;

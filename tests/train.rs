@@ -1,0 +1,110 @@
+//! Training resumes exactly: a run stopped at a checkpoint and resumed matches one that
+//! never stopped, and the log keeps one row per step.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use spae::data::{Dataset, Sample, Split};
+use spae::image_io;
+use spae::model::{SpaeConfig, SpaeModel};
+use spae::train::schedule::Schedule;
+use spae::train::{train, Stop, TrainOptions};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("spae-train-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The four sample emoji as a prepared training split.
+fn tiny_dataset(dir: &Path) {
+    let names = ["cat-face", "red-apple", "sunflower", "automobile"];
+    let mut pixels = Vec::new();
+    let samples = names
+        .iter()
+        .map(|name| {
+            let image = image_io::prepare(&image_io::load(&common::sample(&format!("{name}.png"))).unwrap(), 64);
+            pixels.extend_from_slice(image.as_raw());
+            Sample { package: "samples".into(), file: format!("{name}.png"), caption: None, name: name.to_string(), category: "test".into() }
+        })
+        .collect();
+    Dataset::new(64, samples, pixels).unwrap().save(dir, Split::Train).unwrap();
+}
+
+fn small_model(seed: u64) -> SpaeModel {
+    let config = SpaeConfig { channels: vec![8, 16, 32], ..SpaeConfig::default() };
+    SpaeModel::from_seed(config, common::codebook(), seed).unwrap()
+}
+
+fn options(data: &Path, run: &Path, steps: u64) -> TrainOptions {
+    TrainOptions {
+        data_dir: data.to_path_buf(),
+        run_dir: run.to_path_buf(),
+        export_dir: Some(run.join("export")),
+        batch_size: 2,
+        schedule: Schedule { peak_lr: 1e-3, warmup_steps: 1, total_steps: steps, floor: 0.1 },
+        weight_decay: 1e-4,
+        commitment: 0.25,
+        full_prefix_share: 0.5,
+        seed: 3,
+        checkpoint_minutes: 1e6,
+    }
+}
+
+fn weights(model: &SpaeModel) -> Vec<(String, Vec<f32>)> {
+    let mut out: Vec<(String, Vec<f32>)> = model
+        .varmap()
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(n, v)| (n.clone(), v.as_tensor().flatten_all().unwrap().to_vec1().unwrap()))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn log_steps(run: &Path) -> Vec<u64> {
+    std::fs::read_to_string(run.join("log.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_resumed_run_matches_an_uninterrupted_one() {
+    let data = temp_dir("data");
+    tiny_dataset(&data);
+
+    let straight = temp_dir("straight");
+    let model = small_model(0);
+    let before = weights(&model);
+    train(&model, &options(&data, &straight, 3), false, Stop::Schedule).unwrap();
+    let uninterrupted = weights(&model);
+    assert_ne!(before, uninterrupted, "training changed the weights");
+    assert_eq!(log_steps(&straight), vec![1, 2, 3]);
+
+    let stopped = temp_dir("stopped");
+    train(&small_model(0), &options(&data, &stopped, 2), false, Stop::Schedule).unwrap();
+    // A killed run may have logged steps after its last checkpoint.
+    let mut log = std::fs::read_to_string(stopped.join("log.csv")).unwrap();
+    log.push_str("3,0,0,0,0,0,0,0,0,0,0\n");
+    std::fs::write(stopped.join("log.csv"), log).unwrap();
+    // Resume into a model initialised differently: everything must come from the checkpoint.
+    let resumed = small_model(9);
+    train(&resumed, &options(&data, &stopped, 3), true, Stop::Schedule).unwrap();
+    assert_eq!(log_steps(&stopped), vec![1, 2, 3]);
+    for ((name, a), (_, b)) in uninterrupted.iter().zip(weights(&resumed)) {
+        let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(diff < 1e-5, "{name} differs by {diff}");
+    }
+    // The exported model loads and matches.
+    let exported = SpaeModel::load(stopped.join("export"), common::codebook()).unwrap();
+    assert_eq!(weights(&exported), weights(&resumed));
+    let files: Vec<String> = std::fs::read_dir(&stopped).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(files.iter().filter(|f| f.starts_with("checkpoint-")).count(), 1, "old checkpoints are removed: {files:?}");
+}
