@@ -47,3 +47,36 @@ impl Module for ResBlock {
         h + skip
     }
 }
+
+/// How a level changes resolution after its residual blocks.
+pub enum Resample {
+    /// Stride-2 convolution (encoder).
+    Down(Conv2d),
+    /// Nearest-neighbour doubling, then a convolution (decoder).
+    Up(Conv2d),
+    /// The last level keeps its resolution.
+    Keep,
+}
+
+/// One resolution level: residual blocks, then a change of resolution.
+pub struct Level {
+    pub blocks: Vec<ResBlock>,
+    pub resample: Resample,
+}
+
+impl Module for Level {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut h = x.clone();
+        for block in &self.blocks {
+            h = block.forward(&h)?;
+        }
+        match &self.resample {
+            Resample::Down(conv) => conv.forward(&h),
+            Resample::Up(conv) => {
+                let (_, _, height, width) = h.dims4()?;
+                conv.forward(&h.upsample_nearest2d(height * 2, width * 2)?)
+            }
+            Resample::Keep => Ok(h),
+        }
+    }
+}

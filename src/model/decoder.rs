@@ -6,14 +6,9 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{group_norm, GroupNorm, VarBuilder};
 
-use super::blocks::{conv1x1, conv3x3, ResBlock};
+use super::blocks::{conv1x1, conv3x3, Level, ResBlock, Resample};
 use super::conv::Conv2d;
 use super::config::SpaeConfig;
-
-struct Level {
-    blocks: Vec<ResBlock>,
-    upsample: Option<Conv2d>,
-}
 
 pub struct Decoder {
     conv_in: Conv2d,
@@ -37,14 +32,14 @@ impl Decoder {
             }
             // Upsampling narrows to the next level's width, so the convolution at the higher
             // resolution stays cheap.
-            let upsample = match widths.get(i + 1) {
+            let resample = match widths.get(i + 1) {
                 Some(&next) => {
                     in_c = next;
-                    Some(conv3x3(c, next, 1, vb.pp("upsample"))?)
+                    Resample::Up(conv3x3(c, next, 1, vb.pp("upsample"))?)
                 }
-                None => None,
+                None => Resample::Keep,
             };
-            levels.push(Level { blocks, upsample });
+            levels.push(Level { blocks, resample });
         }
         Ok(Self {
             conv_in,
@@ -59,13 +54,7 @@ impl Module for Decoder {
     fn forward(&self, zhat: &Tensor) -> Result<Tensor> {
         let mut h = self.conv_in.forward(zhat)?;
         for level in &self.levels {
-            for block in &level.blocks {
-                h = block.forward(&h)?;
-            }
-            if let Some(up) = &level.upsample {
-                let (_, _, height, width) = h.dims4()?;
-                h = up.forward(&h.upsample_nearest2d(height * 2, width * 2)?)?;
-            }
+            h = level.forward(&h)?;
         }
         self.conv_out.forward(&self.norm_out.forward(&h)?.silu()?)
     }

@@ -4,14 +4,9 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{group_norm, GroupNorm, VarBuilder};
 
-use super::blocks::{conv1x1, conv3x3, ResBlock};
+use super::blocks::{conv1x1, conv3x3, Level, ResBlock, Resample};
 use super::conv::Conv2d;
 use super::config::SpaeConfig;
-
-struct Level {
-    blocks: Vec<ResBlock>,
-    downsample: Option<Conv2d>,
-}
 
 pub struct Encoder {
     conv_in: Conv2d,
@@ -33,8 +28,8 @@ impl Encoder {
                 in_c = c;
             }
             let last = i + 1 == cfg.channels.len();
-            let downsample = if last { None } else { Some(conv3x3(c, c, 2, vb.pp("downsample"))?) };
-            levels.push(Level { blocks, downsample });
+            let resample = if last { Resample::Keep } else { Resample::Down(conv3x3(c, c, 2, vb.pp("downsample"))?) };
+            levels.push(Level { blocks, resample });
         }
         Ok(Self {
             conv_in,
@@ -49,12 +44,7 @@ impl Module for Encoder {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = self.conv_in.forward(x)?;
         for level in &self.levels {
-            for block in &level.blocks {
-                h = block.forward(&h)?;
-            }
-            if let Some(down) = &level.downsample {
-                h = down.forward(&h)?;
-            }
+            h = level.forward(&h)?;
         }
         self.conv_out.forward(&self.norm_out.forward(&h)?.silu()?)
     }
