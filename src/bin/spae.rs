@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use spae::data::prepare::{self, PrepareOptions};
 use spae::data::{Dataset, Split};
+use spae::llm::gguf::LlmFile;
 use spae::model::SpaeModel;
 use spae::train::schedule::Schedule;
 use spae::train::{Stop, TrainOptions};
@@ -137,7 +138,7 @@ fn run(cli: Cli) -> Result<()> {
             image_io::save_png(&image, &output)?;
             eprintln!("wrote {} (decoded from {layers} layers)", output.display());
         }
-        Command::Inspect => inspect(&model),
+        Command::Inspect => inspect(&model, &cli.llm)?,
         Command::PrepareData { .. } => unreachable!("handled above"),
         Command::Train { cache, run, resume, minutes, batch_size, steps, lr, seed, checkpoint_minutes } => {
             let options = TrainOptions {
@@ -171,7 +172,7 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-fn inspect(model: &SpaeModel) {
+fn inspect(model: &SpaeModel, llm: &Path) -> Result<()> {
     let config = model.config();
     let shape = model.shape();
     let codebook = model.codebook();
@@ -190,4 +191,15 @@ fn inspect(model: &SpaeModel) {
     let last: Vec<&str> = (codebook.len() as u32 - 4..codebook.len() as u32).map(|i| vocabulary.word(i)).collect();
     println!("vocabulary first: {} ... last: {}", first.join(" "), last.join(" "));
     println!("           token ids {} ..= {}", vocabulary.token_id(0), vocabulary.token_id(codebook.len() as u32 - 1));
+    let file = LlmFile::open(llm)?;
+    let field = |key: &str| file.metadata_string(key).unwrap_or_else(|| "?".to_string());
+    println!(
+        "LLM        {} ({}, {}, licence {}), {} tokens in its vocabulary",
+        file.path().display(),
+        field("general.name"),
+        field("general.architecture"),
+        field("general.license"),
+        file.tokens()?.len()
+    );
+    Ok(())
 }
