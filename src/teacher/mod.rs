@@ -1,3 +1,4 @@
 //! The semantic teacher (SPAE.md section 5): what stands in for CLIP.
 
 pub mod efficientnet;
+pub mod relevance;
