@@ -47,16 +47,12 @@ impl Padding {
     }
 }
 
-/// `batch x (channels * k * k) x positions`: for each output position, the input values
-/// a `k x k` kernel sees, in the (channel, ky, kx) order of a conv weight; also returns
-/// the output height and width.
-pub fn patches(x: &Tensor, kernel: usize, stride: usize, padding: Padding) -> Result<(Tensor, usize, usize)> {
+/// The `k x k` shifted (and strided) views of the padded input that a kernel's taps
+/// see, in (ky, kx) order, each `batch x channels x out_h x out_w`.
+pub fn shifted_views(x: &Tensor, kernel: usize, stride: usize, padding: Padding) -> Result<Vec<Tensor>> {
     let (b, c, h, w) = x.dims4()?;
     let (k, s) = (kernel, stride);
     let (oh, ow) = (padding.output_size(h, k, s), padding.output_size(w, k, s));
-    if k == 1 && s == 1 && padding == Padding::same(1) {
-        return Ok((x.reshape((b, c, h * w))?, h, w));
-    }
     // `s - 1` more zeros after, so each view can be cut to a multiple of the stride.
     let extra = padding.after + s - 1;
     let padded = x.pad_with_zeros(2, padding.before, extra)?.pad_with_zeros(3, padding.before, extra)?;
@@ -64,15 +60,27 @@ pub fn patches(x: &Tensor, kernel: usize, stride: usize, padding: Padding) -> Re
     for dy in 0..k {
         for dx in 0..k {
             let view = padded.narrow(2, dy, oh * s)?.narrow(3, dx, ow * s)?;
-            let view = if s == 1 {
+            views.push(if s == 1 {
                 view
             } else {
                 view.reshape((b, c, oh, s, ow, s))?.narrow(3, 0, 1)?.narrow(5, 0, 1)?.reshape((b, c, oh, ow))?
-            };
-            views.push(view);
+            });
         }
     }
-    Ok((Tensor::stack(&views, 2)?.reshape((b, c * k * k, oh * ow))?, oh, ow))
+    Ok(views)
+}
+
+/// `batch x (channels * k * k) x positions`: for each output position, the input values
+/// a `k x k` kernel sees, in the (channel, ky, kx) order of a conv weight; also returns
+/// the output height and width.
+pub fn patches(x: &Tensor, kernel: usize, stride: usize, padding: Padding) -> Result<(Tensor, usize, usize)> {
+    let (b, c, h, w) = x.dims4()?;
+    let (oh, ow) = (padding.output_size(h, kernel, stride), padding.output_size(w, kernel, stride));
+    if kernel == 1 && stride == 1 && padding == Padding::same(1) {
+        return Ok((x.reshape((b, c, h * w))?, h, w));
+    }
+    let views = shifted_views(x, kernel, stride, padding)?;
+    Ok((Tensor::stack(&views, 2)?.reshape((b, c * kernel * kernel, oh * ow))?, oh, ow))
 }
 
 impl Module for Conv2d {

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
 
-use crate::model::conv::{patches, Padding};
+use crate::model::conv::{patches, shifted_views, Padding};
 
 /// Input side in pixels.
 pub const RESOLUTION: usize = 224;
@@ -58,21 +58,27 @@ impl ConvBn {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, c, h, _) = x.dims4()?;
+        let (b, _, h, _) = x.dims4()?;
         let padding = Padding::tensorflow_same(h, self.kernel, self.stride);
-        let (columns, oh, ow) = patches(x, self.kernel, self.stride, padding)?;
         let out_c = self.bias.dim(0)?;
         let y = if self.depthwise {
-            let k2 = self.kernel * self.kernel;
-            columns
-                .reshape((b, c, k2, oh * ow))?
-                .broadcast_mul(&self.weight.reshape((1, c, k2, 1))?)?
-                .sum(2)?
+            // Sum of k*k shifted views, each scaled per channel: far less memory than
+            // stacking the views into columns.
+            let mut sum: Option<Tensor> = None;
+            for (tap, view) in shifted_views(x, self.kernel, self.stride, padding)?.into_iter().enumerate() {
+                let term = view.broadcast_mul(&self.weight.narrow(1, tap, 1)?.reshape((1, out_c, 1, 1))?)?;
+                sum = Some(match sum {
+                    Some(s) => (s + term)?,
+                    None => term,
+                });
+            }
+            sum.expect("a kernel has at least one tap")
         } else {
+            let (columns, oh, ow) = patches(x, self.kernel, self.stride, padding)?;
             let (_, in_c, k, _) = self.weight.dims4()?;
-            self.weight.reshape((out_c, in_c * k * k))?.broadcast_matmul(&columns)?
+            self.weight.reshape((out_c, in_c * k * k))?.broadcast_matmul(&columns)?.reshape((b, out_c, oh, ow))?
         };
-        let y = y.reshape((b, out_c, oh, ow))?.broadcast_add(&self.bias.reshape((1, out_c, 1, 1))?)?;
+        let y = y.broadcast_add(&self.bias.reshape((1, out_c, 1, 1))?)?;
         Ok(if self.relu6 { y.clamp(0f32, 6f32)? } else { y })
     }
 }

@@ -21,9 +21,10 @@ use crate::vocabulary::Vocabulary;
 /// Classes of the classifier that anchor an image's relevance.
 const TOP_CLASSES: usize = 5;
 /// Frequent words that carry nothing about an image's content.
-const STOPWORDS: [&str; 24] = [
+const STOPWORDS: [&str; 40] = [
     "the", "and", "for", "with", "that", "this", "from", "are", "was", "its", "has", "have", "into", "not", "but", "you",
-    "your", "called", "which", "their", "there", "they", "other", "also",
+    "your", "called", "which", "their", "there", "they", "other", "also", "some", "many", "more", "most", "all", "one",
+    "two", "any", "each", "very", "can", "will", "our", "his", "her", "who",
 ];
 
 /// The teacher's view of one image.
@@ -45,6 +46,11 @@ pub struct SemanticTeacher {
     class_words: Vec<Vec<u32>>,
     /// Centred, unit-length codebook rows (`len x dim`).
     unit_rows: Tensor,
+    /// Each word's mean cosine to all words: frequent "hub" words are near everything,
+    /// so this is subtracted from their relevance.
+    hubness: Tensor,
+    /// 1 for words that may be relevant, 0 for stopwords.
+    allowed: Tensor,
 }
 
 impl SemanticTeacher {
@@ -60,7 +66,12 @@ impl SemanticTeacher {
         let rows = codebook.embeddings();
         let centred = rows.broadcast_sub(&rows.mean_keepdim(0)?)?;
         let unit_rows = centred.broadcast_div(&centred.sqr()?.sum_keepdim(1)?.sqrt()?)?;
-        Ok(Self { classifier, class_words, unit_rows })
+        let hubness = unit_rows.matmul(&unit_rows.mean_keepdim(0)?.t()?)?.squeeze(1)?;
+        let vocabulary = codebook.vocabulary();
+        let allowed: Vec<f32> =
+            (0..vocabulary.len() as u32).map(|i| f32::from(!STOPWORDS.contains(&vocabulary.word(i).to_ascii_lowercase().as_str()))).collect();
+        let allowed = Tensor::new(allowed.as_slice(), &Device::Cpu)?;
+        Ok(Self { classifier, class_words, unit_rows, hubness, allowed })
     }
 
     /// Relevance of the vocabulary to each image of a batch (pixels in -1..1) given each
@@ -107,8 +118,12 @@ impl SemanticTeacher {
         }
         let anchor_rows = self.unit_rows.index_select(&Tensor::new(ids.as_slice(), &Device::Cpu)?, 0)?;
         let weights = Tensor::new(weights.as_slice(), &Device::Cpu)?.unsqueeze(0)?;
-        // (1 x anchors) . (anchors x dim) . (dim x words)
-        Ok(weights.matmul(&anchor_rows)?.matmul(&self.unit_rows.t()?)?.squeeze(0)?.to_vec1()?)
+        // (1 x anchors) . (anchors x dim) . (dim x words), less hubness, stopwords at -1.
+        let total: f32 = anchors.iter().map(|a| a.1 * halves).sum();
+        let cosine = weights.matmul(&anchor_rows)?.matmul(&self.unit_rows.t()?)?.squeeze(0)?;
+        let score = (cosine - (&self.hubness * total as f64)?)?;
+        let score = ((score + 1.0)? * &self.allowed)? - 1.0;
+        Ok(score?.to_vec1()?)
     }
 }
 
