@@ -1,4 +1,7 @@
-//! `spae eval`: reconstruction quality on the held-out split, for every layer prefix.
+//! `spae eval`: quality on the held-out split (SPAE.md section 8): reconstruction for
+//! every layer prefix, and the semantic precision of the upper layers' words.
+
+use std::collections::HashSet;
 
 use anyhow::Result;
 use serde::Serialize;
@@ -7,20 +10,32 @@ use crate::data::Dataset;
 use crate::image_io;
 use crate::metrics::{psnr, ssim};
 use crate::model::SpaeModel;
+use crate::teacher::relevance::Relevance;
 
-/// Mean PSNR (dB) and SSIM for decoding from the first 1..=L layers.
+/// The layers whose words are judged for meaning (L_sem, SPAE.md section 4).
+pub const SEMANTIC_LAYERS: usize = 3;
+
 #[derive(Debug, Serialize)]
-pub struct Reconstruction {
+pub struct Report {
+    /// Mean PSNR (dB) decoding from the first 1..=L layers.
     pub psnr_db: Vec<f64>,
+    /// Mean SSIM decoding from the first 1..=L layers.
     pub ssim: Vec<f64>,
+    /// Share of the upper layers' words among the teacher's most relevant words.
+    pub semantic_precision: Option<f64>,
+    /// Share of the upper layers' words that are one of the image's own text words.
+    pub text_precision: Option<f64>,
     pub images: usize,
 }
 
-/// Encodes the first `limit` images of `data` and decodes every prefix.
-pub fn reconstruction(model: &SpaeModel, data: &Dataset, limit: usize, batch_size: usize) -> Result<Reconstruction> {
+/// Encodes the first `limit` images of `data`, decodes every prefix, and, given the
+/// teacher's relevances for `data`, scores the words of the upper layers.
+pub fn evaluate(model: &SpaeModel, data: &Dataset, relevances: Option<&[Relevance]>, limit: usize, batch_size: usize) -> Result<Report> {
     let layers = model.shape().layers();
     let count = data.len().min(limit);
     let (mut psnr_sum, mut ssim_sum) = (vec![0.0; layers], vec![0.0; layers]);
+    let (mut teacher_hits, mut text_hits, mut judged) = (0usize, 0usize, 0usize);
+    let vocabulary = model.codebook().vocabulary();
     for start in (0..count).step_by(batch_size) {
         let indices: Vec<usize> = (start..(start + batch_size).min(count)).collect();
         let pixels = data.batch(&indices, &vec![false; indices.len()])?;
@@ -33,7 +48,29 @@ pub fn reconstruction(model: &SpaeModel, data: &Dataset, limit: usize, batch_siz
                 ssim_sum[l] += ssim(&original, image);
             }
         }
+        if let Some(relevances) = relevances {
+            for (&index, pyramid) in indices.iter().zip(&quantized.pyramids) {
+                let relevance = &relevances[index];
+                let relevant: HashSet<&str> = relevance.words.iter().map(String::as_str).collect();
+                let text: HashSet<&str> = relevance.text_words.iter().map(String::as_str).collect();
+                for layer in 1..=SEMANTIC_LAYERS.min(layers) {
+                    for &word in pyramid.layer(layer) {
+                        let word = vocabulary.word(word);
+                        teacher_hits += usize::from(relevant.contains(word));
+                        text_hits += usize::from(text.contains(word));
+                        judged += 1;
+                    }
+                }
+            }
+        }
     }
     let mean = |v: Vec<f64>| v.into_iter().map(|s| s / count as f64).collect();
-    Ok(Reconstruction { psnr_db: mean(psnr_sum), ssim: mean(ssim_sum), images: count })
+    let share = |hits: usize| relevances.map(|_| hits as f64 / judged.max(1) as f64);
+    Ok(Report {
+        psnr_db: mean(psnr_sum),
+        ssim: mean(ssim_sum),
+        semantic_precision: share(teacher_hits),
+        text_precision: share(text_hits),
+        images: count,
+    })
 }

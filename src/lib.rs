@@ -17,6 +17,7 @@ pub mod model;
 pub mod pyramid;
 pub mod pyramid_text;
 pub mod saq;
+pub mod studio;
 pub mod teacher;
 pub mod train;
 pub mod vocabulary;
@@ -27,4 +28,8 @@ pub mod paths {
     pub const LLM_GGUF: &str = "weights/SmolLM2-135M-Instruct.Q4_1.gguf";
     /// The shipped SPAE model folder (`config.json` + `model.safetensors`).
     pub const DEFAULT_MODEL_DIR: &str = "weights/spae-default";
+    /// The semantic teacher's classifier (EfficientNet-Lite0).
+    pub const TEACHER: &str = "weights/efficientnet-lite0.safetensors";
+    /// The classifier's 1000 class names.
+    pub const IMAGENET_CLASSES: &str = "weights/imagenet-classes.json";
 }

@@ -7,10 +7,13 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use spae::data::prepare::{self, PrepareOptions};
-use spae::data::{Dataset, Split};
+use spae::codebook::Codebook;
+use spae::data::{relevance_cache, Dataset, Split};
+use spae::teacher::relevance::SemanticTeacher;
 use spae::llm::gguf::LlmFile;
 use spae::model::SpaeModel;
 use spae::train::schedule::Schedule;
+use spae::train::semantic::SemanticOptions;
 use spae::train::{Stop, TrainOptions};
 use spae::{image_io, paths, pyramid_text};
 
@@ -81,6 +84,9 @@ enum Command {
         seed: u64,
         #[arg(long, default_value_t = 5.0)]
         checkpoint_minutes: f64,
+        /// Weight of the semantic guidance; 0 trains the control model without it.
+        #[arg(long, default_value_t = SemanticOptions::default().weight)]
+        semantic_weight: f64,
     },
     /// Reconstruction quality on the held-out split (PSNR and SSIM per layer prefix).
     Eval {
@@ -92,6 +98,9 @@ enum Command {
         /// Print one JSON object as the last line.
         #[arg(long)]
         json: bool,
+        /// A control model folder (trained without semantic guidance) to compare with.
+        #[arg(long)]
+        control: Option<PathBuf>,
     },
 }
 
@@ -111,6 +120,13 @@ fn run(cli: Cli) -> Result<()> {
     if let Command::PrepareData { cache, resolution, seed } = &cli.command {
         let options = PrepareOptions { resolution: *resolution, seed: *seed, ..Default::default() };
         prepare::prepare(cache, &options)?;
+        let codebook = Codebook::load(&cli.llm, spae::vocabulary::DEFAULT_SIZE)?;
+        let teacher = SemanticTeacher::load(Path::new(paths::TEACHER), Path::new(paths::IMAGENET_CLASSES), &codebook)?;
+        let dir = prepare::data_dir(cache);
+        for split in [Split::HeldOut, Split::Train] {
+            let data = Dataset::load(&dir, split, *resolution as usize)?;
+            relevance_cache::annotate(&dir, split, &data, &teacher, codebook.vocabulary())?;
+        }
         return Ok(());
     }
     let training = matches!(cli.command, Command::Train { .. });
@@ -140,7 +156,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Inspect => inspect(&model, &cli.llm)?,
         Command::PrepareData { .. } => unreachable!("handled above"),
-        Command::Train { cache, run, resume, minutes, batch_size, steps, lr, seed, checkpoint_minutes } => {
+        Command::Train { cache, run, resume, minutes, batch_size, steps, lr, seed, checkpoint_minutes, semantic_weight } => {
             let options = TrainOptions {
                 data_dir: prepare::data_dir(&cache),
                 run_dir: run,
@@ -152,24 +168,62 @@ fn run(cli: Cli) -> Result<()> {
                 full_prefix_share: 0.5,
                 seed,
                 checkpoint_minutes,
+                semantic: (semantic_weight > 0.0).then(|| SemanticOptions { weight: semantic_weight, ..Default::default() }),
             };
             let stop = minutes.map_or(Stop::Schedule, Stop::Minutes);
             spae::train::train(&model, &options, resume, stop)?;
         }
-        Command::Eval { cache, limit, json } => {
-            let data = Dataset::load(&prepare::data_dir(&cache), Split::HeldOut, model.config().resolution)?;
-            let result = spae::eval::reconstruction(&model, &data, limit, 32)?;
-            println!("held-out images: {}", result.images);
-            println!("layers  PSNR (dB)  SSIM");
-            for l in 0..result.psnr_db.len() {
-                println!("{:>6}  {:>9.2}  {:.4}", l + 1, result.psnr_db[l], result.ssim[l]);
-            }
+        Command::Eval { cache, limit, json, control } => {
+            let dir = prepare::data_dir(&cache);
+            let data = Dataset::load(&dir, Split::HeldOut, model.config().resolution)?;
+            let relevances = relevance_cache::load(&dir, Split::HeldOut, data.len())
+                .map_err(|e| eprintln!("warning: no semantic precision: {e:#}"))
+                .ok();
+            let report = spae::eval::evaluate(&model, &data, relevances.as_deref(), limit, 32)?;
+            let control = match &control {
+                Some(dir) => Some(spae::eval::evaluate(&SpaeModel::open(dir, &cli.llm, false)?, &data, relevances.as_deref(), limit, 32)?),
+                None => None,
+            };
+            print_report(&model, &report, control.as_ref());
             if json {
-                println!("{}", serde_json::to_string(&result)?);
+                let line = serde_json::json!({
+                    "psnr_db": report.psnr_db,
+                    "ssim": report.ssim,
+                    "semantic_precision": report.semantic_precision,
+                    "semantic_precision_control": control.as_ref().and_then(|c| c.semantic_precision),
+                    "text_precision": report.text_precision,
+                    "images": report.images,
+                });
+                println!("{line}");
             }
         }
     }
     Ok(())
+}
+
+fn print_report(model: &SpaeModel, report: &spae::eval::Report, control: Option<&spae::eval::Report>) {
+    println!("model: {}", model.source());
+    println!("held-out images: {}", report.images);
+    println!("layers  PSNR (dB)  SSIM");
+    for l in 0..report.psnr_db.len() {
+        println!("{:>6}  {:>9.2}  {:.4}", l + 1, report.psnr_db[l], report.ssim[l]);
+    }
+    let percent = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{:.1}%", 100.0 * v));
+    println!(
+        "words of layers 1-{}: {} among the teacher's top {} words, {} one of the image's own text words",
+        spae::eval::SEMANTIC_LAYERS,
+        percent(report.semantic_precision),
+        relevance_cache::TOP_WORDS,
+        percent(report.text_precision)
+    );
+    if let Some(control) = control {
+        println!(
+            "control (no semantic loss): {} among the teacher's top words, {} text words; PSNR with all layers {:.2} dB",
+            percent(control.semantic_precision),
+            percent(control.text_precision),
+            control.psnr_db.last().copied().unwrap_or(f64::NAN)
+        );
+    }
 }
 
 fn inspect(model: &SpaeModel, llm: &Path) -> Result<()> {

@@ -5,6 +5,7 @@
 pub mod dataset;
 pub mod packages;
 pub mod prepare;
+pub mod relevance_cache;
 
 pub use dataset::{Dataset, Sample, Split};
 

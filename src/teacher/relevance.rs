@@ -1,7 +1,7 @@
 //! Relevance of every vocabulary word to an image (SPAE.md section 5): the stand-in for
 //! CLIP's word-image relevance that guides the semantic layers.
 //!
-//! r(I, k) mixes two anchors with equal weight: the words of the image's own text
+//! r(I, k) is word k's best similarity to an anchor: the words of the image's own text
 //! (caption, name, category), and the names of the classifier's top ImageNet classes
 //! weighted by their probabilities. Similarity is the cosine between words in the LLM's
 //! own (frozen) embedding space, centred on the vocabulary's mean so that the common
@@ -100,28 +100,26 @@ impl SemanticTeacher {
             .collect()
     }
 
-    /// r(k) for every word: half from the image's text words, half from its classes.
+    /// r(k) for every word: its best weighted cosine to an anchor. Anchors are the
+    /// image's text words (weight 1) and the words of its top classes (weight p_c / p_top),
+    /// so the image's own words rank first and a confident class counts as much as text.
     fn scores(&self, own: &[u32], classes: &[(u16, f32)]) -> Result<Vec<f32>> {
-        let mut anchors: Vec<(u32, f32)> = own.iter().map(|&w| (w, 1.0 / own.len() as f32)).collect();
-        let class_total: f32 = classes.iter().filter(|(c, _)| !self.class_words[*c as usize].is_empty()).map(|(_, p)| p).sum();
+        let mut anchors: Vec<(u32, f32)> = own.iter().map(|&w| (w, 1.0)).collect();
+        let top = classes.first().map_or(1.0, |c| c.1);
         for &(class, p) in classes {
-            let words = &self.class_words[class as usize];
-            for &w in words {
-                anchors.push((w, p / class_total / words.len() as f32));
-            }
+            anchors.extend(self.class_words[class as usize].iter().map(|&w| (w, p / top)));
         }
-        let halves = if own.is_empty() || class_total == 0.0 { 1.0 } else { 0.5 };
+        if anchors.is_empty() {
+            return Ok(vec![-1.0; self.unit_rows.dim(0)?]);
+        }
         let ids: Vec<u32> = anchors.iter().map(|a| a.0).collect();
-        let weights: Vec<f32> = anchors.iter().map(|a| a.1 * halves).collect();
-        if ids.is_empty() {
-            return Ok(vec![0.0; self.unit_rows.dim(0)?]);
-        }
+        let weights: Vec<f32> = anchors.iter().map(|a| a.1).collect();
         let anchor_rows = self.unit_rows.index_select(&Tensor::new(ids.as_slice(), &Device::Cpu)?, 0)?;
-        let weights = Tensor::new(weights.as_slice(), &Device::Cpu)?.unsqueeze(0)?;
-        // (1 x anchors) . (anchors x dim) . (dim x words), less hubness, stopwords at -1.
-        let total: f32 = anchors.iter().map(|a| a.1 * halves).sum();
-        let cosine = weights.matmul(&anchor_rows)?.matmul(&self.unit_rows.t()?)?.squeeze(0)?;
-        let score = (cosine - (&self.hubness * total as f64)?)?;
+        let weights = Tensor::new(weights.as_slice(), &Device::Cpu)?.unsqueeze(1)?;
+        // (anchors x dim) . (dim x words), weighted per anchor, best anchor per word,
+        // less the word's hubness; stopwords at -1.
+        let cosine = anchor_rows.matmul(&self.unit_rows.t()?)?.broadcast_mul(&weights)?.max(0)?;
+        let score = (cosine - &self.hubness)?;
         let score = ((score + 1.0)? * &self.allowed)? - 1.0;
         Ok(score?.to_vec1()?)
     }

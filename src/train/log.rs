@@ -17,9 +17,12 @@ pub struct StepRecord {
     pub seconds_decoder_and_losses: f64,
     pub seconds_backward: f64,
     pub seconds_total: f64,
+    /// The weighted semantic term; `None` when training without it.
+    pub semantic: Option<f64>,
 }
 
-const HEADER: &str = "step,lr,loss,pixel_mse,commitment,psnr_db,seconds_encoder,seconds_search,seconds_decoder_and_losses,seconds_backward,seconds_total";
+const HEADER: &str = "step,lr,loss,pixel_mse,commitment,psnr_db,seconds_encoder,seconds_search,seconds_decoder_and_losses,seconds_backward,seconds_total,semantic";
+const COLUMNS: usize = 12;
 
 pub struct TrainingLog {
     path: PathBuf,
@@ -42,6 +45,8 @@ impl TrainingLog {
         let mut text = format!("{HEADER}\n");
         for line in kept {
             text.push_str(&line);
+            // Rows from a version of the log with fewer columns: those values are unknown.
+            text.push_str(&",".repeat(COLUMNS.saturating_sub(line.split(',').count())));
             text.push('\n');
         }
         crate::atomic_file::write(path, text.as_bytes())?;
@@ -50,9 +55,19 @@ impl TrainingLog {
 
     pub fn append(&mut self, r: &StepRecord) -> Result<()> {
         self.pending.push_str(&format!(
-            "{},{:.6e},{:.6},{:.6},{:.6},{:.3},{:.4},{:.4},{:.4},{:.4},{:.4}\n",
-            r.step, r.lr, r.loss, r.pixel_mse, r.commitment, r.psnr_db, r.seconds_encoder, r.seconds_search,
-            r.seconds_decoder_and_losses, r.seconds_backward, r.seconds_total
+            "{},{:.6e},{:.6},{:.6},{:.6},{:.3},{:.4},{:.4},{:.4},{:.4},{:.4},{}\n",
+            r.step,
+            r.lr,
+            r.loss,
+            r.pixel_mse,
+            r.commitment,
+            r.psnr_db,
+            r.seconds_encoder,
+            r.seconds_search,
+            r.seconds_decoder_and_losses,
+            r.seconds_backward,
+            r.seconds_total,
+            r.semantic.map_or(String::new(), |s| format!("{s:.6}"))
         ));
         if self.pending.len() > 4096 {
             self.flush()?;

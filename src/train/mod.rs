@@ -1,13 +1,16 @@
 //! `spae train`: the SPAE training loop (SPAE.md section 4) with resumable checkpoints.
 //!
 //! Losses this loop optimises: pixel MSE of a decoded layer prefix (half the images
-//! decode all layers, the rest a random shorter prefix, so every prefix decodes), and the
-//! commitment term beta * ||z - stopgrad(zhat_L)||^2. The codebook is frozen.
+//! decode all layers, the rest a random shorter prefix, so every prefix decodes), the
+//! commitment term beta * ||z - stopgrad(zhat_L)||^2, and, unless switched off (the
+//! control model), semantic guidance of the upper layers ([`semantic`]). The codebook
+//! is frozen.
 
 pub mod checkpoint;
 pub mod log;
 pub mod optimizer;
 pub mod schedule;
+pub mod semantic;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -26,6 +29,7 @@ use checkpoint::Checkpoint;
 use log::{StepRecord, TrainingLog};
 use optimizer::AdamW;
 use schedule::Schedule;
+use semantic::{SemanticOptions, Target};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct TrainOptions {
@@ -44,6 +48,8 @@ pub struct TrainOptions {
     pub full_prefix_share: f64,
     pub seed: u64,
     pub checkpoint_minutes: f64,
+    /// Semantic guidance; `None` trains the control model without it.
+    pub semantic: Option<SemanticOptions>,
 }
 
 /// How a run ends.
@@ -58,6 +64,13 @@ pub enum Stop {
 pub fn train(model: &SpaeModel, options: &TrainOptions, resume: bool, stop: Stop) -> Result<()> {
     let data = Dataset::load(&options.data_dir, Split::Train, model.config().resolution)?;
     ensure!(data.len() >= options.batch_size, "{} training images, fewer than one batch", data.len());
+    let targets = match &options.semantic {
+        Some(semantic) => {
+            let relevances = crate::data::relevance_cache::load(&options.data_dir, Split::Train, data.len())?;
+            Some(semantic::targets(&relevances, model.codebook().vocabulary(), semantic))
+        }
+        None => None,
+    };
     std::fs::create_dir_all(&options.run_dir)?;
     let vars = model.varmap().data().lock().expect("varmap").iter().map(|(n, v)| (n.clone(), v.clone())).collect();
     let mut optimizer = AdamW::new(vars, options.weight_decay)?;
@@ -87,10 +100,15 @@ pub fn train(model: &SpaeModel, options: &TrainOptions, resume: bool, stop: Stop
         if step >= total || out_of_time {
             break;
         }
-        let record = train_step(model, &data, &mut optimizer, options, step)?;
+        let record = train_step(model, &data, targets.as_deref(), &mut optimizer, options, step)?;
         bar.set_message(format!(
-            "loss {:.4} (pixel {:.4}, commit {:.4}) PSNR {:.1} dB, {:.1} img/s",
-            record.loss, record.pixel_mse, record.commitment, record.psnr_db, options.batch_size as f64 / record.seconds_total
+            "loss {:.4} (pixel {:.4}, commit {:.4}, semantic {}) PSNR {:.1} dB, {:.1} img/s",
+            record.loss,
+            record.pixel_mse,
+            record.commitment,
+            record.semantic.map_or("off".to_string(), |s| format!("{s:.4}")),
+            record.psnr_db,
+            options.batch_size as f64 / record.seconds_total
         ));
         bar.set_position(step + 1);
         if bar.is_hidden() && (step + 1) % 25 == 0 {
@@ -127,7 +145,14 @@ fn batch_indices(len: usize, batch: usize, seed: u64, step: u64) -> Vec<usize> {
     order[position * batch..(position + 1) * batch].to_vec()
 }
 
-fn train_step(model: &SpaeModel, data: &Dataset, optimizer: &mut AdamW, options: &TrainOptions, step: u64) -> Result<StepRecord> {
+fn train_step(
+    model: &SpaeModel,
+    data: &Dataset,
+    targets: Option<&[Target]>,
+    optimizer: &mut AdamW,
+    options: &TrainOptions,
+    step: u64,
+) -> Result<StepRecord> {
     let t0 = Instant::now();
     let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed.wrapping_add(step.wrapping_mul(0x2545_F491_4F6C_DD1D)));
     let indices = batch_indices(data.len(), options.batch_size, options.seed, step);
@@ -150,7 +175,16 @@ fn train_step(model: &SpaeModel, data: &Dataset, optimizer: &mut AdamW, options:
     let reconstruction = model.decode_latent(&saq::straight_through(&z, &zhat)?)?;
     let pixel_mse = (&reconstruction - &pixels)?.sqr()?.mean_all()?;
     let commitment = saq::commitment_loss(&z, &quantized.prefixes[layers - 1])?;
-    let loss = (&pixel_mse + (&commitment * options.commitment)?)?;
+    let mut loss = (&pixel_mse + (&commitment * options.commitment)?)?;
+    let semantic = match (targets, &options.semantic) {
+        (Some(targets), Some(semantic)) => {
+            let batch_targets: Vec<&Target> = indices.iter().map(|&i| &targets[i]).collect();
+            let term = semantic::loss(&z, &quantized.prefixes, model.codebook(), model.shape(), model.config().cell_target, &batch_targets, semantic)?;
+            loss = (loss + &term)?;
+            Some(term.to_scalar::<f32>()? as f64)
+        }
+        _ => None,
+    };
     let t3 = Instant::now();
     let lr = options.schedule.lr(step);
     optimizer.backward_step(&loss, lr)?;
@@ -163,6 +197,7 @@ fn train_step(model: &SpaeModel, data: &Dataset, optimizer: &mut AdamW, options:
         loss: loss.to_scalar::<f32>()? as f64,
         pixel_mse: pixel,
         commitment: commitment.to_scalar::<f32>()? as f64,
+        semantic,
         // Pixels span 2 (-1..1), so PSNR = 10 log10(2^2 / mse).
         psnr_db: 10.0 * (4.0 / pixel.max(1e-12)).log10(),
         seconds_encoder: (t1 - t0).as_secs_f64(),

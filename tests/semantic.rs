@@ -1,0 +1,86 @@
+//! Semantic guidance against a scalar re-computation of its cross-entropy, and the
+//! teacher's relevance on a sample image.
+
+mod common;
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor, Var};
+use spae::pyramid::{CellTarget, PyramidShape};
+use spae::saq;
+use spae::teacher::relevance::{text_words, SemanticTeacher};
+use spae::train::semantic::{loss, SemanticOptions, Target};
+
+const DIM: usize = 576;
+const G: usize = 16;
+
+#[test]
+fn loss_matches_a_scalar_cross_entropy() {
+    let codebook = common::small_codebook(512);
+    let shape = PyramidShape::new(G, 6).unwrap();
+    let z_values = common::random_values(DIM * G * G, 11, 0.3);
+    let z = Var::from_tensor(&Tensor::from_vec(z_values.clone(), (1, DIM, G, G), &Device::Cpu).unwrap()).unwrap();
+    let quantized = saq::quantize(z.as_tensor(), &codebook, &shape, CellTarget::Mean).unwrap();
+    let target: Target = vec![(3, 0.5), (40, 0.3), (100, 0.2)];
+    let options = SemanticOptions { weight: 2.0, layers: 3, temperature: 0.7, relevance_temperature: 0.05 };
+    let value = loss(z.as_tensor(), &quantized.prefixes, &codebook, &shape, CellTarget::Mean, &[&target], &options).unwrap();
+
+    let prefix: Vec<Vec<f32>> = quantized.prefixes.iter().map(|p| p.flatten_all().unwrap().to_vec1().unwrap()).collect();
+    let mut expected = 0.0f64;
+    let mut weights = 0.0f64;
+    for layer in 1..=3usize {
+        let (s, f) = (shape.grid_size(layer), shape.cell_size(layer));
+        let mut layer_sum = 0.0;
+        for cell in 0..s * s {
+            let (r, c) = (cell / s, cell % s);
+            let cell_mean = |v: &[f32], d: usize| {
+                let mut sum = 0.0f64;
+                for y in r * f..(r + 1) * f {
+                    for x in c * f..(c + 1) * f {
+                        sum += v[d * G * G + y * G + x] as f64;
+                    }
+                }
+                sum / (f * f) as f64
+            };
+            let t: Vec<f64> = (0..DIM)
+                .map(|d| layer as f64 * cell_mean(&z_values, d) - if layer > 1 { (layer - 1) as f64 * cell_mean(&prefix[layer - 2], d) } else { 0.0 })
+                .collect();
+            let logits: Vec<f64> = (0..codebook.len() as u32)
+                .map(|k| -codebook.row(k).iter().zip(&t).map(|(&e, &x)| (x - e as f64).powi(2)).sum::<f64>() / 0.7)
+                .collect();
+            let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let lse = max + logits.iter().map(|l| (l - max).exp()).sum::<f64>().ln();
+            layer_sum += -target.iter().map(|&(k, q)| q as f64 * (logits[k as usize] - lse)).sum::<f64>();
+        }
+        let w = 0.5f64.powi(layer as i32 - 1);
+        expected += w * layer_sum / (s * s) as f64;
+        weights += w;
+    }
+    expected *= 2.0 / weights;
+    let got = value.to_scalar::<f32>().unwrap() as f64;
+    assert!((got - expected).abs() < 1e-3 * expected.abs().max(1.0), "{got} vs {expected}");
+    let grads = value.backward().unwrap();
+    let grad = grads.get(&z).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(grad > 0.0, "the loss reaches the encoder output");
+}
+
+#[test]
+fn relevance_ranks_the_image_text_first() {
+    let codebook = common::codebook();
+    let vocabulary = codebook.vocabulary();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let teacher = SemanticTeacher::load(&root.join(spae::paths::TEACHER), &root.join(spae::paths::IMAGENET_CLASSES), &codebook).unwrap();
+    let image = spae::image_io::prepare(&spae::image_io::load(&common::sample("red-apple.png")).unwrap(), 64);
+    let pixels = spae::image_io::to_tensor(&[image]).unwrap();
+    let relevance = teacher.relevance(&pixels, &["A red apple. apple food".to_string()], vocabulary, 20).unwrap().remove(0);
+    assert_eq!(relevance.text_words, vec!["red", "apple", "food"]);
+    assert_eq!(relevance.words.len(), 20);
+    assert!(relevance.scores.windows(2).all(|w| w[0] >= w[1]));
+    for word in ["apple", "food", "red"] {
+        assert!(relevance.words.iter().take(8).any(|w| w == word), "{word} in {:?}", relevance.words);
+    }
+    assert!(!relevance.words.iter().any(|w| w == "the" || w == "and"), "stopwords are never relevant");
+    assert_eq!(relevance.classes.len(), 5);
+    assert!(relevance.classes.windows(2).all(|w| w[0].1 >= w[1].1));
+    assert_eq!(text_words("The cat, the CAT and a dog-house", vocabulary).len(), 3, "cat, dog, house once each");
+}
