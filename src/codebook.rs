@@ -67,6 +67,11 @@ impl Codebook {
         self.dim
     }
 
+    /// The mean squared entry of the codebook (the scale of the embedding space).
+    pub fn mean_square(&self) -> f32 {
+        self.squared_norms.iter().sum::<f32>() / (self.len() * self.dim) as f32
+    }
+
     /// The rows as a `len x dim` tensor on the CPU.
     pub fn embeddings(&self) -> &Tensor {
         &self.embeddings

@@ -30,6 +30,9 @@ use crate::pyramid::{Pyramid, PyramidShape};
 use crate::saq::{self, Quantized};
 
 pub const CONFIG_FILE: &str = "config.json";
+/// Initial gain of the encoder's last convolution: LeCun initialisation gives outputs of
+/// unit scale, about ten times the per-element scale of SmolLM2's embeddings.
+const ENCODER_OUTPUT_GAIN: f64 = 0.1;
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 
 /// Where a model's weights came from, for the status bar and `spae inspect`.
@@ -146,7 +149,9 @@ impl SpaeModel {
         Ok(())
     }
 
-    /// Deterministic LeCun-uniform convolution weights, zero biases, unit norms.
+    /// Deterministic LeCun-uniform convolution weights, zero biases, unit norms; the
+    /// encoder's last convolution starts small and centred on the codebook's mean word,
+    /// so that z begins inside the frozen embedding space instead of ten times outside it.
     fn initialise(&mut self, seed: u64) -> Result<()> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let data = self.varmap.data().lock().expect("varmap lock");
@@ -164,6 +169,11 @@ impl SpaeModel {
                 Tensor::ones(dims.as_slice(), DType::F32, &Device::Cpu)?
             } else {
                 Tensor::zeros(dims.as_slice(), DType::F32, &Device::Cpu)?
+            };
+            let value = match name.as_str() {
+                "encoder.conv_out.weight" => (value * ENCODER_OUTPUT_GAIN)?,
+                "encoder.conv_out.bias" => self.codebook.embeddings().mean(0)?,
+                _ => value,
             };
             var.set(&value)?;
         }

@@ -2,7 +2,8 @@
 //!
 //! Losses this loop optimises: pixel MSE of a decoded layer prefix (half the images
 //! decode all layers, the rest a random shorter prefix, so every prefix decodes), the
-//! commitment term beta * ||z - stopgrad(zhat_L)||^2, and, unless switched off (the
+//! commitment term beta * ||z - stopgrad(zhat_L)||^2 (measured relative to the mean
+//! squared codebook entry, so beta does not depend on the LLM's embedding scale), and, unless switched off (the
 //! control model), semantic guidance of the upper layers ([`semantic`]). The codebook
 //! is frozen.
 
@@ -174,7 +175,7 @@ fn train_step(
     )?;
     let reconstruction = model.decode_latent(&saq::straight_through(&z, &zhat)?)?;
     let pixel_mse = (&reconstruction - &pixels)?.sqr()?.mean_all()?;
-    let commitment = saq::commitment_loss(&z, &quantized.prefixes[layers - 1])?;
+    let commitment = (saq::commitment_loss(&z, &quantized.prefixes[layers - 1])? / model.codebook().mean_square() as f64)?;
     let mut loss = (&pixel_mse + (&commitment * options.commitment)?)?;
     let semantic = match (targets, &options.semantic) {
         (Some(targets), Some(semantic)) => {
