@@ -1,0 +1,98 @@
+//! Everything that changes the studio's state goes through [`Command`]: menus, shortcuts,
+//! clicks and tests all queue commands, and [`StudioApp::handle`] carries them out.
+
+use std::path::PathBuf;
+
+use super::document::Document;
+use super::{Cell, StudioApp};
+use crate::pyramid::Pyramid;
+
+pub enum Command {
+    /// Ask the file dialog for an image, then open it.
+    PickImage,
+    Open(PathBuf),
+    SelectLayer(usize),
+    SetPrefixLayers(usize),
+    SetWord { cell: Cell, word: u32 },
+    /// Every occurrence of `from` in `layer` becomes `to`.
+    ReplaceInLayer { layer: usize, from: u32, to: u32 },
+    /// The whole pyramid, from the text editor.
+    ReplacePyramid(Pyramid),
+    Undo,
+    Redo,
+    /// Back to the pyramid the encoder produced.
+    Reset,
+    /// Ask the file dialog where, then write.
+    Export(ExportKind),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportKind {
+    /// The shown reconstruction at the model's resolution.
+    Reconstruction,
+    /// The shown reconstruction enlarged without smoothing.
+    ReconstructionUpscaled,
+    PyramidText,
+    /// The original and every layer prefix's reconstruction side by side.
+    ContactSheet,
+}
+
+impl StudioApp {
+    pub(super) fn handle(&mut self, command: Command) {
+        let layers = self.model.shape().layers();
+        let changed = match command {
+            Command::PickImage => {
+                if let Some(path) = self.dialog.pick_image() {
+                    self.handle(Command::Open(path));
+                }
+                false
+            }
+            Command::Open(path) => {
+                let document = self.next_document_id;
+                self.next_document_id += 1;
+                self.opening = Some(path.clone());
+                self.worker.send(super::worker::Job::Encode { path, document });
+                false
+            }
+            Command::SelectLayer(layer) => {
+                self.settings.layer = layer.clamp(1, layers);
+                if self.editor.cell.is_some_and(|cell| cell.layer != self.settings.layer) {
+                    self.editor.cell = None;
+                }
+                false
+            }
+            Command::SetPrefixLayers(count) => {
+                self.settings.prefix_layers = count.clamp(1, layers);
+                false
+            }
+            Command::Export(kind) => {
+                self.export(kind);
+                false
+            }
+            Command::SetWord { cell, word } => self.edit(|doc| doc.set_word(cell.layer, cell.row, cell.col, word)),
+            Command::ReplaceInLayer { layer, from, to } => self.edit(|doc| doc.replace_in_layer(layer, from, to) > 0),
+            Command::ReplacePyramid(pyramid) => self.edit(|doc| doc.replace(pyramid)),
+            Command::Undo => self.edit(Document::undo),
+            Command::Redo => self.edit(Document::redo),
+            Command::Reset => self.edit(Document::reset),
+        };
+        if changed {
+            self.after_edit();
+        }
+    }
+
+    /// Applies an edit to the open document; false when none is open or nothing changed.
+    fn edit(&mut self, change: impl FnOnce(&mut Document) -> bool) -> bool {
+        self.document.as_mut().is_some_and(change)
+    }
+
+    /// Re-decodes, and shows the edited word in the word editor.
+    fn after_edit(&mut self) {
+        if let (Some(cell), Some(document)) = (self.editor.cell, &self.document) {
+            let word = document.pyramid().word(cell.layer, cell.row, cell.col);
+            self.editor.word = self.model.codebook().vocabulary().word(word).to_string();
+        }
+        self.editor.unknown = None;
+        self.request_decode();
+    }
+}

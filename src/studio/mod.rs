@@ -1,0 +1,277 @@
+//! The studio: open an image, read its pyramid of words layer by layer over the image, edit
+//! words and see the decoder's answer at once, compare layer prefixes, export.
+//!
+//! One file per job: [`StudioApp`] (here) owns the state and splits each frame into
+//! `logic` (outcomes of background work, shortcuts, commands; no drawing) and `ui`
+//! (the panels in [`ui`], which only draw and queue [`Command`]s). Model work runs on the
+//! [`worker`] thread; files are chosen through [`file_dialog`].
+
+mod commands;
+pub mod document;
+mod export;
+pub mod file_dialog;
+mod relevance;
+pub mod state;
+mod ui;
+mod view;
+mod worker;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Result;
+use eframe::egui;
+
+pub use commands::{Command, ExportKind};
+use document::Document;
+use file_dialog::{FileDialog, NativeDialog};
+use state::Settings;
+use view::View;
+use worker::{Outcome, Worker};
+
+use crate::model::SpaeModel;
+use crate::pyramid_text::ParseError;
+
+/// The image the studio opens on, so a first run shows words at once.
+pub const SAMPLE_IMAGE: &str = "assets/samples/cat-face.png";
+
+/// One cell of one layer of the pyramid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Cell {
+    pub layer: usize,
+    pub row: usize,
+    pub col: usize,
+}
+
+/// A message for the user; errors stay until dismissed or replaced.
+pub struct Notice {
+    pub text: String,
+    pub is_error: bool,
+}
+
+/// The word editor and the pyramid text editor: what the user is typing, not yet applied.
+#[derive(Default)]
+struct Editor {
+    cell: Option<Cell>,
+    word: String,
+    /// A word that is not in the vocabulary, with the words spelled most like it.
+    unknown: Option<(String, Vec<String>)>,
+    text: String,
+    /// The pyramid the text was written from; the text follows the document until the user
+    /// types in it.
+    text_version: Option<document::Version>,
+    text_edited: bool,
+    text_error: Option<ParseError>,
+}
+
+pub struct StudioApp {
+    model: Arc<SpaeModel>,
+    settings: Settings,
+    worker: Worker,
+    dialog: Box<dyn FileDialog>,
+    document: Option<Document>,
+    /// The latest decode of the document (possibly of an older revision while one runs).
+    view: Option<View>,
+    /// PSNR per prefix and mean quantization error per layer of the encoded pyramid, for
+    /// the plots' comparison with the edited one.
+    encoded_summary: Option<view::Summary>,
+    /// The image being read and encoded.
+    opening: Option<PathBuf>,
+    /// The version whose decode failed, so the studio does not wait for it forever.
+    failed: Option<document::Version>,
+    next_document_id: u64,
+    editor: Editor,
+    commands: Vec<Command>,
+    notice: Option<Notice>,
+    hovered: Option<Cell>,
+    /// Nearest words to each cell's SAQ target, for the view shown; filled on hover.
+    alternatives: HashMap<Cell, Vec<u32>>,
+    encode_secs: Option<f64>,
+    decode_secs: Option<f64>,
+}
+
+impl StudioApp {
+    /// The studio on `model`, opening `image`; settings come from eframe's storage.
+    pub fn new(cc: &eframe::CreationContext<'_>, model: Arc<SpaeModel>, dialog: Box<dyn FileDialog>, image: &Path) -> Self {
+        let mut settings: Settings =
+            cc.storage.and_then(|storage| eframe::get_value(storage, Settings::KEY)).unwrap_or_default();
+        settings.fit_to(model.shape().layers());
+        let worker = Worker::start(model.clone(), cc.egui_ctx.clone());
+        let mut app = Self {
+            model,
+            settings,
+            worker,
+            dialog,
+            document: None,
+            view: None,
+            encoded_summary: None,
+            opening: None,
+            failed: None,
+            next_document_id: 0,
+            editor: Editor::default(),
+            commands: Vec::new(),
+            notice: None,
+            hovered: None,
+            alternatives: HashMap::new(),
+            encode_secs: None,
+            decode_secs: None,
+        };
+        app.handle(Command::Open(image.to_path_buf()));
+        app
+    }
+
+    /// Queues a command, as a click in the UI would.
+    pub fn command(&mut self, command: Command) {
+        self.commands.push(command);
+    }
+
+    /// True while an image is being encoded or the shown images lag the edited pyramid.
+    pub fn is_busy(&self) -> bool {
+        let waiting_for_decode = self.document.as_ref().is_some_and(|doc| {
+            let version = doc.version();
+            self.view.as_ref().map(|v| v.version) != Some(version) && self.failed != Some(version)
+        });
+        self.opening.is_some() || waiting_for_decode
+    }
+
+    pub fn document(&self) -> Option<&Document> {
+        self.document.as_ref()
+    }
+
+    /// The reconstruction on screen: the current prefix of the latest decode.
+    pub fn shown_reconstruction(&self) -> Option<&image::RgbImage> {
+        Some(&self.view.as_ref()?.decoded.prefixes[self.settings.prefix_layers - 1])
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn notice(&self) -> Option<&Notice> {
+        self.notice.as_ref()
+    }
+
+    fn receive(&mut self, ctx: &egui::Context, outcome: Outcome) {
+        match outcome {
+            Outcome::Encoded(encoded) => {
+                self.opening = None;
+                self.encode_secs = Some(encoded.encode_secs);
+                self.settings.remember_file(&encoded.path);
+                let document = Document::new(encoded.decoded.version.document, encoded.path, encoded.original, encoded.z, encoded.pyramid);
+                self.decode_secs = Some(encoded.decoded.decode_secs);
+                self.encoded_summary = Some(view::Summary::of(&encoded.decoded));
+                self.view = Some(View::new(ctx, &document, encoded.decoded));
+                self.alternatives.clear();
+                self.editor = Editor::default();
+                self.document = Some(document);
+            }
+            Outcome::OpenFailed(path, message) => {
+                self.opening = None;
+                self.settings.recent_files.retain(|p| p != &path);
+                let kept = if self.document.is_some() { "; the current image and its edits are kept" } else { "" };
+                self.notify_error(format!("cannot open {}: {message}{kept}", path.display()));
+            }
+            Outcome::Decoded(decoded) => {
+                let Some(document) = &self.document else { return };
+                if decoded.version.document != document.version().document {
+                    return; // a decode of an image that is no longer open
+                }
+                self.decode_secs = Some(decoded.decode_secs);
+                self.view = Some(View::new(ctx, document, decoded));
+                self.alternatives.clear();
+            }
+            Outcome::DecodeFailed(version, message) => {
+                self.failed = Some(version);
+                self.notify_error(format!("decoding failed: {message}"));
+            }
+        }
+    }
+
+    fn request_decode(&mut self) {
+        let Some(document) = &self.document else { return };
+        self.worker.send(worker::Job::Decode(worker::DecodeJob {
+            version: document.version(),
+            pyramid: document.pyramid().clone(),
+            z: document.z.clone(),
+            original: document.original.clone(),
+        }));
+    }
+
+    fn notify(&mut self, text: String) {
+        self.notice = Some(Notice { text, is_error: false });
+    }
+
+    fn notify_error(&mut self, text: String) {
+        self.notice = Some(Notice { text, is_error: true });
+    }
+
+    fn shortcuts(&mut self, ctx: &egui::Context) {
+        use egui::{Key, KeyboardShortcut, Modifiers};
+        let open = KeyboardShortcut::new(Modifiers::COMMAND, Key::O);
+        let redo = KeyboardShortcut::new(Modifiers::COMMAND | Modifiers::SHIFT, Key::Z);
+        let undo = KeyboardShortcut::new(Modifiers::COMMAND, Key::Z);
+        if ctx.input_mut(|i| i.consume_shortcut(&open)) {
+            self.commands.push(Command::PickImage);
+        }
+        // A focused text box keeps Ctrl+Z for its own text.
+        if !ctx.text_edit_focused() {
+            // Redo first: consume_shortcut ignores extra Shift, so Ctrl+Z would eat Ctrl+Shift+Z.
+            if ctx.input_mut(|i| i.consume_shortcut(&redo)) {
+                self.commands.push(Command::Redo);
+            } else if ctx.input_mut(|i| i.consume_shortcut(&undo)) {
+                self.commands.push(Command::Undo);
+            }
+        }
+        let dropped = ctx.input(|i| i.raw.dropped_files.first().map(|file| file.path().to_path_buf()));
+        if let Some(path) = dropped {
+            self.commands.push(Command::Open(path));
+        }
+    }
+}
+
+impl eframe::App for StudioApp {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        for outcome in self.worker.poll() {
+            self.receive(ctx, outcome);
+        }
+        self.shortcuts(ctx);
+        for command in std::mem::take(&mut self.commands) {
+            self.handle(command);
+        }
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.studio_ui(ui);
+        if !self.commands.is_empty() {
+            // Commands queued while drawing are handled by the next frame's logic.
+            ui.ctx().request_repaint();
+        }
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, Settings::KEY, &self.settings);
+    }
+}
+
+/// Opens the shipped model and runs the studio window on the sample image.
+pub fn run() -> Result<()> {
+    let model = SpaeModel::open(Path::new(crate::paths::DEFAULT_MODEL_DIR), Path::new(crate::paths::LLM_GGUF), true)?;
+    let model = Arc::new(model);
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_inner_size([1480.0, 980.0])
+            .with_title("SPAE Studio")
+            .with_drag_and_drop(true),
+        ..Default::default()
+    };
+    eframe::run_native(
+        "SPAE Studio",
+        options,
+        Box::new(move |cc| {
+            let dialog = Box::new(NativeDialog::default());
+            Ok(Box::new(StudioApp::new(cc, model, dialog, Path::new(SAMPLE_IMAGE))) as Box<dyn eframe::App>)
+        }),
+    )
+    .map_err(|e| anyhow::anyhow!("the studio window failed: {e}"))
+}

@@ -1,0 +1,162 @@
+//! The studio's panels. They draw the state and queue [`Command`]s; they change nothing
+//! else except what the user is typing and where the pointer is.
+
+mod plots;
+mod pyramid_panel;
+mod text_editor;
+mod word_editor;
+mod word_grid;
+
+use eframe::egui;
+
+use super::{Command, ExportKind, StudioApp};
+
+/// Height of the strip of prefix reconstructions, their labels included.
+const STRIP_HEIGHT: f32 = 150.0;
+/// Height of the plots row.
+const PLOTS_HEIGHT: f32 = 190.0;
+/// Room a horizontal separator takes.
+const SEPARATOR: f32 = 6.0;
+
+impl StudioApp {
+    pub(super) fn studio_ui(&mut self, ui: &mut egui::Ui) {
+        egui::Panel::top("menu").show(ui, |ui| self.menu_ui(ui));
+        if self.notice.is_some() {
+            egui::Panel::top("notice").show(ui, |ui| self.notice_ui(ui));
+        }
+        egui::Panel::bottom("status").show(ui, |ui| self.status_ui(ui));
+        egui::Panel::right("pyramid").default_size(380.0).resizable(true).show(ui, |ui| {
+            egui::ScrollArea::vertical().show(ui, |ui| self.pyramid_panel_ui(ui));
+        });
+        egui::CentralPanel::default().show(ui, |ui| self.main_view_ui(ui));
+    }
+
+    fn menu_ui(&mut self, ui: &mut egui::Ui) {
+        let has_document = self.document.is_some();
+        egui::MenuBar::new().ui(ui, |ui| {
+            ui.menu_button("File", |ui| {
+                if ui.add(egui::Button::new("Open image…").shortcut_text("Ctrl+O")).clicked() {
+                    self.commands.push(Command::PickImage);
+                }
+                ui.menu_button("Open recent", |ui| {
+                    if self.settings.recent_files.is_empty() {
+                        ui.label("(none yet)");
+                    }
+                    for path in &self.settings.recent_files {
+                        if ui.button(path.display().to_string()).clicked() {
+                            self.commands.push(Command::Open(path.clone()));
+                        }
+                    }
+                });
+                ui.separator();
+                let exports = [
+                    (ExportKind::Reconstruction, "Export reconstruction (PNG)…"),
+                    (ExportKind::ReconstructionUpscaled, "Export reconstruction, upscaled (PNG)…"),
+                    (ExportKind::PyramidText, "Export pyramid as text…"),
+                    (ExportKind::ContactSheet, "Export layer prefixes as a contact sheet (PNG)…"),
+                ];
+                for (kind, label) in exports {
+                    if ui.add_enabled(has_document, egui::Button::new(label)).clicked() {
+                        self.commands.push(Command::Export(kind));
+                    }
+                }
+                ui.separator();
+                if ui.button("Quit").clicked() {
+                    ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+                }
+            });
+            ui.menu_button("Edit", |ui| self.history_buttons_ui(ui));
+            ui.menu_button("View", |ui| {
+                ui.checkbox(&mut self.settings.show_plots, "Plots");
+                ui.checkbox(&mut self.settings.show_text_editor, "Pyramid as text");
+            });
+        });
+    }
+
+    /// Undo, redo and reset, shared by the Edit menu and the pyramid panel.
+    fn history_buttons_ui(&mut self, ui: &mut egui::Ui) {
+        let Some(document) = &self.document else { return };
+        let buttons = [
+            (document.can_undo(), "Undo", "Ctrl+Z", Command::Undo),
+            (document.can_redo(), "Redo", "Ctrl+Shift+Z", Command::Redo),
+            (document.is_edited(), "Reset to encoded", "", Command::Reset),
+        ];
+        for (enabled, label, shortcut, command) in buttons {
+            if ui.add_enabled(enabled, egui::Button::new(label).shortcut_text(shortcut)).clicked() {
+                self.commands.push(command);
+            }
+        }
+    }
+
+    fn notice_ui(&mut self, ui: &mut egui::Ui) {
+        let Some(notice) = &self.notice else { return };
+        let mut dismissed = false;
+        ui.horizontal(|ui| {
+            let color = if notice.is_error { ui.visuals().error_fg_color } else { ui.visuals().text_color() };
+            ui.colored_label(color, &notice.text);
+            dismissed = ui.small_button("Dismiss").clicked();
+        });
+        if dismissed {
+            self.notice = None;
+        }
+    }
+
+    fn status_ui(&self, ui: &mut egui::Ui) {
+        let millis = |secs: Option<f64>| secs.map_or("–".to_string(), |s| format!("{:.0} ms", s * 1e3));
+        ui.horizontal(|ui| {
+            ui.label(format!("model: {}", self.model.source()));
+            ui.separator();
+            ui.label(format!("vocabulary: {} words", self.model.codebook().len()));
+            ui.separator();
+            // The decoder runs on the CPU until the GPU path exists.
+            ui.label("device: CPU");
+            ui.separator();
+            ui.label(format!("last encode: {}", millis(self.encode_secs)));
+            ui.separator();
+            ui.label(format!("last decode: {}", millis(self.decode_secs)));
+            if let Some(path) = &self.opening {
+                ui.separator();
+                ui.spinner();
+                ui.label(format!("opening {}", path.display()));
+            } else if self.is_busy() {
+                ui.separator();
+                ui.spinner();
+                ui.label("decoding");
+            }
+        });
+    }
+
+    fn main_view_ui(&mut self, ui: &mut egui::Ui) {
+        if self.view.is_none() {
+            ui.centered_and_justified(|ui| match &self.opening {
+                Some(path) => ui.label(format!("encoding {}…", path.display())),
+                None => ui.label("Open an image: File > Open (Ctrl+O), or drop one on the window."),
+            });
+            return;
+        }
+        let plots_height = if self.settings.show_plots { PLOTS_HEIGHT } else { 0.0 };
+        let available = ui.available_size();
+        // The worded image gets most of the room; reconstruction and difference share a
+        // column beside it at half its side.
+        // Two labels and two separators besides the images and the plots.
+        let text_height = ui.text_style_height(&egui::TextStyle::Body);
+        let chrome = 2.0 * text_height + 6.0 * ui.spacing().item_spacing.y + 2.0 * SEPARATOR;
+        let side = ((available.x - 3.0 * ui.spacing().item_spacing.x) / 1.5)
+            .min(available.y - STRIP_HEIGHT - plots_height - chrome)
+            .max(128.0);
+        ui.horizontal_top(|ui| {
+            ui.vertical(|ui| {
+                let layer = self.settings.layer;
+                ui.label(format!("Original with the words of layer {layer} (click a cell to edit it)"));
+                self.word_grid_ui(ui, side);
+            });
+            ui.vertical(|ui| self.reconstruction_ui(ui, side / 2.0 - ui.spacing().item_spacing.y));
+        });
+        ui.separator();
+        self.prefix_strip_ui(ui);
+        if self.settings.show_plots {
+            ui.separator();
+            self.plots_ui(ui, plots_height - 2.0 * ui.spacing().item_spacing.y);
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! All model work of the studio, on one background thread: the UI sends jobs and polls for
+//! outcomes, so it never waits for the encoder or the decoder.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use candle_core::Tensor;
+use eframe::egui;
+use image::RgbImage;
+
+use super::document::Version;
+use crate::model::SpaeModel;
+use crate::pyramid::Pyramid;
+use crate::{image_io, metrics, saq};
+
+pub enum Job {
+    /// Read, prepare and encode an image file, and decode its pyramid as `document`'s
+    /// revision 0.
+    Encode { path: PathBuf, document: u64 },
+    Decode(DecodeJob),
+}
+
+pub struct DecodeJob {
+    pub version: Version,
+    pub pyramid: Pyramid,
+    pub z: Tensor,
+    pub original: RgbImage,
+}
+
+pub enum Outcome {
+    Encoded(Encoded),
+    OpenFailed(PathBuf, String),
+    Decoded(Decoded),
+    DecodeFailed(Version, String),
+}
+
+pub struct Encoded {
+    pub path: PathBuf,
+    pub original: RgbImage,
+    pub z: Tensor,
+    pub pyramid: Pyramid,
+    pub encode_secs: f64,
+    /// The encoded pyramid decoded, so the first view and the plots' reference come with it.
+    pub decoded: Decoded,
+}
+
+/// A pyramid decoded from every prefix of its layers, with what the panels show about it.
+pub struct Decoded {
+    pub version: Version,
+    /// `prefixes[k-1]` is the image decoded from the first k layers.
+    pub prefixes: Vec<RgbImage>,
+    /// PSNR of each prefix against the original, in dB.
+    pub psnr_db: Vec<f64>,
+    /// `cell_errors[l-1]`: mean squared error of zhat_l against z in each cell of layer l.
+    pub cell_errors: Vec<Vec<f32>>,
+    /// `targets[l-1]`: the SAQ target of each cell of layer l (row-major, `dim` floats
+    /// each), t = l * mean(z) - (l-1) * mean(zhat_{l-1}) with zhat from this pyramid.
+    pub targets: Vec<Vec<f32>>,
+    pub decode_secs: f64,
+}
+
+pub struct Worker {
+    jobs: Sender<Job>,
+    outcomes: Receiver<Outcome>,
+    /// Kept so the thread is owned here; it ends when `jobs` is dropped.
+    _thread: JoinHandle<()>,
+}
+
+impl Worker {
+    /// Starts the thread; `ctx` is woken whenever an outcome is ready.
+    pub fn start(model: Arc<SpaeModel>, ctx: egui::Context) -> Self {
+        let (jobs, job_rx) = mpsc::channel();
+        let (outcome_tx, outcomes) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("spae-studio-worker".into())
+            .spawn(move || run(&model, &job_rx, &outcome_tx, &ctx))
+            .expect("cannot spawn the studio's worker thread");
+        Self { jobs, outcomes, _thread: thread }
+    }
+
+    pub fn send(&self, job: Job) {
+        // The worker only stops when this struct is dropped, so sending cannot fail here.
+        self.jobs.send(job).expect("the studio's worker thread stopped");
+    }
+
+    /// Every outcome that arrived since the last poll.
+    pub fn poll(&self) -> Vec<Outcome> {
+        self.outcomes.try_iter().collect()
+    }
+}
+
+fn run(model: &SpaeModel, jobs: &Receiver<Job>, outcomes: &Sender<Outcome>, ctx: &egui::Context) {
+    while let Ok(first) = jobs.recv() {
+        for job in latest_jobs(first, jobs) {
+            let outcome = match job {
+                Job::Encode { path, document } => match encode(model, &path, document) {
+                    Ok(encoded) => Outcome::Encoded(encoded),
+                    Err(e) => Outcome::OpenFailed(path, format!("{e:#}")),
+                },
+                Job::Decode(job) => {
+                    let version = job.version;
+                    decode(model, job).map_or_else(|e| Outcome::DecodeFailed(version, format!("{e:#}")), Outcome::Decoded)
+                }
+            };
+            if outcomes.send(outcome).is_err() {
+                return;
+            }
+            ctx.request_repaint();
+        }
+    }
+}
+
+/// The queued jobs in order, except that only the newest decode survives: while the user
+/// types faster than the decoder runs, intermediate pyramids are never shown anyway.
+fn latest_jobs(first: Job, jobs: &Receiver<Job>) -> Vec<Job> {
+    let mut queue = vec![first];
+    loop {
+        match jobs.try_recv() {
+            Ok(job) => queue.push(job),
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+        }
+    }
+    let last_decode = queue.iter().rposition(|job| matches!(job, Job::Decode(_)));
+    queue
+        .into_iter()
+        .enumerate()
+        .filter(|(i, job)| !matches!(job, Job::Decode(_)) || Some(*i) == last_decode)
+        .map(|(_, job)| job)
+        .collect()
+}
+
+fn encode(model: &SpaeModel, path: &Path, document: u64) -> Result<Encoded> {
+    let image = image_io::load(path)?;
+    let original = image_io::prepare(&image, model.config().resolution as u32);
+    let start = Instant::now();
+    let (z, mut quantized) = model.quantize(&image_io::to_tensor(std::slice::from_ref(&original))?)?;
+    let encode_secs = start.elapsed().as_secs_f64();
+    let pyramid = quantized.pyramids.remove(0);
+    let version = Version { document, revision: 0 };
+    let decoded =
+        decode(model, DecodeJob { version, pyramid: pyramid.clone(), z: z.clone(), original: original.clone() })?;
+    Ok(Encoded { path: path.to_path_buf(), original, z, pyramid, encode_secs, decoded })
+}
+
+fn decode(model: &SpaeModel, job: DecodeJob) -> Result<Decoded> {
+    let layers = model.shape().layers();
+    let start = Instant::now();
+    let zhats = (1..=layers)
+        .map(|l| saq::dequantize(std::slice::from_ref(&job.pyramid), model.codebook(), l))
+        .collect::<Result<Vec<_>>>()?;
+    // One batch of all prefixes: the decoder's cost is mostly per call, not per image.
+    let pixels = model.decode_latent(&Tensor::cat(&zhats, 0)?)?;
+    let prefixes = image_io::from_tensor(&pixels)?;
+    let decode_secs = start.elapsed().as_secs_f64();
+    let psnr_db = prefixes.iter().map(|p| metrics::psnr(&job.original, p)).collect();
+    let cell_errors = (1..=layers)
+        .map(|l| Ok(saq::cell_errors(&job.z, &zhats[l - 1], model.shape(), l)?.flatten_all()?.to_vec1()?))
+        .collect::<Result<Vec<_>>>()?;
+    let targets = (1..=layers)
+        .map(|l| saq_targets(model, &job.z, l.checked_sub(2).map(|i| &zhats[i]), l))
+        .collect::<Result<Vec<_>>>()
+        .context("computing the SAQ targets")?;
+    Ok(Decoded { version: job.version, prefixes, psnr_db, cell_errors, targets, decode_secs })
+}
+
+/// t = l * mean_S(z) - (l-1) * mean_S(zhat_{l-1}) per cell of `layer` (SPAE.md section 3),
+/// channel-last. Uses cell means (the default `cell_target`) for the nearest alternatives.
+fn saq_targets(model: &SpaeModel, z: &Tensor, previous: Option<&Tensor>, layer: usize) -> Result<Vec<f32>> {
+    let f = model.shape().cell_size(layer);
+    let cell_mean = |x: &Tensor| -> Result<Tensor> { Ok(if f == 1 { x.clone() } else { x.avg_pool2d(f)? }) };
+    let mut target = (cell_mean(z)? * layer as f64)?;
+    if let Some(zhat) = previous {
+        target = (target - (cell_mean(zhat)? * (layer - 1) as f64)?)?;
+    }
+    Ok(target.permute((0, 2, 3, 1))?.flatten_all()?.to_vec1()?)
+}

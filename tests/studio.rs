@@ -1,0 +1,288 @@
+//! The studio driven through its real UI with egui_kittest (headless, no GPU needed):
+//! files come from a scripted dialog, clicks and keys go through egui like a user's.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use egui_kittest::kittest::Queryable;
+use egui_kittest::Harness;
+use eframe::egui::{self, Key, Modifiers};
+use spae::model::SpaeModel;
+use spae::studio::file_dialog::ScriptedDialog;
+use spae::studio::StudioApp;
+
+/// Harness steps to wait for the worker; each job takes well under a second.
+const MAX_WAIT_STEPS: usize = 1500;
+
+fn model() -> Arc<SpaeModel> {
+    static MODEL: OnceLock<Arc<SpaeModel>> = OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(spae::paths::DEFAULT_MODEL_DIR);
+            Arc::new(SpaeModel::open(&dir, &common::llm_path(), true).expect("open the shipped model"))
+        })
+        .clone()
+}
+
+/// The studio on the cat sample, encoded and shown, with a dialog the test answers.
+fn studio() -> (Harness<'static, StudioApp>, ScriptedDialog) {
+    let dialog = ScriptedDialog::default();
+    let for_app = Box::new(dialog.clone());
+    let mut harness = Harness::builder()
+        .with_size([1480.0, 980.0])
+        .build_eframe(move |cc| StudioApp::new(cc, model(), for_app, &common::sample("cat-face.png")));
+    wait_for_worker(&mut harness);
+    (harness, dialog)
+}
+
+/// Steps until the worker's results are on screen.
+fn wait_for_worker(harness: &mut Harness<'_, StudioApp>) {
+    for _ in 0..MAX_WAIT_STEPS {
+        harness.step();
+        if !harness.state().is_busy() {
+            harness.run_steps(2);
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("the studio's worker did not finish");
+}
+
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("spae-studio-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn word_index(word: &str) -> u32 {
+    model().codebook().vocabulary().index_of_word(word).unwrap_or_else(|| panic!("`{word}` is in the vocabulary"))
+}
+
+fn click_menu(harness: &mut Harness<'_, StudioApp>, menu: &str, item: &str) {
+    harness.get_by_label(menu).click();
+    harness.run_steps(2);
+    harness.get_by_label(item).click();
+    harness.run_steps(2);
+}
+
+#[test]
+fn opens_on_the_sample_already_encoded() {
+    let (harness, _) = studio();
+    let app = harness.state();
+    let document = app.document().expect("the sample is open");
+    assert!(document.path.ends_with("cat-face.png"));
+    assert_eq!(document.pyramid(), &model().encode(&document.original).unwrap());
+    assert_eq!(app.shown_reconstruction().unwrap(), &model().decode(document.pyramid(), 6).unwrap());
+}
+
+#[test]
+fn opens_an_image_through_the_dialog_and_keeps_everything_when_one_is_corrupt() {
+    let (mut harness, dialog) = studio();
+    dialog.answer_next(common::sample("red-apple.png"));
+    click_menu(&mut harness, "File", "Open image… Ctrl+O");
+    wait_for_worker(&mut harness);
+    let apple = spae::image_io::prepare(&spae::image_io::load(&common::sample("red-apple.png")).unwrap(), 64);
+    let document = harness.state().document().unwrap();
+    assert!(document.path.ends_with("red-apple.png"));
+    assert_eq!(document.original, apple);
+    assert_eq!(harness.state().settings().recent_files[0], common::sample("red-apple.png"));
+
+    harness.state_mut().command(spae::studio::Command::SetWord {
+        cell: spae::studio::Cell { layer: 1, row: 0, col: 0 },
+        word: word_index("house"),
+    });
+    wait_for_worker(&mut harness);
+    let edited = harness.state().document().unwrap().pyramid().clone();
+    let shown = harness.state().shown_reconstruction().unwrap().clone();
+
+    let corrupt = scratch_dir("corrupt").join("corrupt.png");
+    std::fs::write(&corrupt, b"\x89PNG\r\n\x1a\n not really a png").unwrap();
+    dialog.answer_next(&corrupt);
+    harness.key_press_modifiers(Modifiers::COMMAND, Key::O);
+    wait_for_worker(&mut harness);
+    let app = harness.state();
+    let notice = app.notice().expect("the failure is shown");
+    assert!(notice.is_error && notice.text.contains("corrupt.png"), "{}", notice.text);
+    assert_eq!(app.document().unwrap().original, apple);
+    assert_eq!(app.document().unwrap().pyramid(), &edited);
+    assert_eq!(app.shown_reconstruction().unwrap(), &shown);
+    harness.get_by_label_contains("cannot open");
+}
+
+/// A file dropped on the window, as the windowing integration hands it to egui.
+#[derive(Debug)]
+struct Dropped(PathBuf);
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+#[test]
+fn a_dropped_image_opens() {
+    let (mut harness, _) = studio();
+    harness.input_mut().dropped_files.push(Arc::new(Dropped(common::sample("sunflower.png"))));
+    wait_for_worker(&mut harness);
+    assert!(harness.state().document().unwrap().path.ends_with("sunflower.png"));
+}
+
+#[test]
+fn layer_3_shows_its_16_words() {
+    let (mut harness, _) = studio();
+    harness.get_by_label("Layer 3: 4x4, 16 words").click();
+    harness.run_steps(2);
+    let pyramid = harness.state().document().unwrap().pyramid().clone();
+    let model = model();
+    let vocabulary = model.codebook().vocabulary();
+    for row in 0..4 {
+        for col in 0..4 {
+            let word = vocabulary.word(pyramid.word(3, row, col));
+            harness.get_by_label(&format!("layer 3, row {}, column {}: {word}", row + 1, col + 1));
+        }
+    }
+    assert_eq!(harness.query_all_by_label_contains("layer 3, row").count(), 16);
+    assert_eq!(harness.query_all_by_label_contains("layer 2, row").count(), 0);
+}
+
+#[test]
+fn editing_a_word_changes_pyramid_and_pixels_and_undo_restores_both() {
+    let (mut harness, _) = studio();
+    harness.get_by_label("Layer 3: 4x4, 16 words").click();
+    harness.run_steps(2);
+    let encoded = harness.state().document().unwrap().pyramid().clone();
+    let encoded_pixels = harness.state().shown_reconstruction().unwrap().clone();
+    let model = model();
+    let vocabulary = model.codebook().vocabulary();
+    let old = vocabulary.word(encoded.word(3, 1, 2)).to_string();
+    let new = if old == "ocean" { "forest" } else { "ocean" };
+
+    harness.get_by_label(&format!("layer 3, row 2, column 3: {old}")).click();
+    harness.run_steps(2);
+    let text_box = harness.get_by_label("New word:");
+    text_box.focus();
+    harness.key_press_modifiers(Modifiers::COMMAND, Key::A);
+    harness.get_by_label("New word:").type_text(new);
+    harness.key_press(Key::Enter);
+    wait_for_worker(&mut harness);
+    let document = harness.state().document().unwrap();
+    assert_eq!(document.pyramid().word(3, 1, 2), word_index(new));
+    let mut expected = encoded.clone();
+    expected.set_word(3, 1, 2, word_index(new));
+    assert_eq!(document.pyramid(), &expected, "only the edited cell changed");
+    let edited_pixels = harness.state().shown_reconstruction().unwrap().clone();
+    assert_ne!(edited_pixels, encoded_pixels, "the decoded pixels changed");
+    assert_eq!(edited_pixels, model.decode(&expected, 6).unwrap());
+
+    // Enter left the text box, so Ctrl+Z reaches the studio's history.
+    harness.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    wait_for_worker(&mut harness);
+    assert_eq!(harness.state().document().unwrap().pyramid(), &encoded);
+    assert_eq!(harness.state().shown_reconstruction().unwrap(), &encoded_pixels);
+
+    harness.key_press_modifiers(Modifiers::COMMAND | Modifiers::SHIFT, Key::Z);
+    wait_for_worker(&mut harness);
+    assert_eq!(harness.state().document().unwrap().pyramid(), &expected);
+    assert_eq!(harness.state().shown_reconstruction().unwrap(), &edited_pixels);
+}
+
+#[test]
+fn an_unknown_word_is_not_applied_and_suggestions_are_shown() {
+    let (mut harness, _) = studio();
+    let encoded = harness.state().document().unwrap().pyramid().clone();
+    let old = model().codebook().vocabulary().word(encoded.word(1, 0, 0)).to_string();
+    harness.get_by_label(&format!("layer 1, row 1, column 1: {old}")).click();
+    harness.run_steps(2);
+    harness.get_by_label("New word:").focus();
+    harness.key_press_modifiers(Modifiers::COMMAND, Key::A);
+    harness.get_by_label("New word:").type_text("housse");
+    harness.key_press(Key::Enter);
+    harness.run_steps(2);
+    harness.get_by_label_contains("`housse` is not in the vocabulary");
+    harness.get_by_label("house").click();
+    wait_for_worker(&mut harness);
+    assert_eq!(harness.state().document().unwrap().pyramid().word(1, 0, 0), word_index("house"));
+}
+
+#[test]
+fn replacing_a_word_everywhere_in_a_layer_is_one_undoable_edit() {
+    let (mut harness, _) = studio();
+    let encoded = harness.state().document().unwrap().pyramid().clone();
+    let (from, to) = (encoded.word(5, 0, 0), word_index("ocean"));
+    harness.state_mut().command(spae::studio::Command::ReplaceInLayer { layer: 5, from, to });
+    wait_for_worker(&mut harness);
+    let mut expected = encoded.clone();
+    let s = encoded.shape().grid_size(5);
+    for row in 0..s {
+        for col in 0..s {
+            if encoded.word(5, row, col) == from {
+                expected.set_word(5, row, col, to);
+            }
+        }
+    }
+    assert_eq!(harness.state().document().unwrap().pyramid(), &expected);
+    harness.state_mut().command(spae::studio::Command::Undo);
+    wait_for_worker(&mut harness);
+    assert_eq!(harness.state().document().unwrap().pyramid(), &encoded);
+}
+
+#[test]
+fn export_writes_a_png_that_decodes_to_the_shown_image() {
+    let (mut harness, dialog) = studio();
+    let dir = scratch_dir("export");
+    let path = dir.join("reconstruction.png");
+    dialog.answer_next(&path);
+    click_menu(&mut harness, "File", "Export reconstruction (PNG)…");
+    let written = spae::image_io::load(&path).expect("the export is a readable PNG").to_rgb8();
+    assert_eq!(&written, harness.state().shown_reconstruction().unwrap());
+
+    dialog.answer_next(dir.join("pyramid.txt"));
+    click_menu(&mut harness, "File", "Export pyramid as text…");
+    let text = std::fs::read_to_string(dir.join("pyramid.txt")).unwrap();
+    let shape = model().shape().clone();
+    let parsed = spae::pyramid_text::parse(&text, &shape, model().codebook().vocabulary()).unwrap();
+    assert_eq!(&parsed, harness.state().document().unwrap().pyramid());
+
+    // A write that cannot succeed says why and changes nothing.
+    let before = harness.state().document().unwrap().pyramid().clone();
+    dialog.answer_next(dir.join("no-such-folder").join("sheet.png"));
+    click_menu(&mut harness, "File", "Export layer prefixes as a contact sheet (PNG)…");
+    let notice = harness.state().notice().expect("the failure is shown");
+    assert!(notice.is_error && notice.text.contains("sheet.png"), "{}", notice.text);
+    assert_eq!(harness.state().document().unwrap().pyramid(), &before);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn the_pyramid_text_editor_shows_errors_inline_and_applies_valid_text() {
+    let (mut harness, _) = studio();
+    click_menu(&mut harness, "View", "Pyramid as text");
+    harness.key_press(Key::Escape);
+    harness.run_steps(2);
+    let text = harness.get_by_label("Edit any word, then apply:");
+    text.focus();
+    harness.key_press_modifiers(Modifiers::COMMAND, Key::A);
+    harness.get_by_label("Edit any word, then apply:").type_text("layer 1 1x1\ncatt\n");
+    harness.run_steps(2);
+    harness.get_by_label("Apply text").click();
+    harness.run_steps(2);
+    harness.get_by_label_contains("line 2, column 1");
+    assert!(!harness.state().document().unwrap().is_edited());
+
+    let mut edited = harness.state().document().unwrap().pyramid().clone();
+    edited.set_word(1, 0, 0, word_index("cat"));
+    let text = spae::pyramid_text::format(&edited, model().codebook().vocabulary());
+    harness.get_by_label("Edit any word, then apply:").focus();
+    harness.key_press_modifiers(Modifiers::COMMAND, Key::A);
+    harness.get_by_label("Edit any word, then apply:").type_text(&text);
+    harness.run_steps(2);
+    harness.get_by_label("Apply text").click();
+    wait_for_worker(&mut harness);
+    assert_eq!(harness.state().document().unwrap().pyramid(), &edited);
+}
