@@ -22,6 +22,8 @@ pub struct Document {
     pub original: RgbImage,
     /// The encoder's latent z, kept for quantization errors and SAQ targets of edited words.
     pub z: Tensor,
+    /// The teacher's relevance of every vocabulary word to the image, or why there is none.
+    pub relevance: Result<Vec<f32>, String>,
     encoded: Pyramid,
     pyramid: Pyramid,
     /// Whole pyramids: one is a few kilobytes, so snapshots are simpler than edit records.
@@ -33,7 +35,8 @@ pub struct Document {
 impl Document {
     /// `id` must differ between documents so that their decodes cannot be mixed up.
     pub fn new(id: u64, path: PathBuf, original: RgbImage, z: Tensor, encoded: Pyramid) -> Self {
-        Self { id, path, original, z, pyramid: encoded.clone(), encoded, undo: Vec::new(), redo: Vec::new(), revision: 0 }
+        let relevance = Err("not computed".to_string());
+        Self { id, path, original, z, relevance, pyramid: encoded.clone(), encoded, undo: Vec::new(), redo: Vec::new(), revision: 0 }
     }
 
     pub fn version(&self) -> Version {

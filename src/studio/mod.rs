@@ -158,7 +158,8 @@ impl StudioApp {
                 self.opening = None;
                 self.encode_secs = Some(encoded.encode_secs);
                 self.settings.remember_file(&encoded.path);
-                let document = Document::new(encoded.decoded.version.document, encoded.path, encoded.original, encoded.z, encoded.pyramid);
+                let mut document = Document::new(encoded.decoded.version.document, encoded.path, encoded.original, encoded.z, encoded.pyramid);
+                document.relevance = encoded.relevance;
                 self.decode_secs = Some(encoded.decoded.decode_secs);
                 self.encoded_summary = Some(view::Summary::of(&encoded.decoded));
                 self.view = Some(View::new(ctx, &document, encoded.decoded));

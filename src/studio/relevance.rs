@@ -1,9 +1,12 @@
-//! The semantic teacher's relevance r(I, k) of a word to an image (SPAE.md section 5).
+//! The semantic teacher's relevance r(I, k) of a word to an image (SPAE.md section 5),
+//! computed by the worker when the image is encoded.
 
-use image::RgbImage;
+use super::document::Document;
 
-/// The relevance of codebook word `word` to `image`; `None` until the library has a
-/// semantic teacher, and then the one place the studio asks it.
-pub fn relevance(_image: &RgbImage, _word: u32) -> Option<f32> {
-    None
+/// The relevance of codebook word `word` to the document's image, or why it is unknown.
+pub fn relevance(document: &Document, word: u32) -> Result<f32, &str> {
+    match &document.relevance {
+        Ok(scores) => Ok(scores[word as usize]),
+        Err(reason) => Err(reason),
+    }
 }

@@ -15,7 +15,8 @@ use image::RgbImage;
 use super::document::Version;
 use crate::model::SpaeModel;
 use crate::pyramid::Pyramid;
-use crate::{image_io, metrics, saq};
+use crate::teacher::relevance::SemanticTeacher;
+use crate::{image_io, metrics, paths, saq};
 
 pub enum Job {
     /// Read, prepare and encode an image file, and decode its pyramid as `document`'s
@@ -41,6 +42,8 @@ pub enum Outcome {
 pub struct Encoded {
     pub path: PathBuf,
     pub original: RgbImage,
+    /// The teacher's relevance of every vocabulary word to the image, or why there is none.
+    pub relevance: Result<Vec<f32>, String>,
     pub z: Tensor,
     pub pyramid: Pyramid,
     pub encode_secs: f64,
@@ -77,7 +80,11 @@ impl Worker {
         let (outcome_tx, outcomes) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("spae-studio-worker".into())
-            .spawn(move || run(&model, &job_rx, &outcome_tx, &ctx))
+            .spawn(move || {
+                let teacher = SemanticTeacher::load(Path::new(paths::TEACHER), Path::new(paths::IMAGENET_CLASSES), model.codebook())
+                    .map_err(|e| format!("{e:#}"));
+                run(&model, teacher.as_ref(), &job_rx, &outcome_tx, &ctx)
+            })
             .expect("cannot spawn the studio's worker thread");
         Self { jobs, outcomes, _thread: thread }
     }
@@ -93,11 +100,17 @@ impl Worker {
     }
 }
 
-fn run(model: &SpaeModel, jobs: &Receiver<Job>, outcomes: &Sender<Outcome>, ctx: &egui::Context) {
+fn run(
+    model: &SpaeModel,
+    teacher: Result<&SemanticTeacher, &String>,
+    jobs: &Receiver<Job>,
+    outcomes: &Sender<Outcome>,
+    ctx: &egui::Context,
+) {
     while let Ok(first) = jobs.recv() {
         for job in latest_jobs(first, jobs) {
             let outcome = match job {
-                Job::Encode { path, document } => match encode(model, &path, document) {
+                Job::Encode { path, document } => match encode(model, teacher, &path, document) {
                     Ok(encoded) => Outcome::Encoded(encoded),
                     Err(e) => Outcome::OpenFailed(path, format!("{e:#}")),
                 },
@@ -133,7 +146,7 @@ fn latest_jobs(first: Job, jobs: &Receiver<Job>) -> Vec<Job> {
         .collect()
 }
 
-fn encode(model: &SpaeModel, path: &Path, document: u64) -> Result<Encoded> {
+fn encode(model: &SpaeModel, teacher: Result<&SemanticTeacher, &String>, path: &Path, document: u64) -> Result<Encoded> {
     let image = image_io::load(path)?;
     let original = image_io::prepare(&image, model.config().resolution as u32);
     let start = Instant::now();
@@ -143,7 +156,16 @@ fn encode(model: &SpaeModel, path: &Path, document: u64) -> Result<Encoded> {
     let version = Version { document, revision: 0 };
     let decoded =
         decode(model, DecodeJob { version, pyramid: pyramid.clone(), z: z.clone(), original: original.clone() })?;
-    Ok(Encoded { path: path.to_path_buf(), original, z, pyramid, encode_secs, decoded })
+    // The teacher reads the file's name as the image's text ("cat-face.png": cat, face).
+    let text = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let relevance = match teacher {
+        Ok(teacher) => teacher
+            .scores(&image_io::to_tensor(std::slice::from_ref(&original))?, &[text], model.codebook().vocabulary())
+            .map(|mut scores| scores.remove(0))
+            .map_err(|e| format!("{e:#}")),
+        Err(reason) => Err(reason.clone()),
+    };
+    Ok(Encoded { path: path.to_path_buf(), original, relevance, z, pyramid, encode_secs, decoded })
 }
 
 fn decode(model: &SpaeModel, job: DecodeJob) -> Result<Decoded> {

@@ -40,6 +40,13 @@ pub struct Relevance {
     pub text_words: Vec<String>,
 }
 
+/// One image as the teacher sees it.
+struct Judgement {
+    classes: Vec<(u16, f32)>,
+    own: Vec<u32>,
+    scores: Vec<f32>,
+}
+
 pub struct SemanticTeacher {
     classifier: EfficientNetLite0,
     /// Vocabulary indices of each class name's words.
@@ -77,6 +84,28 @@ impl SemanticTeacher {
     /// Relevance of the vocabulary to each image of a batch (pixels in -1..1) given each
     /// image's text; keeps the `top` best words.
     pub fn relevance(&self, pixels: &Tensor, texts: &[String], vocabulary: &Vocabulary, top: usize) -> Result<Vec<Relevance>> {
+        self.judge(pixels, texts, vocabulary)?
+            .into_iter()
+            .map(|judgement| {
+                let mut ranked: Vec<(usize, f32)> = judgement.scores.into_iter().enumerate().collect();
+                ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+                ranked.truncate(top);
+                Ok(Relevance {
+                    words: ranked.iter().map(|&(i, _)| vocabulary.word(i as u32).to_string()).collect(),
+                    scores: ranked.iter().map(|&(_, s)| s).collect(),
+                    classes: judgement.classes,
+                    text_words: judgement.own.iter().map(|&i| vocabulary.word(i).to_string()).collect(),
+                })
+            })
+            .collect()
+    }
+
+    /// r(k) of every vocabulary word (indexed by codebook row) for each image of a batch.
+    pub fn scores(&self, pixels: &Tensor, texts: &[String], vocabulary: &Vocabulary) -> Result<Vec<Vec<f32>>> {
+        Ok(self.judge(pixels, texts, vocabulary)?.into_iter().map(|j| j.scores).collect())
+    }
+
+    fn judge(&self, pixels: &Tensor, texts: &[String], vocabulary: &Vocabulary) -> Result<Vec<Judgement>> {
         let probabilities: Vec<Vec<f32>> = self.classifier.classify(pixels)?.to_vec2()?;
         probabilities
             .iter()
@@ -86,16 +115,8 @@ impl SemanticTeacher {
                 classes.sort_by(|a, b| b.1.total_cmp(&a.1));
                 classes.truncate(TOP_CLASSES);
                 let own = text_words(text, vocabulary);
-                let scores = self.scores(&own, &classes)?;
-                let mut ranked: Vec<(usize, f32)> = scores.into_iter().enumerate().collect();
-                ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-                ranked.truncate(top);
-                Ok(Relevance {
-                    words: ranked.iter().map(|&(i, _)| vocabulary.word(i as u32).to_string()).collect(),
-                    scores: ranked.iter().map(|&(_, s)| s).collect(),
-                    classes,
-                    text_words: own.iter().map(|&i| vocabulary.word(i).to_string()).collect(),
-                })
+                let scores = self.word_scores(&own, &classes)?;
+                Ok(Judgement { classes, own, scores })
             })
             .collect()
     }
@@ -103,7 +124,7 @@ impl SemanticTeacher {
     /// r(k) for every word: its best weighted cosine to an anchor. Anchors are the
     /// image's text words (weight 1) and the words of its top classes (weight p_c / p_top),
     /// so the image's own words rank first and a confident class counts as much as text.
-    fn scores(&self, own: &[u32], classes: &[(u16, f32)]) -> Result<Vec<f32>> {
+    fn word_scores(&self, own: &[u32], classes: &[(u16, f32)]) -> Result<Vec<f32>> {
         let mut anchors: Vec<(u32, f32)> = own.iter().map(|&w| (w, 1.0)).collect();
         let top = classes.first().map_or(1.0, |c| c.1);
         for &(class, p) in classes {

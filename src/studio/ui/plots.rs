@@ -32,7 +32,7 @@ impl StudioApp {
             let pyramid = document.pyramid();
             let relevances: Option<Vec<f64>> = (1..=SEMANTIC_LAYERS.min(pyramid.shape().layers()))
                 .flat_map(|layer| pyramid.layer(layer).iter())
-                .map(|&word| relevance::relevance(&document.original, word).map(f64::from))
+                .map(|&word| relevance::relevance(document, word).ok().map(f64::from))
                 .collect();
             match relevances {
                 Some(values) => plot(ui, "relevance", "relevance of layers 1–3's words", width, height, |plot_ui| {
@@ -43,7 +43,7 @@ impl StudioApp {
                     ui.vertical(|ui| {
                         ui.set_width(width);
                         ui.label("relevance of layers 1–3's words");
-                        ui.label("relevance: n/a (no teacher yet)");
+                        ui.label("relevance: n/a (no teacher)");
                     });
                 }
             }

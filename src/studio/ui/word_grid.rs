@@ -116,9 +116,9 @@ impl StudioApp {
             let error = view.decoded.cell_errors[cell.layer - 1][cell.row * s + cell.col];
             ui.label(format!("quantization error (mean squared, zhat_{} vs z): {error:.4}", cell.layer));
         }
-        match relevance::relevance(&document.original, word) {
-            Some(r) => ui.label(format!("relevance to the image: {r:.3}")),
-            None => ui.label("relevance: n/a (no teacher yet)"),
+        match relevance::relevance(document, word) {
+            Ok(r) => ui.label(format!("relevance to the image: {r:.3}")),
+            Err(reason) => ui.label(format!("relevance: n/a ({reason})")),
         };
         let words: Vec<&str> = alternatives.iter().map(|&w| vocabulary.word(w)).collect();
         ui.label(format!("nearest alternatives: {}", words.join(", ")));
