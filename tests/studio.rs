@@ -11,10 +11,10 @@ use egui_kittest::Harness;
 use eframe::egui::{self, Key, Modifiers};
 use spae::model::SpaeModel;
 use spae::studio::file_dialog::ScriptedDialog;
+use common::studio::wait_for_worker;
 use spae::studio::StudioApp;
 
 /// Harness steps to wait for the worker; each job takes well under a second.
-const MAX_WAIT_STEPS: usize = 1500;
 
 fn model() -> Arc<SpaeModel> {
     static MODEL: OnceLock<Arc<SpaeModel>> = OnceLock::new();
@@ -37,18 +37,6 @@ fn studio() -> (Harness<'static, StudioApp>, ScriptedDialog) {
     (harness, dialog)
 }
 
-/// Steps until the worker's results are on screen.
-fn wait_for_worker(harness: &mut Harness<'_, StudioApp>) {
-    for _ in 0..MAX_WAIT_STEPS {
-        harness.step();
-        if !harness.state().is_busy() {
-            harness.run_steps(2);
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    panic!("the studio's worker did not finish");
-}
 
 fn scratch_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("spae-studio-{name}-{}", std::process::id()));

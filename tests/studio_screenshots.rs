@@ -12,6 +12,7 @@ use egui_kittest::Harness;
 use eframe::egui::{Key, Modifiers};
 use spae::model::SpaeModel;
 use spae::studio::file_dialog::ScriptedDialog;
+use common::studio::wait_for_worker;
 use spae::studio::StudioApp;
 
 fn save(harness: &mut Harness<'_, StudioApp>, name: &str) {
@@ -23,17 +24,6 @@ fn save(harness: &mut Harness<'_, StudioApp>, name: &str) {
     spae::atomic_file::write(&dir.join(name), &png).unwrap();
 }
 
-fn wait_for_worker(harness: &mut Harness<'_, StudioApp>) {
-    for _ in 0..1500 {
-        harness.step();
-        if !harness.state().is_busy() {
-            harness.run_steps(2);
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    panic!("the studio's worker did not finish");
-}
 
 #[test]
 #[ignore = "writes screenshots/; run with --ignored"]

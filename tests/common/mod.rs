@@ -1,6 +1,8 @@
 //! Shared test fixtures: the real frozen codebook, loaded once per test binary.
 #![allow(dead_code)]
 
+pub mod studio;
+
 use std::sync::{Arc, OnceLock};
 
 use candle_core::{Device, Tensor};

@@ -1,0 +1,18 @@
+//! Helpers for tests that drive the studio through egui_kittest.
+
+use egui_kittest::Harness;
+use spae::studio::StudioApp;
+
+/// Steps until the worker's results are on screen (bounded: the worker takes well under
+/// a few seconds per job).
+pub fn wait_for_worker(harness: &mut Harness<'_, StudioApp>) {
+    for _ in 0..1500 {
+        harness.step();
+        if !harness.state().is_busy() {
+            harness.run_steps(2);
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("the studio's worker did not finish");
+}
