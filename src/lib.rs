@@ -28,6 +28,8 @@ pub mod paths {
     pub const LLM_GGUF: &str = "weights/SmolLM2-135M-Instruct.Q4_1.gguf";
     /// The shipped SPAE model folder (`config.json` + `model.safetensors`).
     pub const DEFAULT_MODEL_DIR: &str = "weights/spae-default";
+    /// The default training run (checkpoints and log).
+    pub const DEFAULT_RUN_DIR: &str = "weights/training/default";
     /// The semantic teacher's classifier (EfficientNet-Lite0).
     pub const TEACHER: &str = "weights/efficientnet-lite0.safetensors";
     /// The classifier's 1000 class names.

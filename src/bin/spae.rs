@@ -65,7 +65,7 @@ enum Command {
         #[arg(long, default_value = spae::data::DEFAULT_CACHE)]
         cache: PathBuf,
         /// Checkpoints and the CSV log.
-        #[arg(long, default_value = "weights/training/default")]
+        #[arg(long, default_value = paths::DEFAULT_RUN_DIR)]
         run: PathBuf,
         /// Continue from the run's newest checkpoint.
         #[arg(long)]
@@ -85,6 +85,19 @@ enum Command {
         #[arg(long, default_value_t = 5.0)]
         checkpoint_minutes: f64,
         /// Weight of the semantic guidance; 0 trains the control model without it.
+        #[arg(long, default_value_t = SemanticOptions::default().weight)]
+        semantic_weight: f64,
+    },
+    /// Time training steps (on the held-out split; no checkpoint is written) and show how
+    /// a step splits between the CNN, the nearest-word search and the losses.
+    BenchTrain {
+        #[arg(long, default_value = spae::data::DEFAULT_CACHE)]
+        cache: PathBuf,
+        #[arg(long, default_value_t = 16)]
+        batch_size: usize,
+        /// Timed steps (after one untimed warm-up step).
+        #[arg(long, default_value_t = 5)]
+        steps: u64,
         #[arg(long, default_value_t = SemanticOptions::default().weight)]
         semantic_weight: f64,
     },
@@ -129,7 +142,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         return Ok(());
     }
-    let training = matches!(cli.command, Command::Train { .. });
+    let training = matches!(cli.command, Command::Train { .. } | Command::BenchTrain { .. });
     let explicit_model = cli.model != Path::new(paths::DEFAULT_MODEL_DIR);
     let model = SpaeModel::open(&cli.model, &cli.llm, !explicit_model || training)?;
     if let spae::model::WeightsSource::Seed(_) = model.source() {
@@ -157,21 +170,28 @@ fn run(cli: Cli) -> Result<()> {
         Command::Inspect => inspect(&model, &cli.llm)?,
         Command::PrepareData { .. } => unreachable!("handled above"),
         Command::Train { cache, run, resume, minutes, batch_size, steps, lr, seed, checkpoint_minutes, semantic_weight } => {
-            let options = TrainOptions {
-                data_dir: prepare::data_dir(&cache),
-                run_dir: run,
-                export_dir: Some(cli.model.clone()),
-                batch_size,
-                schedule: Schedule { peak_lr: lr, warmup_steps: 200.min(steps / 10), total_steps: steps, floor: 0.1 },
-                weight_decay: 1e-4,
-                commitment: 0.25,
-                full_prefix_share: 0.5,
-                seed,
-                checkpoint_minutes,
-                semantic: (semantic_weight > 0.0).then(|| SemanticOptions { weight: semantic_weight, ..Default::default() }),
-            };
+            let mut options = train_options(&cache, batch_size, steps, lr, seed, semantic_weight);
+            options.run_dir = run;
+            options.export_dir = Some(cli.model.clone());
+            options.checkpoint_minutes = checkpoint_minutes;
             let stop = minutes.map_or(Stop::Schedule, Stop::Minutes);
             spae::train::train(&model, &options, resume, stop)?;
+        }
+        Command::BenchTrain { cache, batch_size, steps, semantic_weight } => {
+            let options = train_options(&cache, batch_size, 20_000, 5e-4, 0, semantic_weight);
+            let records = spae::train::benchmark(&model, &options, Split::HeldOut, steps)?;
+            let mean = |f: fn(&spae::train::log::StepRecord) -> f64| records.iter().map(f).sum::<f64>() / records.len() as f64;
+            let total = mean(|r| r.seconds_total);
+            println!("{} timed steps of {batch_size} images (semantic guidance {}):", records.len(), if semantic_weight > 0.0 { "on" } else { "off" });
+            println!("  {:.2} s per step, {:.2} images/s", total, batch_size as f64 / total);
+            for (part, secs) in [
+                ("encoder forward", mean(|r| r.seconds_encoder)),
+                ("nearest-word search (SAQ)", mean(|r| r.seconds_search)),
+                ("decoder forward and losses", mean(|r| r.seconds_decoder_and_losses)),
+                ("backward and AdamW", mean(|r| r.seconds_backward)),
+            ] {
+                println!("  {part:<28} {secs:>6.3} s  {:>5.1}%", 100.0 * secs / total);
+            }
         }
         Command::Eval { cache, limit, json, control } => {
             let dir = prepare::data_dir(&cache);
@@ -199,6 +219,23 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Training options as `train` and `bench-train` share them.
+fn train_options(cache: &Path, batch_size: usize, steps: u64, lr: f64, seed: u64, semantic_weight: f64) -> TrainOptions {
+    TrainOptions {
+        data_dir: prepare::data_dir(cache),
+        run_dir: PathBuf::from(paths::DEFAULT_RUN_DIR),
+        export_dir: None,
+        batch_size,
+        schedule: Schedule { peak_lr: lr, warmup_steps: 200.min(steps / 10), total_steps: steps, floor: 0.1 },
+        weight_decay: 1e-4,
+        commitment: 0.25,
+        full_prefix_share: 0.5,
+        seed,
+        checkpoint_minutes: 5.0,
+        semantic: (semantic_weight > 0.0).then(|| SemanticOptions { weight: semantic_weight, ..Default::default() }),
+    }
 }
 
 fn print_report(model: &SpaeModel, report: &spae::eval::Report, control: Option<&spae::eval::Report>) {

@@ -61,20 +61,39 @@ pub enum Stop {
     Schedule,
 }
 
-/// Trains `model` (fresh, or restored from the run's checkpoint when `resume`).
-pub fn train(model: &SpaeModel, options: &TrainOptions, resume: bool, stop: Stop) -> Result<()> {
-    let data = Dataset::load(&options.data_dir, Split::Train, model.config().resolution)?;
-    ensure!(data.len() >= options.batch_size, "{} training images, fewer than one batch", data.len());
+/// A split's images and, with semantic guidance on, the teacher's targets for them.
+fn load_split(model: &SpaeModel, options: &TrainOptions, split: Split) -> Result<(Dataset, Option<Vec<Target>>)> {
+    let data = Dataset::load(&options.data_dir, split, model.config().resolution)?;
+    ensure!(data.len() >= options.batch_size, "{} images, fewer than one batch", data.len());
     let targets = match &options.semantic {
         Some(semantic) => {
-            let relevances = crate::data::relevance_cache::load(&options.data_dir, Split::Train, data.len())?;
+            let relevances = crate::data::relevance_cache::load(&options.data_dir, split, data.len())?;
             Some(semantic::targets(&relevances, model.codebook().vocabulary(), semantic))
         }
         None => None,
     };
-    std::fs::create_dir_all(&options.run_dir)?;
+    Ok((data, targets))
+}
+
+fn optimizer_for(model: &SpaeModel, options: &TrainOptions) -> Result<AdamW> {
     let vars = model.varmap().data().lock().expect("varmap").iter().map(|(n, v)| (n.clone(), v.clone())).collect();
-    let mut optimizer = AdamW::new(vars, options.weight_decay)?;
+    AdamW::new(vars, options.weight_decay)
+}
+
+/// `spae bench train`: `steps` timed training steps (after one untimed) on `split`,
+/// touching no checkpoint or log; the model's weights change.
+pub fn benchmark(model: &SpaeModel, options: &TrainOptions, split: Split, steps: u64) -> Result<Vec<StepRecord>> {
+    let (data, targets) = load_split(model, options, split)?;
+    let mut optimizer = optimizer_for(model, options)?;
+    train_step(model, &data, targets.as_deref(), &mut optimizer, options, 0)?;
+    (1..=steps).map(|step| train_step(model, &data, targets.as_deref(), &mut optimizer, options, step)).collect()
+}
+
+/// Trains `model` (fresh, or restored from the run's checkpoint when `resume`).
+pub fn train(model: &SpaeModel, options: &TrainOptions, resume: bool, stop: Stop) -> Result<()> {
+    let (data, targets) = load_split(model, options, Split::Train)?;
+    std::fs::create_dir_all(&options.run_dir)?;
+    let mut optimizer = optimizer_for(model, options)?;
     let mut elapsed_before = 0.0;
     if resume {
         if let Some(checkpoint) = Checkpoint::latest(&options.run_dir)? {
