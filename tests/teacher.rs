@@ -73,3 +73,22 @@ fn sample_images_match_the_reference_top_classes() {
         assert_eq!(top as u64, entry["top5"][0].as_u64().unwrap(), "{file}");
     }
 }
+
+#[test]
+fn perceptual_loss_is_zero_for_equal_images_and_reaches_the_reconstruction() {
+    use candle_core::Var;
+    use spae::train::perceptual;
+    let teacher = teacher();
+    let load = |name: &str| image_io::prepare(&image_io::load(&common::sample(name)).unwrap(), 64);
+    let original = image_io::to_tensor(&[load("cat-face.png")]).unwrap();
+    let same = perceptual::loss(&teacher, &original, &original).unwrap().to_scalar::<f32>().unwrap();
+    assert!(same.abs() < 1e-6, "{same}");
+    let other = Var::from_tensor(&image_io::to_tensor(&[load("red-apple.png")]).unwrap()).unwrap();
+    let far = perceptual::loss(&teacher, other.as_tensor(), &original).unwrap();
+    let slightly = (original.clone() + 0.05).unwrap();
+    let near = perceptual::loss(&teacher, &slightly, &original).unwrap().to_scalar::<f32>().unwrap();
+    assert!(far.to_scalar::<f32>().unwrap() > near && near > 0.0, "a different image is further than a brighter one");
+    let grads = far.backward().unwrap();
+    let grad = grads.get(&other).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(grad > 0.0);
+}

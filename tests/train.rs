@@ -51,6 +51,7 @@ fn options(data: &Path, run: &Path, steps: u64) -> TrainOptions {
         seed: 3,
         checkpoint_minutes: 1e6,
         semantic: None,
+        perceptual_weight: 0.0,
     }
 }
 
@@ -93,7 +94,7 @@ fn a_resumed_run_matches_an_uninterrupted_one() {
     train(&small_model(0), &options(&data, &stopped, 2), false, Stop::Schedule).unwrap();
     // A killed run may have logged steps after its last checkpoint.
     let mut log = std::fs::read_to_string(stopped.join("log.csv")).unwrap();
-    log.push_str("3,0,0,0,0,0,0,0,0,0,0,\n");
+    log.push_str("3,0,0,0,0,0,0,0,0,0,0,,\n");
     std::fs::write(stopped.join("log.csv"), log).unwrap();
     // Resume into a model initialised differently: everything must come from the checkpoint.
     let resumed = small_model(9);

@@ -87,6 +87,9 @@ enum Command {
         /// Weight of the semantic guidance; 0 trains the control model without it.
         #[arg(long, default_value_t = SemanticOptions::default().weight)]
         semantic_weight: f64,
+        /// Weight of the perceptual loss through the teacher's features (0: off).
+        #[arg(long, default_value_t = 0.0)]
+        perceptual_weight: f64,
     },
     /// Time training steps (on the held-out split; no checkpoint is written) and show how
     /// a step splits between the CNN, the nearest-word search and the losses.
@@ -100,6 +103,8 @@ enum Command {
         steps: u64,
         #[arg(long, default_value_t = SemanticOptions::default().weight)]
         semantic_weight: f64,
+        #[arg(long, default_value_t = 0.0)]
+        perceptual_weight: f64,
     },
     /// Reconstruction quality on the held-out split (PSNR and SSIM per layer prefix).
     Eval {
@@ -169,20 +174,28 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Inspect => inspect(&model, &cli.llm)?,
         Command::PrepareData { .. } => unreachable!("handled above"),
-        Command::Train { cache, run, resume, minutes, batch_size, steps, lr, seed, checkpoint_minutes, semantic_weight } => {
+        Command::Train { cache, run, resume, minutes, batch_size, steps, lr, seed, checkpoint_minutes, semantic_weight, perceptual_weight } => {
             let mut options = train_options(&cache, batch_size, steps, lr, seed, semantic_weight);
+            options.perceptual_weight = perceptual_weight;
             options.run_dir = run;
             options.export_dir = Some(cli.model.clone());
             options.checkpoint_minutes = checkpoint_minutes;
             let stop = minutes.map_or(Stop::Schedule, Stop::Minutes);
             spae::train::train(&model, &options, resume, stop)?;
         }
-        Command::BenchTrain { cache, batch_size, steps, semantic_weight } => {
-            let options = train_options(&cache, batch_size, 20_000, 5e-4, 0, semantic_weight);
+        Command::BenchTrain { cache, batch_size, steps, semantic_weight, perceptual_weight } => {
+            let mut options = train_options(&cache, batch_size, 20_000, 5e-4, 0, semantic_weight);
+            options.perceptual_weight = perceptual_weight;
             let records = spae::train::benchmark(&model, &options, Split::HeldOut, steps)?;
             let mean = |f: fn(&spae::train::log::StepRecord) -> f64| records.iter().map(f).sum::<f64>() / records.len() as f64;
             let total = mean(|r| r.seconds_total);
-            println!("{} timed steps of {batch_size} images (semantic guidance {}):", records.len(), if semantic_weight > 0.0 { "on" } else { "off" });
+            let on = |w: f64| if w > 0.0 { "on" } else { "off" };
+            println!(
+                "{} timed steps of {batch_size} images (semantic guidance {}, perceptual loss {}):",
+                records.len(),
+                on(semantic_weight),
+                on(perceptual_weight)
+            );
             println!("  {:.2} s per step, {:.2} images/s", total, batch_size as f64 / total);
             for (part, secs) in [
                 ("encoder forward", mean(|r| r.seconds_encoder)),
@@ -235,6 +248,7 @@ fn train_options(cache: &Path, batch_size: usize, steps: u64, lr: f64, seed: u64
         seed,
         checkpoint_minutes: 5.0,
         semantic: (semantic_weight > 0.0).then(|| SemanticOptions { weight: semantic_weight, ..Default::default() }),
+        perceptual_weight: 0.0,
     }
 }
 

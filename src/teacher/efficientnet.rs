@@ -166,17 +166,24 @@ impl EfficientNetLite0 {
 
     /// Runs the network on normalized input (`batch x 3 x H x W`, see [`normalize`]).
     pub fn forward(&self, x: &Tensor) -> Result<Features> {
+        let stages = self.stage_features(x, self.stages.len())?;
+        let last = stages.last().expect("the stem's output at least");
+        let pooled = self.head.forward(last)?.mean((2, 3))?;
+        let logits = pooled.matmul(&self.fc_weight.t()?)?.broadcast_add(&self.fc_bias)?;
+        Ok(Features { stages, pooled, logits })
+    }
+
+    /// Activations after the stem and after each of the first `stages` stages.
+    pub fn stage_features(&self, x: &Tensor, stages: usize) -> Result<Vec<Tensor>> {
         let mut h = self.stem.forward(x)?;
-        let mut stages = vec![h.clone()];
-        for stage in &self.stages {
+        let mut out = vec![h.clone()];
+        for stage in self.stages.iter().take(stages) {
             for block in stage {
                 h = block.forward(&h)?;
             }
-            stages.push(h.clone());
+            out.push(h.clone());
         }
-        let pooled = self.head.forward(&h)?.mean((2, 3))?;
-        let logits = pooled.matmul(&self.fc_weight.t()?)?.broadcast_add(&self.fc_bias)?;
-        Ok(Features { stages, pooled, logits })
+        Ok(out)
     }
 
     /// ImageNet class probabilities for pixels in -1..1 (the model's convention), resized

@@ -19,10 +19,17 @@ pub struct StepRecord {
     pub seconds_total: f64,
     /// The weighted semantic term; `None` when training without it.
     pub semantic: Option<f64>,
+    /// The weighted perceptual term; `None` when training without it.
+    pub perceptual: Option<f64>,
 }
 
-const HEADER: &str = "step,lr,loss,pixel_mse,commitment,psnr_db,seconds_encoder,seconds_search,seconds_decoder_and_losses,seconds_backward,seconds_total,semantic";
-const COLUMNS: usize = 12;
+const HEADER: &str = "step,lr,loss,pixel_mse,commitment,psnr_db,seconds_encoder,seconds_search,seconds_decoder_and_losses,seconds_backward,seconds_total,semantic,perceptual";
+const COLUMNS: usize = 13;
+
+/// An optional value as a CSV field: empty when absent.
+fn optional(value: Option<f64>) -> String {
+    value.map_or(String::new(), |v| format!("{v:.6}"))
+}
 
 pub struct TrainingLog {
     path: PathBuf,
@@ -55,7 +62,7 @@ impl TrainingLog {
 
     pub fn append(&mut self, r: &StepRecord) -> Result<()> {
         self.pending.push_str(&format!(
-            "{},{:.6e},{:.6},{:.6},{:.6},{:.3},{:.4},{:.4},{:.4},{:.4},{:.4},{}\n",
+            "{},{:.6e},{:.6},{:.6},{:.6},{:.3},{:.4},{:.4},{:.4},{:.4},{:.4},{},{}\n",
             r.step,
             r.lr,
             r.loss,
@@ -67,7 +74,8 @@ impl TrainingLog {
             r.seconds_decoder_and_losses,
             r.seconds_backward,
             r.seconds_total,
-            r.semantic.map_or(String::new(), |s| format!("{s:.6}"))
+            optional(r.semantic),
+            optional(r.perceptual)
         ));
         if self.pending.len() > 4096 {
             self.flush()?;

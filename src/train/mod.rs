@@ -4,12 +4,14 @@
 //! decode all layers, the rest a random shorter prefix, so every prefix decodes), the
 //! commitment term beta * ||z - stopgrad(zhat_L)||^2 (measured relative to the mean
 //! squared codebook entry, so beta does not depend on the LLM's embedding scale), and, unless switched off (the
-//! control model), semantic guidance of the upper layers ([`semantic`]). The codebook
-//! is frozen.
+//! control model), semantic guidance of the upper layers ([`semantic`]); optionally a
+//! perceptual loss through the teacher's features ([`perceptual`]). The codebook is
+//! frozen.
 
 pub mod checkpoint;
 pub mod log;
 pub mod optimizer;
+pub mod perceptual;
 pub mod schedule;
 pub mod semantic;
 
@@ -32,6 +34,8 @@ use optimizer::AdamW;
 use schedule::Schedule;
 use semantic::{SemanticOptions, Target};
 
+use crate::teacher::efficientnet::EfficientNetLite0;
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct TrainOptions {
     /// Prepared data (`spae prepare-data`).
@@ -51,6 +55,8 @@ pub struct TrainOptions {
     pub checkpoint_minutes: f64,
     /// Semantic guidance; `None` trains the control model without it.
     pub semantic: Option<SemanticOptions>,
+    /// Weight of the perceptual loss through the teacher's features (0: off).
+    pub perceptual_weight: f64,
 }
 
 /// How a run ends.
@@ -61,18 +67,32 @@ pub enum Stop {
     Schedule,
 }
 
-/// A split's images and, with semantic guidance on, the teacher's targets for them.
-fn load_split(model: &SpaeModel, options: &TrainOptions, split: Split) -> Result<(Dataset, Option<Vec<Target>>)> {
-    let data = Dataset::load(&options.data_dir, split, model.config().resolution)?;
-    ensure!(data.len() >= options.batch_size, "{} images, fewer than one batch", data.len());
-    let targets = match &options.semantic {
-        Some(semantic) => {
-            let relevances = crate::data::relevance_cache::load(&options.data_dir, split, data.len())?;
-            Some(semantic::targets(&relevances, model.codebook().vocabulary(), semantic))
-        }
-        None => None,
-    };
-    Ok((data, targets))
+/// What the steps read: a split's images, the teacher's targets for them (semantic
+/// guidance on), and the teacher's network (perceptual loss on).
+struct Inputs {
+    data: Dataset,
+    targets: Option<Vec<Target>>,
+    teacher: Option<EfficientNetLite0>,
+}
+
+impl Inputs {
+    fn load(model: &SpaeModel, options: &TrainOptions, split: Split) -> Result<Self> {
+        let data = Dataset::load(&options.data_dir, split, model.config().resolution)?;
+        ensure!(data.len() >= options.batch_size, "{} images, fewer than one batch", data.len());
+        let targets = match &options.semantic {
+            Some(semantic) => {
+                let relevances = crate::data::relevance_cache::load(&options.data_dir, split, data.len())?;
+                Some(semantic::targets(&relevances, model.codebook().vocabulary(), semantic))
+            }
+            None => None,
+        };
+        let teacher = if options.perceptual_weight > 0.0 {
+            Some(EfficientNetLite0::load(std::path::Path::new(crate::paths::TEACHER))?)
+        } else {
+            None
+        };
+        Ok(Self { data, targets, teacher })
+    }
 }
 
 fn optimizer_for(model: &SpaeModel, options: &TrainOptions) -> Result<AdamW> {
@@ -83,15 +103,15 @@ fn optimizer_for(model: &SpaeModel, options: &TrainOptions) -> Result<AdamW> {
 /// `spae bench train`: `steps` timed training steps (after one untimed) on `split`,
 /// touching no checkpoint or log; the model's weights change.
 pub fn benchmark(model: &SpaeModel, options: &TrainOptions, split: Split, steps: u64) -> Result<Vec<StepRecord>> {
-    let (data, targets) = load_split(model, options, split)?;
+    let inputs = Inputs::load(model, options, split)?;
     let mut optimizer = optimizer_for(model, options)?;
-    train_step(model, &data, targets.as_deref(), &mut optimizer, options, 0)?;
-    (1..=steps).map(|step| train_step(model, &data, targets.as_deref(), &mut optimizer, options, step)).collect()
+    train_step(model, &inputs, &mut optimizer, options, 0)?;
+    (1..=steps).map(|step| train_step(model, &inputs, &mut optimizer, options, step)).collect()
 }
 
 /// Trains `model` (fresh, or restored from the run's checkpoint when `resume`).
 pub fn train(model: &SpaeModel, options: &TrainOptions, resume: bool, stop: Stop) -> Result<()> {
-    let (data, targets) = load_split(model, options, Split::Train)?;
+    let inputs = Inputs::load(model, options, Split::Train)?;
     std::fs::create_dir_all(&options.run_dir)?;
     let mut optimizer = optimizer_for(model, options)?;
     let mut elapsed_before = 0.0;
@@ -120,7 +140,7 @@ pub fn train(model: &SpaeModel, options: &TrainOptions, resume: bool, stop: Stop
         if step >= total || out_of_time {
             break;
         }
-        let record = train_step(model, &data, targets.as_deref(), &mut optimizer, options, step)?;
+        let record = train_step(model, &inputs, &mut optimizer, options, step)?;
         bar.set_message(format!(
             "loss {:.4} (pixel {:.4}, commit {:.4}, semantic {}) PSNR {:.1} dB, {:.1} img/s",
             record.loss,
@@ -165,14 +185,8 @@ fn batch_indices(len: usize, batch: usize, seed: u64, step: u64) -> Vec<usize> {
     order[position * batch..(position + 1) * batch].to_vec()
 }
 
-fn train_step(
-    model: &SpaeModel,
-    data: &Dataset,
-    targets: Option<&[Target]>,
-    optimizer: &mut AdamW,
-    options: &TrainOptions,
-    step: u64,
-) -> Result<StepRecord> {
+fn train_step(model: &SpaeModel, inputs: &Inputs, optimizer: &mut AdamW, options: &TrainOptions, step: u64) -> Result<StepRecord> {
+    let data = &inputs.data;
     let t0 = Instant::now();
     let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed.wrapping_add(step.wrapping_mul(0x2545_F491_4F6C_DD1D)));
     let indices = batch_indices(data.len(), options.batch_size, options.seed, step);
@@ -196,7 +210,15 @@ fn train_step(
     let pixel_mse = (&reconstruction - &pixels)?.sqr()?.mean_all()?;
     let commitment = (saq::commitment_loss(&z, &quantized.prefixes[layers - 1])? / model.codebook().mean_square() as f64)?;
     let mut loss = (&pixel_mse + (&commitment * options.commitment)?)?;
-    let semantic = match (targets, &options.semantic) {
+    let perceptual = match &inputs.teacher {
+        Some(teacher) => {
+            let term = (perceptual::loss(teacher, &reconstruction, &pixels)? * options.perceptual_weight)?;
+            loss = (loss + &term)?;
+            Some(term.to_scalar::<f32>()? as f64)
+        }
+        None => None,
+    };
+    let semantic = match (inputs.targets.as_deref(), &options.semantic) {
         (Some(targets), Some(semantic)) => {
             let batch_targets: Vec<&Target> = indices.iter().map(|&i| &targets[i]).collect();
             let term = semantic::loss(&z, &quantized.prefixes, model.codebook(), model.shape(), model.config().cell_target, &batch_targets, semantic)?;
@@ -218,6 +240,7 @@ fn train_step(
         pixel_mse: pixel,
         commitment: commitment.to_scalar::<f32>()? as f64,
         semantic,
+        perceptual,
         // Pixels span 2 (-1..1), so PSNR = 10 log10(2^2 / mse).
         psnr_db: 10.0 * (4.0 / pixel.max(1e-12)).log10(),
         seconds_encoder: (t1 - t0).as_secs_f64(),
