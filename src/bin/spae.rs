@@ -90,6 +90,9 @@ enum Command {
         /// Weight of the perceptual loss through the teacher's features (0: off).
         #[arg(long, default_value_t = 0.0)]
         perceptual_weight: f64,
+        /// Weight beta of the commitment term (relative to the codebook's power).
+        #[arg(long, default_value_t = 1.0)]
+        commitment: f64,
     },
     /// Time training steps (on the held-out split; no checkpoint is written) and show how
     /// a step splits between the CNN, the nearest-word search and the losses.
@@ -174,9 +177,23 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Inspect => inspect(&model, &cli.llm)?,
         Command::PrepareData { .. } => unreachable!("handled above"),
-        Command::Train { cache, run, resume, minutes, batch_size, steps, lr, seed, checkpoint_minutes, semantic_weight, perceptual_weight } => {
+        Command::Train {
+            cache,
+            run,
+            resume,
+            minutes,
+            batch_size,
+            steps,
+            lr,
+            seed,
+            checkpoint_minutes,
+            semantic_weight,
+            perceptual_weight,
+            commitment,
+        } => {
             let mut options = train_options(&cache, batch_size, steps, lr, seed, semantic_weight);
             options.perceptual_weight = perceptual_weight;
+            options.commitment = commitment;
             options.run_dir = run;
             options.export_dir = Some(cli.model.clone());
             options.checkpoint_minutes = checkpoint_minutes;
@@ -243,7 +260,7 @@ fn train_options(cache: &Path, batch_size: usize, steps: u64, lr: f64, seed: u64
         batch_size,
         schedule: Schedule { peak_lr: lr, warmup_steps: 200.min(steps / 10), total_steps: steps, floor: 0.1 },
         weight_decay: 1e-4,
-        commitment: 0.25,
+        commitment: 1.0,
         full_prefix_share: 0.5,
         seed,
         checkpoint_minutes: 5.0,
