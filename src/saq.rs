@@ -78,6 +78,20 @@ pub fn dequantize(pyramids: &[Pyramid], codebook: &Codebook, layers: usize) -> R
     channels_first(zhat, pyramids.len(), g, dim)
 }
 
+/// The SAQ targets of a layer as a differentiable tensor (`batch x dim x s x s`):
+/// t = l * mean_S(z) - (l-1) * mean_S(zhat_{l-1}) over cell means, `previous` being
+/// zhat_{l-1} (none for layer 1). Used where gradients or tensors are wanted: semantic
+/// guidance and the studio's nearest alternatives.
+pub fn cell_mean_targets(z: &Tensor, previous: Option<&Tensor>, shape: &PyramidShape, layer: usize) -> Result<Tensor> {
+    let f = shape.cell_size(layer);
+    let cell_mean = |x: &Tensor| -> Result<Tensor> { Ok(if f == 1 { x.clone() } else { x.avg_pool2d(f)? }) };
+    let mut target = (cell_mean(z)? * layer as f64)?;
+    if let Some(zhat) = previous {
+        target = (target - (cell_mean(zhat)? * (layer - 1) as f64)?)?;
+    }
+    Ok(target)
+}
+
 /// Straight-through estimator: the value of zhat with the gradient of z.
 pub fn straight_through(z: &Tensor, zhat: &Tensor) -> Result<Tensor> {
     Ok((z + (zhat - z)?.detach())?)

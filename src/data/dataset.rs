@@ -102,16 +102,8 @@ impl Dataset {
         self.samples.is_empty()
     }
 
-    pub fn resolution(&self) -> usize {
-        self.resolution
-    }
-
     pub fn sample(&self, index: usize) -> &Sample {
         &self.samples[index]
-    }
-
-    pub fn samples(&self) -> &[Sample] {
-        &self.samples
     }
 
     /// One image as an `RgbImage`.

@@ -189,14 +189,9 @@ fn decode(model: &SpaeModel, job: DecodeJob) -> Result<Decoded> {
     Ok(Decoded { version: job.version, prefixes, psnr_db, cell_errors, targets, decode_secs })
 }
 
-/// t = l * mean_S(z) - (l-1) * mean_S(zhat_{l-1}) per cell of `layer` (SPAE.md section 3),
-/// channel-last. Uses cell means (the default `cell_target`) for the nearest alternatives.
+/// The SAQ targets of each cell of `layer`, channel-last. Uses cell means (the default
+/// `cell_target`) for the nearest alternatives.
 fn saq_targets(model: &SpaeModel, z: &Tensor, previous: Option<&Tensor>, layer: usize) -> Result<Vec<f32>> {
-    let f = model.shape().cell_size(layer);
-    let cell_mean = |x: &Tensor| -> Result<Tensor> { Ok(if f == 1 { x.clone() } else { x.avg_pool2d(f)? }) };
-    let mut target = (cell_mean(z)? * layer as f64)?;
-    if let Some(zhat) = previous {
-        target = (target - (cell_mean(zhat)? * (layer - 1) as f64)?)?;
-    }
+    let target = saq::cell_mean_targets(z, previous, model.shape(), layer)?;
     Ok(target.permute((0, 2, 3, 1))?.flatten_all()?.to_vec1()?)
 }

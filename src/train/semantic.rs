@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codebook::Codebook;
 use crate::pyramid::{CellTarget, PyramidShape};
+use crate::saq;
 use crate::teacher::relevance::Relevance;
 use crate::vocabulary::Vocabulary;
 
@@ -74,12 +75,9 @@ pub fn loss(
     let mut total: Option<Tensor> = None;
     let mut weights = 0.0;
     for layer in 1..=options.layers.min(shape.layers()) {
-        let (f, s) = (shape.cell_size(layer), shape.grid_size(layer));
-        let cells = |x: &Tensor| if f == 1 { Ok(x.clone()) } else { x.avg_pool2d(f) };
-        let mut t = (cells(z)? * layer as f64)?;
-        if layer > 1 {
-            t = (t - (cells(&prefixes[layer - 2].detach())? * (layer - 1) as f64)?)?;
-        }
+        let s = shape.grid_size(layer);
+        let previous = layer.checked_sub(2).map(|i| prefixes[i].detach());
+        let t = saq::cell_mean_targets(z, previous.as_ref(), shape, layer)?;
         let t = t.permute((0, 2, 3, 1))?.reshape((batch * s * s, dim))?;
         let distances = t.sqr()?.sum_keepdim(1)?.broadcast_add(&word_norms)?.sub(&(t.matmul(&words.t()?)? * 2.0)?)?;
         let log_p = candle_nn::ops::log_softmax(&(distances * (-1.0 / options.temperature))?, D::Minus1)?;
