@@ -85,9 +85,14 @@ pub fn to_tensor(images: &[RgbImage]) -> Result<Tensor> {
 /// A `batch x 3 x H x W` tensor in -1..1 to images, clamping out-of-range values.
 pub fn from_tensor(pixels: &Tensor) -> Result<Vec<RgbImage>> {
     let (batch, _, h, w) = pixels.dims4()?;
-    let data: Vec<f32> = pixels.flatten_all()?.to_vec1()?;
+    Ok(from_planes(&pixels.flatten_all()?.to_vec1()?, batch, h, w))
+}
+
+/// `batch x 3 x H x W` values in -1..1, channel planes one after another, to images,
+/// clamping out-of-range values.
+pub fn from_planes(data: &[f32], batch: usize, h: usize, w: usize) -> Vec<RgbImage> {
     let plane = h * w;
-    Ok((0..batch)
+    (0..batch)
         .map(|b| {
             let base = b * 3 * plane;
             RgbImage::from_fn(w as u32, h as u32, |x, y| {
@@ -95,7 +100,7 @@ pub fn from_tensor(pixels: &Tensor) -> Result<Vec<RgbImage>> {
                 Rgb(std::array::from_fn(|c| to_byte(data[base + c * plane + i])))
             })
         })
-        .collect())
+        .collect()
 }
 
 fn to_byte(v: f32) -> u8 {

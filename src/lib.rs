@@ -10,6 +10,7 @@ pub mod atomic_file;
 pub mod codebook;
 pub mod data;
 pub mod eval;
+pub mod gpu;
 pub mod image_io;
 pub mod llm;
 pub mod metrics;

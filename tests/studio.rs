@@ -12,9 +12,7 @@ use eframe::egui::{self, Key, Modifiers};
 use spae::model::SpaeModel;
 use spae::studio::file_dialog::ScriptedDialog;
 use common::studio::wait_for_worker;
-use spae::studio::StudioApp;
-
-/// Harness steps to wait for the worker; each job takes well under a second.
+use spae::studio::{GpuUse, StudioApp};
 
 fn model() -> Arc<SpaeModel> {
     static MODEL: OnceLock<Arc<SpaeModel>> = OnceLock::new();
@@ -32,7 +30,7 @@ fn studio() -> (Harness<'static, StudioApp>, ScriptedDialog) {
     let for_app = Box::new(dialog.clone());
     let mut harness = Harness::builder()
         .with_size([1480.0, 980.0])
-        .build_eframe(move |cc| StudioApp::new(cc, model(), for_app, &common::sample("cat-face.png")));
+        .build_eframe(move |cc| StudioApp::new(cc, model(), for_app, &common::sample("cat-face.png"), GpuUse::Auto));
     wait_for_worker(&mut harness);
     (harness, dialog)
 }
@@ -273,4 +271,44 @@ fn the_pyramid_text_editor_shows_errors_inline_and_applies_valid_text() {
     harness.get_by_label("Apply text").click();
     wait_for_worker(&mut harness);
     assert_eq!(harness.state().document().unwrap().pyramid(), &edited);
+}
+
+#[test]
+fn with_a_wgpu_renderer_edits_decode_on_the_gpu_and_match_the_cpu() {
+    // eframe's wgpu device (lavapipe here), shared with the decoder.
+    let mut harness = Harness::builder().with_size([1480.0, 980.0]).wgpu().build_eframe(|cc| {
+        StudioApp::new(cc, model(), Box::new(ScriptedDialog::default()), &common::sample("cat-face.png"), GpuUse::Always)
+    });
+    wait_for_worker(&mut harness);
+    assert!(harness.state().device_status().starts_with("GPU: "), "{}", harness.state().device_status());
+    assert!(harness.state().shown_on_gpu());
+    harness.get_by_label(&format!("decoding on: {}", harness.state().device_status())).hover();
+
+    let mut edited = harness.state().document().unwrap().pyramid().clone();
+    let old = model().codebook().vocabulary().word(edited.word(2, 0, 1)).to_string();
+    let new = if old == "river" { "castle" } else { "river" };
+    harness.get_by_label("Layer 2: 2x2, 4 words").click();
+    harness.run_steps(2);
+    harness.get_by_label(&format!("layer 2, row 1, column 2: {old}")).click();
+    harness.run_steps(2);
+    harness.get_by_label("New word:").focus();
+    harness.key_press_modifiers(Modifiers::COMMAND, Key::A);
+    harness.get_by_label("New word:").type_text(new);
+    harness.key_press(Key::Enter);
+    wait_for_worker(&mut harness);
+    edited.set_word(2, 0, 1, word_index(new));
+    assert_eq!(harness.state().document().unwrap().pyramid(), &edited);
+    assert!(harness.state().shown_on_gpu());
+    let shown = harness.state().shown_reconstruction().unwrap();
+    let cpu = model().decode(&edited, 6).unwrap();
+    let worst = shown.as_raw().iter().zip(cpu.as_raw()).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+    assert!(worst <= 1, "the GPU decode differs from the CPU's by {worst}/255");
+}
+
+#[test]
+fn without_a_wgpu_renderer_decodes_on_the_cpu_and_says_so() {
+    let (harness, _) = studio();
+    assert_eq!(harness.state().device_status(), "CPU (no wgpu renderer)");
+    assert!(!harness.state().shown_on_gpu());
+    harness.get_by_label("decoding on: CPU (no wgpu renderer)");
 }

@@ -13,7 +13,7 @@ use eframe::egui::{Key, Modifiers};
 use spae::model::SpaeModel;
 use spae::studio::file_dialog::ScriptedDialog;
 use common::studio::wait_for_worker;
-use spae::studio::StudioApp;
+use spae::studio::{GpuUse, StudioApp};
 
 fn save(harness: &mut Harness<'_, StudioApp>, name: &str) {
     let image = harness.render().expect("render the studio");
@@ -33,7 +33,7 @@ fn screenshots() {
     let codebook = model.codebook().clone();
     let vocabulary = codebook.vocabulary();
     let mut harness = Harness::builder().with_size([1480.0, 980.0]).wgpu().build_eframe(move |cc| {
-        StudioApp::new(cc, model, Box::new(ScriptedDialog::default()), &common::sample("cat-face.png"))
+        StudioApp::new(cc, model, Box::new(ScriptedDialog::default()), &common::sample("cat-face.png"), GpuUse::Always)
     });
     wait_for_worker(&mut harness);
 

@@ -4,13 +4,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use spae::data::prepare::{self, PrepareOptions};
 use spae::codebook::Codebook;
 use spae::data::{relevance_cache, Dataset, Split};
 use spae::teacher::relevance::SemanticTeacher;
 use spae::llm::gguf::LlmFile;
+use spae::gpu::{Gpu, GpuDecoder};
 use spae::model::SpaeModel;
 use spae::train::schedule::Schedule;
 use spae::train::semantic::SemanticOptions;
@@ -47,6 +48,9 @@ enum Command {
         /// Decode from the first K layers only (default: all).
         #[arg(long)]
         layers: Option<usize>,
+        /// Where to decode: auto takes a hardware GPU if there is one, else the CPU.
+        #[arg(long, value_enum, default_value_t = DecodeOn::Auto)]
+        device: DecodeOn,
     },
     /// Show the model, the codebook and the vocabulary.
     Inspect,
@@ -165,15 +169,21 @@ fn run(cli: Cli) -> Result<()> {
             spae::atomic_file::write(&output, text.as_bytes())?;
             eprintln!("wrote {} ({} words)", output.display(), model.shape().tokens_in_prefix(model.shape().layers()));
         }
-        Command::Decode { pyramid, output, layers } => {
+        Command::Decode { pyramid, output, layers, device } => {
             let text = std::fs::read_to_string(&pyramid)
                 .with_context(|| format!("cannot read {}", pyramid.display()))?;
             let parsed = pyramid_text::parse(&text, model.shape(), model.codebook().vocabulary())
                 .with_context(|| format!("in {}", pyramid.display()))?;
             let layers = layers.unwrap_or(model.shape().layers());
-            let image = model.decode(&parsed, layers)?;
+            let (image, on) = match decode_device(device, &model)? {
+                Some(decoder) => {
+                    let on = format!("on the GPU, {}", decoder.gpu().adapter);
+                    (decoder.decode(&[(&parsed, layers)])?.images().remove(0), on)
+                }
+                None => (model.decode(&parsed, layers)?, "on the CPU".to_string()),
+            };
             image_io::save_png(&image, &output)?;
-            eprintln!("wrote {} (decoded from {layers} layers)", output.display());
+            eprintln!("wrote {} (decoded from {layers} layers {on})", output.display());
         }
         Command::Inspect => inspect(&model, &cli.llm)?,
         Command::PrepareData { .. } => unreachable!("handled above"),
@@ -292,6 +302,35 @@ fn print_report(model: &SpaeModel, report: &spae::eval::Report, control: Option<
             control.psnr_db.last().copied().unwrap_or(f64::NAN)
         );
     }
+}
+
+/// Where `decode` runs.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum DecodeOn {
+    Auto,
+    Gpu,
+    Cpu,
+}
+
+/// The GPU decoder `on` asks for, or none for the CPU. Auto skips software adapters
+/// (slower than the CPU decoder) and says why it falls back.
+fn decode_device(on: DecodeOn, model: &SpaeModel) -> Result<Option<GpuDecoder>> {
+    let gpu = match on {
+        DecodeOn::Cpu => return Ok(None),
+        DecodeOn::Gpu => Gpu::headless()?,
+        DecodeOn::Auto => match Gpu::headless() {
+            Ok(gpu) if !gpu.software => gpu,
+            Ok(gpu) => {
+                eprintln!("decoding on the CPU: the GPU adapter {} is software (--device gpu uses it)", gpu.adapter);
+                return Ok(None);
+            }
+            Err(e) => {
+                eprintln!("decoding on the CPU: {e:#}");
+                return Ok(None);
+            }
+        },
+    };
+    Ok(Some(GpuDecoder::new(gpu, model, 1)?))
 }
 
 fn inspect(model: &SpaeModel, llm: &Path) -> Result<()> {

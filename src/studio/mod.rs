@@ -7,6 +7,7 @@
 //! [`worker`] thread; files are chosen through [`file_dialog`].
 
 mod commands;
+pub mod decoding;
 pub mod document;
 mod export;
 pub mod file_dialog;
@@ -24,6 +25,8 @@ use anyhow::Result;
 use eframe::egui;
 
 pub use commands::{Command, ExportKind};
+use decoding::DecodeDevice;
+pub use decoding::GpuUse;
 use document::Document;
 use file_dialog::{FileDialog, NativeDialog};
 use state::Settings;
@@ -89,15 +92,27 @@ pub struct StudioApp {
     alternatives: HashMap<Cell, Vec<u32>>,
     encode_secs: Option<f64>,
     decode_secs: Option<f64>,
+    /// The GPU decoder's texture layers (empty when decoding on the CPU).
+    gpu_images: Vec<egui::TextureId>,
+    /// Where decodes run, for the status bar.
+    device_status: String,
 }
 
 impl StudioApp {
-    /// The studio on `model`, opening `image`; settings come from eframe's storage.
-    pub fn new(cc: &eframe::CreationContext<'_>, model: Arc<SpaeModel>, dialog: Box<dyn FileDialog>, image: &Path) -> Self {
+    /// The studio on `model`, opening `image`, decoding where `use_gpu` says; settings come
+    /// from eframe's storage.
+    pub fn new(
+        cc: &eframe::CreationContext<'_>,
+        model: Arc<SpaeModel>,
+        dialog: Box<dyn FileDialog>,
+        image: &Path,
+        use_gpu: GpuUse,
+    ) -> Self {
         let mut settings: Settings =
             cc.storage.and_then(|storage| eframe::get_value(storage, Settings::KEY)).unwrap_or_default();
         settings.fit_to(model.shape().layers());
-        let worker = Worker::start(model.clone(), cc.egui_ctx.clone());
+        let device = DecodeDevice::open(cc, &model, use_gpu);
+        let worker = Worker::start(model.clone(), device.decoder, cc.egui_ctx.clone());
         let mut app = Self {
             model,
             settings,
@@ -116,6 +131,8 @@ impl StudioApp {
             alternatives: HashMap::new(),
             encode_secs: None,
             decode_secs: None,
+            gpu_images: device.images,
+            device_status: device.status,
         };
         app.handle(Command::Open(image.to_path_buf()));
         app
@@ -152,6 +169,24 @@ impl StudioApp {
         self.notice.as_ref()
     }
 
+    /// Where decodes run: "GPU: <adapter>" or "CPU (<why>)".
+    pub fn device_status(&self) -> &str {
+        &self.device_status
+    }
+
+    /// Whether the images on screen came from the GPU decoder's textures.
+    pub fn shown_on_gpu(&self) -> bool {
+        self.view.as_ref().is_some_and(|view| view.decoded.on_gpu)
+    }
+
+    fn note_gpu_failure(&mut self, decoded: &worker::Decoded) {
+        if let Some(reason) = &decoded.gpu_failure {
+            self.gpu_images.clear();
+            self.device_status = "CPU (after a GPU error)".into();
+            self.notify_error(format!("the GPU decoder failed ({reason}); decoding on the CPU from now on, the pyramid is kept"));
+        }
+    }
+
     fn receive(&mut self, ctx: &egui::Context, outcome: Outcome) {
         match outcome {
             Outcome::Encoded(encoded) => {
@@ -162,7 +197,8 @@ impl StudioApp {
                 document.relevance = encoded.relevance;
                 self.decode_secs = Some(encoded.decoded.decode_secs);
                 self.encoded_summary = Some(view::Summary::of(&encoded.decoded));
-                self.view = Some(View::new(ctx, &document, encoded.decoded));
+                self.note_gpu_failure(&encoded.decoded);
+                self.view = Some(View::new(ctx, &document, encoded.decoded, &self.gpu_images));
                 self.alternatives.clear();
                 self.editor = Editor::default();
                 self.document = Some(document);
@@ -174,12 +210,13 @@ impl StudioApp {
                 self.notify_error(format!("cannot open {}: {message}{kept}", path.display()));
             }
             Outcome::Decoded(decoded) => {
+                self.note_gpu_failure(&decoded);
                 let Some(document) = &self.document else { return };
                 if decoded.version.document != document.version().document {
                     return; // a decode of an image that is no longer open
                 }
                 self.decode_secs = Some(decoded.decode_secs);
-                self.view = Some(View::new(ctx, document, decoded));
+                self.view = Some(View::new(ctx, document, decoded, &self.gpu_images));
                 self.alternatives.clear();
             }
             Outcome::DecodeFailed(version, message) => {
@@ -271,7 +308,8 @@ pub fn run() -> Result<()> {
         options,
         Box::new(move |cc| {
             let dialog = Box::new(NativeDialog::default());
-            Ok(Box::new(StudioApp::new(cc, model, dialog, Path::new(SAMPLE_IMAGE))) as Box<dyn eframe::App>)
+            let app = StudioApp::new(cc, model, dialog, Path::new(SAMPLE_IMAGE), GpuUse::from_env());
+            Ok(Box::new(app) as Box<dyn eframe::App>)
         }),
     )
     .map_err(|e| anyhow::anyhow!("the studio window failed: {e}"))

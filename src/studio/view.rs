@@ -10,20 +10,32 @@ pub struct View {
     pub version: Version,
     pub decoded: Decoded,
     pub original: egui::TextureHandle,
-    /// One per layer prefix, like `decoded.prefixes`.
-    pub prefixes: Vec<egui::TextureHandle>,
+    /// One per layer prefix, like `decoded.prefixes`: the GPU decoder's texture layers, or
+    /// textures uploaded from a CPU decode.
+    pub prefixes: Vec<egui::TextureId>,
+    /// The uploaded textures of a CPU decode, alive while shown.
+    _uploaded: Vec<egui::TextureHandle>,
     /// |original - prefix| per pixel and channel, one per layer prefix.
     pub differences: Vec<egui::TextureHandle>,
 }
 
 impl View {
-    pub fn new(ctx: &egui::Context, document: &Document, decoded: Decoded) -> Self {
+    /// The view of `decoded`; `gpu_images` are the GPU decoder's texture layers, drawn
+    /// as they are when the decode ran there.
+    pub fn new(ctx: &egui::Context, document: &Document, decoded: Decoded, gpu_images: &[egui::TextureId]) -> Self {
         let texture = |name: String, rgb: &RgbImage| {
             let pixels = egui::ColorImage::from_rgb([rgb.width() as usize, rgb.height() as usize], rgb.as_raw());
             // Nearest: the model's pixels are few, and smoothing would hide them.
             ctx.load_texture(name, pixels, egui::TextureOptions::NEAREST)
         };
-        let prefixes = decoded.prefixes.iter().enumerate().map(|(i, p)| texture(format!("prefix-{i}"), p)).collect();
+        let uploaded: Vec<_> = match decoded.on_gpu && gpu_images.len() >= decoded.prefixes.len() {
+            true => Vec::new(),
+            false => decoded.prefixes.iter().enumerate().map(|(i, p)| texture(format!("prefix-{i}"), p)).collect(),
+        };
+        let prefixes = match uploaded.is_empty() {
+            true => gpu_images[..decoded.prefixes.len()].to_vec(),
+            false => uploaded.iter().map(|t| t.id()).collect(),
+        };
         let differences = decoded
             .prefixes
             .iter()
@@ -34,6 +46,7 @@ impl View {
             version: decoded.version,
             original: texture("original".into(), &document.original),
             prefixes,
+            _uploaded: uploaded,
             differences,
             decoded,
         }

@@ -13,6 +13,7 @@ use eframe::egui;
 use image::RgbImage;
 
 use super::document::Version;
+use crate::gpu::GpuDecoder;
 use crate::model::SpaeModel;
 use crate::pyramid::Pyramid;
 use crate::teacher::relevance::SemanticTeacher;
@@ -64,6 +65,10 @@ pub struct Decoded {
     /// each), t = l * mean(z) - (l-1) * mean(zhat_{l-1}) with zhat from this pyramid.
     pub targets: Vec<Vec<f32>>,
     pub decode_secs: f64,
+    /// True when the images came from the GPU decoder: they are also in its texture layers.
+    pub on_gpu: bool,
+    /// Why the GPU failed on this decode; it and every later decode ran on the CPU.
+    pub gpu_failure: Option<String>,
 }
 
 pub struct Worker {
@@ -74,8 +79,9 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts the thread; `ctx` is woken whenever an outcome is ready.
-    pub fn start(model: Arc<SpaeModel>, ctx: egui::Context) -> Self {
+    /// Starts the thread; `ctx` is woken whenever an outcome is ready. Decodes run on `gpu`
+    /// until it fails, then on the CPU.
+    pub fn start(model: Arc<SpaeModel>, mut gpu: Option<GpuDecoder>, ctx: egui::Context) -> Self {
         let (jobs, job_rx) = mpsc::channel();
         let (outcome_tx, outcomes) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -83,7 +89,7 @@ impl Worker {
             .spawn(move || {
                 let teacher = SemanticTeacher::load(Path::new(paths::TEACHER), Path::new(paths::IMAGENET_CLASSES), model.codebook())
                     .map_err(|e| format!("{e:#}"));
-                run(&model, teacher.as_ref(), &job_rx, &outcome_tx, &ctx)
+                run(&model, &mut gpu, teacher.as_ref(), &job_rx, &outcome_tx, &ctx)
             })
             .expect("cannot spawn the studio's worker thread");
         Self { jobs, outcomes, _thread: thread }
@@ -102,6 +108,7 @@ impl Worker {
 
 fn run(
     model: &SpaeModel,
+    gpu: &mut Option<GpuDecoder>,
     teacher: Result<&SemanticTeacher, &String>,
     jobs: &Receiver<Job>,
     outcomes: &Sender<Outcome>,
@@ -110,13 +117,13 @@ fn run(
     while let Ok(first) = jobs.recv() {
         for job in latest_jobs(first, jobs) {
             let outcome = match job {
-                Job::Encode { path, document } => match encode(model, teacher, &path, document) {
+                Job::Encode { path, document } => match encode(model, gpu, teacher, &path, document) {
                     Ok(encoded) => Outcome::Encoded(encoded),
                     Err(e) => Outcome::OpenFailed(path, format!("{e:#}")),
                 },
                 Job::Decode(job) => {
                     let version = job.version;
-                    decode(model, job).map_or_else(|e| Outcome::DecodeFailed(version, format!("{e:#}")), Outcome::Decoded)
+                    decode(model, gpu, job).map_or_else(|e| Outcome::DecodeFailed(version, format!("{e:#}")), Outcome::Decoded)
                 }
             };
             if outcomes.send(outcome).is_err() {
@@ -146,7 +153,13 @@ fn latest_jobs(first: Job, jobs: &Receiver<Job>) -> Vec<Job> {
         .collect()
 }
 
-fn encode(model: &SpaeModel, teacher: Result<&SemanticTeacher, &String>, path: &Path, document: u64) -> Result<Encoded> {
+fn encode(
+    model: &SpaeModel,
+    gpu: &mut Option<GpuDecoder>,
+    teacher: Result<&SemanticTeacher, &String>,
+    path: &Path,
+    document: u64,
+) -> Result<Encoded> {
     let image = image_io::load(path)?;
     let original = image_io::prepare(&image, model.config().resolution as u32);
     let start = Instant::now();
@@ -155,7 +168,7 @@ fn encode(model: &SpaeModel, teacher: Result<&SemanticTeacher, &String>, path: &
     let pyramid = quantized.pyramids.remove(0);
     let version = Version { document, revision: 0 };
     let decoded =
-        decode(model, DecodeJob { version, pyramid: pyramid.clone(), z: z.clone(), original: original.clone() })?;
+        decode(model, gpu, DecodeJob { version, pyramid: pyramid.clone(), z: z.clone(), original: original.clone() })?;
     // The teacher reads the file's name as the image's text ("cat-face.png": cat, face).
     let text = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let relevance = match teacher {
@@ -168,15 +181,29 @@ fn encode(model: &SpaeModel, teacher: Result<&SemanticTeacher, &String>, path: &
     Ok(Encoded { path: path.to_path_buf(), original, relevance, z, pyramid, encode_secs, decoded })
 }
 
-fn decode(model: &SpaeModel, job: DecodeJob) -> Result<Decoded> {
+fn decode(model: &SpaeModel, gpu: &mut Option<GpuDecoder>, job: DecodeJob) -> Result<Decoded> {
     let layers = model.shape().layers();
-    let start = Instant::now();
+    // zhat of every prefix, on the CPU: the quantization errors and SAQ targets need it.
     let zhats = (1..=layers)
         .map(|l| saq::dequantize(std::slice::from_ref(&job.pyramid), model.codebook(), l))
         .collect::<Result<Vec<_>>>()?;
-    // One batch of all prefixes: the decoder's cost is mostly per call, not per image.
-    let pixels = model.decode_latent(&Tensor::cat(&zhats, 0)?)?;
-    let prefixes = image_io::from_tensor(&pixels)?;
+    let start = Instant::now();
+    let mut gpu_failure = None;
+    let on_gpu = gpu.as_ref().map(|decoder| {
+        let items: Vec<_> = (1..=layers).map(|k| (&job.pyramid, k)).collect();
+        decoder.decode(&items).map(|decode| decode.images())
+    });
+    let (prefixes, on_gpu) = match on_gpu {
+        Some(Ok(images)) => (images, true),
+        failed_or_none => {
+            if let Some(Err(e)) = failed_or_none {
+                gpu_failure = Some(format!("{e:#}"));
+                *gpu = None;
+            }
+            // One batch of all prefixes: the decoder's cost is mostly per call, not per image.
+            (image_io::from_tensor(&model.decode_latent(&Tensor::cat(&zhats, 0)?)?)?, false)
+        }
+    };
     let decode_secs = start.elapsed().as_secs_f64();
     let psnr_db = prefixes.iter().map(|p| metrics::psnr(&job.original, p)).collect();
     let cell_errors = (1..=layers)
@@ -186,7 +213,16 @@ fn decode(model: &SpaeModel, job: DecodeJob) -> Result<Decoded> {
         .map(|l| saq_targets(model, &job.z, l.checked_sub(2).map(|i| &zhats[i]), l))
         .collect::<Result<Vec<_>>>()
         .context("computing the SAQ targets")?;
-    Ok(Decoded { version: job.version, prefixes, psnr_db, cell_errors, targets, decode_secs })
+    Ok(Decoded {
+        version: job.version,
+        prefixes,
+        psnr_db,
+        cell_errors,
+        targets,
+        decode_secs,
+        on_gpu,
+        gpu_failure,
+    })
 }
 
 /// The SAQ targets of each cell of `layer`, channel-last. Uses cell means (the default

@@ -108,8 +108,7 @@ impl StudioApp {
             ui.separator();
             ui.label(format!("vocabulary: {} words", self.model.codebook().len()));
             ui.separator();
-            // The decoder runs on the CPU until the GPU path exists.
-            ui.label("device: CPU");
+            ui.label(format!("decoding on: {}", self.device_status));
             ui.separator();
             ui.label(format!("last encode: {}", millis(self.encode_secs)));
             ui.separator();

@@ -43,13 +43,13 @@ impl StudioApp {
         let side = ((ui.available_width() - spacing * count as f32) / count as f32).min(STRIP_HEIGHT - label_height);
         let mut chosen = None;
         ui.horizontal_top(|ui| {
-            for (i, texture) in view.prefixes.iter().enumerate() {
+            for (i, &texture) in view.prefixes.iter().enumerate() {
                 let k = i + 1;
                 ui.vertical(|ui| {
                     let current = k == self.settings.prefix_layers;
                     let text = format!("layers 1–{k}: {:.1} dB", view.decoded.psnr_db[i]);
                     ui.label(if current { egui::RichText::new(text).strong() } else { egui::RichText::new(text) });
-                    let image = egui::Image::new(texture).fit_to_exact_size(egui::vec2(side, side)).sense(egui::Sense::click());
+                    let image = egui::Image::new(egui::load::SizedTexture::new(texture, [side, side])).fit_to_exact_size(egui::vec2(side, side)).sense(egui::Sense::click());
                     let response = ui.add(image).on_hover_text(format!("decode the main view from layers 1–{k}"));
                     if current {
                         ui.painter().rect_stroke(response.rect, 0.0, ui.visuals().selection.stroke, egui::StrokeKind::Outside);

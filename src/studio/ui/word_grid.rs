@@ -78,16 +78,16 @@ impl StudioApp {
         let k = self.settings.prefix_layers;
         let psnr = view.decoded.psnr_db[k - 1];
         ui.label(format!("Reconstruction from layers 1–{k}  (PSNR {psnr:.1} dB)"));
-        self.gridded_image_ui(ui, &view.prefixes[k - 1], side);
+        self.gridded_image_ui(ui, view.prefixes[k - 1], side);
         ui.label("Difference |original − reconstruction|");
-        self.gridded_image_ui(ui, &view.differences[k - 1], side);
+        self.gridded_image_ui(ui, view.differences[k - 1].id(), side);
     }
 
     /// An image with the selected layer's grid lines and the hovered cell marked.
-    fn gridded_image_ui(&self, ui: &mut egui::Ui, texture: &egui::TextureHandle, side: f32) {
+    fn gridded_image_ui(&self, ui: &mut egui::Ui, texture: egui::TextureId, side: f32) {
         let (rect, _) = ui.allocate_exact_size(egui::vec2(side, side), Sense::hover());
         let painter = ui.painter_at(rect);
-        painter.image(texture.id(), rect, unit_uv(), Color32::WHITE);
+        painter.image(texture, rect, unit_uv(), Color32::WHITE);
         let s = self.model.shape().grid_size(self.settings.layer);
         let line = Stroke::new(1.0, Color32::from_white_alpha(60));
         for i in 1..s {
