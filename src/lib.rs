@@ -8,8 +8,12 @@
 pub mod allocator;
 pub mod atomic_file;
 pub mod codebook;
+pub mod context_pool;
 pub mod data;
+pub mod denoising;
 pub mod eval;
+pub mod fewshot;
+pub mod fewshot_eval;
 pub mod gpu;
 pub mod image_io;
 pub mod llm;
@@ -35,4 +39,6 @@ pub mod paths {
     pub const TEACHER: &str = "weights/efficientnet-lite0.safetensors";
     /// The classifier's 1000 class names.
     pub const IMAGENET_CLASSES: &str = "weights/imagenet-classes.json";
+    /// The shipped pool of labelled images that generation draws its examples from.
+    pub const POOL: &str = "assets/pool";
 }

@@ -78,6 +78,34 @@ pub fn dequantize(pyramids: &[Pyramid], codebook: &Codebook, layers: usize) -> R
     channels_first(zhat, pyramids.len(), g, dim)
 }
 
+/// A full pyramid from its first layers (`prefix[l-1]` holds layer l's words): the
+/// remaining layers are chosen by SAQ with the prefix's own zhat as the latent to match,
+/// so decoding the result from all layers shows, as nearly as the codebook allows, what
+/// the prefix alone shows. Generation writes only the first layers of a pyramid.
+pub fn complete(prefix: &[Vec<u32>], codebook: &Codebook, shape: &PyramidShape, cell_target: CellTarget) -> Result<Pyramid> {
+    let k = prefix.len();
+    anyhow::ensure!((1..=shape.layers()).contains(&k), "a prefix of {k} layers for a {}-layer pyramid", shape.layers());
+    let (g, dim) = (shape.latent_size(), codebook.dim());
+    let mut sum = vec![0f32; g * g * dim];
+    for (i, words) in prefix.iter().enumerate() {
+        anyhow::ensure!(words.len() == shape.tokens_in_layer(i + 1), "layer {} has {} words, needs {}", i + 1, words.len(), shape.tokens_in_layer(i + 1));
+        anyhow::ensure!(words.iter().all(|&w| (w as usize) < codebook.len()), "layer {} has a word outside the vocabulary", i + 1);
+        add_layer(&mut sum, codebook, shape, i + 1, words);
+    }
+    let z: Vec<f32> = sum.iter().map(|s| s / k as f32).collect();
+    let mut layers = prefix.to_vec();
+    for layer in k + 1..=shape.layers() {
+        let l = layer as f32;
+        let z_cells = cell_values(&z, shape, layer, cell_target, dim);
+        let sum_cells = cell_values(&sum, shape, layer, cell_target, dim);
+        let targets: Vec<f32> = z_cells.iter().zip(&sum_cells).map(|(zc, sc)| l * zc - sc).collect();
+        let words = codebook.nearest(&targets);
+        add_layer(&mut sum, codebook, shape, layer, &words);
+        layers.push(words);
+    }
+    Pyramid::new(shape.clone(), layers)
+}
+
 /// The SAQ targets of a layer as a differentiable tensor (`batch x dim x s x s`):
 /// t = l * mean_S(z) - (l-1) * mean_S(zhat_{l-1}) over cell means, `previous` being
 /// zhat_{l-1} (none for layer 1). Used where gradients or tensors are wanted: semantic

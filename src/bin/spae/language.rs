@@ -1,0 +1,208 @@
+//! The commands where the frozen LLM reads or writes images: `classify`, `eval-fewshot`,
+//! `generate`, and `make-pool` (the examples generation draws from).
+
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{ensure, Result};
+use clap::ValueEnum;
+
+use spae::context_pool::{Pool, Task};
+use spae::data::{prepare, Dataset, Split};
+use spae::denoising::{Condition, Denoiser, Options};
+use spae::llm::gguf::LlmFile;
+use spae::llm::model::SmolLm;
+use spae::llm::tokenizer::Tokenizer;
+use spae::model::SpaeModel;
+use spae::{fewshot, fewshot_eval, image_io, pyramid_text};
+
+/// The frozen LLM and its tokenizer, from one GGUF file.
+fn open_llm(path: &Path) -> Result<(SmolLm, Tokenizer)> {
+    let file = LlmFile::open(path)?;
+    Ok((SmolLm::load(&file)?, Tokenizer::from_gguf(&file)?))
+}
+
+/// Encodes images from files and keeps the words of their first `layers` layers.
+fn image_words(model: &SpaeModel, paths: &[&Path], layers: usize) -> Result<Vec<Vec<u32>>> {
+    ensure!((1..=model.shape().layers()).contains(&layers), "--layers must be 1..={}", model.shape().layers());
+    paths
+        .iter()
+        .map(|path| {
+            let image = image_io::prepare(&image_io::load(path)?, model.config().resolution as u32);
+            Ok(fewshot_eval::prefix_words(&model.encode(&image)?, layers))
+        })
+        .collect()
+}
+
+pub fn classify(model: &SpaeModel, llm_path: &Path, support: &Path, query: &Path, layers: usize) -> Result<()> {
+    let (classes, images) = fewshot::read_support(support)?;
+    let paths: Vec<&Path> = images.iter().map(|(p, _)| p.as_path()).collect();
+    let words = image_words(model, &paths, layers)?;
+    let query = image_words(model, &[query], layers)?.remove(0);
+    let support = words.into_iter().zip(images.iter().map(|(_, c)| *c)).collect();
+    let (llm, tokenizer) = open_llm(llm_path)?;
+    let task = fewshot::Task { classes, support, query };
+    let answer = fewshot::classify(&llm, &tokenizer, model.codebook().vocabulary(), &task)?;
+    println!("{}", tokenizer.decode(&answer.prompt));
+    println!("---- {} prompt tokens; log-probability of each class:", answer.prompt.len());
+    for (name, score) in task.classes.iter().zip(&answer.scores) {
+        println!("{score:>10.3}  {name}");
+    }
+    println!("answer: {}", task.classes[answer.class]);
+    Ok(())
+}
+
+pub fn eval_fewshot(
+    model: &SpaeModel,
+    llm_path: &Path,
+    cache: &Path,
+    control: Option<&Path>,
+    options: &fewshot_eval::Options,
+    json: bool,
+) -> Result<()> {
+    let data = Dataset::load(&prepare::data_dir(cache), Split::HeldOut, model.config().resolution)?;
+    let (llm, tokenizer) = open_llm(llm_path)?;
+    let most_shots = options.shots.iter().copied().max().unwrap_or(1);
+    let run = |model: &SpaeModel, label: &str| -> Result<Vec<fewshot_eval::Cell>> {
+        eprintln!("{label}: encoding {} held-out images", data.len());
+        let classes = fewshot_eval::classes(model, &data, options.layers, most_shots + 1)?;
+        eprintln!("{label}: {} classes with more than {most_shots} images", classes.names.len());
+        let bar = indicatif::ProgressBar::new_spinner();
+        let cells = fewshot_eval::evaluate(&llm, &tokenizer, model, &classes, options, |m| bar.set_message(m.to_string()))?;
+        bar.finish_and_clear();
+        Ok(cells)
+    };
+    let cells = run(model, "model")?;
+    let control_cells = control.map(|dir| run(&SpaeModel::open(dir, llm_path, false)?, "control")).transpose()?;
+    println!("{} tasks per cell, {} layers per image, seed {}", options.tasks, options.layers, options.seed);
+    println!("{:<8} {:>5}  {:>22}  {:>22}  {:>6}", "", "shots", "accuracy [95% CI]", "control [95% CI]", "chance");
+    for (i, cell) in cells.iter().enumerate() {
+        let show = |c: &fewshot_eval::Cell| format!("{:.3} [{:.3}, {:.3}]", c.accuracy, c.interval.0, c.interval.1);
+        let control = control_cells.as_ref().map_or("-".to_string(), |c| show(&c[i]));
+        println!("{:<8} {:>5}  {:>22}  {:>22}  {:>6.3}", format!("{}-way", cell.ways), cell.shots, show(cell), control, cell.chance);
+    }
+    if json {
+        let table = |cells: &[fewshot_eval::Cell]| {
+            let mut table = serde_json::Map::new();
+            for cell in cells {
+                let row = table.entry(format!("{}way", cell.ways)).or_insert_with(|| serde_json::json!({}));
+                row[cell.shots.to_string()] = serde_json::json!(cell.accuracy);
+            }
+            serde_json::Value::Object(table)
+        };
+        let mut line = table(&cells);
+        line["control"] = control_cells.as_deref().map_or(serde_json::Value::Null, table);
+        line["tasks"] = serde_json::json!(options.tasks);
+        println!("{line}");
+    }
+    Ok(())
+}
+
+
+/// `generate`'s task.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum TaskArg {
+    Text,
+    Outpaint,
+    Deblur,
+}
+
+pub struct GenerateArgs<'a> {
+    pub prompt: Option<&'a str>,
+    pub source: Option<&'a Path>,
+    pub task: TaskArg,
+    pub pool: &'a Path,
+    pub examples: usize,
+    pub options: Options,
+    pub output: &'a Path,
+}
+
+/// Progressive in-context denoising; writes every frame, the final image and its pyramid.
+pub fn generate(model: &SpaeModel, llm_path: &Path, args: &GenerateArgs) -> Result<()> {
+    let resolution = model.config().resolution as u32;
+    let task = match args.task {
+        TaskArg::Text => Task::TextToImage,
+        TaskArg::Outpaint => Task::Outpaint,
+        TaskArg::Deblur => Task::Deblur,
+    };
+    let layers = args.options.layers;
+    let (query, text) = match (task, args.prompt, args.source) {
+        (Task::TextToImage, Some(prompt), _) => (Condition::Text(prompt.to_string()), Some(prompt)),
+        (Task::TextToImage, None, _) => anyhow::bail!("text-to-image needs --prompt TEXT"),
+        (_, _, Some(source)) => {
+            let image = image_io::prepare(&image_io::load(source)?, resolution);
+            let words = fewshot_eval::prefix_words(&model.encode(&task.corrupt(&image))?, layers);
+            (Condition::Words(words), None)
+        }
+        (_, _, None) => anyhow::bail!("{:?} needs --source IMAGE", args.task),
+    };
+    let pool = open_pool(args.pool, resolution)?;
+    let chosen = pool.choose(text, args.examples, args.options.seed);
+    eprintln!("examples: {}", chosen.iter().map(|&i| pool.text(i)).collect::<Vec<_>>().join(", "));
+    let examples = pool.examples(model, &chosen, task, layers)?;
+    let (llm, tokenizer) = open_llm(llm_path)?;
+    let denoiser = Denoiser { llm: &llm, tokenizer: &tokenizer, vocabulary: model.codebook().vocabulary(), shape: model.shape() };
+    std::fs::create_dir_all(args.output)?;
+    let started = Instant::now();
+    // Each frame is written as soon as it exists, so an interrupted run keeps its frames.
+    let mut failure = None;
+    let generation = denoiser.generate(&examples, &query, &args.options, |frame| {
+        let written = frame.pyramid(model).and_then(|pyramid| {
+            let image = model.decode(&pyramid, model.shape().layers())?;
+            image_io::save_png(&image, &args.output.join(format!("frame-{:03}.png", frame.step)))
+        });
+        eprintln!(
+            "step {:>2}: corruption {:.2}, {:>3} words changed ({:.1} s)",
+            frame.step,
+            frame.corruption,
+            frame.changed.len(),
+            started.elapsed().as_secs_f64()
+        );
+        match written {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                failure = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    })?;
+    if let Some(e) = failure {
+        return Err(e.context("writing a frame"));
+    }
+    let last = generation.frames.last().expect("a generation has its starting frame");
+    let pyramid = last.pyramid(model)?;
+    image_io::save_png(&model.decode(&pyramid, model.shape().layers())?, &args.output.join("final.png"))?;
+    let text = pyramid_text::format(&pyramid, model.codebook().vocabulary());
+    spae::atomic_file::write(&args.output.join("final.txt"), text.as_bytes())?;
+    let saved = 1.0 - generation.tokens_run as f64 / generation.tokens_without_reuse.max(1) as f64;
+    eprintln!(
+        "wrote {} frames, final.png and final.txt to {} in {:.1} s; the LLM ran {} tokens, {:.0}% fewer than without KV-cache reuse ({})",
+        generation.frames.len(),
+        args.output.display(),
+        started.elapsed().as_secs_f64(),
+        generation.tokens_run,
+        saved * 100.0,
+        generation.tokens_without_reuse
+    );
+    Ok(())
+}
+
+/// The shipped pool folder, or `cache[/...]` for the prepared training split.
+fn open_pool(path: &Path, resolution: u32) -> Result<Pool> {
+    if path.join("pool.jsonl").exists() {
+        return Pool::load(path, resolution);
+    }
+    let data = Dataset::load(&prepare::data_dir(path), Split::Train, resolution as usize)?;
+    ensure!(!data.is_empty(), "the training split in {} is empty", path.display());
+    Ok(Pool::from_dataset(&data, data.len()))
+}
+
+/// Writes a pool of `count` training images, spread over the split, to `output`.
+pub fn make_pool(cache: &Path, resolution: usize, count: usize, output: &Path) -> Result<()> {
+    let data = Dataset::load(&prepare::data_dir(cache), Split::Train, resolution)?;
+    let pool = Pool::from_dataset(&data, count);
+    pool.save(output)?;
+    eprintln!("wrote {} images to {}", pool.len(), output.display());
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! Few-shot image classification with the frozen LLM (SPAE.md section 6).
+//!
+//! Each support image is written as the words of its first pyramid layers, followed by its
+//! class name; the query image's words follow, and the answer is the class name the LLM
+//! finds most likely after `Output:`. Image words enter the prompt as their token ids (a
+//! lexical word is one vocabulary token), never as re-tokenized text. A class name's score
+//! is the log-probability of all its tokens (ours: the paper reads "the LLM's scores
+//! restricted to the class names"); the prompt is run once and its KV cache reused for
+//! every class.
+
+use anyhow::{ensure, Result};
+
+use crate::llm::model::{KvCache, SmolLm};
+use crate::llm::tokenizer::Tokenizer;
+use crate::vocabulary::Vocabulary;
+
+/// One N-way K-shot problem: class names, labelled support images and a query image, each
+/// image as codebook rows (the words of its first layers, layer after layer).
+pub struct Task {
+    pub classes: Vec<String>,
+    /// (words, index into `classes`).
+    pub support: Vec<(Vec<u32>, usize)>,
+    pub query: Vec<u32>,
+}
+
+/// The LLM's reading of a task.
+pub struct Answer {
+    /// The prompt's token ids (for display: decode them with the tokenizer).
+    pub prompt: Vec<u32>,
+    /// Log-probability of each class name after the prompt, in `classes` order.
+    pub scores: Vec<f32>,
+    /// Index of the best-scoring class.
+    pub class: usize,
+}
+
+/// The prompt of SPAE.md section 6 as token ids.
+pub fn prompt(tokenizer: &Tokenizer, vocabulary: &Vocabulary, task: &Task) -> Vec<u32> {
+    let image = |words: &[u32]| words.iter().map(|&w| vocabulary.token_id(w)).collect::<Vec<_>>();
+    let mut tokens = tokenizer.encode(&format!(
+        "For each of the following input output pairs, output is one of [{}]\n###\n",
+        task.classes.join(", ")
+    ));
+    for (words, label) in &task.support {
+        tokens.extend(tokenizer.encode("Input:"));
+        tokens.extend(image(words));
+        tokens.extend(tokenizer.encode(&format!("\nOutput: {}\n", task.classes[*label])));
+    }
+    tokens.extend(tokenizer.encode("###\nInput:"));
+    tokens.extend(image(&task.query));
+    tokens.extend(tokenizer.encode("\nOutput:"));
+    tokens
+}
+
+/// Classifies the task's query image.
+pub fn classify(llm: &SmolLm, tokenizer: &Tokenizer, vocabulary: &Vocabulary, task: &Task) -> Result<Answer> {
+    ensure!(task.classes.len() >= 2, "a class set needs at least two classes, not {}", task.classes.len());
+    ensure!(!task.support.is_empty(), "no support images: each class needs at least one labelled example");
+    for (words, label) in &task.support {
+        ensure!(*label < task.classes.len(), "a support image is labelled {label}, but there are {} classes", task.classes.len());
+        ensure!(!words.is_empty(), "a support image has no words");
+    }
+    ensure!(!task.query.is_empty(), "the query image has no words");
+    let prompt = prompt(tokenizer, vocabulary, task);
+    let names: Vec<Vec<u32>> = task.classes.iter().map(|name| tokenizer.encode(&format!(" {name}"))).collect();
+    let longest = names.iter().map(Vec::len).max().unwrap_or(0);
+    let context = llm.config().context;
+    ensure!(
+        prompt.len() + longest <= context,
+        "the prompt is {} tokens and the LLM's context holds {context}: use fewer support images or fewer layers",
+        prompt.len() + longest
+    );
+    let mut cache = llm.new_cache();
+    let first = log_softmax(&llm.logits_last(&prompt, 0, &mut cache)?);
+    let after_prompt = cache.clone();
+    let scores = names
+        .iter()
+        .map(|name| score(llm, &first, name, &after_prompt, &mut cache))
+        .collect::<Result<Vec<f32>>>()?;
+    let class = scores.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
+    Ok(Answer { prompt, scores, class })
+}
+
+/// Log-probability of `name`'s tokens after the prompt whose cache is `after_prompt` and
+/// whose next-token log-probabilities are `first`.
+fn score(llm: &SmolLm, first: &[f32], name: &[u32], after_prompt: &KvCache, cache: &mut KvCache) -> Result<f32> {
+    let mut total = first[name[0] as usize];
+    if name.len() > 1 {
+        cache.restore(after_prompt);
+        let vocab = llm.config().vocab;
+        let logits = llm.logits_all(&name[..name.len() - 1], after_prompt.len(), cache)?;
+        for (row, &next) in logits.chunks_exact(vocab).zip(&name[1..]) {
+            total += log_softmax(row)[next as usize];
+        }
+    }
+    Ok(total)
+}
+
+pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let log_sum = logits.iter().map(|&l| ((l - max) as f64).exp()).sum::<f64>().ln() as f32 + max;
+    logits.iter().map(|&l| l - log_sum).collect()
+}
+
+/// Labelled support images named by `path`: a folder with one subfolder per class (the
+/// subfolder's name is the class name, every image file in it an example), or a text file
+/// of `label<TAB>image path` lines (paths relative to the file's folder). Returns the class
+/// names in first-seen order and (image path, class index) pairs.
+pub fn read_support(path: &std::path::Path) -> Result<(Vec<String>, Vec<(std::path::PathBuf, usize)>)> {
+    use anyhow::Context;
+    let mut classes: Vec<String> = Vec::new();
+    let mut images = Vec::new();
+    let mut add = |label: &str, image: std::path::PathBuf| {
+        let class = match classes.iter().position(|c| c == label) {
+            Some(i) => i,
+            None => {
+                classes.push(label.to_string());
+                classes.len() - 1
+            }
+        };
+        images.push((image, class));
+    };
+    if path.is_dir() {
+        let mut folders: Vec<_> = std::fs::read_dir(path)
+            .with_context(|| format!("cannot list {}", path.display()))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        folders.sort();
+        for folder in folders {
+            let label = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let mut files: Vec<_> = std::fs::read_dir(&folder)
+                .with_context(|| format!("cannot list {}", folder.display()))?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect();
+            files.sort();
+            for file in files {
+                add(&label, file);
+            }
+        }
+    } else {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the support list {}", path.display()))?;
+        let base = path.parent().unwrap_or(std::path::Path::new("."));
+        for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let (label, image) = line
+                .split_once('\t')
+                .with_context(|| format!("{} line {}: expected `label<TAB>image path`", path.display(), number + 1))?;
+            add(label.trim(), base.join(image.trim()));
+        }
+    }
+    ensure!(!images.is_empty(), "{} names no support images", path.display());
+    ensure!(
+        classes.len() >= 2,
+        "{} names one class ({}); few-shot classification needs at least two",
+        path.display(),
+        classes.first().map_or("", String::as_str)
+    );
+    Ok((classes, images))
+}
