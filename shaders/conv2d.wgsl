@@ -48,6 +48,9 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     let in_plane = params.in_height * params.in_width;
     let weights_per_out = params.in_channels * taps;
 
+    // Weight rows of the four output channels (the last one repeated past the end).
+    let last = params.out_channels - 1u;
+    let rows = vec4<u32>(oc0, min(oc0 + 1u, last), min(oc0 + 2u, last), min(oc0 + 3u, last)) * weights_per_out;
     var acc = vec4<f32>(0.0);
     for (var ic = 0u; ic < params.in_channels; ic++) {
         let in_base = (b * params.in_channels + ic) * in_plane;
@@ -64,10 +67,7 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
                 }
                 let v = input[row + u32(sx) / scale];
                 let t = ic * taps + ky * k + kx;
-                for (var j = 0u; j < CHANNELS_PER_INVOCATION; j++) {
-                    let oc = min(oc0 + j, params.out_channels - 1u);
-                    acc[j] += weight[oc * weights_per_out + t] * v;
-                }
+                acc += vec4<f32>(weight[rows.x + t], weight[rows.y + t], weight[rows.z + t], weight[rows.w + t]) * v;
             }
         }
     }

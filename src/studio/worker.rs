@@ -231,3 +231,51 @@ fn saq_targets(model: &SpaeModel, z: &Tensor, previous: Option<&Tensor>, layer: 
     let target = saq::cell_mean_targets(z, previous, model.shape(), layer)?;
     Ok(target.permute((0, 2, 3, 1))?.flatten_all()?.to_vec1()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::Gpu;
+
+    /// A GPU that stops working mid-session: the decode that meets the error runs on the
+    /// CPU instead, says why, and so do the decodes after it; no job is lost.
+    #[test]
+    fn a_gpu_error_falls_back_to_the_cpu_for_this_and_later_decodes() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let model = Arc::new(
+            SpaeModel::open(&root.join(paths::DEFAULT_MODEL_DIR), &root.join(paths::LLM_GGUF), false).unwrap(),
+        );
+        let gpu = Gpu::headless().expect("no GPU adapter: install mesa-vulkan-drivers for lavapipe");
+        let device = gpu.device.clone();
+        let decoder = GpuDecoder::new(gpu, &model, model.shape().layers()).unwrap();
+        let worker = Worker::start(model.clone(), Some(decoder), egui::Context::default());
+        let image = image_io::load(&root.join(super::super::SAMPLE_IMAGE)).unwrap();
+        let original = image_io::prepare(&image, model.config().resolution as u32);
+        let (z, mut quantized) = model.quantize(&image_io::to_tensor(std::slice::from_ref(&original)).unwrap()).unwrap();
+        let pyramid = quantized.pyramids.remove(0);
+        let decode = |revision| {
+            let version = Version { document: 0, revision };
+            worker.send(Job::Decode(DecodeJob { version, pyramid: pyramid.clone(), z: z.clone(), original: original.clone() }));
+            match worker.outcomes.recv_timeout(std::time::Duration::from_secs(120)).unwrap() {
+                Outcome::Decoded(decoded) => decoded,
+                _ => panic!("the decode failed"),
+            }
+        };
+        let cpu: Vec<RgbImage> = (1..=6).map(|k| model.decode(&pyramid, k).unwrap()).collect();
+        let close = |images: &[RgbImage]| {
+            images.iter().zip(&cpu).all(|(a, b)| a.as_raw().iter().zip(b.as_raw()).all(|(x, y)| x.abs_diff(*y) <= 1))
+        };
+
+        let first = decode(0);
+        assert!(first.on_gpu && first.gpu_failure.is_none());
+        assert!(close(&first.prefixes));
+        device.destroy();
+        let second = decode(1);
+        assert!(!second.on_gpu, "decoded on a destroyed device");
+        assert!(second.gpu_failure.is_some());
+        assert_eq!(second.prefixes, cpu, "the CPU decode replaces the failed one");
+        let third = decode(2);
+        assert!(!third.on_gpu && third.gpu_failure.is_none(), "the GPU is not retried");
+        assert_eq!(third.version.revision, 2);
+    }
+}
