@@ -67,10 +67,12 @@ pub struct Pool {
 const ATLAS_COLUMNS: u32 = 16;
 
 impl Pool {
-    /// `count` images of a prepared split, spread evenly over it.
-    pub fn from_dataset(data: &Dataset, count: usize) -> Self {
-        let step = (data.len() / count.max(1)).max(1);
-        let picked: Vec<usize> = (0..data.len()).step_by(step).take(count).collect();
+    /// `count` images of a prepared split from the packages `keep` accepts, spread evenly
+    /// over them.
+    pub fn from_dataset(data: &Dataset, count: usize, keep: impl Fn(&str) -> bool) -> Self {
+        let kept: Vec<usize> = (0..data.len()).filter(|&i| keep(&data.sample(i).package)).collect();
+        let step = (kept.len() / count.max(1)).max(1);
+        let picked: Vec<usize> = kept.into_iter().step_by(step).take(count).collect();
         Self {
             images: picked.iter().map(|&i| data.image(i)).collect(),
             labels: picked

@@ -16,6 +16,11 @@ fn latent(seed: u64) -> Vec<f32> {
 
 /// SAQ by plain loops: per cell, the target l*mean(z) - (l-1)*mean(zhat), brute-force nearest.
 fn reference(z: &[f32], codebook: &Codebook, shape: &PyramidShape, cell_target: CellTarget) -> Vec<Vec<u32>> {
+    reference_after(z, codebook, shape, cell_target, &[])
+}
+
+/// As [`reference`], but the first layers' words are `fixed` rather than searched.
+fn reference_after(z: &[f32], codebook: &Codebook, shape: &PyramidShape, cell_target: CellTarget, fixed: &[Vec<u32>]) -> Vec<Vec<u32>> {
     let mut sum = vec![0f32; DIM * G * G];
     let mut zhat = vec![0f32; DIM * G * G];
     let mut layers = Vec::new();
@@ -35,7 +40,10 @@ fn reference(z: &[f32], codebook: &Codebook, shape: &PyramidShape, cell_target: 
                         l * mean(z) - (l - 1.0) * mean(&zhat)
                     })
                     .collect();
-                let word = common::brute_force_nearest(codebook, &target);
+                let word = match fixed.get(layer - 1) {
+                    Some(words) => words[r * s + c],
+                    None => common::brute_force_nearest(codebook, &target),
+                };
                 for &(y, x) in &cell {
                     for d in 0..DIM {
                         sum[d * G * G + y * G + x] += codebook.row(word)[d];
@@ -161,4 +169,34 @@ fn straight_through_passes_the_gradient_and_commitment_is_the_mean_square() {
     let grads = commitment.backward().unwrap();
     // d/dz mean((z - zhat)^2) = 2 (z - zhat) / 4; zhat gets none.
     assert_eq!(grads.get(&z).unwrap().to_vec1::<f32>().unwrap(), vec![-0.25, 0.5, 0.0, -1.0]);
+}
+
+#[test]
+fn completing_a_prefix_searches_the_rest_against_the_prefix_s_own_latent() {
+    let codebook = common::small_codebook(1024);
+    let shape = PyramidShape::new(G, 6).unwrap();
+    let full = reference(&latent(4), &codebook, &shape, CellTarget::Mean);
+    let prefix = &full[..3];
+    // zhat_3 by plain loops: the mean of the three words over each position.
+    let mut zhat3 = vec![0f32; DIM * G * G];
+    for (l, words) in prefix.iter().enumerate() {
+        let (s, f) = (shape.grid_size(l + 1), G / shape.grid_size(l + 1));
+        for y in 0..G {
+            for x in 0..G {
+                let row = codebook.row(words[(y / f) * s + x / f]);
+                for d in 0..DIM {
+                    zhat3[d * G * G + y * G + x] += row[d] / 3.0;
+                }
+            }
+        }
+    }
+    let expected = reference_after(&zhat3, &codebook, &shape, CellTarget::Mean, prefix);
+    let completed = saq::complete(prefix, &codebook, &shape, CellTarget::Mean).unwrap();
+    for layer in 1..=6 {
+        assert_eq!(completed.layer(layer), expected[layer - 1].as_slice(), "layer {layer}");
+    }
+    // A complete pyramid is its own completion; bad prefixes are refused.
+    assert_eq!(saq::complete(&full, &codebook, &shape, CellTarget::Mean).unwrap(), Pyramid::new(shape.clone(), full.clone()).unwrap());
+    assert!(saq::complete(&[vec![0, 1]], &codebook, &shape, CellTarget::Mean).is_err());
+    assert!(saq::complete(&[vec![5000]], &codebook, &shape, CellTarget::Mean).is_err());
 }
