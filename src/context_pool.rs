@@ -131,6 +131,11 @@ impl Pool {
         &self.labels[index].name
     }
 
+    /// The category an image came from.
+    pub fn category(&self, index: usize) -> &str {
+        &self.labels[index].category
+    }
+
     /// Up to `count` images for the examples: for text, those whose name or category
     /// shares the most words with it (ties in a seeded random order), else a seeded random
     /// choice.

@@ -14,6 +14,7 @@ pub mod denoising;
 pub mod eval;
 pub mod fewshot;
 pub mod fewshot_eval;
+pub mod generation_eval;
 pub mod gpu;
 pub mod image_io;
 pub mod llm;

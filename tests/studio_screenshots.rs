@@ -12,8 +12,8 @@ use egui_kittest::Harness;
 use eframe::egui::{Key, Modifiers};
 use spae::model::SpaeModel;
 use spae::studio::file_dialog::ScriptedDialog;
-use common::studio::wait_for_worker;
-use spae::studio::{GpuUse, StudioApp};
+use common::studio::{wait_for_worker, wait_until};
+use spae::studio::{Command, GpuUse, StudioApp};
 
 fn save(harness: &mut Harness<'_, StudioApp>, name: &str) {
     let image = harness.render().expect("render the studio");
@@ -24,7 +24,7 @@ fn save(harness: &mut Harness<'_, StudioApp>, name: &str) {
     spae::atomic_file::write(&dir.join(name), &png).unwrap();
 }
 
-
+/// Steps the UI until `done` holds (bounded: three minutes).
 #[test]
 #[ignore = "writes screenshots/; run with --ignored"]
 fn screenshots() {
@@ -32,8 +32,10 @@ fn screenshots() {
     let model = Arc::new(SpaeModel::open(&dir, &common::llm_path(), true).unwrap());
     let codebook = model.codebook().clone();
     let vocabulary = codebook.vocabulary();
+    let dialog = ScriptedDialog::default();
+    let for_app = Box::new(dialog.clone());
     let mut harness = Harness::builder().with_size([1480.0, 980.0]).wgpu().build_eframe(move |cc| {
-        StudioApp::new(cc, model, Box::new(ScriptedDialog::default()), &common::sample("cat-face.png"), GpuUse::Always)
+        StudioApp::new(cc, model, for_app, &common::sample("cat-face.png"), GpuUse::Always)
     });
     wait_for_worker(&mut harness);
 
@@ -69,4 +71,49 @@ fn screenshots() {
     harness.key_press(Key::Escape);
     harness.run_steps(3);
     save(&mut harness, "layer-6-and-text.png");
+
+    // A generation, stopped mid-timeline, with the words that changed at that step.
+    let checkbox = eframe::egui::accesskit::Role::CheckBox;
+    harness.get_by_label("View").click();
+    harness.run_steps(2);
+    harness.get_by_role_and_label(checkbox, "Pyramid as text").click();
+    harness.key_press(Key::Escape);
+    harness.run_steps(2);
+    harness.get_by_label("View").click();
+    harness.run_steps(2);
+    harness.get_by_role_and_label(checkbox, "Generate").click();
+    harness.key_press(Key::Escape);
+    harness.run_steps(2);
+    let form = harness.state_mut().generate_form_mut();
+    form.options.steps = 6;
+    form.options.layers = 3;
+    form.examples = 4;
+    harness.get_by_label("Run").click();
+    harness.run_steps(2);
+    wait_until(&mut harness, "the LLM's work", |app| app.generation().is_some_and(|g| !g.is_running()));
+    harness.state_mut().command(Command::ShowFrame(3));
+    harness.get_by_label("layer 3").click();
+    harness.run_steps(3);
+    save(&mut harness, "generate-timeline.png");
+
+    // Few-shot classification of the open image (the cat) among three classes.
+    harness.get_by_label("View").click();
+    harness.run_steps(2);
+    harness.get_by_role_and_label(checkbox, "Generate").click();
+    harness.key_press(Key::Escape);
+    harness.run_steps(2);
+    harness.get_by_label("View").click();
+    harness.run_steps(2);
+    harness.get_by_role_and_label(checkbox, "Classify").click();
+    harness.key_press(Key::Escape);
+    harness.run_steps(2);
+    for name in ["cat-face.png", "red-apple.png", "sunflower.png", "automobile.png"] {
+        dialog.answer_next(common::sample(name));
+        harness.get_by_label("Add support image…").click();
+        harness.run_steps(2);
+    }
+    harness.get_by_label("Run classification").click();
+    harness.run_steps(2);
+    wait_until(&mut harness, "the LLM's work", |app| !app.classification().is_running());
+    save(&mut harness, "classify.png");
 }

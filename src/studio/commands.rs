@@ -24,6 +24,49 @@ pub enum Command {
     Reset,
     /// Ask the file dialog where, then write.
     Export(ExportKind),
+    /// Start a generation with the Generate panel's form.
+    Generate,
+    /// Stop the generation after its next frame, keeping the frames so far.
+    CancelGeneration,
+    /// Show frame `index` of the generation's timeline.
+    ShowFrame(usize),
+    /// The layer whose words the Generate panel draws over the frame.
+    SelectFrameLayer(usize),
+    /// Play (true) or pause the timeline.
+    PlayFrames(bool),
+    /// Open frame `index` as the studio's document, to edit its words and export it.
+    OpenFrame(usize),
+    /// Ask the file dialog where, then write generated frames.
+    ExportFrames(FrameExport),
+    /// Ask the file dialog for a support image and add it, labelled from its file name.
+    AddSupportImage,
+    RemoveSupportImage(usize),
+    /// Ask the file dialog for a support set and replace the current one with it.
+    LoadSupport(SupportSource),
+    /// Ask the file dialog for the image to classify.
+    PickQueryImage,
+    /// Classify the open image (the default query).
+    QueryOpenImage,
+    Classify,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameExport {
+    /// The frame on the timeline, as PNG.
+    Current,
+    /// Every frame as `frame-NNN.png` in a chosen folder.
+    AllPng,
+    /// Every frame as one animated GIF.
+    Gif,
+}
+
+/// Where a support set comes from ([`crate::fewshot::read_support`] reads both).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SupportSource {
+    /// A folder with one subfolder of images per class.
+    Folder,
+    /// A text file of `label<TAB>image path` lines.
+    List,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +110,62 @@ impl StudioApp {
             }
             Command::Export(kind) => {
                 self.export(kind);
+                false
+            }
+            Command::Generate => {
+                self.run_generation();
+                false
+            }
+            Command::CancelGeneration => {
+                self.cancel_generation();
+                false
+            }
+            Command::ShowFrame(index) => {
+                self.show_frame(index);
+                false
+            }
+            Command::SelectFrameLayer(layer) => {
+                self.frame_layer = layer.clamp(1, layers);
+                false
+            }
+            Command::PlayFrames(play) => {
+                self.play_frames(play);
+                false
+            }
+            Command::OpenFrame(index) => {
+                self.open_frame(index);
+                false
+            }
+            Command::ExportFrames(kind) => {
+                self.export_frames(kind);
+                false
+            }
+            Command::AddSupportImage => {
+                self.add_support_image();
+                false
+            }
+            Command::RemoveSupportImage(index) => {
+                if index < self.classification.support.len() {
+                    self.classification.support.remove(index);
+                }
+                false
+            }
+            Command::LoadSupport(source) => {
+                self.load_support(source);
+                false
+            }
+            Command::PickQueryImage => {
+                if let Some(path) = self.dialog.pick_image() {
+                    self.classification.query = Some(path);
+                }
+                false
+            }
+            Command::QueryOpenImage => {
+                self.classification.query = None;
+                false
+            }
+            Command::Classify => {
+                self.run_classification();
                 false
             }
             Command::SetWord { cell, word } => self.edit(|doc| doc.set_word(cell.layer, cell.row, cell.col, word)),

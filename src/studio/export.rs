@@ -1,11 +1,16 @@
 //! Writing the studio's results: reconstructions as PNG, the pyramid as text, a contact
-//! sheet of the layer prefixes. Every file is written atomically; a failed write says why
-//! and leaves the studio's state as it was.
+//! sheet of the layer prefixes, and a generation's frames (PNG files or an animated GIF).
+//! Every file is written atomically; a failed write says why and leaves the studio's state
+//! as it was.
 
-use anyhow::Context;
-use image::RgbImage;
+use std::path::Path;
 
-use super::commands::ExportKind;
+use anyhow::{Context, Result};
+use image::codecs::gif::{GifEncoder, Repeat};
+use image::{Delay, RgbImage};
+
+use super::commands::{ExportKind, FrameExport};
+use super::generation::GeneratedFrame;
 use super::StudioApp;
 use crate::{atomic_file, image_io, pyramid_text};
 
@@ -13,6 +18,10 @@ use crate::{atomic_file, image_io, pyramid_text};
 const UPSCALE: u32 = 8;
 /// Pixels of background grey around the contact sheet's images.
 const SHEET_GAP: u32 = 8;
+/// How much the animated GIF enlarges the frames.
+const GIF_UPSCALE: u32 = 4;
+/// Milliseconds each frame of the GIF is shown (as the timeline plays).
+const GIF_FRAME_MS: u32 = 500;
 
 impl StudioApp {
     pub(super) fn export(&mut self, kind: ExportKind) {
@@ -46,6 +55,67 @@ impl StudioApp {
             Err(e) => self.notify_error(format!("{e:#}; nothing in the studio was lost")),
         }
     }
+}
+
+impl StudioApp {
+    pub(super) fn export_frames(&mut self, kind: FrameExport) {
+        let Some(generation) = self.generation.as_ref().filter(|g| !g.frames.is_empty()) else {
+            self.notify_error("nothing to export yet: no frames have been generated".into());
+            return;
+        };
+        let frames = &generation.frames;
+        let shown = &frames[generation.shown];
+        let picked = match kind {
+            FrameExport::Current => {
+                let name = format!("{}.png", generation.frame_stem(shown.frame.step));
+                self.dialog.save_file("Export the frame", &name, "png")
+            }
+            FrameExport::AllPng => self.dialog.pick_folder("Export every frame into a folder"),
+            FrameExport::Gif => {
+                let name = format!("{}.gif", generation.file_stem());
+                self.dialog.save_file("Export the frames as an animated GIF", &name, "gif")
+            }
+        };
+        let Some(path) = picked else { return };
+        let written = match kind {
+            FrameExport::Current => image_io::save_png(&shown.image, &path)
+                .with_context(|| format!("cannot write {}", path.display()))
+                .map(|()| path.display().to_string()),
+            FrameExport::AllPng => write_frames(frames, &path),
+            FrameExport::Gif => write_gif(frames, &path).map(|()| path.display().to_string()),
+        };
+        match written {
+            Ok(what) => self.notify(format!("wrote {what}")),
+            Err(e) => self.notify_error(format!("{e:#}; the frames in the studio are kept")),
+        }
+    }
+}
+
+/// Every frame as `frame-NNN.png` (NNN: its step) in `folder`; stops at the first failure,
+/// saying how many were written.
+fn write_frames(frames: &[GeneratedFrame], folder: &Path) -> Result<String> {
+    for (written, frame) in frames.iter().enumerate() {
+        let path = folder.join(format!("frame-{:03}.png", frame.frame.step));
+        image_io::save_png(&frame.image, &path)
+            .with_context(|| format!("cannot write {} ({written} of {} frames written)", path.display(), frames.len()))?;
+    }
+    Ok(format!("{} frames (frame-NNN.png) to {}", frames.len(), folder.display()))
+}
+
+/// The frames as an animated GIF, enlarged, looping.
+fn write_gif(frames: &[GeneratedFrame], path: &Path) -> Result<()> {
+    let mut bytes = Vec::new();
+    {
+        let mut encoder = GifEncoder::new(&mut bytes);
+        encoder.set_repeat(Repeat::Infinite).context("cannot encode the GIF")?;
+        let delay = Delay::from_numer_denom_ms(GIF_FRAME_MS, 1);
+        let gif_frames = frames.iter().map(|frame| {
+            let rgba = image::DynamicImage::ImageRgb8(upscale(&frame.image, GIF_UPSCALE)).to_rgba8();
+            image::Frame::from_parts(rgba, 0, 0, delay)
+        });
+        encoder.encode_frames(gif_frames).context("cannot encode the GIF")?;
+    }
+    atomic_file::write(path, &bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Each pixel as a `factor` x `factor` block (no smoothing, so the model's pixels show).

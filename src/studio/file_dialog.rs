@@ -11,6 +11,10 @@ const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "gif", "bmp", "webp", 
 pub trait FileDialog {
     /// An image to open, or `None` when the user cancelled.
     fn pick_image(&mut self) -> Option<PathBuf>;
+    /// Any file with one of `extensions` (without the dot).
+    fn pick_file(&mut self, title: &str, extensions: &[&str]) -> Option<PathBuf>;
+    /// A folder (to read from or write into).
+    fn pick_folder(&mut self, title: &str) -> Option<PathBuf>;
     /// Where to save a file of the given kind (`extension` without the dot).
     fn save_file(&mut self, title: &str, file_name: &str, extension: &str) -> Option<PathBuf>;
 }
@@ -45,6 +49,20 @@ impl FileDialog for NativeDialog {
         self.remember(picked)
     }
 
+    fn pick_file(&mut self, title: &str, extensions: &[&str]) -> Option<PathBuf> {
+        let picked = self.dialog().set_title(title).add_filter("files", extensions).pick_file();
+        self.remember(picked)
+    }
+
+    fn pick_folder(&mut self, title: &str) -> Option<PathBuf> {
+        let picked = self.dialog().set_title(title).pick_folder();
+        // The next dialog starts in the folder itself, not its parent.
+        if let Some(folder) = &picked {
+            self.folder = Some(folder.clone());
+        }
+        picked
+    }
+
     fn save_file(&mut self, title: &str, file_name: &str, extension: &str) -> Option<PathBuf> {
         let picked = self.dialog().set_title(title).set_file_name(file_name).add_filter(extension, &[extension]).save_file();
         self.remember(picked)
@@ -71,6 +89,14 @@ impl ScriptedDialog {
 
 impl FileDialog for ScriptedDialog {
     fn pick_image(&mut self) -> Option<PathBuf> {
+        self.next()
+    }
+
+    fn pick_file(&mut self, _title: &str, _extensions: &[&str]) -> Option<PathBuf> {
+        self.next()
+    }
+
+    fn pick_folder(&mut self, _title: &str) -> Option<PathBuf> {
         self.next()
     }
 

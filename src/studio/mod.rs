@@ -4,13 +4,17 @@
 //! One file per job: [`StudioApp`] (here) owns the state and splits each frame into
 //! `logic` (outcomes of background work, shortcuts, commands; no drawing) and `ui`
 //! (the panels in [`ui`], which only draw and queue [`Command`]s). Model work runs on the
-//! [`worker`] thread; files are chosen through [`file_dialog`].
+//! [`worker`] thread, the frozen LLM's ([`generation`], [`classification`]) on the
+//! [`llm_worker`] thread; files are chosen through [`file_dialog`].
 
+pub mod classification;
 mod commands;
 pub mod decoding;
 pub mod document;
 mod export;
 pub mod file_dialog;
+pub mod generation;
+pub mod llm_worker;
 mod relevance;
 pub mod state;
 mod ui;
@@ -24,11 +28,14 @@ use std::sync::Arc;
 use anyhow::Result;
 use eframe::egui;
 
-pub use commands::{Command, ExportKind};
+use classification::Classification;
+pub use commands::{Command, ExportKind, FrameExport, SupportSource};
 use decoding::DecodeDevice;
 pub use decoding::GpuUse;
 use document::Document;
 use file_dialog::{FileDialog, NativeDialog};
+use generation::{GenerateForm, Generation, RunState};
+use llm_worker::LlmWorker;
 use state::Settings;
 use view::View;
 use worker::{Outcome, Worker};
@@ -45,6 +52,15 @@ pub struct Cell {
     pub layer: usize,
     pub row: usize,
     pub col: usize,
+}
+
+/// Where the frozen LLM stands: it loads on the first generation or classification.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LlmStatus {
+    NotLoaded,
+    Loading,
+    Ready { secs: f64 },
+    Failed(String),
 }
 
 /// A message for the user; errors stay until dismissed or replaced.
@@ -96,6 +112,15 @@ pub struct StudioApp {
     gpu_images: Vec<egui::TextureId>,
     /// Where decodes run, for the status bar.
     device_status: String,
+    llm: LlmWorker,
+    llm_status: LlmStatus,
+    /// Numbers generation and classification runs, so stale outcomes are dropped.
+    next_run: u64,
+    generate_form: GenerateForm,
+    generation: Option<Generation>,
+    /// The layer whose words the Generate panel draws over the frame.
+    frame_layer: usize,
+    classification: Classification,
 }
 
 impl StudioApp {
@@ -113,6 +138,7 @@ impl StudioApp {
         settings.fit_to(model.shape().layers());
         let device = DecodeDevice::open(cc, &model, use_gpu);
         let worker = Worker::start(model.clone(), device.decoder, cc.egui_ctx.clone());
+        let llm = LlmWorker::start(model.clone(), cc.egui_ctx.clone());
         let mut app = Self {
             model,
             settings,
@@ -133,6 +159,13 @@ impl StudioApp {
             decode_secs: None,
             gpu_images: device.images,
             device_status: device.status,
+            llm,
+            llm_status: LlmStatus::NotLoaded,
+            next_run: 0,
+            generate_form: GenerateForm::default(),
+            generation: None,
+            frame_layer: 1,
+            classification: Classification::default(),
         };
         app.handle(Command::Open(image.to_path_buf()));
         app
@@ -169,6 +202,29 @@ impl StudioApp {
         self.notice.as_ref()
     }
 
+    pub fn llm_status(&self) -> &LlmStatus {
+        &self.llm_status
+    }
+
+    /// The Generate panel's form, as the user fills it in.
+    pub fn generate_form_mut(&mut self) -> &mut GenerateForm {
+        &mut self.generate_form
+    }
+
+    /// The latest generation, running or done.
+    pub fn generation(&self) -> Option<&Generation> {
+        self.generation.as_ref()
+    }
+
+    pub fn classification(&self) -> &Classification {
+        &self.classification
+    }
+
+    /// The Classify panel's state, as the user fills it in.
+    pub fn classification_mut(&mut self) -> &mut Classification {
+        &mut self.classification
+    }
+
     /// Where decodes run: "GPU: <adapter>" or "CPU (<why>)".
     pub fn device_status(&self) -> &str {
         &self.device_status
@@ -190,19 +246,10 @@ impl StudioApp {
     fn receive(&mut self, ctx: &egui::Context, outcome: Outcome) {
         match outcome {
             Outcome::Encoded(encoded) => {
-                self.opening = None;
-                self.encode_secs = Some(encoded.encode_secs);
                 self.settings.remember_file(&encoded.path);
-                let mut document = Document::new(encoded.decoded.version.document, encoded.path, encoded.original, encoded.z, encoded.pyramid);
-                document.relevance = encoded.relevance;
-                self.decode_secs = Some(encoded.decoded.decode_secs);
-                self.encoded_summary = Some(view::Summary::of(&encoded.decoded));
-                self.note_gpu_failure(&encoded.decoded);
-                self.view = Some(View::new(ctx, &document, encoded.decoded, &self.gpu_images));
-                self.alternatives.clear();
-                self.editor = Editor::default();
-                self.document = Some(document);
+                self.show_encoded(ctx, encoded);
             }
+            Outcome::Adopted(adopted) => self.show_encoded(ctx, adopted),
             Outcome::OpenFailed(path, message) => {
                 self.opening = None;
                 self.settings.recent_files.retain(|p| p != &path);
@@ -223,6 +270,37 @@ impl StudioApp {
                 self.failed = Some(version);
                 self.notify_error(format!("decoding failed: {message}"));
             }
+        }
+    }
+
+    /// An encoded (or adopted) pyramid becomes the open document.
+    fn show_encoded(&mut self, ctx: &egui::Context, encoded: worker::Encoded) {
+        self.opening = None;
+        self.encode_secs = Some(encoded.encode_secs);
+        let mut document = Document::new(encoded.decoded.version.document, encoded.path, encoded.original, encoded.z, encoded.pyramid);
+        document.relevance = encoded.relevance;
+        self.decode_secs = Some(encoded.decoded.decode_secs);
+        self.encoded_summary = Some(view::Summary::of(&encoded.decoded));
+        self.note_gpu_failure(&encoded.decoded);
+        self.view = Some(View::new(ctx, &document, encoded.decoded, &self.gpu_images));
+        self.alternatives.clear();
+        self.editor = Editor::default();
+        self.document = Some(document);
+    }
+
+    fn receive_llm(&mut self, ctx: &egui::Context, outcome: llm_worker::Outcome) {
+        use llm_worker::Outcome;
+        match outcome {
+            Outcome::LoadingLlm => self.llm_status = LlmStatus::Loading,
+            Outcome::LlmLoaded { secs } => self.llm_status = LlmStatus::Ready { secs },
+            Outcome::LlmFailed(message) => self.llm_status = LlmStatus::Failed(message),
+            Outcome::Frame { run, frame } => self.receive_frame(ctx, run, frame),
+            Outcome::Generated { run, cancelled } => {
+                self.finish_generation(run, if cancelled { RunState::Cancelled } else { RunState::Finished });
+            }
+            Outcome::GenerateFailed { run, message } => self.finish_generation(run, RunState::Failed(message)),
+            Outcome::Classified { run, classified } => self.receive_classification(run, Ok(classified)),
+            Outcome::ClassifyFailed { run, message } => self.receive_classification(run, Err(message)),
         }
     }
 
@@ -273,6 +351,10 @@ impl eframe::App for StudioApp {
         for outcome in self.worker.poll() {
             self.receive(ctx, outcome);
         }
+        for outcome in self.llm.poll() {
+            self.receive_llm(ctx, outcome);
+        }
+        self.tick_timeline(ctx);
         self.shortcuts(ctx);
         for command in std::mem::take(&mut self.commands) {
             self.handle(command);

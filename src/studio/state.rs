@@ -18,11 +18,21 @@ pub struct Settings {
     pub prefix_layers: usize,
     pub show_plots: bool,
     pub show_text_editor: bool,
+    pub show_generate: bool,
+    pub show_classify: bool,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { recent_files: Vec::new(), layer: 1, prefix_layers: 6, show_plots: true, show_text_editor: false }
+        Self {
+            recent_files: Vec::new(),
+            layer: 1,
+            prefix_layers: 6,
+            show_plots: true,
+            show_text_editor: false,
+            show_generate: false,
+            show_classify: false,
+        }
     }
 }
 

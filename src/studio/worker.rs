@@ -23,7 +23,20 @@ pub enum Job {
     /// Read, prepare and encode an image file, and decode its pyramid as `document`'s
     /// revision 0.
     Encode { path: PathBuf, document: u64 },
+    /// Take a pyramid made elsewhere (a generated frame) as a document's revision 0.
+    Adopt(AdoptJob),
     Decode(DecodeJob),
+}
+
+pub struct AdoptJob {
+    /// The document's name (no file is read).
+    pub path: PathBuf,
+    pub document: u64,
+    /// The image shown as the original: the pyramid's own decode.
+    pub original: RgbImage,
+    pub pyramid: Pyramid,
+    /// What the teacher reads as the image's text.
+    pub text: String,
 }
 
 pub struct DecodeJob {
@@ -35,6 +48,8 @@ pub struct DecodeJob {
 
 pub enum Outcome {
     Encoded(Encoded),
+    /// An adopted pyramid, ready like an encoded image (but not a file to remember).
+    Adopted(Encoded),
     OpenFailed(PathBuf, String),
     Decoded(Decoded),
     DecodeFailed(Version, String),
@@ -121,6 +136,10 @@ fn run(
                     Ok(encoded) => Outcome::Encoded(encoded),
                     Err(e) => Outcome::OpenFailed(path, format!("{e:#}")),
                 },
+                Job::Adopt(job) => {
+                    let path = job.path.clone();
+                    adopt(model, gpu, teacher, job).map_or_else(|e| Outcome::OpenFailed(path, format!("{e:#}")), Outcome::Adopted)
+                }
                 Job::Decode(job) => {
                     let version = job.version;
                     decode(model, gpu, job).map_or_else(|e| Outcome::DecodeFailed(version, format!("{e:#}")), Outcome::Decoded)
@@ -171,14 +190,42 @@ fn encode(
         decode(model, gpu, DecodeJob { version, pyramid: pyramid.clone(), z: z.clone(), original: original.clone() })?;
     // The teacher reads the file's name as the image's text ("cat-face.png": cat, face).
     let text = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let relevance = match teacher {
+    let relevance = relevance(model, teacher, &original, text)?;
+    Ok(Encoded { path: path.to_path_buf(), original, relevance, z, pyramid, encode_secs, decoded })
+}
+
+/// A pyramid that no encoder made: the latent z is its own dequantized latent (all
+/// layers), so quantization errors and SAQ targets are measured against itself.
+fn adopt(
+    model: &SpaeModel,
+    gpu: &mut Option<GpuDecoder>,
+    teacher: Result<&SemanticTeacher, &String>,
+    job: AdoptJob,
+) -> Result<Encoded> {
+    let AdoptJob { path, document, original, pyramid, text } = job;
+    let z = saq::dequantize(std::slice::from_ref(&pyramid), model.codebook(), model.shape().layers())?;
+    let version = Version { document, revision: 0 };
+    let decoded =
+        decode(model, gpu, DecodeJob { version, pyramid: pyramid.clone(), z: z.clone(), original: original.clone() })?;
+    let relevance = relevance(model, teacher, &original, text)?;
+    Ok(Encoded { path, original, relevance, z, pyramid, encode_secs: 0.0, decoded })
+}
+
+/// The teacher's relevance of every vocabulary word to `image` described by `text`, or why
+/// there is none.
+fn relevance(
+    model: &SpaeModel,
+    teacher: Result<&SemanticTeacher, &String>,
+    image: &RgbImage,
+    text: String,
+) -> Result<Result<Vec<f32>, String>> {
+    Ok(match teacher {
         Ok(teacher) => teacher
-            .scores(&image_io::to_tensor(std::slice::from_ref(&original))?, &[text], model.codebook().vocabulary())
+            .scores(&image_io::to_tensor(std::slice::from_ref(image))?, &[text], model.codebook().vocabulary())
             .map(|mut scores| scores.remove(0))
             .map_err(|e| format!("{e:#}")),
         Err(reason) => Err(reason.clone()),
-    };
-    Ok(Encoded { path: path.to_path_buf(), original, relevance, z, pyramid, encode_secs, decoded })
+    })
 }
 
 fn decode(model: &SpaeModel, gpu: &mut Option<GpuDecoder>, job: DecodeJob) -> Result<Decoded> {

@@ -16,3 +16,15 @@ pub fn wait_for_worker(harness: &mut Harness<'_, StudioApp>) {
     }
     panic!("the studio's worker did not finish");
 }
+
+/// Steps until `done` holds for the app (bounded at two minutes), then two more frames;
+/// `what` names the wait in the failure message.
+pub fn wait_until(harness: &mut Harness<'_, StudioApp>, what: &str, done: impl Fn(&StudioApp) -> bool) {
+    let start = std::time::Instant::now();
+    while !done(harness.state()) {
+        assert!(start.elapsed() < std::time::Duration::from_secs(120), "timed out waiting for {what}");
+        harness.step();
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    harness.run_steps(2);
+}

@@ -173,6 +173,12 @@ pub fn generate(model: &SpaeModel, llm_path: &Path, args: &GenerateArgs) -> Resu
     let last = generation.frames.last().expect("a generation has its starting frame");
     let pyramid = last.pyramid(model)?;
     image_io::save_png(&model.decode(&pyramid, model.shape().layers())?, &args.output.join("final.png"))?;
+    let frames = generation
+        .frames
+        .iter()
+        .map(|frame| model.decode(&frame.pyramid(model)?, model.shape().layers()))
+        .collect::<Result<Vec<_>>>()?;
+    image_io::save_png(&strip(&frames, 2), &args.output.join("frames.png"))?;
     let text = pyramid_text::format(&pyramid, model.codebook().vocabulary());
     spae::atomic_file::write(&args.output.join("final.txt"), text.as_bytes())?;
     let saved = 1.0 - generation.tokens_run as f64 / generation.tokens_without_reuse.max(1) as f64;
@@ -185,6 +191,47 @@ pub fn generate(model: &SpaeModel, llm_path: &Path, args: &GenerateArgs) -> Resu
         saved * 100.0,
         generation.tokens_without_reuse
     );
+    Ok(())
+}
+
+/// Images side by side, each scaled up `scale` times (nearest), 2 px apart.
+fn strip(images: &[image::RgbImage], scale: u32) -> image::RgbImage {
+    let side = images[0].width() * scale;
+    let mut out = image::RgbImage::from_pixel((side + 2) * images.len() as u32 - 2, side, image::Rgb([255, 255, 255]));
+    for (i, image) in images.iter().enumerate() {
+        let big = image::imageops::resize(image, side, side, image::imageops::FilterType::Nearest);
+        image::imageops::replace(&mut out, &big, i as i64 * (side as i64 + 2), 0);
+    }
+    out
+}
+
+/// Generation judged by the semantic teacher against images from random words.
+pub fn eval_generate(model: &SpaeModel, llm_path: &Path, seeds: u64, examples: usize, options: &Options, json: bool) -> Result<()> {
+    let pool = Pool::load(Path::new(spae::paths::POOL), model.config().resolution as u32)?;
+    let candidates = spae::generation_eval::categories(&pool, model, examples);
+    eprintln!("{} prompts: {}", candidates.len(), candidates.join(", "));
+    let (llm, tokenizer) = open_llm(llm_path)?;
+    let teacher = spae::teacher::relevance::SemanticTeacher::load(
+        Path::new(spae::paths::TEACHER),
+        Path::new(spae::paths::IMAGENET_CLASSES),
+        model.codebook(),
+    )?;
+    let denoiser = Denoiser { llm: &llm, tokenizer: &tokenizer, vocabulary: model.codebook().vocabulary(), shape: model.shape() };
+    let started = Instant::now();
+    let report = spae::generation_eval::evaluate(model, &denoiser, &teacher, &pool, &candidates, examples, seeds, options, |m| {
+        eprintln!("generated {m} ({:.0} s)", started.elapsed().as_secs_f64())
+    })?;
+    println!(
+        "{} images over {} prompts: the teacher assigns {:.1}% of generated images to their prompt, {:.1}% of images from random words (chance {:.1}%)",
+        report.images,
+        report.prompts.len(),
+        report.generated_hit_rate * 100.0,
+        report.random_hit_rate * 100.0,
+        report.chance * 100.0
+    );
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
     Ok(())
 }
 

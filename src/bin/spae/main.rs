@@ -175,6 +175,21 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// How often the teacher assigns generated images to their prompted category, against
+    /// images from random words.
+    EvalGenerate {
+        /// Generations per prompt (seeds 0..N).
+        #[arg(long, default_value_t = 2)]
+        seeds: u64,
+        #[arg(long, default_value_t = 8)]
+        steps: usize,
+        #[arg(long, default_value_t = 4)]
+        layers: usize,
+        #[arg(long, default_value_t = 6)]
+        examples: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Writes a small pool of labelled training images for generation's examples.
     MakePool {
         #[arg(long, default_value = spae::data::DEFAULT_CACHE)]
@@ -362,6 +377,10 @@ fn run(cli: Cli) -> Result<()> {
                 output: &output,
             };
             language::generate(&model, &cli.llm, &args)?
+        }
+        Command::EvalGenerate { seeds, steps, layers, examples, json } => {
+            let options = spae::denoising::Options { steps, layers, ..Default::default() };
+            language::eval_generate(&model, &cli.llm, seeds, examples, &options, json)?
         }
         Command::MakePool { cache, count, output } => {
             language::make_pool(&cache, model.config().resolution, count, &output)?

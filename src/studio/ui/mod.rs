@@ -1,6 +1,8 @@
 //! The studio's panels. They draw the state and queue [`Command`]s; they change nothing
 //! else except what the user is typing and where the pointer is.
 
+mod classify_panel;
+mod generate_panel;
 mod plots;
 mod pyramid_panel;
 mod text_editor;
@@ -9,7 +11,7 @@ mod word_grid;
 
 use eframe::egui;
 
-use super::{Command, ExportKind, StudioApp};
+use super::{Command, ExportKind, LlmStatus, StudioApp};
 
 /// Height of the strip of prefix reconstructions, their labels included.
 const STRIP_HEIGHT: f32 = 150.0;
@@ -29,6 +31,38 @@ impl StudioApp {
             egui::ScrollArea::vertical().show(ui, |ui| self.pyramid_panel_ui(ui));
         });
         egui::CentralPanel::default().show(ui, |ui| self.main_view_ui(ui));
+        self.windows_ui(ui.ctx());
+    }
+
+    /// The Generate and Classify panels, each a window opened from the View menu.
+    fn windows_ui(&mut self, ctx: &egui::Context) {
+        let mut open = self.settings.show_generate;
+        egui::Window::new("Generate")
+            .open(&mut open)
+            .default_pos([40.0, 60.0])
+            .default_size([1040.0, 640.0])
+            .show(ctx, |ui| self.generate_panel_ui(ui));
+        self.settings.show_generate = open;
+        let mut open = self.settings.show_classify;
+        egui::Window::new("Classify")
+            .open(&mut open)
+            .default_pos([420.0, 60.0])
+            .default_size([640.0, 720.0])
+            .show(ctx, |ui| self.classify_panel_ui(ui));
+        self.settings.show_classify = open;
+    }
+
+    /// Where the frozen LLM stands, shared by the Generate and Classify panels.
+    fn llm_status_ui(&self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| match &self.llm_status {
+            LlmStatus::NotLoaded => ui.label("LLM: loads on the first run (about 0.7 GB, a few seconds)"),
+            LlmStatus::Loading => {
+                ui.spinner();
+                ui.label("LLM: loading…")
+            }
+            LlmStatus::Ready { secs } => ui.label(format!("LLM: ready (loaded in {secs:.1} s)")),
+            LlmStatus::Failed(message) => ui.colored_label(ui.visuals().error_fg_color, format!("LLM: {message}")),
+        });
     }
 
     fn menu_ui(&mut self, ui: &mut egui::Ui) {
@@ -69,6 +103,9 @@ impl StudioApp {
             ui.menu_button("View", |ui| {
                 ui.checkbox(&mut self.settings.show_plots, "Plots");
                 ui.checkbox(&mut self.settings.show_text_editor, "Pyramid as text");
+                ui.separator();
+                ui.checkbox(&mut self.settings.show_generate, "Generate");
+                ui.checkbox(&mut self.settings.show_classify, "Classify");
             });
         });
     }

@@ -1,9 +1,12 @@
 //! The image with a layer's grid over it and each cell's word written inside its cell,
-//! and beside it the reconstruction and the difference with the same grid.
+//! and beside it the reconstruction and the difference with the same grid. The Generate
+//! panel draws its frames' words with the same [`paint_words`].
 
 use eframe::egui::{self, Color32, FontId, Rect, Sense, Stroke, StrokeKind};
 
 use super::super::{relevance, Cell, StudioApp};
+use crate::pyramid::Pyramid;
+use crate::vocabulary::Vocabulary;
 
 /// How many nearest alternative words a cell offers.
 const ALTERNATIVES: usize = 5;
@@ -13,6 +16,8 @@ const MAX_FONT: f32 = 22.0;
 /// Font size of the hovered word, drawn magnified above its cell.
 const MAGNIFIED_FONT: f32 = 22.0;
 const SELECTED: Color32 = Color32::from_rgb(255, 200, 0);
+/// Fill of a marked cell (a word that changed at the frame's step).
+const MARKED: Color32 = Color32::from_rgba_premultiplied(90, 60, 0, 90);
 
 impl StudioApp {
     /// The original image with the selected layer's words; hover shows a cell's details,
@@ -26,9 +31,7 @@ impl StudioApp {
         let s = pyramid.shape().grid_size(layer);
         let (rect, _) = ui.allocate_exact_size(egui::vec2(side, side), Sense::hover());
         let painter = ui.painter_at(rect);
-        painter.image(view.original.id(), rect, unit_uv(), Color32::WHITE);
-        // Dim the image a little so white words read on light images too.
-        painter.rect_filled(rect, 0.0, Color32::from_black_alpha(70));
+        paint_words(&painter, rect, view.original.id(), pyramid, layer, vocabulary, |_| false);
         let mut hovered = None;
         let mut clicked = None;
         for row in 0..s {
@@ -47,12 +50,6 @@ impl StudioApp {
                 if response.hovered() {
                     hovered = Some((cell, response));
                 }
-                painter.rect_stroke(cell_rect, 0.0, Stroke::new(1.0, Color32::from_white_alpha(90)), StrokeKind::Inside);
-                let font = fitted_font(cell_rect, word);
-                let clipped = painter.with_clip_rect(cell_rect.shrink(1.0));
-                let center = cell_rect.center();
-                clipped.text(center + egui::vec2(1.0, 1.0), egui::Align2::CENTER_CENTER, word, font.clone(), Color32::BLACK);
-                clipped.text(center, egui::Align2::CENTER_CENTER, word, font, Color32::WHITE);
             }
         }
         if let Some(cell) = self.editor.cell.filter(|c| c.layer == layer) {
@@ -138,6 +135,40 @@ impl StudioApp {
             codebook.nearest_k(target, ALTERNATIVES + 1).into_iter().map(|(word, _)| word).collect()
         });
         found.iter().copied().filter(|&w| w != current).take(ALTERNATIVES).collect()
+    }
+}
+
+/// `texture` in `rect`, dimmed, with the grid of `layer` over it and each cell's word of
+/// `pyramid` written inside its cell; cells for which `marked` is true are highlighted.
+pub(super) fn paint_words(
+    painter: &egui::Painter,
+    rect: Rect,
+    texture: egui::TextureId,
+    pyramid: &Pyramid,
+    layer: usize,
+    vocabulary: &Vocabulary,
+    marked: impl Fn(Cell) -> bool,
+) {
+    painter.image(texture, rect, unit_uv(), Color32::WHITE);
+    // Dim the image a little so white words read on light images too.
+    painter.rect_filled(rect, 0.0, Color32::from_black_alpha(70));
+    let s = pyramid.shape().grid_size(layer);
+    for row in 0..s {
+        for col in 0..s {
+            let cell_rect = cell_rect(rect, s, row, col);
+            if marked(Cell { layer, row, col }) {
+                painter.rect_filled(cell_rect, 0.0, MARKED);
+                painter.rect_stroke(cell_rect, 0.0, Stroke::new(2.0, SELECTED), StrokeKind::Inside);
+            } else {
+                painter.rect_stroke(cell_rect, 0.0, Stroke::new(1.0, Color32::from_white_alpha(90)), StrokeKind::Inside);
+            }
+            let word = vocabulary.word(pyramid.word(layer, row, col));
+            let font = fitted_font(cell_rect, word);
+            let clipped = painter.with_clip_rect(cell_rect.shrink(1.0));
+            let center = cell_rect.center();
+            clipped.text(center + egui::vec2(1.0, 1.0), egui::Align2::CENTER_CENTER, word, font.clone(), Color32::BLACK);
+            clipped.text(center, egui::Align2::CENTER_CENTER, word, font, Color32::WHITE);
+        }
     }
 }
 
