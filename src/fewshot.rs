@@ -119,22 +119,20 @@ pub fn read_support(path: &std::path::Path) -> Result<(Vec<String>, Vec<(std::pa
         };
         images.push((image, class));
     };
-    if path.is_dir() {
-        let mut folders: Vec<_> = std::fs::read_dir(path)
-            .with_context(|| format!("cannot list {}", path.display()))?
+    // The entries of a folder that `keep` accepts, in name order.
+    let listed = |dir: &std::path::Path, keep: fn(&std::path::Path) -> bool| -> Result<Vec<std::path::PathBuf>> {
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot list {}", dir.display()))?
             .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|p| p.is_dir())
+            .filter(|p| keep(p))
             .collect();
-        folders.sort();
-        for folder in folders {
+        paths.sort();
+        Ok(paths)
+    };
+    if path.is_dir() {
+        for folder in listed(path, std::path::Path::is_dir)? {
             let label = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let mut files: Vec<_> = std::fs::read_dir(&folder)
-                .with_context(|| format!("cannot list {}", folder.display()))?
-                .filter_map(|entry| entry.ok().map(|e| e.path()))
-                .filter(|p| p.is_file())
-                .collect();
-            files.sort();
-            for file in files {
+            for file in listed(&folder, std::path::Path::is_file)? {
                 add(&label, file);
             }
         }
