@@ -10,7 +10,6 @@ use std::path::Path;
 
 use anyhow::{ensure, Result};
 use candle_core::{Device, Tensor};
-use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 use crate::llm::gguf::LlmFile;
@@ -178,32 +177,7 @@ impl Codebook {
 
     /// `dots[i * SEARCH_BLOCK_ROWS + j] = targets[i] . block[j]` for a block of `n` rows.
     fn dot_block(&self, targets: &[f32], m: usize, block: &[f32], n: usize, dots: &mut [f32]) {
-        let k = self.dim;
-        // SAFETY: the slices hold m x k, n x k and m x SEARCH_BLOCK_ROWS values, matching
-        // the strides passed; dst is written without being read (read_dst = false).
-        unsafe {
-            gemm(
-                m,
-                n,
-                k,
-                dots.as_mut_ptr(),
-                1,
-                SEARCH_BLOCK_ROWS as isize,
-                false,
-                targets.as_ptr(),
-                1,
-                k as isize,
-                block.as_ptr(),
-                k as isize,
-                1,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                Parallelism::Rayon(rayon::current_num_threads()),
-            );
-        }
+        crate::matmul::matmul_transposed(targets, block, m, self.dim, n, dots, SEARCH_BLOCK_ROWS);
     }
 }
 

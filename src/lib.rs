@@ -18,6 +18,7 @@ pub mod generation_eval;
 pub mod gpu;
 pub mod image_io;
 pub mod llm;
+pub mod matmul;
 pub mod metrics;
 pub mod model;
 pub mod pyramid;

@@ -308,39 +308,6 @@ pub fn dequantize(quant: Quant, rows: &[u8], out: &mut [f32]) {
         });
 }
 
-/// `out (m x n) = x (m x k) . w^T` for a row-major `n x k` weight matrix, all row-major.
-pub fn matmul_transposed(x: &[f32], w: &[f32], m: usize, k: usize, n: usize, out: &mut [f32]) {
-    assert!(
-        x.len() >= m * k && w.len() >= n * k && out.len() >= m * n,
-        "matrix sizes"
-    );
-    // SAFETY: the slices hold m x k, n x k and m x n values, matching the strides passed;
-    // dst is written without being read (read_dst = false).
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            x.as_ptr(),
-            1,
-            k as isize,
-            w.as_ptr(),
-            k as isize,
-            1,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::Rayon(rayon::current_num_threads()),
-        );
-    }
-}
-
 /// A strided view of a matrix for [`strided_matmul`]: element (i, j) at `ptr + i rs + j cs`.
 #[derive(Clone, Copy)]
 pub struct Strided {
@@ -587,7 +554,7 @@ mod tests {
                 let mut got = vec![0f32; t * rows];
                 quantized_matmul(quant, &bytes, &x, t, &mut got);
                 let mut want = vec![0f32; t * rows];
-                matmul_transposed(&x, &dense, t, cols, rows, &mut want);
+                crate::matmul::matmul_transposed(&x, &dense, t, cols, rows, &mut want, rows);
                 for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                     assert!(
                         (g - w).abs() < 1e-4 * (1.0 + w.abs()),

@@ -147,7 +147,7 @@ impl Linear {
         if t <= QUANTIZED_TOKENS {
             kernels::quantized_matmul(self.quant, &self.packed, &x[..t * self.cols], t, out);
         } else {
-            kernels::matmul_transposed(x, &self.dense, t, self.cols, self.rows, out);
+            crate::matmul::matmul_transposed(x, &self.dense, t, self.cols, self.rows, out, self.rows);
         }
     }
 }
