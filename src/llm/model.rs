@@ -287,40 +287,24 @@ impl SmolLm {
     /// Runs `tokens` at positions `start..`, after the first `start` cached positions (any
     /// later ones are dropped), and returns the logits of every position, `tokens.len() x
     /// vocab` row-major: the logits at row `i` predict the token after `tokens[i]`.
-    pub fn logits_all(
-        &self,
-        tokens: &[u32],
-        start: usize,
-        cache: &mut KvCache,
-    ) -> Result<Vec<f32>> {
-        let x = on_pool(|| self.hidden_states(tokens, start, cache))?;
-        let t = tokens.len();
-        let mut normed = vec![0f32; x.len()];
-        kernels::rms_norm(&x, &self.output_norm, self.config.rms_eps, &mut normed);
-        let mut logits = vec![0f32; t * self.config.vocab];
-        self.head().forward(&normed, t, &mut logits);
-        Ok(logits)
+    pub fn logits_all(&self, tokens: &[u32], start: usize, cache: &mut KvCache) -> Result<Vec<f32>> {
+        self.logits(tokens, start, cache, tokens.len())
     }
 
     /// As [`SmolLm::logits_all`] but only the last position's logits (`vocab` values),
     /// which skips most of the output head's cost.
-    pub fn logits_last(
-        &self,
-        tokens: &[u32],
-        start: usize,
-        cache: &mut KvCache,
-    ) -> Result<Vec<f32>> {
+    pub fn logits_last(&self, tokens: &[u32], start: usize, cache: &mut KvCache) -> Result<Vec<f32>> {
+        self.logits(tokens, start, cache, 1)
+    }
+
+    /// The logits of the last `rows` positions of `tokens` (run as in [`SmolLm::logits_all`]).
+    fn logits(&self, tokens: &[u32], start: usize, cache: &mut KvCache, rows: usize) -> Result<Vec<f32>> {
         let x = on_pool(|| self.hidden_states(tokens, start, cache))?;
-        let dim = self.config.dim;
-        let mut normed = vec![0f32; dim];
-        kernels::rms_norm(
-            &x[x.len() - dim..],
-            &self.output_norm,
-            self.config.rms_eps,
-            &mut normed,
-        );
-        let mut logits = vec![0f32; self.config.vocab];
-        self.head().forward(&normed, 1, &mut logits);
+        let last = &x[x.len() - rows * self.config.dim..];
+        let mut normed = vec![0f32; last.len()];
+        kernels::rms_norm(last, &self.output_norm, self.config.rms_eps, &mut normed);
+        let mut logits = vec![0f32; rows * self.config.vocab];
+        self.head().forward(&normed, rows, &mut logits);
         Ok(logits)
     }
 
