@@ -6,10 +6,11 @@ use std::collections::HashSet;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::data::Dataset;
+use crate::data::{relevance_cache, Dataset};
 use crate::image_io;
 use crate::metrics::{psnr, ssim};
 use crate::model::SpaeModel;
+use crate::report::{SheetRow, SheetWords};
 use crate::teacher::relevance::Relevance;
 
 /// The layers whose words are judged for meaning (L_sem, SPAE.md section 4).
@@ -73,4 +74,41 @@ pub fn evaluate(model: &SpaeModel, data: &Dataset, relevances: Option<&[Relevanc
         text_precision: share(text_hits),
         images: count,
     })
+}
+
+/// The report's sheet: `count` held-out images spread evenly over the split, each with
+/// every model's upper-layer words marked against the teacher's top words, and its
+/// reconstruction from all layers by the first model.
+pub fn sheet_rows(models: &[(&str, &SpaeModel)], data: &Dataset, relevances: &[Relevance], count: usize) -> Result<Vec<SheetRow>> {
+    let count = count.min(data.len());
+    (0..count)
+        .map(|i| {
+            let index = i * data.len() / count;
+            let original = data.image(index);
+            let relevance = &relevances[index];
+            let relevant: HashSet<&str> = relevance.words.iter().map(String::as_str).collect();
+            let mut decoded = None;
+            let mut words = Vec::new();
+            for (name, model) in models {
+                let pyramid = model.encode(&original)?;
+                let layers = model.shape().layers();
+                if decoded.is_none() {
+                    decoded = Some(model.decode(&pyramid, layers)?);
+                }
+                let vocabulary = model.codebook().vocabulary();
+                let upper = (1..=SEMANTIC_LAYERS.min(layers)).flat_map(|l| pyramid.layer(l).iter().copied());
+                words.push(SheetWords {
+                    model: name.to_string(),
+                    words: upper.map(|w| vocabulary.word(w)).map(|w| (w.to_string(), relevant.contains(w))).collect(),
+                });
+            }
+            Ok(SheetRow {
+                decoded: decoded.unwrap_or_else(|| original.clone()),
+                original,
+                text: relevance_cache::sample_text(data.sample(index)).trim().to_string(),
+                teacher: relevance.words.iter().take(10).cloned().collect(),
+                models: words,
+            })
+        })
+        .collect()
 }

@@ -108,6 +108,11 @@ fn to_byte(v: f32) -> u8 {
 }
 
 /// Encodes an image as PNG and writes it atomically.
+/// Enlarges an image by a whole factor, each pixel a square block (no smoothing).
+pub fn upscale(image: &RgbImage, factor: u32) -> RgbImage {
+    RgbImage::from_fn(image.width() * factor, image.height() * factor, |x, y| *image.get_pixel(x / factor, y / factor))
+}
+
 pub fn save_png(image: &RgbImage, path: &Path) -> Result<()> {
     let mut bytes = Vec::new();
     image

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod model;
 pub mod pyramid;
 pub mod pyramid_text;
+pub mod report;
 pub mod saq;
 pub mod studio;
 pub mod teacher;

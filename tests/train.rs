@@ -91,7 +91,8 @@ fn a_resumed_run_matches_an_uninterrupted_one() {
     assert_eq!(log_steps(&straight), vec![1, 2, 3]);
 
     let stopped = temp_dir("stopped");
-    train(&small_model(0), &options(&data, &stopped, 2), false, Stop::Schedule).unwrap();
+    train(&small_model(0), &options(&data, &stopped, 3), false, Stop::AtStep(2)).unwrap();
+    assert_eq!(log_steps(&stopped), vec![1, 2], "stopped at step 2 of the 3-step schedule");
     // A killed run may have logged steps after its last checkpoint.
     let mut log = std::fs::read_to_string(stopped.join("log.csv")).unwrap();
     log.push_str("3,0,0,0,0,0,0,0,0,0,0,,\n");

@@ -43,7 +43,7 @@ impl StudioApp {
         let Some(path) = self.dialog.save_file(title, &file_name, extension) else { return };
         let written = match kind {
             ExportKind::Reconstruction => image_io::save_png(shown, &path),
-            ExportKind::ReconstructionUpscaled => image_io::save_png(&upscale(shown, UPSCALE), &path),
+            ExportKind::ReconstructionUpscaled => image_io::save_png(&image_io::upscale(shown, UPSCALE), &path),
             ExportKind::PyramidText => {
                 let text = pyramid_text::format(document.pyramid(), self.model.codebook().vocabulary());
                 atomic_file::write(&path, text.as_bytes())
@@ -110,7 +110,7 @@ fn write_gif(frames: &[GeneratedFrame], path: &Path) -> Result<()> {
         encoder.set_repeat(Repeat::Infinite).context("cannot encode the GIF")?;
         let delay = Delay::from_numer_denom_ms(GIF_FRAME_MS, 1);
         let gif_frames = frames.iter().map(|frame| {
-            let rgba = image::DynamicImage::ImageRgb8(upscale(&frame.image, GIF_UPSCALE)).to_rgba8();
+            let rgba = image::DynamicImage::ImageRgb8(image_io::upscale(&frame.image, GIF_UPSCALE)).to_rgba8();
             image::Frame::from_parts(rgba, 0, 0, delay)
         });
         encoder.encode_frames(gif_frames).context("cannot encode the GIF")?;
@@ -119,10 +119,6 @@ fn write_gif(frames: &[GeneratedFrame], path: &Path) -> Result<()> {
 }
 
 /// Each pixel as a `factor` x `factor` block (no smoothing, so the model's pixels show).
-fn upscale(image: &RgbImage, factor: u32) -> RgbImage {
-    RgbImage::from_fn(image.width() * factor, image.height() * factor, |x, y| *image.get_pixel(x / factor, y / factor))
-}
-
 /// The original, then the reconstruction from 1, 2, ... layers, in one row.
 fn contact_sheet(original: &RgbImage, prefixes: &[RgbImage]) -> RgbImage {
     let side = original.width() * UPSCALE;
@@ -130,7 +126,7 @@ fn contact_sheet(original: &RgbImage, prefixes: &[RgbImage]) -> RgbImage {
     let mut sheet = RgbImage::from_pixel(count * side + (count + 1) * SHEET_GAP, side + 2 * SHEET_GAP, image_io::BACKGROUND);
     for (i, image) in std::iter::once(original).chain(prefixes).enumerate() {
         let x = SHEET_GAP + i as u32 * (side + SHEET_GAP);
-        image::imageops::replace(&mut sheet, &upscale(image, UPSCALE), x.into(), SHEET_GAP.into());
+        image::imageops::replace(&mut sheet, &image_io::upscale(image, UPSCALE), x.into(), SHEET_GAP.into());
     }
     sheet
 }

@@ -1,4 +1,6 @@
 //! The semantic teacher (SPAE.md section 5): what stands in for CLIP.
 
 pub mod efficientnet;
+pub mod minilm;
 pub mod relevance;
+pub mod word_space;

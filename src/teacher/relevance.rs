@@ -3,10 +3,10 @@
 //!
 //! r(I, k) is word k's best similarity to an anchor: the words of the image's own text
 //! (caption, name, category), and the names of the classifier's top ImageNet classes
-//! weighted by their probabilities. Similarity is the cosine between words in the LLM's
-//! own (frozen) embedding space, centred on the vocabulary's mean so that the common
-//! component of all embeddings does not dominate. Anchor words outside the lexical
-//! vocabulary are dropped.
+//! weighted by their probabilities. Similarity is the cosine between words in a
+//! [`WordSpace`], here the LLM's own (frozen) embedding space, centred on the vocabulary's
+//! mean so that the common component of all embeddings does not dominate. Anchor words
+//! outside the lexical vocabulary are dropped.
 
 use std::path::Path;
 
@@ -15,6 +15,7 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::efficientnet::EfficientNetLite0;
+use super::word_space::WordSpace;
 use crate::codebook::Codebook;
 use crate::vocabulary::Vocabulary;
 
@@ -51,11 +52,8 @@ pub struct SemanticTeacher {
     classifier: EfficientNetLite0,
     /// Vocabulary indices of each class name's words.
     class_words: Vec<Vec<u32>>,
-    /// Centred, unit-length codebook rows (`len x dim`).
-    unit_rows: Tensor,
-    /// Each word's mean cosine to all words: frequent "hub" words are near everything,
-    /// so this is subtracted from their relevance.
-    hubness: Tensor,
+    /// The codebook rows as a similarity space (centred, unit length, with hubness).
+    space: WordSpace,
     /// 1 for words that may be relevant, 0 for stopwords.
     allowed: Tensor,
 }
@@ -63,22 +61,10 @@ pub struct SemanticTeacher {
 impl SemanticTeacher {
     pub fn load(classifier_weights: &Path, class_names: &Path, codebook: &Codebook) -> Result<Self> {
         let classifier = EfficientNetLite0::load(classifier_weights)?;
-        let names: Vec<String> = serde_json::from_str(
-            &std::fs::read_to_string(class_names)
-                .with_context(|| format!("cannot read {} (run scripts/fetch-imagenet-classes.sh)", class_names.display()))?,
-        )
-        .with_context(|| format!("{} is not a list of class names", class_names.display()))?;
-        anyhow::ensure!(names.len() == 1000, "{} has {} class names, not 1000", class_names.display(), names.len());
-        let class_words = names.iter().map(|n| text_words(n, codebook.vocabulary())).collect();
-        let rows = codebook.embeddings();
-        let centred = rows.broadcast_sub(&rows.mean_keepdim(0)?)?;
-        let unit_rows = centred.broadcast_div(&centred.sqr()?.sum_keepdim(1)?.sqrt()?)?;
-        let hubness = unit_rows.matmul(&unit_rows.mean_keepdim(0)?.t()?)?.squeeze(1)?;
-        let vocabulary = codebook.vocabulary();
-        let allowed: Vec<f32> =
-            (0..vocabulary.len() as u32).map(|i| f32::from(!STOPWORDS.contains(&vocabulary.word(i).to_ascii_lowercase().as_str()))).collect();
-        let allowed = Tensor::new(allowed.as_slice(), &Device::Cpu)?;
-        Ok(Self { classifier, class_words, unit_rows, hubness, allowed })
+        let class_words = class_words(class_names, codebook.vocabulary())?;
+        let space = WordSpace::new(codebook.embeddings())?;
+        let allowed = allowed_words(codebook.vocabulary())?;
+        Ok(Self { classifier, class_words, space, allowed })
     }
 
     /// Relevance of the vocabulary to each image of a batch (pixels in -1..1) given each
@@ -126,24 +112,43 @@ impl SemanticTeacher {
     /// so the image's own words rank first and a confident class counts as much as text.
     fn word_scores(&self, own: &[u32], classes: &[(u16, f32)]) -> Result<Vec<f32>> {
         let mut anchors: Vec<(u32, f32)> = own.iter().map(|&w| (w, 1.0)).collect();
-        let top = classes.first().map_or(1.0, |c| c.1);
-        for &(class, p) in classes {
-            anchors.extend(self.class_words[class as usize].iter().map(|&w| (w, p / top)));
-        }
-        if anchors.is_empty() {
-            return Ok(vec![-1.0; self.unit_rows.dim(0)?]);
-        }
-        let ids: Vec<u32> = anchors.iter().map(|a| a.0).collect();
-        let weights: Vec<f32> = anchors.iter().map(|a| a.1).collect();
-        let anchor_rows = self.unit_rows.index_select(&Tensor::new(ids.as_slice(), &Device::Cpu)?, 0)?;
-        let weights = Tensor::new(weights.as_slice(), &Device::Cpu)?.unsqueeze(1)?;
-        // (anchors x dim) . (dim x words), weighted per anchor, best anchor per word,
-        // less the word's hubness; stopwords at -1.
-        let cosine = anchor_rows.matmul(&self.unit_rows.t()?)?.broadcast_mul(&weights)?.max(0)?;
-        let score = (cosine - &self.hubness)?;
-        let score = ((score + 1.0)? * &self.allowed)? - 1.0;
-        Ok(score?.to_vec1()?)
+        anchors.extend(class_anchors(classes, &self.class_words));
+        relevance_in(&self.space, &anchors, &self.allowed)
     }
+}
+
+/// r(k) for every word of a space: its best weighted cosine to an anchor less its
+/// hubness ([`WordSpace::relevance`]), stopwords (0 in `allowed`) at -1; all -1 without
+/// anchors.
+pub fn relevance_in(space: &WordSpace, anchors: &[(u32, f32)], allowed: &Tensor) -> Result<Vec<f32>> {
+    match space.relevance(anchors)? {
+        Some(score) => Ok((((score + 1.0)? * allowed)? - 1.0)?.to_vec1()?),
+        None => Ok(vec![-1.0; space.len()]),
+    }
+}
+
+/// The anchors of an image's top classes: each class name's words, weighted p_c / p_top.
+pub fn class_anchors(classes: &[(u16, f32)], class_words: &[Vec<u32>]) -> Vec<(u32, f32)> {
+    let top = classes.first().map_or(1.0, |c| c.1);
+    classes.iter().flat_map(|&(class, p)| class_words[class as usize].iter().map(move |&w| (w, p / top))).collect()
+}
+
+/// The vocabulary words of each of the classifier's 1000 class names (from a JSON list).
+pub fn class_words(class_names: &Path, vocabulary: &Vocabulary) -> Result<Vec<Vec<u32>>> {
+    let names: Vec<String> = serde_json::from_str(
+        &std::fs::read_to_string(class_names)
+            .with_context(|| format!("cannot read {} (run scripts/fetch-imagenet-classes.sh)", class_names.display()))?,
+    )
+    .with_context(|| format!("{} is not a list of class names", class_names.display()))?;
+    anyhow::ensure!(names.len() == 1000, "{} has {} class names, not 1000", class_names.display(), names.len());
+    Ok(names.iter().map(|n| text_words(n, vocabulary)).collect())
+}
+
+/// 1 for each vocabulary word that may be relevant, 0 for stopwords (`words`).
+pub fn allowed_words(vocabulary: &Vocabulary) -> Result<Tensor> {
+    let allowed: Vec<f32> =
+        (0..vocabulary.len() as u32).map(|i| f32::from(!STOPWORDS.contains(&vocabulary.word(i).to_ascii_lowercase().as_str()))).collect();
+    Ok(Tensor::new(allowed.as_slice(), &Device::Cpu)?)
 }
 
 /// Vocabulary words of a text: letters-only runs of 3+ letters, lower case first, then

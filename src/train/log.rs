@@ -31,6 +31,46 @@ fn optional(value: Option<f64>) -> String {
     value.map_or(String::new(), |v| format!("{v:.6}"))
 }
 
+/// Reads a training log (for the report's curves); rows from an older log with fewer
+/// columns read their missing values as absent or zero.
+pub fn read(path: &Path) -> Result<Vec<StepRecord>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the training log {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .skip(1)
+        .map(|(n, line)| {
+            let fields: Vec<&str> = line.split(',').collect();
+            let number = |i: usize| -> Result<f64> {
+                match fields.get(i).copied().unwrap_or("") {
+                    "" => Ok(0.0),
+                    f => f.parse().with_context(|| format!("{} line {}: column {} is not a number", path.display(), n + 1, i + 1)),
+                }
+            };
+            let optional = |i: usize| -> Result<Option<f64>> {
+                match fields.get(i).copied().unwrap_or("") {
+                    "" => Ok(None),
+                    _ => number(i).map(Some),
+                }
+            };
+            Ok(StepRecord {
+                step: number(0)? as u64,
+                lr: number(1)?,
+                loss: number(2)?,
+                pixel_mse: number(3)?,
+                commitment: number(4)?,
+                psnr_db: number(5)?,
+                seconds_encoder: number(6)?,
+                seconds_search: number(7)?,
+                seconds_decoder_and_losses: number(8)?,
+                seconds_backward: number(9)?,
+                seconds_total: number(10)?,
+                semantic: optional(11)?,
+                perceptual: optional(12)?,
+            })
+        })
+        .collect()
+}
+
 pub struct TrainingLog {
     path: PathBuf,
     pending: String,

@@ -59,10 +59,16 @@ pub struct TrainOptions {
     pub perceptual_weight: f64,
 }
 
+/// The run's log as copied beside the exported model.
+pub const EXPORTED_LOG: &str = "training_log.csv";
+
 /// How a run ends.
 pub enum Stop {
     /// After this many minutes of this invocation (then a checkpoint).
     Minutes(f64),
+    /// Once the run has made this many steps in all (then a checkpoint): runs compared
+    /// with each other (the semantic run and its control) stop at the same step.
+    AtStep(u64),
     /// At the end of the schedule.
     Schedule,
 }
@@ -135,6 +141,7 @@ pub fn train(model: &SpaeModel, options: &TrainOptions, resume: bool, stop: Stop
         let step = optimizer.step_count();
         let out_of_time = match stop {
             Stop::Minutes(m) => started.elapsed().as_secs_f64() >= m * 60.0,
+            Stop::AtStep(last) => step >= last,
             Stop::Schedule => false,
         };
         if step >= total || out_of_time {
@@ -171,7 +178,7 @@ fn save(model: &SpaeModel, optimizer: &AdamW, options: &TrainOptions, elapsed: f
     Checkpoint::save(&options.run_dir, model, optimizer, elapsed)?;
     if let Some(dir) = &options.export_dir {
         model.save(dir)?;
-        std::fs::copy(options.run_dir.join("log.csv"), dir.join("training_log.csv"))?;
+        std::fs::copy(options.run_dir.join("log.csv"), dir.join(EXPORTED_LOG))?;
     }
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! `spae`: the command line for batch work with SPAE models.
 
+mod eval_report;
 mod language;
+mod similarity;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -77,8 +79,11 @@ enum Command {
         #[arg(long)]
         resume: bool,
         /// Stop cleanly (with a checkpoint) after this many minutes.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "until_step")]
         minutes: Option<f64>,
+        /// Stop cleanly (with a checkpoint) once the run has made this many steps.
+        #[arg(long)]
+        until_step: Option<u64>,
         #[arg(long, default_value_t = 16)]
         batch_size: usize,
         /// Length of the learning-rate schedule.
@@ -128,6 +133,9 @@ enum Command {
         /// A control model folder (trained without semantic guidance) to compare with.
         #[arg(long)]
         control: Option<PathBuf>,
+        /// Where the report's pictures go (default: `report/` in the model folder).
+        #[arg(long)]
+        report: Option<PathBuf>,
     },
     /// Few-shot classification of one image by the frozen LLM: prints the prompt, each
     /// class's score and the answer.
@@ -218,6 +226,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Which word-similarity space (the LLM's embeddings or all-MiniLM-L6-v2) ranks the
+    /// held-out images' own words higher from their ImageNet classes.
+    CompareSimilarity {
+        #[arg(long, default_value = spae::data::DEFAULT_CACHE)]
+        cache: PathBuf,
+        /// Print one JSON object as the last line.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -283,6 +300,7 @@ fn run(cli: Cli) -> Result<()> {
             run,
             resume,
             minutes,
+            until_step,
             batch_size,
             steps,
             lr,
@@ -298,7 +316,11 @@ fn run(cli: Cli) -> Result<()> {
             options.run_dir = run;
             options.export_dir = Some(cli.model.clone());
             options.checkpoint_minutes = checkpoint_minutes;
-            let stop = minutes.map_or(Stop::Schedule, Stop::Minutes);
+            let stop = match (minutes, until_step) {
+                (Some(m), _) => Stop::Minutes(m),
+                (None, Some(step)) => Stop::AtStep(step),
+                (None, None) => Stop::Schedule,
+            };
             spae::train::train(&model, &options, resume, stop)?;
         }
         Command::BenchTrain { cache, batch_size, steps, semantic_weight, perceptual_weight } => {
@@ -324,18 +346,26 @@ fn run(cli: Cli) -> Result<()> {
                 println!("  {part:<28} {secs:>6.3} s  {:>5.1}%", 100.0 * secs / total);
             }
         }
-        Command::Eval { cache, limit, json, control } => {
+        Command::Eval { cache, limit, json, control, report: report_dir } => {
             let dir = prepare::data_dir(&cache);
             let data = Dataset::load(&dir, Split::HeldOut, model.config().resolution)?;
             let relevances = relevance_cache::load(&dir, Split::HeldOut, data.len())
                 .map_err(|e| eprintln!("warning: no semantic precision: {e:#}"))
                 .ok();
             let report = spae::eval::evaluate(&model, &data, relevances.as_deref(), limit, 32)?;
-            let control = match &control {
-                Some(dir) => Some(spae::eval::evaluate(&SpaeModel::open(dir, &cli.llm, false)?, &data, relevances.as_deref(), limit, 32)?),
+            let control_folder = control;
+            let control_model = control_folder.as_deref().map(|dir| SpaeModel::open(dir, &cli.llm, false)).transpose()?;
+            let control = match &control_model {
+                Some(control_model) => Some(spae::eval::evaluate(control_model, &data, relevances.as_deref(), limit, 32)?),
                 None => None,
             };
             print_report(&model, &report, control.as_ref());
+            let report_dir = report_dir.unwrap_or_else(|| cli.model.join("report"));
+            let mut evaluated = vec![eval_report::Evaluated { name: "SPAE", folder: &cli.model, model: &model, report: &report }];
+            if let (Some(folder), Some(control_model), Some(control)) = (control_folder.as_deref(), &control_model, &control) {
+                evaluated.push(eval_report::Evaluated { name: "control", folder, model: control_model, report: control });
+            }
+            eval_report::write(&report_dir, &evaluated, &data, relevances.as_deref())?;
             if json {
                 let line = serde_json::json!({
                     "psnr_db": report.psnr_db,
@@ -385,6 +415,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::MakePool { cache, count, output } => {
             language::make_pool(&cache, model.config().resolution, count, &output)?
         }
+        Command::CompareSimilarity { cache, json } => similarity::compare(model.codebook(), &cache, json)?,
     }
     Ok(())
 }

@@ -1,0 +1,61 @@
+//! `spae eval`'s report: the pictures of [`spae::report`] written as PNG files.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use spae::data::Dataset;
+use spae::eval::{sheet_rows, Report};
+use spae::model::SpaeModel;
+use spae::report::{layer_chart, training_curves, word_sheet};
+use spae::teacher::relevance::Relevance;
+use spae::image_io;
+use spae::train::{log, EXPORTED_LOG};
+
+/// Held-out images in the sheet.
+const SHEET_IMAGES: usize = 12;
+
+/// A model evaluated: its name in the pictures, its folder, and its numbers.
+pub struct Evaluated<'a> {
+    pub name: &'a str,
+    pub folder: &'a Path,
+    pub model: &'a SpaeModel,
+    pub report: &'a Report,
+}
+
+/// Writes `layers.png`, `training.png` (from the training logs exported beside the models,
+/// where they have one) and `heldout-words.png` (given the teacher's relevances) into `dir`.
+pub fn write(dir: &Path, models: &[Evaluated], data: &Dataset, relevances: Option<&[Relevance]>) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the report folder {}", dir.display()))?;
+    let write = |name: &str, picture: image::RgbImage| -> Result<()> {
+        let path = dir.join(name);
+        image_io::save_png(&picture, &path)?;
+        eprintln!("wrote {}", path.display());
+        Ok(())
+    };
+    write("layers.png", layer_chart(&models.iter().map(|m| (m.name, m.report)).collect::<Vec<_>>())?)?;
+
+    let logs: Vec<(&str, Vec<log::StepRecord>)> = models
+        .iter()
+        .filter_map(|m| {
+            let path = m.folder.join(EXPORTED_LOG);
+            path.exists().then(|| log::read(&path).map(|l| (m.name, l)))
+        })
+        .collect::<Result<_>>()?;
+    if logs.is_empty() {
+        eprintln!("no training log beside the models: no training curves");
+    } else {
+        write("training.png", training_curves(&logs.iter().map(|(n, l)| (*n, l.as_slice())).collect::<Vec<_>>())?)?;
+    }
+
+    match relevances {
+        Some(relevances) => {
+            let rows = sheet_rows(&models.iter().map(|m| (m.name, m.model)).collect::<Vec<_>>(), data, relevances, SHEET_IMAGES)?;
+            write("heldout-words.png", word_sheet(&rows)?)
+        }
+        None => {
+            eprintln!("no teacher relevances for the held-out split: no word sheet");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! The evaluation report: the training log read back as written, and pictures that show
+//! what they were given (each model's line in its colour; the teacher's words marked).
+
+use image::RgbImage;
+use spae::eval::Report;
+use spae::report::{layer_chart, training_curves, word_sheet, SheetRow, SheetWords};
+use spae::train::log::{read, StepRecord, TrainingLog};
+
+fn record(step: u64, psnr: f64, semantic: Option<f64>) -> StepRecord {
+    StepRecord {
+        step,
+        lr: 1e-4 * step as f64,
+        loss: 0.5,
+        pixel_mse: 4.0 / 10f64.powf(psnr / 10.0),
+        commitment: 0.25,
+        psnr_db: psnr,
+        seconds_encoder: 0.1,
+        seconds_search: 0.2,
+        seconds_decoder_and_losses: 0.3,
+        seconds_backward: 0.4,
+        seconds_total: 1.0,
+        semantic,
+        perceptual: None,
+    }
+}
+
+/// Pixels of exactly this colour.
+fn count(image: &RgbImage, colour: [u8; 3]) -> usize {
+    image.pixels().filter(|p| p.0 == colour).count()
+}
+
+const FIRST: [u8; 3] = [31, 119, 180];
+const SECOND: [u8; 3] = [230, 120, 20];
+/// Text is anti-aliased: the teacher's green is counted as any clearly green pixel.
+fn green(image: &RgbImage) -> usize {
+    image.pixels().filter(|p| p.0[1] as i32 > p.0[0] as i32 + 40 && p.0[1] as i32 > p.0[2] as i32 + 20).count()
+}
+
+#[test]
+fn the_log_reads_back_what_was_written() {
+    let dir = std::env::temp_dir().join(format!("spae-report-log-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("log.csv");
+    let mut log = TrainingLog::open(&path, 0).unwrap();
+    log.append(&record(1, 12.5, None)).unwrap();
+    log.append(&record(2, 13.25, Some(0.75))).unwrap();
+    log.flush().unwrap();
+    let back = read(&path).unwrap();
+    assert_eq!(back.iter().map(|r| r.step).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(back[0].semantic, None);
+    assert_eq!(back[1].semantic, Some(0.75));
+    assert!((back[1].psnr_db - 13.25).abs() < 1e-9);
+    assert!((back[1].lr - 2e-4).abs() < 1e-12);
+    assert!((back[0].pixel_mse - 4.0 / 10f64.powf(1.25)).abs() < 1e-6);
+
+    std::fs::write(&path, "step,lr\n1,x\n").unwrap();
+    let error = read(&path).err().expect("a broken log is refused").to_string();
+    assert!(error.contains("line 2") && error.contains("column 2"), "{error}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn each_model_is_drawn_in_its_colour() {
+    let report = |base: f64| Report {
+        psnr_db: (0..6).map(|l| base + l as f64).collect(),
+        ssim: (0..6).map(|l| 0.3 + 0.05 * l as f64).collect(),
+        semantic_precision: None,
+        text_precision: None,
+        images: 1,
+    };
+    let (a, b) = (report(12.0), report(11.0));
+    let one = layer_chart(&[("SPAE", &a)]).unwrap();
+    assert_eq!(one.dimensions(), (1100, 420));
+    assert!(count(&one, FIRST) > 200, "the first model's lines and markers");
+    assert_eq!(count(&one, SECOND), 0, "no second model");
+    let two = layer_chart(&[("SPAE", &a), ("control", &b)]).unwrap();
+    assert!(count(&two, SECOND) > 200, "the second model's lines and markers");
+
+    let with_semantic: Vec<StepRecord> = (1..=120).map(|s| record(s, 10.0 + s as f64 / 20.0, Some(1.0))).collect();
+    let without: Vec<StepRecord> = (1..=120).map(|s| record(s, 10.0 + s as f64 / 30.0, None)).collect();
+    let curves = training_curves(&[("SPAE", &with_semantic), ("control", &without)]).unwrap();
+    assert!(count(&curves, FIRST) > 300 && count(&curves, SECOND) > 300);
+    assert!(training_curves(&[("empty", &[])]).is_err(), "an empty log is an error, not a blank chart");
+}
+
+#[test]
+fn the_sheet_marks_words_the_teacher_ranks() {
+    let row = |hit: bool| SheetRow {
+        original: RgbImage::from_pixel(64, 64, image::Rgb([200, 10, 10])),
+        decoded: RgbImage::from_pixel(64, 64, image::Rgb([10, 10, 200])),
+        text: "a red square".to_string(),
+        teacher: vec!["red".to_string(), "square".to_string()],
+        models: vec![SheetWords { model: "SPAE".to_string(), words: vec![("red".to_string(), hit), ("blue".to_string(), false)] }],
+    };
+    let (marked, unmarked) = (word_sheet(&[row(true)]).unwrap(), word_sheet(&[row(false)]).unwrap());
+    assert!(green(&marked) > green(&unmarked), "a hit adds green text");
+    assert!(green(&unmarked) > 0, "the teacher's own words are green");
+    // The original and its reconstruction, enlarged twice, side by side.
+    assert_eq!(count(&marked, [200, 10, 10]), 128 * 128);
+    assert_eq!(count(&marked, [10, 10, 200]), 128 * 128);
+    assert!(word_sheet(&[]).is_err());
+}
