@@ -138,27 +138,25 @@ pub fn compare(codebook: &Codebook, cache: &Path, json: bool) -> Result<()> {
         serde_json::Value::Object(s)
     };
     let (a, b) = (&results[0], &results[1]); // the teacher's treatment in each space
+    // MiniLM minus the LLM over the same images, with a bootstrap interval.
+    let difference = |xs: &[TextWordRanks], ys: &[TextWordRanks], pick: &dyn Fn(&TextWordRanks) -> f64| {
+        let differences: Vec<f64> = xs.iter().zip(ys).map(|(x, y)| pick(y) - pick(x)).collect();
+        let (low, high) = bootstrap_interval(&differences);
+        json!({
+            "minilm_minus_llm": mean(differences.iter().copied()),
+            "ci95": [low, high],
+            "minilm_better_images": differences.iter().filter(|&&d| d > 0.0).count(),
+            "llm_better_images": differences.iter().filter(|&&d| d < 0.0).count(),
+        })
+    };
     let paired = |pick: &dyn Fn(&TextWordRanks) -> f64, plain: bool| {
-        let (xs, ys) = if plain { (&a.plain, &b.plain) } else { (&a.folded, &b.folded) };
-        let differences: Vec<f64> = xs.iter().zip(ys.iter()).map(|(x, y)| pick(y) - pick(x)).collect();
-        let (low, high) = bootstrap_interval(&differences);
-        json!({
-            "minilm_minus_llm": mean(differences.iter().copied()),
-            "ci95": [low, high],
-            "minilm_better_images": differences.iter().filter(|&&d| d > 0.0).count(),
-            "llm_better_images": differences.iter().filter(|&&d| d < 0.0).count(),
-        })
+        if plain {
+            difference(&a.plain, &b.plain, pick)
+        } else {
+            difference(&a.folded, &b.folded, pick)
+        }
     };
-    let paired_specific = |pick: &dyn Fn(&TextWordRanks) -> f64| {
-        let differences: Vec<f64> = a.specific.iter().zip(&b.specific).map(|(x, y)| pick(y) - pick(x)).collect();
-        let (low, high) = bootstrap_interval(&differences);
-        json!({
-            "minilm_minus_llm": mean(differences.iter().copied()),
-            "ci95": [low, high],
-            "minilm_better_images": differences.iter().filter(|&&d| d > 0.0).count(),
-            "llm_better_images": differences.iter().filter(|&&d| d < 0.0).count(),
-        })
-    };
+    let paired_specific = |pick: &dyn Fn(&TextWordRanks) -> f64| difference(&a.specific, &b.specific, pick);
     let mut report = json!({
         "split": "heldout",
         "images": relevances.len(),
