@@ -24,7 +24,7 @@ use crate::llm::model::SmolLm;
 use crate::llm::tokenizer::Tokenizer;
 use crate::model::SpaeModel;
 use crate::pyramid::Pyramid;
-use crate::{image_io, paths};
+use crate::paths;
 
 pub struct GenerateJob {
     /// Tells this run's outcomes from those of earlier runs.
@@ -318,26 +318,17 @@ impl Resources {
         job: ClassifyJob,
         reporter: &Reporter,
     ) -> Result<Classified> {
-        ensure!(
-            (1..=model.shape().layers()).contains(&job.layers),
-            "layers must be 1..={}",
-            model.shape().layers()
-        );
-        let resolution = model.config().resolution as u32;
-        let words = |image: &RgbImage| -> Result<Vec<u32>> {
-            Ok(prefix_words(&model.encode(image)?, job.layers))
-        };
-        let load = |path: &Path| -> Result<RgbImage> {
-            Ok(image_io::prepare(&image_io::load(path)?, resolution))
-        };
         let support = job
             .support
             .iter()
-            .map(|(path, class)| Ok((words(&load(path)?)?, *class)))
+            .map(|(path, class)| Ok((fewshot::file_words(model, path, job.layers)?, *class)))
             .collect::<Result<Vec<_>>>()?;
         let query = match &job.query {
-            ImageSource::File(path) => words(&load(path)?)?,
-            ImageSource::Prepared(image) => words(image)?,
+            ImageSource::File(path) => fewshot::file_words(model, path, job.layers)?,
+            ImageSource::Prepared(image) => {
+                ensure!((1..=model.shape().layers()).contains(&job.layers), "layers must be 1..={}", model.shape().layers());
+                prefix_words(&model.encode(image)?, job.layers)
+            }
         };
         let task = fewshot::Task {
             classes: job.classes,

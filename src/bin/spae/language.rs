@@ -24,23 +24,10 @@ fn open_llm(path: &Path) -> Result<(SmolLm, Tokenizer)> {
 }
 
 /// Encodes images from files and keeps the words of their first `layers` layers.
-fn image_words(model: &SpaeModel, paths: &[&Path], layers: usize) -> Result<Vec<Vec<u32>>> {
-    ensure!((1..=model.shape().layers()).contains(&layers), "--layers must be 1..={}", model.shape().layers());
-    paths
-        .iter()
-        .map(|path| {
-            let image = image_io::prepare(&image_io::load(path)?, model.config().resolution as u32);
-            Ok(fewshot_eval::prefix_words(&model.encode(&image)?, layers))
-        })
-        .collect()
-}
-
 pub fn classify(model: &SpaeModel, llm_path: &Path, support: &Path, query: &Path, layers: usize) -> Result<()> {
     let (classes, images) = fewshot::read_support(support)?;
-    let paths: Vec<&Path> = images.iter().map(|(p, _)| p.as_path()).collect();
-    let words = image_words(model, &paths, layers)?;
-    let query = image_words(model, &[query], layers)?.remove(0);
-    let support = words.into_iter().zip(images.iter().map(|(_, c)| *c)).collect();
+    let support = images.iter().map(|(path, class)| Ok((fewshot::file_words(model, path, layers)?, *class))).collect::<Result<_>>()?;
+    let query = fewshot::file_words(model, query, layers)?;
     let (llm, tokenizer) = open_llm(llm_path)?;
     let task = fewshot::Task { classes, support, query };
     let answer = fewshot::classify(&llm, &tokenizer, model.codebook().vocabulary(), &task)?;
