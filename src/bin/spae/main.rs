@@ -372,6 +372,8 @@ fn run(cli: Cli) -> Result<()> {
                     "ssim": report.ssim,
                     "semantic_precision": report.semantic_precision,
                     "semantic_precision_control": control.as_ref().and_then(|c| c.semantic_precision),
+                    "psnr_db_control": control.as_ref().map(|c| &c.psnr_db),
+                    "ssim_control": control.as_ref().map(|c| &c.ssim),
                     "text_precision": report.text_precision,
                     "images": report.images,
                 });
@@ -441,25 +443,34 @@ fn train_options(cache: &Path, batch_size: usize, steps: u64, lr: f64, seed: u64
 fn print_report(model: &SpaeModel, report: &spae::eval::Report, control: Option<&spae::eval::Report>) {
     println!("model: {}", model.source());
     println!("held-out images: {}", report.images);
-    println!("layers  PSNR (dB)  SSIM");
-    for l in 0..report.psnr_db.len() {
-        println!("{:>6}  {:>9.2}  {:.4}", l + 1, report.psnr_db[l], report.ssim[l]);
+    match control {
+        Some(control) => {
+            println!("layers  PSNR (dB)  SSIM    control: PSNR (dB)  SSIM");
+            for l in 0..report.psnr_db.len() {
+                let (p, s) = (report.psnr_db[l], report.ssim[l]);
+                println!("{:>6}  {p:>9.2}  {s:.4}  {:>18.2}  {:.4}", l + 1, control.psnr_db[l], control.ssim[l]);
+            }
+        }
+        None => {
+            println!("layers  PSNR (dB)  SSIM");
+            for l in 0..report.psnr_db.len() {
+                println!("{:>6}  {:>9.2}  {:.4}", l + 1, report.psnr_db[l], report.ssim[l]);
+            }
+        }
     }
-    let percent = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{:.1}%", 100.0 * v));
-    println!(
-        "words of layers 1-{}: {} among the teacher's top {} words, {} one of the image's own text words",
-        spae::eval::SEMANTIC_LAYERS,
-        percent(report.semantic_precision),
-        relevance_cache::TOP_WORDS,
-        percent(report.text_precision)
-    );
-    if let Some(control) = control {
+    let percent = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{:.2}%", 100.0 * v));
+    let words = |who: &str, r: &spae::eval::Report| {
         println!(
-            "control (no semantic loss): {} among the teacher's top words, {} text words; PSNR with all layers {:.2} dB",
-            percent(control.semantic_precision),
-            percent(control.text_precision),
-            control.psnr_db.last().copied().unwrap_or(f64::NAN)
-        );
+            "{who}words of layers 1-{}: {} among the teacher's top {} words, {} one of the image's own text words",
+            spae::eval::SEMANTIC_LAYERS,
+            percent(r.semantic_precision),
+            relevance_cache::TOP_WORDS,
+            percent(r.text_precision)
+        )
+    };
+    words("", report);
+    if let Some(control) = control {
+        words("control (no semantic loss): ", control);
     }
 }
 

@@ -1,0 +1,88 @@
+//! `spae eval`'s measurements on the shipped model: the batched evaluation equals metrics
+//! computed image by image through the public encode/decode path, and semantic precision
+//! counts exactly the upper-layer words found in the teacher's lists.
+
+mod common;
+
+use std::path::Path;
+
+use spae::data::dataset::Sample;
+use spae::data::Dataset;
+use spae::eval::{evaluate, sheet_rows, SEMANTIC_LAYERS};
+use spae::image_io;
+use spae::metrics::{psnr, ssim};
+use spae::model::SpaeModel;
+use spae::teacher::relevance::Relevance;
+
+fn shipped_model() -> SpaeModel {
+    SpaeModel::load(Path::new(env!("CARGO_MANIFEST_DIR")).join(spae::paths::DEFAULT_MODEL_DIR), common::codebook()).unwrap()
+}
+
+/// The four sample images as a held-out split.
+fn samples(model: &SpaeModel) -> (Dataset, Vec<image::RgbImage>) {
+    let resolution = model.config().resolution;
+    let names = ["cat-face.png", "red-apple.png", "sunflower.png", "automobile.png"];
+    let images: Vec<image::RgbImage> =
+        names.iter().map(|n| image_io::prepare(&image_io::load(&common::sample(n)).unwrap(), resolution as u32)).collect();
+    let samples = names
+        .iter()
+        .map(|n| Sample { package: "samples".into(), file: n.to_string(), caption: None, name: n.replace(".png", ""), category: "test".into() })
+        .collect();
+    let pixels = images.iter().flat_map(|i| i.as_raw().clone()).collect();
+    (Dataset::new(resolution, samples, pixels).unwrap(), images)
+}
+
+fn relevance(words: Vec<String>, text_words: Vec<String>) -> Relevance {
+    Relevance { scores: vec![0.5; words.len()], words, classes: vec![], text_words }
+}
+
+#[test]
+fn evaluation_matches_image_by_image_metrics_and_counts_hits() {
+    let model = shipped_model();
+    let (data, images) = samples(&model);
+    let layers = model.shape().layers();
+    let vocabulary = model.codebook().vocabulary();
+    let pyramids: Vec<_> = images.iter().map(|i| model.encode(i).unwrap()).collect();
+
+    // The teacher's lists: image 0 lists its own layer-1 word; image 1 lists one of its
+    // layer-3 words as a text word; images 2 and 3 list words they do not use.
+    let word = |p: usize, layer: usize, k: usize| vocabulary.word(pyramids[p].layer(layer)[k]).to_string();
+    let upper = |p: usize| -> Vec<String> { (1..=SEMANTIC_LAYERS).flat_map(|l| pyramids[p].layer(l).to_vec()).map(|w| vocabulary.word(w).to_string()).collect() };
+    let unused = |p: usize| vocabulary.word((0..vocabulary.len() as u32).find(|&w| !upper(p).contains(&vocabulary.word(w).to_string())).unwrap()).to_string();
+    let relevances = vec![
+        relevance(vec![word(0, 1, 0)], vec![]),
+        relevance(vec![], vec![word(1, 3, 5)]),
+        relevance(vec![unused(2)], vec![unused(2)]),
+        relevance(vec![], vec![]),
+    ];
+    let expected_teacher = upper(0).iter().filter(|w| **w == word(0, 1, 0)).count();
+    let expected_text = upper(1).iter().filter(|w| **w == word(1, 3, 5)).count();
+    let judged = 4 * model.shape().tokens_in_prefix(SEMANTIC_LAYERS);
+
+    // Batches of 3 so that the last batch is partial.
+    let report = evaluate(&model, &data, Some(&relevances), usize::MAX, 3).unwrap();
+    assert_eq!(report.images, 4);
+    assert!(expected_teacher >= 1 && expected_text >= 1);
+    assert!((report.semantic_precision.unwrap() - expected_teacher as f64 / judged as f64).abs() < 1e-12);
+    assert!((report.text_precision.unwrap() - expected_text as f64 / judged as f64).abs() < 1e-12);
+
+    for l in 1..=layers {
+        let decoded: Vec<_> = pyramids.iter().map(|p| model.decode(p, l).unwrap()).collect();
+        let mean_psnr = images.iter().zip(&decoded).map(|(a, b)| psnr(a, b).min(100.0)).sum::<f64>() / 4.0;
+        let mean_ssim = images.iter().zip(&decoded).map(|(a, b)| ssim(a, b)).sum::<f64>() / 4.0;
+        assert!((report.psnr_db[l - 1] - mean_psnr).abs() < 0.02, "layer {l}: {} against {mean_psnr}", report.psnr_db[l - 1]);
+        assert!((report.ssim[l - 1] - mean_ssim).abs() < 1e-3, "layer {l}: {} against {mean_ssim}", report.ssim[l - 1]);
+    }
+
+    // Without relevances there is no precision; `limit` evaluates the first images only.
+    let first_two = evaluate(&model, &data, None, 2, 32).unwrap();
+    assert_eq!((first_two.images, first_two.semantic_precision), (2, None));
+
+    // The sheet marks exactly the listed words.
+    let rows = sheet_rows(&[("SPAE", &model)], &data, &relevances, 4).unwrap();
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[0].models[0].words.iter().filter(|(_, hit)| *hit).count(), expected_teacher);
+    assert!(rows[1..].iter().all(|r| r.models[0].words.iter().all(|(_, hit)| !hit)));
+    assert_eq!(rows[0].models[0].words.iter().map(|(w, _)| w.clone()).collect::<Vec<_>>(), upper(0));
+    assert_eq!(rows[2].decoded, model.decode(&pyramids[2], layers).unwrap());
+}
