@@ -27,7 +27,7 @@ pub struct SemanticOptions {
 
 impl Default for SemanticOptions {
     fn default() -> Self {
-        Self { weight: 0.02, layers: 3, temperature: 1.0, relevance_temperature: 0.05 }
+        Self { weight: 0.3, layers: 3, temperature: 1.0, relevance_temperature: 0.05 }
     }
 }
 
