@@ -101,17 +101,21 @@ pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
     logits.iter().map(|&l| l - log_sum).collect()
 }
 
+/// The words a prepared image shows in a prompt: its pyramid's first `layers` layers.
+pub fn image_words(model: &crate::model::SpaeModel, image: &image::RgbImage, layers: usize) -> Result<Vec<u32>> {
+    ensure!((1..=model.shape().layers()).contains(&layers), "layers must be 1..={}", model.shape().layers());
+    Ok(crate::fewshot_eval::prefix_words(&model.encode(image)?, layers))
+}
+
+/// [`image_words`] of an image file, prepared for the model first.
+pub fn file_words(model: &crate::model::SpaeModel, path: &std::path::Path, layers: usize) -> Result<Vec<u32>> {
+    image_words(model, &crate::image_io::prepare(&crate::image_io::load(path)?, model.config().resolution as u32), layers)
+}
+
 /// Labelled support images named by `path`: a folder with one subfolder per class (the
 /// subfolder's name is the class name, every image file in it an example), or a text file
 /// of `label<TAB>image path` lines (paths relative to the file's folder). Returns the class
 /// names in first-seen order and (image path, class index) pairs.
-/// The words an image file shows in a prompt: its pyramid's first `layers` layers.
-pub fn file_words(model: &crate::model::SpaeModel, path: &std::path::Path, layers: usize) -> Result<Vec<u32>> {
-    ensure!((1..=model.shape().layers()).contains(&layers), "layers must be 1..={}", model.shape().layers());
-    let image = crate::image_io::prepare(&crate::image_io::load(path)?, model.config().resolution as u32);
-    Ok(crate::fewshot_eval::prefix_words(&model.encode(&image)?, layers))
-}
-
 pub fn read_support(path: &std::path::Path) -> Result<(Vec<String>, Vec<(std::path::PathBuf, usize)>)> {
     use anyhow::Context;
     let mut classes: Vec<String> = Vec::new();

@@ -325,10 +325,7 @@ impl Resources {
             .collect::<Result<Vec<_>>>()?;
         let query = match &job.query {
             ImageSource::File(path) => fewshot::file_words(model, path, job.layers)?,
-            ImageSource::Prepared(image) => {
-                ensure!((1..=model.shape().layers()).contains(&job.layers), "layers must be 1..={}", model.shape().layers());
-                prefix_words(&model.encode(image)?, job.layers)
-            }
+            ImageSource::Prepared(image) => fewshot::image_words(model, image, job.layers)?,
         };
         let task = fewshot::Task {
             classes: job.classes,

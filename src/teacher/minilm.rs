@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{bail, ensure, Context, Result};
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, LayerNormConfig, Linear, VarBuilder};
 use serde::Deserialize;
 
@@ -375,6 +375,6 @@ impl MiniLm {
         let hidden = self.forward(&ids, &mask)?;
         let summed = hidden.broadcast_mul(&mask.unsqueeze(2)?)?.sum(1)?;
         let mean = summed.broadcast_div(&mask.sum_keepdim(1)?)?;
-        Ok(mean.broadcast_div(&mean.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?)?)
+        super::word_space::unit_length(&mean)
     }
 }

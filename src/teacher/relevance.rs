@@ -15,7 +15,7 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::efficientnet::EfficientNetLite0;
-use super::word_space::WordSpace;
+use super::word_space::{best_words, WordSpace};
 use crate::codebook::Codebook;
 use crate::vocabulary::Vocabulary;
 
@@ -61,7 +61,7 @@ pub struct SemanticTeacher {
 impl SemanticTeacher {
     pub fn load(classifier_weights: &Path, class_names: &Path, codebook: &Codebook) -> Result<Self> {
         let classifier = EfficientNetLite0::load(classifier_weights)?;
-        let class_words = class_words(class_names, codebook.vocabulary())?;
+        let class_words = class_words(&read_class_names(class_names)?, codebook.vocabulary());
         let space = WordSpace::new(codebook.embeddings())?;
         let allowed = allowed_words(codebook.vocabulary())?;
         Ok(Self { classifier, class_words, space, allowed })
@@ -73,11 +73,9 @@ impl SemanticTeacher {
         self.judge(pixels, texts, vocabulary)?
             .into_iter()
             .map(|judgement| {
-                let mut ranked: Vec<(usize, f32)> = judgement.scores.into_iter().enumerate().collect();
-                ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-                ranked.truncate(top);
+                let ranked = best_words(&judgement.scores, top);
                 Ok(Relevance {
-                    words: ranked.iter().map(|&(i, _)| vocabulary.word(i as u32).to_string()).collect(),
+                    words: ranked.iter().map(|&(i, _)| vocabulary.word(i).to_string()).collect(),
                     scores: ranked.iter().map(|&(_, s)| s).collect(),
                     classes: judgement.classes,
                     text_words: judgement.own.iter().map(|&i| vocabulary.word(i).to_string()).collect(),
@@ -133,15 +131,19 @@ pub fn class_anchors(classes: &[(u16, f32)], class_words: &[Vec<u32>]) -> Vec<(u
     classes.iter().flat_map(|&(class, p)| class_words[class as usize].iter().map(move |&w| (w, p / top))).collect()
 }
 
-/// The vocabulary words of each of the classifier's 1000 class names (from a JSON list).
-pub fn class_words(class_names: &Path, vocabulary: &Vocabulary) -> Result<Vec<Vec<u32>>> {
+/// The classifier's 1000 class names, from a JSON list.
+pub fn read_class_names(path: &Path) -> Result<Vec<String>> {
     let names: Vec<String> = serde_json::from_str(
-        &std::fs::read_to_string(class_names)
-            .with_context(|| format!("cannot read {} (run scripts/fetch-imagenet-classes.sh)", class_names.display()))?,
+        &std::fs::read_to_string(path).with_context(|| format!("cannot read {} (run scripts/fetch-imagenet-classes.sh)", path.display()))?,
     )
-    .with_context(|| format!("{} is not a list of class names", class_names.display()))?;
-    anyhow::ensure!(names.len() == 1000, "{} has {} class names, not 1000", class_names.display(), names.len());
-    Ok(names.iter().map(|n| text_words(n, vocabulary)).collect())
+    .with_context(|| format!("{} is not a list of class names", path.display()))?;
+    anyhow::ensure!(names.len() == 1000, "{} has {} class names, not 1000", path.display(), names.len());
+    Ok(names)
+}
+
+/// The vocabulary words of each class name.
+pub fn class_words(names: &[String], vocabulary: &Vocabulary) -> Vec<Vec<u32>> {
+    names.iter().map(|n| text_words(n, vocabulary)).collect()
 }
 
 /// 1 for each vocabulary word that may be relevant, 0 for stopwords (`words`).

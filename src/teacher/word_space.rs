@@ -22,8 +22,7 @@ impl WordSpace {
     pub fn new(rows: &Tensor) -> Result<Self> {
         let (words, _) = rows.dims2()?;
         ensure!(words > 0, "a word space needs at least one word");
-        let centred = rows.broadcast_sub(&rows.mean_keepdim(0)?)?;
-        let unit_rows = centred.broadcast_div(&centred.sqr()?.sum_keepdim(1)?.sqrt()?)?;
+        let unit_rows = unit_length(&rows.broadcast_sub(&rows.mean_keepdim(0)?)?)?;
         let hubness = unit_rows.matmul(&unit_rows.mean_keepdim(0)?.t()?)?.squeeze(1)?;
         Ok(Self { unit_rows, hubness })
     }
@@ -33,7 +32,7 @@ impl WordSpace {
     pub fn uncentred(rows: &Tensor) -> Result<Self> {
         let (words, _) = rows.dims2()?;
         ensure!(words > 0, "a word space needs at least one word");
-        let unit_rows = rows.broadcast_div(&rows.sqr()?.sum_keepdim(1)?.sqrt()?)?;
+        let unit_rows = unit_length(rows)?;
         let hubness = Tensor::zeros(words, rows.dtype(), rows.device())?;
         Ok(Self { unit_rows, hubness })
     }
@@ -68,6 +67,19 @@ impl WordSpace {
         let cosine = anchor_rows.matmul(&self.unit_rows.t()?)?.broadcast_mul(&weights)?.max(0)?;
         Ok(Some((cosine - &self.hubness)?))
     }
+}
+
+/// Each row of a `rows x dim` matrix scaled to unit length.
+pub fn unit_length(rows: &Tensor) -> Result<Tensor> {
+    Ok(rows.broadcast_div(&rows.sqr()?.sum_keepdim(1)?.sqrt()?)?)
+}
+
+/// The `count` best-scored words as (word, score), best first; ties go to the lower index.
+pub fn best_words(scores: &[f32], count: usize) -> Vec<(u32, f32)> {
+    let mut ranked: Vec<(u32, f32)> = scores.iter().enumerate().map(|(i, &s)| (i as u32, s)).collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    ranked.truncate(count);
+    ranked
 }
 
 /// Where an image's own text words land when the vocabulary is ordered by one scoring.

@@ -23,7 +23,7 @@ fn open_llm(path: &Path) -> Result<(SmolLm, Tokenizer)> {
     Ok((SmolLm::load(&file)?, Tokenizer::from_gguf(&file)?))
 }
 
-/// Encodes images from files and keeps the words of their first `layers` layers.
+/// `spae classify`: one few-shot task from support images and a query image file.
 pub fn classify(model: &SpaeModel, llm_path: &Path, support: &Path, query: &Path, layers: usize) -> Result<()> {
     let (classes, images) = fewshot::read_support(support)?;
     let support = images.iter().map(|(path, class)| Ok((fewshot::file_words(model, path, layers)?, *class))).collect::<Result<_>>()?;

