@@ -40,18 +40,14 @@ pub fn read(path: &Path) -> Result<Vec<StepRecord>> {
         .skip(1)
         .map(|(n, line)| {
             let fields: Vec<&str> = line.split(',').collect();
-            let number = |i: usize| -> Result<f64> {
-                match fields.get(i).copied().unwrap_or("") {
-                    "" => Ok(0.0),
-                    f => f.parse().with_context(|| format!("{} line {}: column {} is not a number", path.display(), n + 1, i + 1)),
-                }
-            };
+            // An empty or missing field is absent; a required one then reads as zero.
             let optional = |i: usize| -> Result<Option<f64>> {
                 match fields.get(i).copied().unwrap_or("") {
                     "" => Ok(None),
-                    _ => number(i).map(Some),
+                    f => f.parse().map(Some).with_context(|| format!("{} line {}: column {} is not a number", path.display(), n + 1, i + 1)),
                 }
             };
+            let number = |i: usize| -> Result<f64> { Ok(optional(i)?.unwrap_or(0.0)) };
             Ok(StepRecord {
                 step: number(0)? as u64,
                 lr: number(1)?,
