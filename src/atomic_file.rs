@@ -1,27 +1,109 @@
-//! Writing files so that a failure never leaves a half-written file in place of a good one.
+//! The one way this project writes a file: a failure, a kill or a concurrent writer never
+//! leaves a half-written or mixed file in place of a good one, and nothing is written
+//! through a symbolic link.
+//!
+//! The bytes go to a temporary file with a fresh random name, created exclusively in the
+//! target's folder (so it can never be a link planted in advance, nor another writer's
+//! file), synced, then renamed over the target in one step. Of several writers to one
+//! path, the last rename wins and the file is always one writer's whole output.
 
+use std::fs::{File, Permissions};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use tempfile::NamedTempFile;
 
-/// Writes `bytes` to a temporary file beside `path`, syncs it, then renames it over `path`.
+/// Writes `bytes` to `path` atomically (see the module's documentation).
 pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
-    let partial = partial_path(path);
-    let result = (|| -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&partial)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&partial, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&partial);
-    }
-    result.with_context(|| format!("cannot write {}", path.display()))
+    write_with(path, |file| Ok(file.write_all(bytes)?))
 }
 
-/// `dir/.name.partial` for `dir/name`.
-fn partial_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.partial"))
+/// Writes `path` atomically with `fill`, which gets the temporary file to write into.
+pub fn write_with(path: &Path, fill: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
+    write_temporary(path, |temporary| fill(temporary.as_file_mut()))
+}
+
+/// Writes `path` atomically with `fill`, which gets the temporary file's path: for writers
+/// that only take a path (candle's safetensors). The temporary file exists, empty, when
+/// `fill` is called.
+pub fn write_via_path(path: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    write_temporary(path, |temporary| fill(temporary.path()))
+}
+
+fn write_temporary(path: &Path, fill: impl FnOnce(&mut NamedTempFile) -> Result<()>) -> Result<()> {
+    check_target(path)?;
+    let (dir, name) = split(path)?;
+    let mut temporary = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".partial")
+        // As `File::create` would: the umask decides, not tempfile's private 0600.
+        .permissions(Permissions::from_mode(0o666))
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot write {}: cannot create a temporary file in {}", path.display(), dir.display()))?;
+    (|| -> Result<()> {
+        fill(&mut temporary)?;
+        temporary.as_file().sync_all()?;
+        Ok(())
+    })()
+    .with_context(|| format!("cannot write {}", path.display()))?;
+    // Checked again: the target may have been replaced while the bytes were written.
+    check_target(path)?;
+    temporary.persist(path).map_err(|e| e.error).with_context(|| format!("cannot write {}", path.display()))?;
+    // Make the rename itself durable; a folder that cannot be synced is not an error.
+    if let Ok(folder) = File::open(dir) {
+        let _ = folder.sync_all();
+    }
+    Ok(())
+}
+
+/// Refuses a target that exists and is not a regular file (a symbolic link, a FIFO, a
+/// device, a folder): writing would replace it or write through it.
+pub fn check_target(path: &Path) -> Result<()> {
+    let metadata = match std::fs::symlink_metadata(path) {
+        Ok(metadata) => metadata,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot write {}", path.display())),
+    };
+    let kind = metadata.file_type();
+    let what = if kind.is_file() {
+        return Ok(());
+    } else if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_dir() {
+        "a folder"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "a device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    };
+    bail!("will not write {}: it is {what}; name a regular file (or `-` for standard output where offered)", path.display())
+}
+
+/// Refuses an output that is the input file itself (by device and inode, so another
+/// spelling of the same path or a hard link is caught too).
+pub fn check_not_input(input: &Path, output: &Path) -> Result<()> {
+    if let (Ok(a), Ok(b)) = (std::fs::metadata(input), std::fs::metadata(output)) {
+        if a.dev() == b.dev() && a.ino() == b.ino() {
+            bail!("will not write over the input {}: name another output file", input.display());
+        }
+    }
+    Ok(())
+}
+
+/// The target's folder (`.` for a bare name) and file name.
+fn split(path: &Path) -> Result<(&Path, String)> {
+    let Some(name) = path.file_name() else {
+        bail!("cannot write {}: it does not name a file", path.display());
+    };
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    Ok((dir, name.to_string_lossy().into_owned()))
 }

@@ -201,7 +201,7 @@ mod few_targets {
 
     /// `out[q] = row . queries[q]`; all slices have the row's length, a multiple of 8.
     pub fn dot4(row: &[f32], queries: [&[f32]; 4], out: &mut [f32; 4]) {
-        assert!(row.len() % 8 == 0 && queries.iter().all(|q| q.len() == row.len()));
+        assert!(row.len().is_multiple_of(8) && queries.iter().all(|q| q.len() == row.len()));
         #[cfg(target_arch = "x86_64")]
         // SAFETY: only called when `available()` said AVX2 and FMA exist; lengths checked above.
         unsafe {

@@ -19,7 +19,9 @@
 use std::f32::consts::FRAC_PI_2;
 use std::ops::ControlFlow;
 
-use anyhow::{ensure, Result};
+use std::path::Path;
+
+use anyhow::{ensure, Context, Result};
 use rand::rngs::StdRng;
 use rand::seq::index;
 use rand::{Rng, SeedableRng};
@@ -68,6 +70,20 @@ impl Default for Options {
 }
 
 impl Options {
+    /// Checks the options against a pyramid shape; callers run it before any costly work.
+    pub fn validate(&self, shape: &PyramidShape) -> Result<()> {
+        ensure!(self.steps >= 1, "generation needs at least one step");
+        ensure!((1..=shape.layers()).contains(&self.layers), "layers must be 1..={}, not {}", shape.layers(), self.layers);
+        ensure!(self.ar_layers <= self.layers, "AR layers ({}) exceed the generated layers ({})", self.ar_layers, self.layers);
+        ensure!(
+            self.temperature.is_finite() && self.temperature >= 0.0,
+            "the temperature must be a finite number, 0 or more (not {})",
+            self.temperature
+        );
+        ensure!((0.0..1.0).contains(&self.floor), "the corruption floor must be in 0..1, not {}", self.floor);
+        Ok(())
+    }
+
     /// r_t for step t of T: floor + (1 - floor) cos(pi/2 (t+1)/T), from near 1 down to the floor.
     pub fn corruption(&self, step: usize) -> f32 {
         let phase = (step + 1) as f32 / self.steps as f32;
@@ -138,11 +154,7 @@ impl Denoiser<'_> {
         options: &Options,
         mut on_frame: impl FnMut(&Frame) -> ControlFlow<()>,
     ) -> Result<Generation> {
-        ensure!(options.steps >= 1, "generation needs at least one step");
-        ensure!((1..=self.shape.layers()).contains(&options.layers), "layers must be 1..={}", self.shape.layers());
-        ensure!(options.ar_layers <= options.layers, "AR layers ({}) exceed the generated layers ({})", options.ar_layers, options.layers);
-        ensure!(options.temperature >= 0.0, "the temperature cannot be negative");
-        ensure!((0.0..1.0).contains(&options.floor), "the corruption floor must be in 0..1");
+        options.validate(self.shape)?;
         if let Condition::Text(text) = query {
             ensure!(!text.trim().is_empty(), "the prompt is empty: name what to generate");
         }
@@ -151,6 +163,20 @@ impl Denoiser<'_> {
         for example in examples {
             ensure!(example.words.len() >= n, "an example has {} words, {n} are needed", example.words.len());
         }
+        let header = self.tokenizer.encode(HEADER);
+        // Corruption swaps words one for one, so every step's prompt is this long: check it
+        // before the first frame rather than after.
+        let mut prompt = Vec::new();
+        for example in examples {
+            self.push_pair(&mut prompt, &example.condition, &example.words[..n]);
+        }
+        self.push_condition(&mut prompt, query);
+        let context = self.llm.config().context;
+        ensure!(
+            header.len() + prompt.len() + n <= context,
+            "the prompt needs {} tokens and the LLM's context holds {context}: use fewer examples or layers",
+            header.len() + prompt.len() + n
+        );
         let words_total = self.vocabulary.len() as u32;
         let mut rng = StdRng::seed_from_u64(options.seed);
         let mut words: Vec<u32> = (0..n).map(|_| rng.random_range(0..words_total)).collect();
@@ -162,11 +188,9 @@ impl Denoiser<'_> {
             return Ok(generation);
         }
 
-        let header = self.tokenizer.encode(HEADER);
         let mut header_cache = self.llm.new_cache();
         self.llm.logits_last(&header, 0, &mut header_cache)?;
         generation.tokens_run += header.len();
-        let context = self.llm.config().context;
         let mut cache = self.llm.new_cache();
         for step in 1..=options.steps {
             let rate = options.corruption(step - 1);
@@ -176,11 +200,6 @@ impl Denoiser<'_> {
                 self.push_pair(&mut prompt, &example.condition, &corrupted);
             }
             self.push_condition(&mut prompt, query);
-            ensure!(
-                header.len() + prompt.len() + n <= context,
-                "the prompt needs {} tokens and the LLM's context holds {context}: use fewer examples or layers",
-                header.len() + prompt.len() + n
-            );
             cache.restore(&header_cache);
             let mut logits = self.llm.logits_last(&prompt, header.len(), &mut cache)?;
             generation.tokens_run += prompt.len();
@@ -275,4 +294,34 @@ fn chosen_positions(n: usize, rate: f32, rng: &mut StdRng) -> Vec<bool> {
         mask[i] = true;
     }
     mask
+}
+
+/// The file a generation's frame of step `step` is written to: `frame-NNN.png`.
+pub fn frame_file_name(step: usize) -> String {
+    format!("frame-{step:03}.png")
+}
+
+/// Creates a generation's output folder, or removes an earlier generation's files from it
+/// (`frame-NNN.png`, `frames.png`, `final.png`, `final.txt`) so that they never mix with
+/// the new ones; other files are left alone. Returns how many files were removed.
+pub fn clear_output_folder(dir: &Path) -> Result<usize> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the output folder {}", dir.display()))?;
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_generation_file(&name) && entry.file_type()?.is_file() {
+            std::fs::remove_file(entry.path()).with_context(|| format!("cannot remove {}", entry.path().display()))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+fn is_generation_file(name: &str) -> bool {
+    let frame = name
+        .strip_prefix("frame-")
+        .and_then(|rest| rest.strip_suffix(".png"))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    frame || matches!(name, "frames.png" | "final.png" | "final.txt")
 }

@@ -109,14 +109,17 @@ pub fn image_words(model: &crate::model::SpaeModel, image: &image::RgbImage, lay
 
 /// [`image_words`] of an image file, prepared for the model first.
 pub fn file_words(model: &crate::model::SpaeModel, path: &std::path::Path, layers: usize) -> Result<Vec<u32>> {
-    image_words(model, &crate::image_io::prepare(&crate::image_io::load(path)?, model.config().resolution as u32), layers)
+    image_words(model, &crate::image_io::load_prepared(path, model.config().resolution as u32)?, layers)
 }
+
+/// A support image file and the index of its class.
+pub type LabelledImage = (std::path::PathBuf, usize);
 
 /// Labelled support images named by `path`: a folder with one subfolder per class (the
 /// subfolder's name is the class name, every image file in it an example), or a text file
 /// of `label<TAB>image path` lines (paths relative to the file's folder). Returns the class
 /// names in first-seen order and (image path, class index) pairs.
-pub fn read_support(path: &std::path::Path) -> Result<(Vec<String>, Vec<(std::path::PathBuf, usize)>)> {
+pub fn read_support(path: &std::path::Path) -> Result<(Vec<String>, Vec<LabelledImage>)> {
     use anyhow::Context;
     let mut classes: Vec<String> = Vec::new();
     let mut images = Vec::new();

@@ -60,18 +60,25 @@ pub fn assign(teacher: &SemanticTeacher, model: &SpaeModel, images: &[RgbImage],
         .collect())
 }
 
+/// What to generate: the prompts, and for each `seeds` generations with `examples`
+/// in-context examples from the pool.
+pub struct Plan<'a> {
+    pub candidates: &'a [String],
+    pub examples: usize,
+    pub seeds: u64,
+    pub options: &'a Options,
+}
+
 /// Generates `seeds` images per candidate category and as many from random words.
 pub fn evaluate(
     model: &SpaeModel,
     denoiser: &Denoiser,
     teacher: &SemanticTeacher,
     pool: &Pool,
-    candidates: &[String],
-    examples: usize,
-    seeds: u64,
-    options: &Options,
+    plan: &Plan,
     mut progress: impl FnMut(&str),
 ) -> Result<Report> {
+    let Plan { candidates, examples, seeds, options } = *plan;
     ensure!(candidates.len() >= 2, "{} candidate categories; the evaluation needs at least two", candidates.len());
     let n = model.shape().tokens_in_prefix(options.layers);
     let words_total = model.codebook().len() as u32;

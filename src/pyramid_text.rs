@@ -1,6 +1,7 @@
 //! The pyramid as text that people read and edit: one block per layer, headed
 //! `layer L SxS`, then S rows of S words laid out as the grid. Lines starting with `#`
-//! and blank lines are ignored. [`format`] and [`parse`] round-trip exactly.
+//! and blank lines are ignored. [`format`] and [`parse`] round-trip exactly. A leading
+//! byte-order mark is skipped, and lines may end in `\n`, `\r\n` or a bare `\r`.
 //!
 //! ```text
 //! # SPAE pyramid: 6 layers over a 16 x 16 latent
@@ -11,13 +12,21 @@
 //! sky grass
 //! ```
 
-use anyhow::Result;
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
 
 use crate::pyramid::{Pyramid, PyramidShape};
 use crate::vocabulary::Vocabulary;
 
 /// Suggestions offered for a word that is not in the vocabulary.
 const SUGGESTIONS: usize = 5;
+/// Longest pyramid text file read: far above any model's pyramid (the shipped one is
+/// about 5 KB), far below what would strain memory.
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+/// Characters of an unknown word quoted in an error message.
+const QUOTED_CHARS: usize = 40;
 
 /// A parse error at a 1-based line and column.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,14 +60,27 @@ pub fn format(pyramid: &Pyramid, vocabulary: &Vocabulary) -> String {
     out
 }
 
+/// Reads a pyramid text file as UTF-8, refusing files over [`MAX_FILE_BYTES`].
+pub fn read_file(path: &Path) -> Result<String> {
+    let file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).with_context(|| format!("cannot read {}", path.display()))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        bail!("{} is over {} MiB: not a pyramid text", path.display(), MAX_FILE_BYTES >> 20);
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!("{} is not UTF-8 text (invalid byte at offset {})", path.display(), e.utf8_error().valid_up_to())
+    })
+}
+
 /// Reads a pyramid of the given shape from the text format.
 pub fn parse(text: &str, shape: &PyramidShape, vocabulary: &Vocabulary) -> Result<Pyramid, ParseError> {
-    let mut lines = text
-        .lines()
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut lines = split_lines(text)
         .enumerate()
         .map(|(i, line)| (i + 1, line))
         .filter(|(_, line)| !line.trim().is_empty() && !line.trim_start().starts_with('#'));
-    let end_line = text.lines().count().max(1);
+    let end_line = split_lines(text).count().max(1);
     let mut layers = Vec::with_capacity(shape.layers());
     for layer in 1..=shape.layers() {
         let s = shape.grid_size(layer);
@@ -83,16 +105,7 @@ pub fn parse(text: &str, shape: &PyramidShape, vocabulary: &Vocabulary) -> Resul
             for (column, word) in tokens {
                 match vocabulary.index_of_word(word) {
                     Some(index) => words.push(index),
-                    None => {
-                        let suggestions: Vec<String> =
-                            vocabulary.suggestions(word, SUGGESTIONS).into_iter().map(str::to_string).collect();
-                        return Err(ParseError {
-                            line: n,
-                            column,
-                            message: format!("`{word}` is not in the vocabulary; did you mean {}?", suggestions.join(", ")),
-                            suggestions,
-                        });
-                    }
+                    None => return Err(unknown_word(n, column, word, vocabulary)),
                 }
             }
         }
@@ -102,6 +115,45 @@ pub fn parse(text: &str, shape: &PyramidShape, vocabulary: &Vocabulary) -> Resul
         return Err(error(n, column_of_first_text(line), format!("unexpected text after the last layer: `{}`", line.trim())));
     }
     Ok(Pyramid::new(shape.clone(), layers).expect("layer sizes were checked while parsing"))
+}
+
+/// The error for a word outside the vocabulary, with spelling suggestions where the word
+/// is short enough for them to mean anything (and to be cheap).
+fn unknown_word(line: usize, column: usize, word: &str, vocabulary: &Vocabulary) -> ParseError {
+    let chars = word.chars().count();
+    if chars > QUOTED_CHARS || word.len() > crate::vocabulary::MAX_SUGGESTION_BYTES {
+        let start: String = word.chars().take(QUOTED_CHARS.min(16)).collect();
+        let message = format!("a {chars}-character word starting `{start}` is not in the vocabulary (too long for spelling suggestions)");
+        return error(line, column, message);
+    }
+    let suggestions: Vec<String> = vocabulary.suggestions(word, SUGGESTIONS).into_iter().map(str::to_string).collect();
+    ParseError {
+        line,
+        column,
+        message: format!("`{word}` is not in the vocabulary; did you mean {}?", suggestions.join(", ")),
+        suggestions,
+    }
+}
+
+/// The lines of `text`, each ended by `\n`, `\r\n` or a bare `\r` (as [`str::lines`],
+/// which leaves a bare `\r` inside its line).
+fn split_lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match current.find(['\n', '\r']) {
+            Some(at) => {
+                let skip = if current[at..].starts_with("\r\n") { 2 } else { 1 };
+                rest = Some(&current[at + skip..]).filter(|r| !r.is_empty());
+                Some(&current[..at])
+            }
+            None => {
+                rest = None;
+                Some(current)
+            }
+        }
+    })
+    .filter(|_| !text.is_empty())
 }
 
 fn error(line: usize, column: usize, message: String) -> ParseError {

@@ -76,8 +76,13 @@ impl Vocabulary {
         self.index_of_token.get(&token_id).copied()
     }
 
-    /// Vocabulary words spelled most like `word` (edit distance, ties by row), best first.
+    /// Vocabulary words spelled most like `word` (edit distance, ties by row), best first;
+    /// none for a word over [`MAX_SUGGESTION_BYTES`] (no word is that long, and the cost
+    /// grows with its length).
     pub fn suggestions(&self, word: &str, count: usize) -> Vec<&str> {
+        if word.len() > MAX_SUGGESTION_BYTES {
+            return Vec::new();
+        }
         let lowered = word.to_ascii_lowercase();
         let mut scored: Vec<(usize, usize)> = self
             .words
@@ -100,6 +105,9 @@ impl Vocabulary {
             .collect()
     }
 }
+
+/// Longest word that gets spelling suggestions.
+pub const MAX_SUGGESTION_BYTES: usize = 64;
 
 /// The word a token spells if it is a whole-word token, else `None`.
 pub fn lexical_word(token: &str) -> Option<&str> {

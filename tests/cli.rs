@@ -2,13 +2,7 @@
 
 mod common;
 
-use std::process::Command;
-
-fn spae() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_spae"));
-    command.current_dir(env!("CARGO_MANIFEST_DIR"));
-    command
-}
+use common::spae;
 
 #[test]
 fn encode_then_decode_every_prefix() {

@@ -52,14 +52,12 @@ fn mismatched_weights_are_reported_by_name_and_shape() {
     let model = SpaeModel::from_seed(SpaeConfig::default(), common::codebook(), 0).unwrap();
     model.save(&dir).unwrap();
     // Same weights, a config with other widths.
-    let mut config = SpaeConfig::default();
-    config.channels = vec![64, 64, 128];
+    let config = SpaeConfig { channels: vec![64, 64, 128], ..SpaeConfig::default() };
     std::fs::write(dir.join(CONFIG_FILE), serde_json::to_string(&config).unwrap()).unwrap();
     let message = format!("{:#}", SpaeModel::load(&dir, common::codebook()).err().unwrap());
     assert!(message.contains("encoder.conv_in.weight has shape [32, 3, 3, 3], the config needs [64, 3, 3, 3]"), "{message}");
     // One more residual block per level: tensors the file lacks.
-    config.channels = SpaeConfig::default().channels;
-    config.res_blocks = 2;
+    let config = SpaeConfig { res_blocks: 2, ..SpaeConfig::default() };
     std::fs::write(dir.join(CONFIG_FILE), serde_json::to_string(&config).unwrap()).unwrap();
     let message = format!("{:#}", SpaeModel::load(&dir, common::codebook()).err().unwrap());
     assert!(message.contains("missing tensor encoder.levels.0.blocks.1.conv1.weight"), "{message}");
@@ -78,16 +76,18 @@ fn corrupt_files_and_configs_give_clear_errors() {
     let message = format!("{:#}", SpaeModel::load(&dir, common::codebook()).err().unwrap());
     assert!(message.contains("is not a valid SPAE model config"), "{message}");
 
-    let mut config = SpaeConfig::default();
-    config.channels = vec![64, 100];
-    config.norm_groups = 32;
+    let config = SpaeConfig { channels: vec![64, 100], norm_groups: 32, ..SpaeConfig::default() };
     std::fs::write(dir.join(CONFIG_FILE), serde_json::to_string(&config).unwrap()).unwrap();
     let message = format!("{:#}", SpaeModel::load(&dir, common::codebook()).err().unwrap());
     assert!(message.contains("channel width 100 is not a multiple of norm_groups 32"), "{message}");
 
-    let mut config = SpaeConfig::default();
-    config.vocabulary_size = 1000;
+    let config = SpaeConfig { vocabulary_size: 1000, ..SpaeConfig::default() };
     assert!(SpaeModel::from_seed(config, common::codebook(), 0).is_err(), "vocabulary size must match the codebook");
     let missing = format!("{:#}", SpaeModel::load(dir.join("nowhere"), common::codebook()).err().unwrap());
     assert!(missing.contains("cannot read the model config"), "{missing}");
+
+    std::fs::write(dir.join(CONFIG_FILE), serde_json::to_string(&SpaeConfig::default()).unwrap()).unwrap();
+    std::fs::remove_file(dir.join(WEIGHTS_FILE)).unwrap();
+    let message = format!("{:#}", SpaeModel::load(&dir, common::codebook()).err().unwrap());
+    assert!(message.contains("has a config but no weights file model.safetensors"), "{message}");
 }

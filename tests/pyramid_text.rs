@@ -98,3 +98,60 @@ fn structural_errors_are_located() {
     assert_eq!(e.line, lines.len() + 1);
     assert!(parse("", shape, vocabulary).is_err());
 }
+
+#[test]
+fn a_byte_order_mark_and_any_line_ending_are_accepted() {
+    let codebook = common::codebook();
+    let vocabulary = codebook.vocabulary();
+    let pyramid = random_pyramid(2);
+    let text = format(&pyramid, vocabulary);
+    let variants = [
+        format!("\u{feff}{text}"),
+        text.replace('\n', "\r\n"),
+        text.replace('\n', "\r"),
+        format!("\u{feff}{}", text.replace('\n', "\r")),
+    ];
+    for variant in &variants {
+        assert_eq!(parse(variant, pyramid.shape(), vocabulary).unwrap(), pyramid, "{:?}", &variant[..12]);
+    }
+    // Errors keep their lines with bare carriage returns: line 3 is layer 1's word.
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines[2] = "zzqxv";
+    let broken = lines.join("\r");
+    let error = parse(&broken, pyramid.shape(), vocabulary).unwrap_err();
+    assert_eq!((error.line, error.column), (3, 1), "{error}");
+}
+
+#[test]
+fn a_very_long_unknown_word_is_refused_briefly_without_suggestions() {
+    let codebook = common::codebook();
+    let vocabulary = codebook.vocabulary();
+    let pyramid = random_pyramid(3);
+    let text = format(&pyramid, vocabulary);
+    let long = "q".repeat(1_000_000);
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines[2] = long.clone();
+    let error = parse(&lines.join("\n"), pyramid.shape(), vocabulary).unwrap_err();
+    assert_eq!((error.line, error.column), (3, 1));
+    assert!(error.suggestions.is_empty());
+    let message = error.to_string();
+    assert!(message.contains("1000000-character word starting `qqqqqqqqqqqqqqqq`"), "{message}");
+    assert!(message.len() < 200, "the message does not repeat the word ({} bytes)", message.len());
+    // At the limit, suggestions still come.
+    assert!(vocabulary.suggestions(&"a".repeat(spae::vocabulary::MAX_SUGGESTION_BYTES), 3).len() == 3);
+    assert!(vocabulary.suggestions(&"a".repeat(spae::vocabulary::MAX_SUGGESTION_BYTES + 1), 3).is_empty());
+}
+
+#[test]
+fn oversized_and_non_utf8_files_are_refused_by_name() {
+    let dir = std::env::temp_dir().join(format!("spae-text-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let big = dir.join("big.txt");
+    std::fs::write(&big, vec![b'#'; spae::pyramid_text::MAX_FILE_BYTES as usize + 1]).unwrap();
+    let message = format!("{:#}", spae::pyramid_text::read_file(&big).unwrap_err());
+    assert!(message.contains("big.txt") && message.contains("MiB"), "{message}");
+    let binary = dir.join("binary.txt");
+    std::fs::write(&binary, b"layer 1 1x1\n\xff\xfe").unwrap();
+    let message = format!("{:#}", spae::pyramid_text::read_file(&binary).unwrap_err());
+    assert!(message.contains("binary.txt") && message.contains("offset 12"), "{message}");
+}

@@ -128,7 +128,7 @@ impl Package {
             }
         };
         run(&mut command, &format!("unpack {}", self.name))?;
-        std::fs::write(&marker, self.sha256)?;
+        crate::atomic_file::write(&marker, self.sha256.as_bytes())?;
         Ok(())
     }
 }

@@ -58,7 +58,7 @@ pub fn annotate(dir: &Path, split: Split, data: &Dataset, teacher: &SemanticTeac
         out.write_all(lines.as_bytes())?;
         out.sync_data()?;
         bar.inc(indices.len() as u64);
-        if bar.is_hidden() && (start / BATCH) % 20 == 0 {
+        if bar.is_hidden() && (start / BATCH).is_multiple_of(20) {
             eprintln!("teacher relevance, {} split: {}/{}", split.name(), start + indices.len(), data.len());
         }
     }

@@ -49,3 +49,25 @@ impl Gpu {
         Self { device, queue, adapter, software: info.device_type == wgpu::DeviceType::Cpu }
     }
 }
+
+/// Gives the process a private `XDG_RUNTIME_DIR` where none is usable, before any GPU
+/// instance exists. Without it, Mesa's Vulkan drivers print "error: XDG_RUNTIME_DIR is
+/// invalid or not set" once per instance, even when decoding then works. Call it at the
+/// start of `main`, before other threads run (it sets an environment variable).
+pub fn ensure_runtime_dir() {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let usable = |dir: &std::path::Path| std::fs::metadata(dir).is_ok_and(|m| m.is_dir());
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|dir| usable(std::path::Path::new(&dir))) {
+        return;
+    }
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let dir = std::env::temp_dir().join(format!("spae-runtime-{uid}"));
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    // Only a real folder of ours that nobody else can enter (never a planted link).
+    let private = std::fs::symlink_metadata(&dir)
+        .is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o077 == 0);
+    if private {
+        std::env::set_var("XDG_RUNTIME_DIR", &dir);
+    }
+}

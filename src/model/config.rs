@@ -47,6 +47,23 @@ impl Default for SpaeConfig {
     }
 }
 
+/// Bounds on a config's sizes, checked by [`SpaeConfig::validate`]. They are wide (the
+/// shipped model is 64 px, widths up to 128) but keep a loaded model's weights and one
+/// image's largest activation under 256 MiB each.
+pub mod limits {
+    pub const RESOLUTION: usize = 1024;
+    pub const LEVELS: usize = 6;
+    pub const WIDTH: usize = 2048;
+    pub const GROUPS: usize = 256;
+    pub const RES_BLOCKS: usize = 8;
+    pub const LATENT_CHANNELS: usize = 8192;
+    pub const VOCABULARY: usize = 1 << 20;
+    /// 64 M parameters: 256 MiB of f32.
+    pub const PARAMETERS: usize = 1 << 26;
+    /// 64 M values: 256 MiB of f32 for the largest activation of one image.
+    pub const FEATURE_MAP_VALUES: usize = 1 << 26;
+}
+
 impl SpaeConfig {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
@@ -57,17 +74,107 @@ impl SpaeConfig {
         Ok(config)
     }
 
+    /// Checks every size against the bounds below before anything is allocated, so that a
+    /// crafted config is refused with the field it gets wrong instead of exhausting memory.
     pub fn validate(&self) -> Result<()> {
-        ensure!(!self.channels.is_empty(), "channels must list at least one width");
+        ensure!(
+            (1..=limits::LEVELS).contains(&self.channels.len()),
+            "channels must list 1 to {} widths, not {}",
+            limits::LEVELS,
+            self.channels.len()
+        );
+        ensure!(
+            (1..=limits::GROUPS).contains(&self.norm_groups),
+            "norm_groups must be 1..={}, not {}",
+            limits::GROUPS,
+            self.norm_groups
+        );
         for &c in &self.channels {
-            ensure!(c > 0 && c % self.norm_groups == 0, "channel width {c} is not a multiple of norm_groups {}", self.norm_groups);
+            ensure!((1..=limits::WIDTH).contains(&c), "channel width {c} is outside 1..={}", limits::WIDTH);
+            ensure!(c.is_multiple_of(self.norm_groups), "channel width {c} is not a multiple of norm_groups {}", self.norm_groups);
         }
-        ensure!(self.resolution % self.downsampling() == 0, "resolution {} is not divisible by the downsampling {}", self.resolution, self.downsampling());
+        ensure!(
+            (1..=limits::RESOLUTION).contains(&self.resolution),
+            "resolution must be 1..={} pixels, not {}",
+            limits::RESOLUTION,
+            self.resolution
+        );
+        ensure!(self.resolution.is_multiple_of(self.downsampling()), "resolution {} is not divisible by the downsampling {}", self.resolution, self.downsampling());
         ensure!(self.latent_size().is_power_of_two(), "latent size {} is not a power of two", self.latent_size());
-        ensure!(self.res_blocks >= 1, "res_blocks must be at least 1");
+        ensure!((1..=limits::RES_BLOCKS).contains(&self.res_blocks), "res_blocks must be 1..={}, not {}", limits::RES_BLOCKS, self.res_blocks);
+        ensure!(
+            (1..=limits::LATENT_CHANNELS).contains(&self.latent_channels),
+            "latent_channels must be 1..={}, not {}",
+            limits::LATENT_CHANNELS,
+            self.latent_channels
+        );
         ensure!((1..=16).contains(&self.layers), "layers must be 1..=16, not {}", self.layers);
-        ensure!(self.vocabulary_size >= 2, "vocabulary_size must be at least 2");
+        ensure!(
+            (2..=limits::VOCABULARY).contains(&self.vocabulary_size),
+            "vocabulary_size must be 2..={}, not {}",
+            limits::VOCABULARY,
+            self.vocabulary_size
+        );
+        let parameters = self.parameter_count();
+        ensure!(
+            parameters <= limits::PARAMETERS,
+            "channels {:?} with {} res_blocks need {parameters} parameters ({} MiB); the limit is {} ({} MiB)",
+            self.channels,
+            self.res_blocks,
+            (parameters * 4) >> 20,
+            limits::PARAMETERS,
+            (limits::PARAMETERS * 4) >> 20
+        );
+        let largest = self.largest_feature_map();
+        ensure!(
+            largest <= limits::FEATURE_MAP_VALUES,
+            "resolution {} with channels {:?} needs a feature map of {largest} values per image; the limit is {}",
+            self.resolution,
+            self.channels,
+            limits::FEATURE_MAP_VALUES
+        );
         Ok(())
+    }
+
+    /// Trainable parameters of the encoder and decoder this config describes (every
+    /// convolution has a bias, every group norm a scale and a shift).
+    pub fn parameter_count(&self) -> usize {
+        let conv = |i: usize, o: usize, k: usize| o * i * k * k + o;
+        let norm = |c: usize| 2 * c;
+        let block = |i: usize, o: usize| norm(i) + conv(i, o, 3) + norm(o) + conv(o, o, 3) + if i == o { 0 } else { conv(i, o, 1) };
+        // The levels of a CNN half: residual blocks, then a resampling convolution between
+        // levels; `resample(width, next width)` gives its parameters and output width.
+        let levels = |widths: &[usize], resample: &dyn Fn(usize, usize) -> (usize, usize)| {
+            let mut total = 0;
+            let mut in_c = widths[0];
+            for (i, &c) in widths.iter().enumerate() {
+                for _ in 0..self.res_blocks {
+                    total += block(in_c, c);
+                    in_c = c;
+                }
+                if let Some(&next) = widths.get(i + 1) {
+                    let (parameters, out_c) = resample(c, next);
+                    total += parameters;
+                    in_c = out_c;
+                }
+            }
+            total
+        };
+        let widths = &self.channels;
+        let first = widths[0];
+        let last = widths[widths.len() - 1];
+        let encoder = conv(3, first, 3) + levels(widths, &|c, _| (conv(c, c, 3), c)) + norm(last) + conv(last, self.latent_channels, 1);
+        let reversed: Vec<usize> = widths.iter().rev().copied().collect();
+        let decoder =
+            conv(self.latent_channels, last, 1) + levels(&reversed, &|c, next| (conv(c, next, 3), next)) + norm(first) + conv(first, 3, 3);
+        encoder + decoder
+    }
+
+    /// Values in the largest activation of one image: every level's width times its area,
+    /// and the latent.
+    fn largest_feature_map(&self) -> usize {
+        let level = self.channels.iter().enumerate().map(|(i, &c)| c * (self.resolution >> i).pow(2)).max().unwrap_or(0);
+        level.max(self.latent_channels * self.latent_size().pow(2))
     }
 
     /// 2^(levels-1).

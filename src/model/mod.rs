@@ -91,6 +91,7 @@ impl SpaeModel {
         let dir = dir.as_ref();
         let config = SpaeConfig::load(&dir.join(CONFIG_FILE))?;
         let weights = dir.join(WEIGHTS_FILE);
+        ensure!(weights.is_file(), "the model folder {} has a config but no weights file {WEIGHTS_FILE}", dir.display());
         let model = Self::build(config, codebook, WeightsSource::File(weights.clone()))?;
         model.load_weights(&weights)?;
         Ok(model)
@@ -186,11 +187,7 @@ impl SpaeModel {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let config = serde_json::to_string_pretty(&self.config)?;
         crate::atomic_file::write(&dir.join(CONFIG_FILE), config.as_bytes())?;
-        let weights = dir.join(WEIGHTS_FILE);
-        let partial = weights.with_extension("safetensors.partial");
-        self.varmap.save(&partial).with_context(|| format!("cannot write {}", partial.display()))?;
-        std::fs::rename(&partial, &weights).with_context(|| format!("cannot write {}", weights.display()))?;
-        Ok(())
+        crate::atomic_file::write_via_path(&dir.join(WEIGHTS_FILE), |partial| Ok(self.varmap.save(partial)?))
     }
 
     pub fn config(&self) -> &SpaeConfig {

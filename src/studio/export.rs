@@ -12,7 +12,7 @@ use image::{Delay, RgbImage};
 use super::commands::{ExportKind, FrameExport};
 use super::generation::GeneratedFrame;
 use super::StudioApp;
-use crate::{atomic_file, image_io, pyramid_text};
+use crate::{atomic_file, denoising, image_io, pyramid_text};
 
 /// How much the upscaled copy and the contact sheet enlarge the model's pixels.
 const UPSCALE: u32 = 8;
@@ -91,15 +91,17 @@ impl StudioApp {
     }
 }
 
-/// Every frame as `frame-NNN.png` (NNN: its step) in `folder`; stops at the first failure,
-/// saying how many were written.
+/// Every frame as `frame-NNN.png` (NNN: its step) in `folder`, after removing an earlier
+/// generation's files there; stops at the first failure, saying how many were written.
 fn write_frames(frames: &[GeneratedFrame], folder: &Path) -> Result<String> {
+    let removed = denoising::clear_output_folder(folder)?;
     for (written, frame) in frames.iter().enumerate() {
-        let path = folder.join(format!("frame-{:03}.png", frame.frame.step));
+        let path = folder.join(denoising::frame_file_name(frame.frame.step));
         image_io::save_png(&frame.image, &path)
             .with_context(|| format!("cannot write {} ({written} of {} frames written)", path.display(), frames.len()))?;
     }
-    Ok(format!("{} frames (frame-NNN.png) to {}", frames.len(), folder.display()))
+    let replaced = if removed > 0 { format!(", replacing {removed} files of an earlier generation") } else { String::new() };
+    Ok(format!("{} frames (frame-NNN.png) to {}{replaced}", frames.len(), folder.display()))
 }
 
 /// The frames as an animated GIF, enlarged, looping.

@@ -2,7 +2,7 @@
 //! outcomes, so it never waits for the encoder or the decoder.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -157,11 +157,8 @@ fn run(
 /// types faster than the decoder runs, intermediate pyramids are never shown anyway.
 fn latest_jobs(first: Job, jobs: &Receiver<Job>) -> Vec<Job> {
     let mut queue = vec![first];
-    loop {
-        match jobs.try_recv() {
-            Ok(job) => queue.push(job),
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-        }
+    while let Ok(job) = jobs.try_recv() {
+        queue.push(job);
     }
     let last_decode = queue.iter().rposition(|job| matches!(job, Job::Decode(_)));
     queue
@@ -179,8 +176,7 @@ fn encode(
     path: &Path,
     document: u64,
 ) -> Result<Encoded> {
-    let image = image_io::load(path)?;
-    let original = image_io::prepare(&image, model.config().resolution as u32);
+    let original = image_io::load_prepared(path, model.config().resolution as u32)?;
     let start = Instant::now();
     let (z, mut quantized) = model.quantize(&image_io::to_tensor(std::slice::from_ref(&original))?)?;
     let encode_secs = start.elapsed().as_secs_f64();
@@ -301,8 +297,7 @@ mod tests {
         let device = gpu.device.clone();
         let decoder = GpuDecoder::new(gpu, &model, model.shape().layers()).unwrap();
         let worker = Worker::start(model.clone(), Some(decoder), egui::Context::default());
-        let image = image_io::load(&root.join(super::super::SAMPLE_IMAGE)).unwrap();
-        let original = image_io::prepare(&image, model.config().resolution as u32);
+        let original = image_io::load_prepared(&root.join(super::super::SAMPLE_IMAGE), model.config().resolution as u32).unwrap();
         let (z, mut quantized) = model.quantize(&image_io::to_tensor(std::slice::from_ref(&original)).unwrap()).unwrap();
         let pyramid = quantized.pyramids.remove(0);
         let decode = |revision| {

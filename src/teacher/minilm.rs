@@ -290,7 +290,7 @@ impl MiniLm {
             bail!("{}: hidden_act {:?} is not supported (only gelu)", config_path.display(), config.hidden_act);
         }
         ensure!(
-            config.num_attention_heads > 0 && config.hidden_size % config.num_attention_heads == 0,
+            config.num_attention_heads > 0 && config.hidden_size.is_multiple_of(config.num_attention_heads),
             "{}: hidden size {} is not a multiple of {} heads",
             config_path.display(),
             config.hidden_size,
@@ -366,7 +366,7 @@ impl MiniLm {
         let mut ids = Vec::with_capacity(sequences.len() * len);
         let mut mask = Vec::with_capacity(sequences.len() * len);
         for s in sequences {
-            ids.extend(s.iter().copied().chain(std::iter::repeat(0).take(len - s.len())));
+            ids.extend(s.iter().copied().chain(std::iter::repeat_n(0, len - s.len())));
             mask.extend((0..len).map(|i| if i < s.len() { 1f32 } else { 0.0 }));
         }
         let shape = (sequences.len(), len);

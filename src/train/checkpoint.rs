@@ -43,9 +43,7 @@ impl Checkpoint {
             tensors.insert(format!("model.{name}"), var.as_tensor().clone());
         }
         let file = format!("checkpoint-{step:08}.safetensors");
-        let partial = dir.join(format!(".{file}.partial"));
-        candle_core::safetensors::save(&tensors, &partial).with_context(|| format!("cannot write {}", partial.display()))?;
-        std::fs::rename(&partial, dir.join(&file))?;
+        crate::atomic_file::write_via_path(&dir.join(&file), |partial| Ok(candle_core::safetensors::save(&tensors, partial)?))?;
         let pointer = Self { step, file: file.clone(), elapsed_secs, dir: dir.to_path_buf() };
         crate::atomic_file::write(&dir.join(POINTER), serde_json::to_string_pretty(&pointer)?.as_bytes())?;
         for entry in std::fs::read_dir(dir)?.flatten() {

@@ -14,6 +14,21 @@ pub fn llm_path() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(spae::paths::LLM_GGUF)
 }
 
+/// The `spae` command line, run from the project folder as a user would.
+pub fn spae() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_spae"));
+    command.current_dir(env!("CARGO_MANIFEST_DIR"));
+    command
+}
+
+/// A new empty folder under the system's temporary folder, unique to this test process.
+pub fn fresh_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("spae-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 pub fn sample(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("assets/samples")

@@ -114,11 +114,30 @@ pub fn generate(model: &SpaeModel, llm_path: &Path, args: &GenerateArgs) -> Resu
         TaskArg::Deblur => Task::Deblur,
     };
     let layers = args.options.layers;
+    // Everything that can be checked before the slow part is checked here.
+    args.options.validate(model.shape())?;
+    ensure!(
+        !args.output.exists() || args.output.is_dir(),
+        "the output {} is not a folder: name a folder for the frames",
+        args.output.display()
+    );
+    let (llm, tokenizer) = open_llm(llm_path)?;
+    let context = llm.config().context;
+    let least = args.examples.saturating_mul(model.shape().tokens_in_prefix(layers) + 1);
+    ensure!(
+        least < context,
+        "{} examples of {layers} layers need at least {least} prompt tokens and the LLM's context holds {context}: use fewer examples or layers",
+        args.examples
+    );
+    if let Some(prompt) = args.prompt {
+        let tokens = tokenizer.encode(prompt).len();
+        ensure!(tokens < context, "the prompt is {tokens} tokens and the LLM's context holds {context}: shorten it");
+    }
     let (query, text) = match (task, args.prompt, args.source) {
         (Task::TextToImage, Some(prompt), _) => (Condition::Text(prompt.to_string()), Some(prompt)),
         (Task::TextToImage, None, _) => anyhow::bail!("text-to-image needs --prompt TEXT"),
         (_, _, Some(source)) => {
-            let image = image_io::prepare(&image_io::load(source)?, resolution);
+            let image = image_io::load_prepared(source, resolution)?;
             let words = fewshot_eval::prefix_words(&model.encode(&task.corrupt(&image))?, layers);
             (Condition::Words(words), None)
         }
@@ -128,16 +147,18 @@ pub fn generate(model: &SpaeModel, llm_path: &Path, args: &GenerateArgs) -> Resu
     let chosen = pool.choose(text, args.examples, args.options.seed);
     eprintln!("examples: {}", chosen.iter().map(|&i| pool.text(i)).collect::<Vec<_>>().join(", "));
     let examples = pool.examples(model, &chosen, task, layers)?;
-    let (llm, tokenizer) = open_llm(llm_path)?;
     let denoiser = Denoiser { llm: &llm, tokenizer: &tokenizer, vocabulary: model.codebook().vocabulary(), shape: model.shape() };
-    std::fs::create_dir_all(args.output)?;
+    let removed = spae::denoising::clear_output_folder(args.output)?;
+    if removed > 0 {
+        eprintln!("removed {removed} files of an earlier generation from {}", args.output.display());
+    }
     let started = Instant::now();
     // Each frame is written as soon as it exists, so an interrupted run keeps its frames.
     let mut failure = None;
     let generation = denoiser.generate(&examples, &query, &args.options, |frame| {
         let written = frame.pyramid(model).and_then(|pyramid| {
             let image = model.decode(&pyramid, model.shape().layers())?;
-            image_io::save_png(&image, &args.output.join(format!("frame-{:03}.png", frame.step)))
+            image_io::save_png(&image, &args.output.join(spae::denoising::frame_file_name(frame.step)))
         });
         eprintln!(
             "step {:>2}: corruption {:.2}, {:>3} words changed ({:.1} s)",
@@ -205,7 +226,8 @@ pub fn eval_generate(model: &SpaeModel, llm_path: &Path, seeds: u64, examples: u
     )?;
     let denoiser = Denoiser { llm: &llm, tokenizer: &tokenizer, vocabulary: model.codebook().vocabulary(), shape: model.shape() };
     let started = Instant::now();
-    let report = spae::generation_eval::evaluate(model, &denoiser, &teacher, &pool, &candidates, examples, seeds, options, |m| {
+    let plan = spae::generation_eval::Plan { candidates: &candidates, examples, seeds, options };
+    let report = spae::generation_eval::evaluate(model, &denoiser, &teacher, &pool, &plan, |m| {
         eprintln!("generated {m} ({:.0} s)", started.elapsed().as_secs_f64())
     })?;
     println!(

@@ -31,6 +31,10 @@ struct Cli {
     /// The frozen LLM's GGUF file; its token embeddings are the codebook.
     #[arg(long, global = true, default_value = paths::LLM_GGUF)]
     llm: PathBuf,
+    /// Where the model folder holds no model, run one initialised from seed 0 (its
+    /// reconstructions are meaningless); without this flag that is an error.
+    #[arg(long, global = true)]
+    allow_untrained: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -40,13 +44,14 @@ enum Command {
     /// Encode an image into a pyramid of words (text format).
     Encode {
         image: PathBuf,
-        /// Where to write the pyramid.
+        /// Where to write the pyramid (`-`: standard output).
         #[arg(short, long)]
         output: PathBuf,
     },
     /// Decode a pyramid (text format) into a PNG.
     Decode {
         pyramid: PathBuf,
+        /// Where to write the PNG (`-`: standard output).
         #[arg(short, long)]
         output: PathBuf,
         /// Decode from the first K layers only (default: all).
@@ -179,7 +184,7 @@ enum Command {
         /// draw from the whole prepared training split.
         #[arg(long, default_value = paths::POOL)]
         pool: PathBuf,
-        /// Output folder.
+        /// Output folder; an earlier generation's files in it are removed first.
         #[arg(short, long)]
         output: PathBuf,
     },
@@ -239,6 +244,7 @@ enum Command {
 
 fn main() -> ExitCode {
     spae::allocator::keep_freed_memory();
+    spae::gpu::ensure_runtime_dir();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -262,24 +268,32 @@ fn run(cli: Cli) -> Result<()> {
         }
         return Ok(());
     }
+    // Training starts a model where there is none; everything else needs one unless asked.
     let training = matches!(cli.command, Command::Train { .. } | Command::BenchTrain { .. });
-    let explicit_model = cli.model != Path::new(paths::DEFAULT_MODEL_DIR);
-    let model = SpaeModel::open(&cli.model, &cli.llm, !explicit_model || training)?;
+    let allow_untrained = cli.allow_untrained || training;
+    if !allow_untrained && !cli.model.join(spae::model::CONFIG_FILE).exists() {
+        anyhow::bail!(
+            "no model in {} (no {}); run from the project folder, name one with --model DIR, or pass --allow-untrained",
+            cli.model.display(),
+            spae::model::CONFIG_FILE
+        );
+    }
+    let model = SpaeModel::open(&cli.model, &cli.llm, allow_untrained)?;
     if let spae::model::WeightsSource::Seed(_) = model.source() {
         eprintln!("warning: no trained model in {}; using {}", cli.model.display(), model.source());
     }
     match cli.command {
         Command::Encode { image, output } => {
-            let picture = image_io::load(&image)?;
-            let prepared = image_io::prepare(&picture, model.config().resolution as u32);
+            spae::atomic_file::check_not_input(&image, &output)?;
+            let prepared = image_io::load_prepared(&image, model.config().resolution as u32)?;
             let pyramid = model.encode(&prepared)?;
             let text = pyramid_text::format(&pyramid, model.codebook().vocabulary());
-            spae::atomic_file::write(&output, text.as_bytes())?;
-            eprintln!("wrote {} ({} words)", output.display(), model.shape().tokens_in_prefix(model.shape().layers()));
+            write_output(&output, text.as_bytes())?;
+            eprintln!("wrote {} ({} words)", shown(&output), model.shape().tokens_in_prefix(model.shape().layers()));
         }
         Command::Decode { pyramid, output, layers, device } => {
-            let text = std::fs::read_to_string(&pyramid)
-                .with_context(|| format!("cannot read {}", pyramid.display()))?;
+            spae::atomic_file::check_not_input(&pyramid, &output)?;
+            let text = pyramid_text::read_file(&pyramid)?;
             let parsed = pyramid_text::parse(&text, model.shape(), model.codebook().vocabulary())
                 .with_context(|| format!("in {}", pyramid.display()))?;
             let layers = layers.unwrap_or(model.shape().layers());
@@ -290,8 +304,8 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 None => (model.decode(&parsed, layers)?, "on the CPU".to_string()),
             };
-            image_io::save_png(&image, &output)?;
-            eprintln!("wrote {} (decoded from {layers} layers {on})", output.display());
+            write_output(&output, &image_io::png_bytes(&image)?)?;
+            eprintln!("wrote {} (decoded from {layers} layers {on})", shown(&output));
         }
         Command::Inspect => inspect(&model, &cli.llm)?,
         Command::PrepareData { .. } => unreachable!("handled above"),
@@ -420,6 +434,26 @@ fn run(cli: Cli) -> Result<()> {
         Command::CompareSimilarity { cache, json } => similarity::compare(model.codebook(), &cache, json)?,
     }
     Ok(())
+}
+
+/// Writes `bytes` to standard output for `-`, else atomically to the file.
+fn write_output(output: &Path, bytes: &[u8]) -> Result<()> {
+    if output == Path::new("-") {
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(bytes).and_then(|()| stdout.flush()).context("cannot write to standard output")
+    } else {
+        spae::atomic_file::write(output, bytes)
+    }
+}
+
+/// How an output is named in messages.
+fn shown(output: &Path) -> String {
+    if output == Path::new("-") {
+        "standard output".to_string()
+    } else {
+        output.display().to_string()
+    }
 }
 
 /// Training options as `train` and `bench-train` share them.

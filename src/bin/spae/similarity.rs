@@ -33,6 +33,9 @@ use spae::teacher::relevance::{allowed_words, class_anchors, class_words, read_c
 use spae::teacher::word_space::{best_words, TextWordRanks, WordSpace};
 use spae::vocabulary::Vocabulary;
 
+/// Anchor words with their weights.
+type Anchors = Vec<(u32, f32)>;
+
 const RECALL_AT: [usize; 2] = [20, 100];
 /// Example images shown, spread evenly over the evaluated ones.
 const EXAMPLES: usize = 6;
@@ -69,7 +72,8 @@ pub fn compare(codebook: &Codebook, cache: &Path, json: bool) -> Result<()> {
     let allowed = allowed_words(vocabulary)?;
 
     // Images with text words and class anchors in the vocabulary.
-    let mut images: Vec<(usize, Vec<u32>, Vec<(u32, f32)>)> = Vec::new();
+    // (image index, its own words, weighted class anchors)
+    let mut images: Vec<(usize, Vec<u32>, Anchors)> = Vec::new();
     let mut without_anchors = 0;
     for (i, relevance) in relevances.iter().enumerate() {
         let targets: Vec<u32> = relevance.text_words.iter().filter_map(|w| vocabulary.index_of_word(w)).collect();
@@ -307,9 +311,7 @@ fn minilm_vocabulary_embeddings(model_dir: &Path, vocabulary: &Vocabulary) -> Re
     let table = model.embed(&words)?.to_dtype(DType::F32)?;
     eprintln!("embedded {} vocabulary words with MiniLM in {:.1} s", words.len(), started.elapsed().as_secs_f64());
     let tensors = HashMap::from([("embeddings".to_string(), table.clone()), ("key".to_string(), Tensor::new(key.as_slice(), &Device::Cpu)?)]);
-    let partial = model_dir.join(".vocabulary-embeddings.safetensors.partial");
-    candle_core::safetensors::save(&tensors, &partial).with_context(|| format!("cannot write {}", partial.display()))?;
-    std::fs::rename(&partial, &cached).with_context(|| format!("cannot write {}", cached.display()))?;
+    spae::atomic_file::write_via_path(&cached, |partial| Ok(candle_core::safetensors::save(&tensors, partial)?))?;
     Ok(table)
 }
 
