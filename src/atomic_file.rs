@@ -35,11 +35,14 @@ pub fn write_via_path(path: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Re
 fn write_temporary(path: &Path, fill: impl FnOnce(&mut NamedTempFile) -> Result<()>) -> Result<()> {
     check_target(path)?;
     let (dir, name) = split(path)?;
+    remove_stale_temporaries(dir, &name);
+    // A replaced file keeps its mode; a new one gets what `File::create` would give (the
+    // umask decides), not tempfile's private 0600.
+    let mode = std::fs::metadata(path).map_or(0o666, |m| m.permissions().mode() & 0o7777);
     let mut temporary = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
-        .suffix(".partial")
-        // As `File::create` would: the umask decides, not tempfile's private 0600.
-        .permissions(Permissions::from_mode(0o666))
+        .suffix(PARTIAL)
+        .permissions(Permissions::from_mode(mode))
         .tempfile_in(dir)
         .with_context(|| format!("cannot write {}: cannot create a temporary file in {}", path.display(), dir.display()))?;
     (|| -> Result<()> {
@@ -50,12 +53,45 @@ fn write_temporary(path: &Path, fill: impl FnOnce(&mut NamedTempFile) -> Result<
     .with_context(|| format!("cannot write {}", path.display()))?;
     // Checked again: the target may have been replaced while the bytes were written.
     check_target(path)?;
+    // The umask may have narrowed the mode at creation; a replaced file keeps its own.
+    if mode != 0o666 {
+        temporary.as_file().set_permissions(Permissions::from_mode(mode))?;
+    }
     temporary.persist(path).map_err(|e| e.error).with_context(|| format!("cannot write {}", path.display()))?;
     // Make the rename itself durable; a folder that cannot be synced is not an error.
     if let Ok(folder) = File::open(dir) {
         let _ = folder.sync_all();
     }
     Ok(())
+}
+
+/// The suffix of temporary files.
+const PARTIAL: &str = ".partial";
+/// A temporary file older than this was left by a writer that was killed.
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Removes temporary files of `name` left in `dir` by writers killed mid-write (a killed
+/// training run would otherwise leave a checkpoint-sized file at every kill). Only old
+/// ones: a younger one may belong to a writer still at work.
+fn remove_stale_temporaries(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.");
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let ours = file_name.strip_prefix(&prefix).and_then(|rest| rest.strip_suffix(PARTIAL)).is_some_and(|random| {
+            !random.is_empty() && !random.contains('.') && random.bytes().all(|b| b.is_ascii_alphanumeric())
+        });
+        let stale = entry
+            .metadata()
+            .ok()
+            .filter(std::fs::Metadata::is_file)
+            .and_then(|m| m.modified().ok())
+            .and_then(|modified| modified.elapsed().ok())
+            .is_some_and(|age| age > STALE_AFTER);
+        if ours && stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Refuses a target that exists and is not a regular file (a symbolic link, a FIFO, a

@@ -6,7 +6,7 @@
 //! over blocks of codebook rows with the argmin fused in, so the full distance matrix is
 //! never stored.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Result};
 use candle_core::{Device, Tensor};
@@ -27,17 +27,20 @@ pub struct Codebook {
     dim: usize,
     /// The same rows as a candle tensor, for training graphs.
     embeddings: Tensor,
+    /// The GGUF file the rows came from: the LLM that reads and writes these words must be
+    /// this one (its token ids are the words).
+    source: Option<PathBuf>,
 }
 
 impl Codebook {
     /// Reads the vocabulary and the embedding table from the LLM's GGUF file.
     pub fn load(gguf_path: impl AsRef<Path>, vocabulary_size: usize) -> Result<Self> {
-        let file = LlmFile::open(gguf_path)?;
+        let file = LlmFile::open(gguf_path.as_ref())?;
         let vocabulary = Vocabulary::from_tokens(&file.tokens()?, vocabulary_size)?;
         let table = file.dequantized("token_embd.weight")?;
         let ids = Tensor::new(vocabulary.token_ids(), &Device::Cpu)?;
         let embeddings = table.index_select(&ids, 0)?.contiguous()?;
-        Self::new(vocabulary, embeddings)
+        Ok(Self { source: Some(gguf_path.as_ref().to_path_buf()), ..Self::new(vocabulary, embeddings)? })
     }
 
     /// A codebook from a vocabulary and its `len x dim` embedding rows.
@@ -46,7 +49,12 @@ impl Codebook {
         ensure!(len == vocabulary.len(), "{len} embedding rows for {} words", vocabulary.len());
         let rows: Vec<f32> = embeddings.flatten_all()?.to_vec1()?;
         let squared_norms = rows.chunks_exact(dim).map(|r| r.iter().map(|x| x * x).sum()).collect();
-        Ok(Self { vocabulary, rows, squared_norms, dim, embeddings })
+        Ok(Self { vocabulary, rows, squared_norms, dim, embeddings, source: None })
+    }
+
+    /// The GGUF file the codebook was loaded from (none when built from rows in memory).
+    pub fn source(&self) -> Option<&Path> {
+        self.source.as_deref()
     }
 
     pub fn vocabulary(&self) -> &Vocabulary {

@@ -147,6 +147,32 @@ impl Denoiser<'_> {
     /// Generates the words of `options.layers` layers for `query` from `examples`, calling
     /// `on_frame` with every frame; returning `ControlFlow::Break` from it cancels and keeps
     /// the frames so far.
+    /// Everything [`Self::generate`] checks before its first frame: the options, the
+    /// prompt, the examples' length, and that every step's prompt fits the LLM's context.
+    pub fn check(&self, examples: &[Example], query: &Condition, options: &Options) -> Result<()> {
+        options.validate(self.shape)?;
+        if let Condition::Text(text) = query {
+            ensure!(!text.trim().is_empty(), "the prompt is empty: name what to generate");
+        }
+        let n = self.shape.tokens_in_prefix(options.layers);
+        for example in examples {
+            ensure!(example.words.len() >= n, "an example has {} words, {n} are needed", example.words.len());
+        }
+        // Corruption swaps words one for one, so every step's prompt is this long.
+        let mut prompt = self.tokenizer.encode(HEADER);
+        for example in examples {
+            self.push_pair(&mut prompt, &example.condition, &example.words[..n]);
+        }
+        self.push_condition(&mut prompt, query);
+        let context = self.llm.config().context;
+        ensure!(
+            prompt.len() + n <= context,
+            "the prompt needs {} tokens and the LLM's context holds {context}: use fewer examples or layers",
+            prompt.len() + n
+        );
+        Ok(())
+    }
+
     pub fn generate(
         &self,
         examples: &[Example],
@@ -154,29 +180,10 @@ impl Denoiser<'_> {
         options: &Options,
         mut on_frame: impl FnMut(&Frame) -> ControlFlow<()>,
     ) -> Result<Generation> {
-        options.validate(self.shape)?;
-        if let Condition::Text(text) = query {
-            ensure!(!text.trim().is_empty(), "the prompt is empty: name what to generate");
-        }
+        self.check(examples, query, options)?;
         let n = self.shape.tokens_in_prefix(options.layers);
         let n_ar = self.shape.tokens_in_prefix(options.ar_layers);
-        for example in examples {
-            ensure!(example.words.len() >= n, "an example has {} words, {n} are needed", example.words.len());
-        }
         let header = self.tokenizer.encode(HEADER);
-        // Corruption swaps words one for one, so every step's prompt is this long: check it
-        // before the first frame rather than after.
-        let mut prompt = Vec::new();
-        for example in examples {
-            self.push_pair(&mut prompt, &example.condition, &example.words[..n]);
-        }
-        self.push_condition(&mut prompt, query);
-        let context = self.llm.config().context;
-        ensure!(
-            header.len() + prompt.len() + n <= context,
-            "the prompt needs {} tokens and the LLM's context holds {context}: use fewer examples or layers",
-            header.len() + prompt.len() + n
-        );
         let words_total = self.vocabulary.len() as u32;
         let mut rng = StdRng::seed_from_u64(options.seed);
         let mut words: Vec<u32> = (0..n).map(|_| rng.random_range(0..words_total)).collect();
@@ -301,21 +308,46 @@ pub fn frame_file_name(step: usize) -> String {
     format!("frame-{step:03}.png")
 }
 
+/// The file that marks a folder as a generation's output: only files in a folder so
+/// marked are ever removed.
+pub const OUTPUT_MARKER: &str = ".spae-generation";
+
 /// Creates a generation's output folder, or removes an earlier generation's files from it
 /// (`frame-NNN.png`, `frames.png`, `final.png`, `final.txt`) so that they never mix with
-/// the new ones; other files are left alone. Returns how many files were removed.
-pub fn clear_output_folder(dir: &Path) -> Result<usize> {
+/// the new ones; then marks the folder. Files of those names in a folder without the
+/// marker were not written by a generation, so they are never removed: the folder is
+/// refused instead. So is a folder holding `keep` (the source image) under such a name.
+/// Other files are left alone. Returns how many files were removed.
+pub fn clear_output_folder(dir: &Path, keep: Option<&Path>) -> Result<usize> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create the output folder {}", dir.display()))?;
-    let mut removed = 0;
+    let mut earlier = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if is_generation_file(&name) && entry.file_type()?.is_file() {
-            std::fs::remove_file(entry.path()).with_context(|| format!("cannot remove {}", entry.path().display()))?;
-            removed += 1;
+        if is_generation_file(&entry.file_name().to_string_lossy()) && entry.file_type()?.is_file() {
+            earlier.push(entry.path());
         }
     }
-    Ok(removed)
+    if !earlier.is_empty() {
+        ensure!(
+            dir.join(OUTPUT_MARKER).is_file(),
+            "{} holds {} files named as a generation's (such as {}) that no generation wrote there: \
+             choose a new or empty folder",
+            dir.display(),
+            earlier.len(),
+            earlier[0].display()
+        );
+        if let Some(keep) = keep {
+            let kept = std::fs::canonicalize(keep).ok();
+            if let Some(clash) = earlier.iter().find(|p| kept.is_some() && std::fs::canonicalize(p).ok() == kept) {
+                anyhow::bail!("the source image {} would be replaced by this run's output: copy it elsewhere first", clash.display());
+            }
+        }
+    }
+    for path in &earlier {
+        std::fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display()))?;
+    }
+    crate::atomic_file::write(&dir.join(OUTPUT_MARKER), b"a folder of spae generate's frames\n")?;
+    Ok(earlier.len())
 }
 
 fn is_generation_file(name: &str) -> bool {

@@ -30,8 +30,12 @@ pub mod teacher;
 pub mod train;
 pub mod vocabulary;
 
-/// Where the shipped files live, relative to the repository root.
+/// Where the shipped files live, relative to the project folder, and how that folder is
+/// found: default paths never depend on the working directory.
 pub mod paths {
+    use std::path::{Path, PathBuf};
+    use std::sync::OnceLock;
+
     /// The frozen LLM (its token embeddings are the codebook).
     pub const LLM_GGUF: &str = "weights/SmolLM2-135M-Instruct.Q4_1.gguf";
     /// The shipped SPAE model folder (`config.json` + `model.safetensors`).
@@ -44,4 +48,26 @@ pub mod paths {
     pub const IMAGENET_CLASSES: &str = "weights/imagenet-classes.json";
     /// The shipped pool of labelled images that generation draws its examples from.
     pub const POOL: &str = "assets/pool";
+
+    /// The project folder: the nearest folder above the running program that holds the
+    /// shipped LLM (a checkout's `target/release/spae` finds its checkout), else the folder
+    /// this crate was built from, else the working directory.
+    pub fn project_root() -> &'static Path {
+        static ROOT: OnceLock<PathBuf> = OnceLock::new();
+        ROOT.get_or_init(|| {
+            let holds_project = |dir: &Path| dir.join(LLM_GGUF).is_file();
+            let beside_program = std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.ancestors().skip(1).find(|dir| holds_project(dir)).map(Path::to_path_buf));
+            let built_from = Path::new(env!("CARGO_MANIFEST_DIR"));
+            beside_program
+                .or_else(|| holds_project(built_from).then(|| built_from.to_path_buf()))
+                .unwrap_or_else(|| PathBuf::from("."))
+        })
+    }
+
+    /// `relative` (one of the constants above) inside the project folder.
+    pub fn resolve(relative: &str) -> PathBuf {
+        project_root().join(relative)
+    }
 }

@@ -55,6 +55,8 @@ fn eight_concurrent_writers_always_leave_one_whole_file() {
     }
 }
 
+/// A regression check: before temporary names were random, `.out.txt.partial` was used
+/// and followed.
 #[test]
 fn a_link_planted_at_the_old_temporary_name_is_not_followed() {
     let dir = common::fresh_dir("atomic-planted");
@@ -138,7 +140,52 @@ fn the_command_line_refuses_to_write_over_its_input() {
     let pyramid = std::fs::read(&text).unwrap();
     let out = spae().arg("decode").arg(&text).arg("-o").arg(&text).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("will not write over the input"));
     assert_eq!(std::fs::read(&text).unwrap(), pyramid);
+
+    // A hard link is the same file under another name.
+    let linked = dir.join("linked.png");
+    std::fs::hard_link(&image, &linked).unwrap();
+    let out = spae().arg("encode").arg(&image).arg("-o").arg(&linked).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("will not write over the input"));
+    assert_eq!(std::fs::read(&image).unwrap(), before);
+}
+
+#[test]
+fn a_replaced_file_keeps_its_mode_and_a_new_one_follows_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = common::fresh_dir("atomic-mode");
+    let private = dir.join("private.txt");
+    std::fs::write(&private, "old").unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+    atomic_file::write(&private, b"new").unwrap();
+    assert_eq!(std::fs::metadata(&private).unwrap().permissions().mode() & 0o777, 0o600);
+    // The same file made by File::create and by the atomic writer get the same mode.
+    let (created, written) = (dir.join("created.txt"), dir.join("written.txt"));
+    std::fs::File::create(&created).unwrap();
+    atomic_file::write(&written, b"x").unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&written), mode(&created));
+}
+
+#[test]
+fn temporaries_left_by_a_killed_writer_are_cleared_once_stale() {
+    let dir = common::fresh_dir("atomic-stale");
+    let stale = dir.join(".weights.bin.Ab12Cd.partial");
+    let fresh = dir.join(".weights.bin.Zz99Yy.partial");
+    let unrelated = dir.join(".other.bin.Ab12Cd.partial");
+    for path in [&stale, &fresh, &unrelated] {
+        std::fs::write(path, "left by a killed writer").unwrap();
+    }
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for path in [&stale, &unrelated] {
+        std::fs::File::options().write(true).open(path).unwrap().set_modified(an_hour_ago).unwrap();
+    }
+    atomic_file::write(&dir.join("weights.bin"), b"tensors").unwrap();
+    assert!(!stale.exists(), "an old temporary of this file is removed");
+    assert!(fresh.exists(), "a young one may belong to a writer at work");
+    assert!(unrelated.exists(), "another file's temporaries are not this writer's business");
 }
 
 #[test]

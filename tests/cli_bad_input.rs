@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::spae;
 
@@ -37,6 +37,7 @@ fn generate_refuses_too_many_examples_before_the_first_frame() {
     let out = generate(&out_dir, &["--examples", "100000"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("context holds"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("examples:"), "refused before the examples are chosen and encoded");
     assert!(!out_dir.exists(), "refused before frame-000 is written");
 }
 
@@ -70,50 +71,115 @@ fn generate_into_a_file_names_it() {
 }
 
 #[test]
-fn generate_removes_an_earlier_runs_files_and_keeps_others() {
+fn generate_replaces_an_earlier_generation_and_nothing_else() {
+    // Files named like frames that no generation wrote are never removed: refused.
+    let foreign = common::fresh_dir("cli-bad-foreign");
+    for name in ["frame-000.png", "final.txt"] {
+        std::fs::write(foreign.join(name), "mine").unwrap();
+    }
+    let out = generate(&foreign, &["--steps", "1", "--examples", "2"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("that no generation wrote there"), "{}", stderr(&out));
+    assert_eq!(names(&foreign), ["final.txt", "frame-000.png"]);
+    assert_eq!(std::fs::read_to_string(foreign.join("frame-000.png")).unwrap(), "mine");
+
+    // A folder an earlier generation wrote: its files are replaced, others kept.
     let dir = common::fresh_dir("cli-bad-rerun");
-    for step in 0..10 {
-        std::fs::write(dir.join(format!("frame-{step:03}.png")), "old").unwrap();
-    }
-    for old in ["frames.png", "final.png", "final.txt", "notes.md", "frame-x.png"] {
-        std::fs::write(dir.join(old), "old").unwrap();
-    }
-    let out = generate(&dir, &["--steps", "1", "--examples", "2"]);
+    let out = generate(&dir, &["--steps", "2", "--examples", "2"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("removed 13 files of an earlier generation"), "{}", stderr(&out));
+    let first_final = std::fs::read(dir.join("final.png")).unwrap();
+    std::fs::write(dir.join("notes.md"), "mine").unwrap();
+    let out = generate(&dir, &["--steps", "1", "--examples", "2", "--seed", "7"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("removed 6 files of an earlier generation"), "{}", stderr(&out));
     assert_eq!(
         names(&dir),
-        ["final.png", "final.txt", "frame-000.png", "frame-001.png", "frame-x.png", "frames.png", "notes.md"]
+        [".spae-generation", "final.png", "final.txt", "frame-000.png", "frame-001.png", "frames.png", "notes.md"]
     );
-    for new in ["final.png", "final.txt", "frame-000.png", "frame-001.png", "frames.png"] {
-        assert_ne!(std::fs::read(dir.join(new)).unwrap(), b"old", "{new} is from this run");
-    }
-    assert_eq!(std::fs::read_to_string(dir.join("notes.md")).unwrap(), "old");
+    assert_ne!(std::fs::read(dir.join("final.png")).unwrap(), first_final, "final.png is this run's");
+    assert_eq!(std::fs::read_to_string(dir.join("notes.md")).unwrap(), "mine");
+
+    // The source image of an image-to-image run is never among the files replaced.
+    let out = spae()
+        .args(["generate", "--task", "outpaint", "--steps", "1", "--examples", "2", "--source"])
+        .arg(dir.join("final.png"))
+        .arg("-o")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("would be replaced by this run's output"), "{}", stderr(&out));
+    assert!(dir.join("final.png").exists() && dir.join("frame-001.png").exists());
 }
 
 #[test]
-fn outside_the_project_encode_refuses_the_untrained_model_unless_asked() {
-    let dir = common::fresh_dir("cli-bad-elsewhere");
-    let run = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_spae"))
-            .current_dir(&dir)
-            .arg("--llm")
-            .arg(common::llm_path())
+fn a_folder_without_a_model_is_refused_unless_untrained_is_asked_for() {
+    let dir = common::fresh_dir("cli-bad-no-model");
+    let empty = dir.join("empty-model");
+    std::fs::create_dir_all(&empty).unwrap();
+    let run = |model: &Path, extra: &[&str]| {
+        spae()
+            .arg("--model")
+            .arg(model)
             .args(extra)
             .arg("encode")
             .arg(common::sample("cat-face.png"))
-            .args(["-o", "cat.txt"])
+            .arg("-o")
+            .arg(dir.join("cat.txt"))
             .output()
             .unwrap()
     };
-    let out = run(&[]);
+    let out = run(&empty, &[]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("no model in weights/spae-default") && stderr(&out).contains("--allow-untrained"), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("no model in {}", empty.display())) && stderr(&out).contains("--allow-untrained"), "{}", stderr(&out));
     assert!(!dir.join("cat.txt").exists());
-    let out = run(&["--allow-untrained"]);
+    let out = run(&dir.join("nowhere"), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains(&format!("the model folder {} does not exist", dir.join("nowhere").display())), "{}", stderr(&out));
+    let out = run(&empty, &["--allow-untrained"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("untrained (initialised from seed 0)"), "{}", stderr(&out));
     assert!(dir.join("cat.txt").exists());
+}
+
+#[test]
+fn default_paths_do_not_depend_on_the_working_directory() {
+    let elsewhere = common::fresh_dir("cli-bad-elsewhere");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_spae"))
+        .current_dir(&elsewhere)
+        .args(["encode", "-o", "cat.txt"])
+        .arg(common::sample("cat-face.png"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shipped = spae().args(["encode", "assets/samples/cat-face.png", "-o", "-"]).output().unwrap();
+    assert_eq!(std::fs::read(elsewhere.join("cat.txt")).unwrap(), shipped.stdout, "the shipped model, found from elsewhere");
+}
+
+#[test]
+fn the_studio_answers_help_and_version_without_a_window_and_names_missing_paths() {
+    let studio = || {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_spae-studio"));
+        // No display: any attempt to open a window would fail.
+        command.env_remove("DISPLAY").env_remove("WAYLAND_DISPLAY").current_dir(std::env::temp_dir());
+        command
+    };
+    let out = studio().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("Usage: spae-studio [OPTIONS] [IMAGE]") && help.contains("--model") && help.contains("--llm"), "{help}");
+    let out = studio().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("spae-studio "));
+    for (args, expected) in [
+        (vec!["/no/such/photo.png"], "the image /no/such/photo.png does not exist"),
+        (vec!["--model", "/no/such/model"], "the model folder /no/such/model does not exist"),
+        (vec!["--llm", "/no/such.gguf"], "the LLM file /no/such.gguf does not exist"),
+    ] {
+        let out = studio().args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&out).contains(expected), "{args:?}: {}", stderr(&out));
+    }
 }
 
 #[test]
@@ -121,8 +187,11 @@ fn a_gpu_capable_decode_prints_no_runtime_dir_error() {
     let dir = common::fresh_dir("cli-bad-xdg");
     let text = dir.join("cat.txt");
     assert!(spae().args(["encode", "assets/samples/cat-face.png", "-o"]).arg(&text).status().unwrap().success());
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
     let out = spae()
         .env_remove("XDG_RUNTIME_DIR")
+        .env("TMPDIR", &tmp)
         .arg("decode")
         .arg(&text)
         .arg("-o")
@@ -132,4 +201,10 @@ fn a_gpu_capable_decode_prints_no_runtime_dir_error() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stderr(&out).contains("XDG_RUNTIME_DIR"), "{}", stderr(&out));
+    // The private folder it made instead: ours, and closed to everyone else.
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let made = std::fs::symlink_metadata(tmp.join(format!("spae-runtime-{uid}"))).unwrap();
+    assert!(made.is_dir() && made.uid() == uid && made.mode() & 0o777 == 0o700, "mode {:o}", made.mode());
 }

@@ -135,3 +135,12 @@ fn prepare_gives_the_same_pixels_for_every_colour_type() {
     let tall = DynamicImage::ImageRgb8(RgbImage::from_fn(30, 50, |x, y| Rgb([x as u8 * 8, y as u8 * 5, 7])));
     assert_eq!(image_io::prepare(&tall, 8), reference_prepare(&tall, 8));
 }
+
+#[test]
+fn damaged_png_data_is_refused_by_its_checksums() {
+    let mut png = encoded(ImageFormat::Png);
+    // A byte inside the first IDAT chunk's compressed data: its CRC no longer matches.
+    let idat = png.windows(4).position(|w| w == b"IDAT").expect("an IDAT chunk");
+    png[idat + 40] ^= 0x5A;
+    assert!(image_io::decode(&png).is_err());
+}

@@ -190,7 +190,8 @@ fn a_generation_streams_frames_that_the_timeline_steps_through_and_the_editor_op
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     written.sort();
-    assert_eq!(written, ["frame-000.png", "frame-001.png", "frame-002.png"]);
+    // The frames, and the mark that lets a later export replace them.
+    assert_eq!(written, [".spae-generation", "frame-000.png", "frame-001.png", "frame-002.png"]);
     for (step, (_, _, image)) in frames.iter().enumerate() {
         let file = spae::image_io::load(&dir.join(format!("frame-{step:03}.png")))
             .unwrap()

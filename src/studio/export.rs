@@ -41,6 +41,10 @@ impl StudioApp {
             ExportKind::ContactSheet => ("Export the layer prefixes", format!("{stem}-prefixes.png"), "png"),
         };
         let Some(path) = self.dialog.save_file(title, &file_name, extension) else { return };
+        if let Err(e) = atomic_file::check_not_input(&document.path, &path) {
+            self.notify_error(format!("{e:#}"));
+            return;
+        }
         let written = match kind {
             ExportKind::Reconstruction => image_io::save_png(shown, &path),
             ExportKind::ReconstructionUpscaled => image_io::save_png(&image_io::upscale(shown, UPSCALE), &path),
@@ -94,7 +98,7 @@ impl StudioApp {
 /// Every frame as `frame-NNN.png` (NNN: its step) in `folder`, after removing an earlier
 /// generation's files there; stops at the first failure, saying how many were written.
 fn write_frames(frames: &[GeneratedFrame], folder: &Path) -> Result<String> {
-    let removed = denoising::clear_output_folder(folder)?;
+    let removed = denoising::clear_output_folder(folder, None)?;
     for (written, frame) in frames.iter().enumerate() {
         let path = folder.join(denoising::frame_file_name(frame.frame.step));
         image_io::save_png(&frame.image, &path)

@@ -209,13 +209,15 @@ impl Resources {
     }
 
     /// The LLM and its tokenizer, loaded on first use.
-    fn llm(&mut self, reporter: &Reporter) -> Result<&(SmolLm, Tokenizer)> {
+    fn llm(&mut self, model: &SpaeModel, reporter: &Reporter) -> Result<&(SmolLm, Tokenizer)> {
         if self.llm.is_none() {
             reporter.send(Outcome::LoadingLlm);
             let start = Instant::now();
-            let loaded = LlmFile::open(paths::LLM_GGUF)
+            // The LLM whose embeddings are the model's codebook.
+            let path = model.codebook().source().map_or_else(|| paths::resolve(paths::LLM_GGUF), Path::to_path_buf);
+            let loaded = LlmFile::open(&path)
                 .and_then(|file| Ok((SmolLm::load(&file)?, Tokenizer::from_gguf(&file)?)))
-                .with_context(|| format!("cannot load the LLM from {}", paths::LLM_GGUF));
+                .with_context(|| format!("cannot load the LLM from {}", path.display()));
             match loaded {
                 Ok(llm) => {
                     self.llm = Some(llm);
@@ -271,7 +273,7 @@ impl Resources {
         };
         let chosen = pool.choose(text, job.examples, job.options.seed);
         let examples = pool.examples(model, &chosen, job.task, layers)?;
-        let (llm, tokenizer) = self.llm(reporter)?;
+        let (llm, tokenizer) = self.llm(model, reporter)?;
         let denoiser = Denoiser {
             llm,
             tokenizer,
@@ -332,7 +334,7 @@ impl Resources {
             support,
             query,
         };
-        let (llm, tokenizer) = self.llm(reporter)?;
+        let (llm, tokenizer) = self.llm(model, reporter)?;
         let answer = fewshot::classify(llm, tokenizer, model.codebook().vocabulary(), &task)?;
         Ok(Classified {
             classes: task.classes,
@@ -346,16 +348,16 @@ impl Resources {
 
 /// The shipped example pool, or why there is none and how to make it.
 fn load_pool(model: &SpaeModel) -> Result<Pool> {
-    let dir = Path::new(paths::POOL);
+    let dir = paths::resolve(paths::POOL);
     if !pool_exists() {
         return Err(anyhow!("{}", missing_pool_message()));
     }
-    Pool::load(dir, model.config().resolution as u32)
+    Pool::load(&dir, model.config().resolution as u32)
 }
 
 /// Whether the shipped example pool is in place.
 pub fn pool_exists() -> bool {
-    let dir = Path::new(paths::POOL);
+    let dir = paths::resolve(paths::POOL);
     dir.join("pool.png").is_file() && dir.join("pool.jsonl").is_file()
 }
 

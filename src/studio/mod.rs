@@ -374,10 +374,32 @@ impl eframe::App for StudioApp {
     }
 }
 
-/// Opens the shipped model and runs the studio window on the sample image.
-pub fn run() -> Result<()> {
-    let model = SpaeModel::open(Path::new(crate::paths::DEFAULT_MODEL_DIR), Path::new(crate::paths::LLM_GGUF), true)?;
-    let model = Arc::new(model);
+/// What the studio starts on: `spae-studio [IMAGE] [--model DIR] [--llm FILE]`.
+pub struct Launch {
+    /// The image to open; none: the shipped sample.
+    pub image: Option<PathBuf>,
+    /// The model folder; none: the shipped model (an initialised one, labelled untrained,
+    /// where it is missing).
+    pub model: Option<PathBuf>,
+    /// The LLM whose embeddings are the codebook; none: the shipped one.
+    pub llm: Option<PathBuf>,
+}
+
+/// Opens the model and runs the studio window. Paths the user named that do not exist are
+/// refused here, naming them, before any window opens.
+pub fn run(launch: &Launch) -> Result<()> {
+    for (path, what) in [(&launch.image, "image"), (&launch.model, "model folder"), (&launch.llm, "LLM file")] {
+        if let Some(path) = path {
+            anyhow::ensure!(path.exists(), "the {what} {} does not exist", path.display());
+        }
+    }
+    if let Some(image) = &launch.image {
+        anyhow::ensure!(image.is_file(), "{} is not a file: name an image to open", image.display());
+    }
+    let model_dir = launch.model.clone().unwrap_or_else(|| crate::paths::resolve(crate::paths::DEFAULT_MODEL_DIR));
+    let llm = launch.llm.clone().unwrap_or_else(|| crate::paths::resolve(crate::paths::LLM_GGUF));
+    let model = Arc::new(SpaeModel::open(&model_dir, &llm, launch.model.is_none())?);
+    let image = launch.image.clone().unwrap_or_else(|| crate::paths::resolve(SAMPLE_IMAGE));
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_inner_size([1480.0, 980.0])
@@ -390,7 +412,7 @@ pub fn run() -> Result<()> {
         options,
         Box::new(move |cc| {
             let dialog = Box::new(NativeDialog::default());
-            let app = StudioApp::new(cc, model, dialog, Path::new(SAMPLE_IMAGE), GpuUse::from_env());
+            let app = StudioApp::new(cc, model, dialog, &image, GpuUse::from_env());
             Ok(Box::new(app) as Box<dyn eframe::App>)
         }),
     )

@@ -102,7 +102,7 @@ impl Worker {
         let thread = std::thread::Builder::new()
             .name("spae-studio-worker".into())
             .spawn(move || {
-                let teacher = SemanticTeacher::load(Path::new(paths::TEACHER), Path::new(paths::IMAGENET_CLASSES), model.codebook())
+                let teacher = SemanticTeacher::load(&paths::resolve(paths::TEACHER), &paths::resolve(paths::IMAGENET_CLASSES), model.codebook())
                     .map_err(|e| format!("{e:#}"));
                 run(&model, &mut gpu, teacher.as_ref(), &job_rx, &outcome_tx, &ctx)
             })

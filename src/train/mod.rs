@@ -18,7 +18,7 @@ pub mod semantic;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use candle_core::Tensor;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
@@ -93,7 +93,7 @@ impl Inputs {
             None => None,
         };
         let teacher = if options.perceptual_weight > 0.0 {
-            Some(EfficientNetLite0::load(std::path::Path::new(crate::paths::TEACHER))?)
+            Some(EfficientNetLite0::load(&crate::paths::resolve(crate::paths::TEACHER))?)
         } else {
             None
         };
@@ -178,7 +178,9 @@ fn save(model: &SpaeModel, optimizer: &AdamW, options: &TrainOptions, elapsed: f
     Checkpoint::save(&options.run_dir, model, optimizer, elapsed)?;
     if let Some(dir) = &options.export_dir {
         model.save(dir)?;
-        std::fs::copy(options.run_dir.join("log.csv"), dir.join(EXPORTED_LOG))?;
+        let log_path = options.run_dir.join("log.csv");
+        let log_bytes = std::fs::read(&log_path).with_context(|| format!("cannot read {}", log_path.display()))?;
+        crate::atomic_file::write(&dir.join(EXPORTED_LOG), &log_bytes)?;
     }
     Ok(())
 }

@@ -148,7 +148,8 @@ pub fn generate(model: &SpaeModel, llm_path: &Path, args: &GenerateArgs) -> Resu
     eprintln!("examples: {}", chosen.iter().map(|&i| pool.text(i)).collect::<Vec<_>>().join(", "));
     let examples = pool.examples(model, &chosen, task, layers)?;
     let denoiser = Denoiser { llm: &llm, tokenizer: &tokenizer, vocabulary: model.codebook().vocabulary(), shape: model.shape() };
-    let removed = spae::denoising::clear_output_folder(args.output)?;
+    denoiser.check(&examples, &query, &args.options)?;
+    let removed = spae::denoising::clear_output_folder(args.output, args.source)?;
     if removed > 0 {
         eprintln!("removed {removed} files of an earlier generation from {}", args.output.display());
     }
@@ -215,13 +216,13 @@ fn strip(images: &[image::RgbImage], scale: u32) -> image::RgbImage {
 
 /// Generation judged by the semantic teacher against images from random words.
 pub fn eval_generate(model: &SpaeModel, llm_path: &Path, seeds: u64, examples: usize, options: &Options, json: bool) -> Result<()> {
-    let pool = Pool::load(Path::new(spae::paths::POOL), model.config().resolution as u32)?;
+    let pool = Pool::load(&spae::paths::resolve(spae::paths::POOL), model.config().resolution as u32)?;
     let candidates = spae::generation_eval::categories(&pool, model, examples);
     eprintln!("{} prompts: {}", candidates.len(), candidates.join(", "));
     let (llm, tokenizer) = open_llm(llm_path)?;
     let teacher = spae::teacher::relevance::SemanticTeacher::load(
-        Path::new(spae::paths::TEACHER),
-        Path::new(spae::paths::IMAGENET_CLASSES),
+        &spae::paths::resolve(spae::paths::TEACHER),
+        &spae::paths::resolve(spae::paths::IMAGENET_CLASSES),
         model.codebook(),
     )?;
     let denoiser = Denoiser { llm: &llm, tokenizer: &tokenizer, vocabulary: model.codebook().vocabulary(), shape: model.shape() };

