@@ -1,4 +1,4 @@
-// SAQ dequantization from token ids (SPAE.md section 3): for batch item b decoded from
+// SAQ dequantization from token ids (docs/method.md section 3): for batch item b decoded from
 // its first k layers, zhat(c, y, x) = (1/k) sum_{l<=k} codebook[token_l(cell of y, x)][c].
 // Layer l (0-based here) is a grid of s = min(2^l, G) words; a word owns a (G/s)^2 cell.
 // One invocation per latent value; workgroups along y are batch items.

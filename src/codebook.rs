@@ -1,7 +1,7 @@
 //! The frozen codebook: the LLM's own input embeddings of the lexical vocabulary.
 //!
 //! Row i is `token_embd.weight[token_id(i)]`, dequantized from the GGUF and never trained
-//! or projected (SPAE.md section 1). Nearest-word search is exact: for targets t it picks
+//! or projected (docs/method.md section 1). Nearest-word search is exact: for targets t it picks
 //! argmin_k ||t - e_k||^2 = argmin_k (||e_k||^2 - 2 t.e_k), computed as a matrix product
 //! over blocks of codebook rows with the argmin fused in, so the full distance matrix is
 //! never stored.

@@ -1,4 +1,4 @@
-//! Progressive in-context denoising (SPAE.md section 7): the frozen LLM writes an image's
+//! Progressive in-context denoising (docs/method.md section 7): the frozen LLM writes an image's
 //! words, step by step, from examples in its prompt.
 //!
 //! The prompt holds (condition, image words) examples and then the query's condition; the

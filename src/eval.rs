@@ -1,4 +1,4 @@
-//! `spae eval`: quality on the held-out split (SPAE.md section 8): reconstruction for
+//! `spae eval`: quality on the held-out split (docs/method.md section 8): reconstruction for
 //! every layer prefix, and the semantic precision of the upper layers' words.
 
 use std::collections::HashSet;
@@ -13,7 +13,7 @@ use crate::model::SpaeModel;
 use crate::report::{SheetRow, SheetWords};
 use crate::teacher::relevance::Relevance;
 
-/// The layers whose words are judged for meaning (L_sem, SPAE.md section 4).
+/// The layers whose words are judged for meaning (L_sem, docs/method.md section 4).
 pub const SEMANTIC_LAYERS: usize = 3;
 
 #[derive(Debug, Serialize)]

@@ -1,4 +1,4 @@
-//! Few-shot image classification with the frozen LLM (SPAE.md section 6).
+//! Few-shot image classification with the frozen LLM (docs/method.md section 6).
 //!
 //! Each support image is written as the words of its first pyramid layers, followed by its
 //! class name; the query image's words follow, and the answer is the class name the LLM
@@ -33,7 +33,7 @@ pub struct Answer {
     pub class: usize,
 }
 
-/// The prompt of SPAE.md section 6 as token ids.
+/// The prompt of docs/method.md section 6 as token ids.
 pub fn prompt(tokenizer: &Tokenizer, vocabulary: &Vocabulary, task: &Task) -> Vec<u32> {
     let image = |words: &[u32]| words.iter().map(|&w| vocabulary.token_id(w)).collect::<Vec<_>>();
     let mut tokens = tokenizer.encode(&format!(

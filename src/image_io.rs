@@ -16,7 +16,7 @@ use image::{
 pub const MAX_SIDE: u32 = 16_384;
 /// Largest allocation the decoder may make for one image.
 const MAX_DECODE_BYTES: u64 = 1 << 30;
-/// Transparent pixels are composited on this light grey (DATA.md), in training and use alike.
+/// Transparent pixels are composited on this light grey (docs/data.md), in training and use alike.
 pub const BACKGROUND: Rgb<u8> = Rgb([224, 224, 224]);
 // Grey images with alpha are composited in one channel (see `prepare`).
 const _: () = assert!(BACKGROUND.0[0] == BACKGROUND.0[1] && BACKGROUND.0[1] == BACKGROUND.0[2]);

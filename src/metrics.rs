@@ -1,4 +1,4 @@
-//! Reconstruction metrics (SPAE.md section 8): PSNR and SSIM on 8-bit RGB images.
+//! Reconstruction metrics (docs/method.md section 8): PSNR and SSIM on 8-bit RGB images.
 
 use image::RgbImage;
 

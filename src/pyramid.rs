@@ -1,11 +1,11 @@
-//! The token pyramid (SPAE.md section 2): layer l is a grid of s_l x s_l words with
+//! The token pyramid (docs/method.md section 2): layer l is a grid of s_l x s_l words with
 //! s_l = min(2^(l-1), G) over a G x G latent; a layer-l token owns a cell of
 //! (G/s_l)^2 latent positions.
 
 use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 
-/// Which latent positions of a cell feed its quantization target (SPAE.md section 2).
+/// Which latent positions of a cell feed its quantization target (docs/method.md section 2).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CellTarget {

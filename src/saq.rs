@@ -1,4 +1,4 @@
-//! Streaming average quantization (SAQ, SPAE.md section 3).
+//! Streaming average quantization (SAQ, docs/method.md section 3).
 //!
 //! For a latent position p covered by tokens k_1(p)..k_L(p), the first l layers dequantize
 //! to the running mean zhat_l(p) = (1/l) sum_{i<=l} e(k_i(p)). Layer l picks, for each

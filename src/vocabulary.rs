@@ -1,4 +1,4 @@
-//! The lexical vocabulary: the LLM tokens that are whole English words (SPAE.md section 1).
+//! The lexical vocabulary: the LLM tokens that are whole English words (docs/method.md section 1).
 //!
 //! A token qualifies when it starts with the byte-level space marker `Ġ` and the rest is
 //! three or more ASCII letters. The `size` lowest token ids are kept: BPE merges come
@@ -12,7 +12,7 @@ use anyhow::{bail, Result};
 /// The byte-level BPE marker for a leading space.
 const SPACE_MARKER: char = 'Ġ';
 
-/// Default number of words kept (SPAE.md section 1).
+/// Default number of words kept (docs/method.md section 1).
 pub const DEFAULT_SIZE: usize = 16_384;
 
 pub struct Vocabulary {

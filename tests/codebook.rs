@@ -11,7 +11,7 @@ fn vocabulary_keeps_the_lowest_whole_word_tokens() {
     let tokens = file.tokens().unwrap();
     assert_eq!(tokens.len(), 49_152);
     let all_lexical: Vec<usize> = (0..tokens.len()).filter(|&i| lexical_word(&tokens[i]).is_some()).collect();
-    assert_eq!(all_lexical.len(), 30_570, "SPAE.md counts 30,570 whole-word tokens");
+    assert_eq!(all_lexical.len(), 30_570, "docs/method.md section 1 counts 30,570 whole-word tokens");
     let codebook = common::codebook();
     let vocabulary = codebook.vocabulary();
     assert_eq!(vocabulary.len(), 16_384);

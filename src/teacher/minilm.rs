@@ -1,6 +1,6 @@
 //! all-MiniLM-L6-v2 (sentence-transformers; Wang et al., MiniLM, arXiv 2002.10957, tuned
 //! on sentence pairs): a small BERT text encoder, one candidate word-similarity space for
-//! the semantic teacher (SPAE.md section 5).
+//! the semantic teacher (docs/method.md section 5).
 //!
 //! BERT (Devlin et al., arXiv 1810.04805) with 6 layers, hidden size 384, 12 heads, GELU
 //! and post-LayerNorm; a sentence's embedding is the mean of its last hidden states over

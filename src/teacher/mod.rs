@@ -1,4 +1,4 @@
-//! The semantic teacher (SPAE.md section 5): what stands in for CLIP.
+//! The semantic teacher (docs/method.md section 5): what stands in for CLIP.
 
 pub mod efficientnet;
 pub mod minilm;

@@ -1,4 +1,4 @@
-//! Relevance of every vocabulary word to an image (SPAE.md section 5): the stand-in for
+//! Relevance of every vocabulary word to an image (docs/method.md section 5): the stand-in for
 //! CLIP's word-image relevance that guides the semantic layers.
 //!
 //! r(I, k) is word k's best similarity to an anchor: the words of the image's own text

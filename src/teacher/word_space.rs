@@ -1,4 +1,4 @@
-//! A word-similarity space for the semantic teacher (SPAE.md section 5), and how well it
+//! A word-similarity space for the semantic teacher (docs/method.md section 5), and how well it
 //! finds an image's own words.
 //!
 //! A space is one embedding row per vocabulary word (any width): the LLM's codebook rows,

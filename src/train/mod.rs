@@ -1,4 +1,4 @@
-//! `spae train`: the SPAE training loop (SPAE.md section 4) with resumable checkpoints.
+//! `spae train`: the SPAE training loop (docs/method.md section 4) with resumable checkpoints.
 //!
 //! Losses this loop optimises: pixel MSE of a decoded layer prefix (half the images
 //! decode all layers, the rest a random shorter prefix, so every prefix decodes), the

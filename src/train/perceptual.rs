@@ -1,4 +1,4 @@
-//! Perceptual loss (SPAE.md section 4): the paper uses LPIPS; no LPIPS or VGG weights can
+//! Perceptual loss (docs/method.md section 4): the paper uses LPIPS; no LPIPS or VGG weights can
 //! be had here, so the distance is taken between the frozen teacher's early features
 //! (EfficientNet-Lite0 after its stem and first stages, at the model's resolution), each
 //! layer's squared difference normalised by the original's mean squared activation.

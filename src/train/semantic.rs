@@ -1,4 +1,4 @@
-//! Semantic guidance (SPAE.md section 4, ours): at the cells of the upper layers, the
+//! Semantic guidance (docs/method.md section 4, ours): at the cells of the upper layers, the
 //! model's distribution over words p(k) = softmax(-||t - e(k)||^2 / tau), where t is the
 //! cell's SAQ target, is pulled towards the teacher's q = softmax(r / tau_r) over the
 //! image's most relevant words by cross-entropy, with weights halving at each layer down.

@@ -1,5 +1,5 @@
 //! `compare-similarity`: which word-similarity space gives the semantic teacher better
-//! words (SPAE.md section 5, "pick by measurement"): the LLM's own embeddings (the
+//! words (docs/method.md section 5, "pick by measurement"): the LLM's own embeddings (the
 //! codebook) or all-MiniLM-L6-v2.
 //!
 //! Protocol, on the held-out split's images that have at least one text word: the

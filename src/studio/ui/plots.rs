@@ -7,7 +7,7 @@ use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints};
 
 use super::super::{relevance, view::Summary, StudioApp};
 
-/// The semantic layers (SPAE.md section 4: L_sem = 3) whose words' relevance is plotted.
+/// The semantic layers (docs/method.md section 4: L_sem = 3) whose words' relevance is plotted.
 const SEMANTIC_LAYERS: usize = 3;
 
 impl StudioApp {
