@@ -41,9 +41,7 @@ fn search(c: &mut Criterion) {
     let lhs = Tensor::from_slice(&queries, (m, dim), &Device::Cpu).unwrap();
     let rhs = codebook.embeddings().t().unwrap();
     group.bench_function("candle_matmul_597x576x16384", |b| b.iter(|| lhs.matmul(&rhs).unwrap()));
-    group.bench_function("candle_matmul_argmin_597", |b| {
-        b.iter(|| lhs.matmul(&rhs).unwrap().argmax(1).unwrap())
-    });
+    group.bench_function("candle_matmul_argmin_597", |b| b.iter(|| lhs.matmul(&rhs).unwrap().argmax(1).unwrap()));
     group.finish();
 
     // SAQ over a whole latent: the layer order must not multiply the search cost.

@@ -26,7 +26,9 @@ fn decode(c: &mut Criterion) {
     group.sample_size(20);
     group.bench_function("cpu_1_image", |b| b.iter(|| model.decode(&pyramid, layers).unwrap()));
     // The studio's CPU path: one prefix at a time (a batch of six is three times slower).
-    group.bench_function("cpu_6_prefixes", |b| b.iter(|| (1..=layers).map(|k| model.decode(&pyramid, k).unwrap()).collect::<Vec<_>>()));
+    group.bench_function("cpu_6_prefixes", |b| {
+        b.iter(|| (1..=layers).map(|k| model.decode(&pyramid, k).unwrap()).collect::<Vec<_>>())
+    });
     match Gpu::headless() {
         Ok(gpu) => {
             eprintln!("GPU adapter: {}", gpu.adapter);

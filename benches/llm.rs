@@ -18,8 +18,7 @@ const GENERATED_TOKENS: usize = 64;
 
 /// A `PROMPT_TOKENS`-token prompt of ordinary English text.
 fn prompt(tokenizer: &Tokenizer) -> Vec<u32> {
-    let text =
-        "The old lighthouse keeper climbed the spiral stairs every evening, counting the steps \
+    let text = "The old lighthouse keeper climbed the spiral stairs every evening, counting the steps \
                 as his father had taught him, and lit the great lamp that warned the fishing boats \
                 away from the rocks. ";
     let mut tokens = Vec::new();
@@ -39,11 +38,7 @@ fn llm(c: &mut Criterion) {
     group.sample_size(10);
     group.throughput(Throughput::Elements(PROMPT_TOKENS as u64));
     group.bench_function("prompt_256_tokens", |b| {
-        b.iter(|| {
-            model
-                .logits_last(&prompt, 0, &mut model.new_cache())
-                .unwrap()
-        })
+        b.iter(|| model.logits_last(&prompt, 0, &mut model.new_cache()).unwrap())
     });
 
     let mut prefilled = model.new_cache();

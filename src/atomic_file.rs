@@ -44,7 +44,9 @@ fn write_temporary(path: &Path, fill: impl FnOnce(&mut NamedTempFile) -> Result<
         .suffix(PARTIAL)
         .permissions(Permissions::from_mode(mode))
         .tempfile_in(dir)
-        .with_context(|| format!("cannot write {}: cannot create a temporary file in {}", path.display(), dir.display()))?;
+        .with_context(|| {
+            format!("cannot write {}: cannot create a temporary file in {}", path.display(), dir.display())
+        })?;
     (|| -> Result<()> {
         fill(&mut temporary)?;
         temporary.as_file().sync_all()?;
@@ -118,7 +120,10 @@ pub fn check_target(path: &Path) -> Result<()> {
     } else {
         "not a regular file"
     };
-    bail!("will not write {}: it is {what}; name a regular file (or `-` for standard output where offered)", path.display())
+    bail!(
+        "will not write {}: it is {what}; name a regular file (or `-` for standard output where offered)",
+        path.display()
+    )
 }
 
 /// Refuses an output that is the input file itself (by device and inode, so another

@@ -86,18 +86,30 @@ impl Pool {
     /// `dir/pool.jsonl` (one label per image).
     pub fn load(dir: &Path, resolution: u32) -> Result<Self> {
         let labels_path = dir.join("pool.jsonl");
-        let text = std::fs::read_to_string(&labels_path).with_context(|| format!("cannot read {}", labels_path.display()))?;
+        let text =
+            std::fs::read_to_string(&labels_path).with_context(|| format!("cannot read {}", labels_path.display()))?;
         let labels = text
             .lines()
             .enumerate()
-            .map(|(i, line)| serde_json::from_str(line).with_context(|| format!("{} line {}", labels_path.display(), i + 1)))
+            .map(|(i, line)| {
+                serde_json::from_str(line).with_context(|| format!("{} line {}", labels_path.display(), i + 1))
+            })
             .collect::<Result<Vec<Label>>>()?;
         let atlas = image_io::load(&dir.join("pool.png"))?.to_rgb8();
         let r = resolution;
-        ensure!(atlas.width() == ATLAS_COLUMNS * r, "{} is not {ATLAS_COLUMNS} images of {r} px wide", dir.join("pool.png").display());
-        ensure!(atlas.height() >= (labels.len() as u32).div_ceil(ATLAS_COLUMNS) * r, "the pool atlas has fewer images than labels");
+        ensure!(
+            atlas.width() == ATLAS_COLUMNS * r,
+            "{} is not {ATLAS_COLUMNS} images of {r} px wide",
+            dir.join("pool.png").display()
+        );
+        ensure!(
+            atlas.height() >= (labels.len() as u32).div_ceil(ATLAS_COLUMNS) * r,
+            "the pool atlas has fewer images than labels"
+        );
         let images = (0..labels.len() as u32)
-            .map(|i| image::imageops::crop_imm(&atlas, (i % ATLAS_COLUMNS) * r, (i / ATLAS_COLUMNS) * r, r, r).to_image())
+            .map(|i| {
+                image::imageops::crop_imm(&atlas, (i % ATLAS_COLUMNS) * r, (i / ATLAS_COLUMNS) * r, r, r).to_image()
+            })
             .collect();
         Ok(Self { images, labels })
     }
@@ -111,10 +123,16 @@ impl Pool {
         let mut atlas = RgbImage::from_pixel(ATLAS_COLUMNS * r, rows * r, image_io::BACKGROUND);
         for (i, image) in self.images.iter().enumerate() {
             let i = i as u32;
-            image::imageops::replace(&mut atlas, image, ((i % ATLAS_COLUMNS) * r) as i64, ((i / ATLAS_COLUMNS) * r) as i64);
+            image::imageops::replace(
+                &mut atlas,
+                image,
+                ((i % ATLAS_COLUMNS) * r) as i64,
+                ((i / ATLAS_COLUMNS) * r) as i64,
+            );
         }
         image_io::save_png(&atlas, &dir.join("pool.png"))?;
-        let lines: Vec<String> = self.labels.iter().map(|l| serde_json::to_string(l).expect("labels serialise")).collect();
+        let lines: Vec<String> =
+            self.labels.iter().map(|l| serde_json::to_string(l).expect("labels serialise")).collect();
         crate::atomic_file::write(&dir.join("pool.jsonl"), (lines.join("\n") + "\n").as_bytes())
     }
 

@@ -73,8 +73,18 @@ impl Options {
     /// Checks the options against a pyramid shape; callers run it before any costly work.
     pub fn validate(&self, shape: &PyramidShape) -> Result<()> {
         ensure!(self.steps >= 1, "generation needs at least one step");
-        ensure!((1..=shape.layers()).contains(&self.layers), "layers must be 1..={}, not {}", shape.layers(), self.layers);
-        ensure!(self.ar_layers <= self.layers, "AR layers ({}) exceed the generated layers ({})", self.ar_layers, self.layers);
+        ensure!(
+            (1..=shape.layers()).contains(&self.layers),
+            "layers must be 1..={}, not {}",
+            shape.layers(),
+            self.layers
+        );
+        ensure!(
+            self.ar_layers <= self.layers,
+            "AR layers ({}) exceed the generated layers ({})",
+            self.ar_layers,
+            self.layers
+        );
         ensure!(
             self.temperature.is_finite() && self.temperature >= 0.0,
             "the temperature must be a finite number, 0 or more (not {})",
@@ -188,7 +198,8 @@ impl Denoiser<'_> {
         let mut rng = StdRng::seed_from_u64(options.seed);
         let mut words: Vec<u32> = (0..n).map(|_| rng.random_range(0..words_total)).collect();
         let mut frames = vec![Frame { step: 0, corruption: 1.0, words: words.clone(), changed: (0..n).collect() }];
-        let mut generation = Generation { frames: Vec::new(), tokens_run: 0, tokens_without_reuse: 0, cancelled: false };
+        let mut generation =
+            Generation { frames: Vec::new(), tokens_run: 0, tokens_without_reuse: 0, cancelled: false };
         if on_frame(&frames[0]).is_break() {
             generation.frames = frames;
             generation.cancelled = true;
@@ -227,7 +238,8 @@ impl Denoiser<'_> {
             if n_ar < n {
                 let start = cache.len();
                 let tokens: Vec<u32> = next[n_ar..n - 1].iter().map(|&w| self.vocabulary.token_id(w)).collect();
-                let rows = if tokens.is_empty() { Vec::new() } else { self.llm.logits_all(&tokens, start, &mut cache)? };
+                let rows =
+                    if tokens.is_empty() { Vec::new() } else { self.llm.logits_all(&tokens, start, &mut cache)? };
                 generation.tokens_run += tokens.len();
                 generation.tokens_without_reuse += start + tokens.len();
                 let vocab = self.llm.config().vocab;
@@ -339,7 +351,10 @@ pub fn clear_output_folder(dir: &Path, keep: Option<&Path>) -> Result<usize> {
         if let Some(keep) = keep {
             let kept = std::fs::canonicalize(keep).ok();
             if let Some(clash) = earlier.iter().find(|p| kept.is_some() && std::fs::canonicalize(p).ok() == kept) {
-                anyhow::bail!("the source image {} would be replaced by this run's output: copy it elsewhere first", clash.display());
+                anyhow::bail!(
+                    "the source image {} would be replaced by this run's output: copy it elsewhere first",
+                    clash.display()
+                );
             }
         }
     }

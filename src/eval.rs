@@ -31,7 +31,13 @@ pub struct Report {
 
 /// Encodes the first `limit` images of `data`, decodes every prefix, and, given the
 /// teacher's relevances for `data`, scores the words of the upper layers.
-pub fn evaluate(model: &SpaeModel, data: &Dataset, relevances: Option<&[Relevance]>, limit: usize, batch_size: usize) -> Result<Report> {
+pub fn evaluate(
+    model: &SpaeModel,
+    data: &Dataset,
+    relevances: Option<&[Relevance]>,
+    limit: usize,
+    batch_size: usize,
+) -> Result<Report> {
     let layers = model.shape().layers();
     let count = data.len().min(limit);
     let (mut psnr_sum, mut ssim_sum) = (vec![0.0; layers], vec![0.0; layers]);
@@ -79,7 +85,12 @@ pub fn evaluate(model: &SpaeModel, data: &Dataset, relevances: Option<&[Relevanc
 /// The report's sheet: `count` held-out images spread evenly over the split, each with
 /// every model's upper-layer words marked against the teacher's top words, and its
 /// reconstruction from all layers by the first model.
-pub fn sheet_rows(models: &[(&str, &SpaeModel)], data: &Dataset, relevances: &[Relevance], count: usize) -> Result<Vec<SheetRow>> {
+pub fn sheet_rows(
+    models: &[(&str, &SpaeModel)],
+    data: &Dataset,
+    relevances: &[Relevance],
+    count: usize,
+) -> Result<Vec<SheetRow>> {
     let count = count.min(data.len());
     (0..count)
         .map(|i| {

@@ -56,7 +56,11 @@ pub fn classify(llm: &SmolLm, tokenizer: &Tokenizer, vocabulary: &Vocabulary, ta
     ensure!(task.classes.len() >= 2, "a class set needs at least two classes, not {}", task.classes.len());
     ensure!(!task.support.is_empty(), "no support images: each class needs at least one labelled example");
     for (words, label) in &task.support {
-        ensure!(*label < task.classes.len(), "a support image is labelled {label}, but there are {} classes", task.classes.len());
+        ensure!(
+            *label < task.classes.len(),
+            "a support image is labelled {label}, but there are {} classes",
+            task.classes.len()
+        );
         ensure!(!words.is_empty(), "a support image has no words");
     }
     ensure!(!task.query.is_empty(), "the query image has no words");
@@ -72,10 +76,8 @@ pub fn classify(llm: &SmolLm, tokenizer: &Tokenizer, vocabulary: &Vocabulary, ta
     let mut cache = llm.new_cache();
     let first = log_softmax(&llm.logits_last(&prompt, 0, &mut cache)?);
     let after_prompt = cache.clone();
-    let scores = names
-        .iter()
-        .map(|name| score(llm, &first, name, &after_prompt, &mut cache))
-        .collect::<Result<Vec<f32>>>()?;
+    let scores =
+        names.iter().map(|name| score(llm, &first, name, &after_prompt, &mut cache)).collect::<Result<Vec<f32>>>()?;
     let class = scores.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
     Ok(Answer { prompt, scores, class })
 }
@@ -151,7 +153,8 @@ pub fn read_support(path: &std::path::Path) -> Result<(Vec<String>, Vec<Labelled
             }
         }
     } else {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the support list {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the support list {}", path.display()))?;
         let base = path.parent().unwrap_or(std::path::Path::new("."));
         for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let (label, image) = line

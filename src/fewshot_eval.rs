@@ -56,7 +56,8 @@ pub struct Classes {
 
 /// The class name of a category label: lower case, separators as spaces.
 pub fn class_name(category: &str) -> String {
-    let spaced: String = category.chars().map(|c| if c.is_alphanumeric() { c.to_ascii_lowercase() } else { ' ' }).collect();
+    let spaced: String =
+        category.chars().map(|c| if c.is_alphanumeric() { c.to_ascii_lowercase() } else { ' ' }).collect();
     spaced.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 

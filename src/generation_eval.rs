@@ -46,7 +46,12 @@ pub fn categories(pool: &Pool, model: &SpaeModel, min_images: usize) -> Vec<Stri
 }
 
 /// The candidate the teacher finds most relevant to each image.
-pub fn assign(teacher: &SemanticTeacher, model: &SpaeModel, images: &[RgbImage], candidates: &[String]) -> Result<Vec<usize>> {
+pub fn assign(
+    teacher: &SemanticTeacher,
+    model: &SpaeModel,
+    images: &[RgbImage],
+    candidates: &[String],
+) -> Result<Vec<usize>> {
     let vocabulary = model.codebook().vocabulary();
     let words: Vec<Vec<u32>> = candidates.iter().map(|c| text_words(c, vocabulary)).collect();
     let texts = vec![String::new(); images.len()];
@@ -88,11 +93,17 @@ pub fn evaluate(
             let options = Options { seed: options.seed + seed, ..options.clone() };
             let chosen = pool.choose(Some(prompt), examples, options.seed);
             let context = pool.examples(model, &chosen, Task::TextToImage, options.layers)?;
-            let generation = denoiser.generate(&context, &Condition::Text(prompt.clone()), &options, |_| ControlFlow::Continue(()))?;
+            let generation = denoiser
+                .generate(&context, &Condition::Text(prompt.clone()), &options, |_| ControlFlow::Continue(()))?;
             let last = generation.frames.last().expect("a generation has its starting frame");
             generated.push(model.decode(&last.pyramid(model)?, model.shape().layers())?);
             let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed ^ 0xA5A5_5A5A);
-            let noise = Frame { step: 0, corruption: 1.0, words: (0..n).map(|_| rng.random_range(0..words_total)).collect(), changed: Vec::new() };
+            let noise = Frame {
+                step: 0,
+                corruption: 1.0,
+                words: (0..n).map(|_| rng.random_range(0..words_total)).collect(),
+                changed: Vec::new(),
+            };
             random.push(model.decode(&noise.pyramid(model)?, model.shape().layers())?);
             labels.push(label);
             progress(&format!("{prompt} (seed {})", options.seed));

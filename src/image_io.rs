@@ -8,8 +8,8 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{Device, Tensor};
 use image::{
-    imageops::FilterType, DynamicImage, GenericImageView, GrayImage, ImageBuffer, ImageFormat, ImageReader, Limits, Luma, Pixel,
-    Rgb, RgbImage, RgbaImage,
+    imageops::FilterType, DynamicImage, GenericImageView, GrayImage, ImageBuffer, ImageFormat, ImageReader, Limits,
+    Luma, Pixel, Rgb, RgbImage, RgbaImage,
 };
 
 /// Largest accepted width or height of an input image.
@@ -73,7 +73,8 @@ pub fn load_prepared(path: &Path, resolution: u32) -> Result<RgbImage> {
                 pixel.0 = [r, g, b, 255];
             }
             let side = rgba.width().min(rgba.height());
-            let view = image::imageops::crop_imm(&rgba, (rgba.width() - side) / 2, (rgba.height() - side) / 2, side, side);
+            let view =
+                image::imageops::crop_imm(&rgba, (rgba.width() - side) / 2, (rgba.height() - side) / 2, side, side);
             DynamicImage::ImageRgba8(fit(&*view, resolution)).to_rgb8()
         }
         image => prepare(&image, resolution),
@@ -93,7 +94,9 @@ pub fn prepare(image: &DynamicImage, resolution: u32) -> RgbImage {
     let y = (image.height() - side) / 2;
     match image {
         DynamicImage::ImageRgb8(rgb) => fit(&*image::imageops::crop_imm(rgb, x, y, side, side), resolution),
-        DynamicImage::ImageLuma8(luma) => grey_to_rgb(&fit(&*image::imageops::crop_imm(luma, x, y, side, side), resolution)),
+        DynamicImage::ImageLuma8(luma) => {
+            grey_to_rgb(&fit(&*image::imageops::crop_imm(luma, x, y, side, side), resolution))
+        }
         DynamicImage::ImageLumaA8(luma) => {
             let grey = GrayImage::from_fn(side, side, |i, j| {
                 let [v, a] = luma.get_pixel(x + i, y + j).0;
@@ -185,9 +188,7 @@ pub fn upscale(image: &RgbImage, factor: u32) -> RgbImage {
 /// An image encoded as PNG.
 pub fn png_bytes(image: &RgbImage) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
-    image
-        .write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
-        .context("cannot encode the PNG")?;
+    image.write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png).context("cannot encode the PNG")?;
     Ok(bytes)
 }
 

@@ -8,7 +8,10 @@ use gemm::{gemm, Parallelism};
 /// buffer.
 pub fn matmul_transposed(x: &[f32], w: &[f32], m: usize, k: usize, n: usize, out: &mut [f32], out_row_stride: usize) {
     assert!(
-        out_row_stride >= n && x.len() >= m * k && w.len() >= n * k && out.len() >= m.saturating_sub(1) * out_row_stride + n,
+        out_row_stride >= n
+            && x.len() >= m * k
+            && w.len() >= n * k
+            && out.len() >= m.saturating_sub(1) * out_row_stride + n,
         "matrix sizes"
     );
     // SAFETY: the asserts above make every index the strides reach lie inside the slices;

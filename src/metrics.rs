@@ -21,7 +21,8 @@ pub fn ssim(a: &RgbImage, b: &RgbImage) -> f64 {
     const RADIUS: usize = 5;
     let (w, h) = (a.width() as usize, a.height() as usize);
     assert!(w > 2 * RADIUS && h > 2 * RADIUS, "SSIM needs images larger than its window");
-    let weights: Vec<f64> = (0..=2 * RADIUS).map(|i| (-((i as f64 - RADIUS as f64).powi(2)) / (2.0 * 1.5 * 1.5)).exp()).collect();
+    let weights: Vec<f64> =
+        (0..=2 * RADIUS).map(|i| (-((i as f64 - RADIUS as f64).powi(2)) / (2.0 * 1.5 * 1.5)).exp()).collect();
     let total: f64 = weights.iter().sum::<f64>().powi(2);
     let (c1, c2) = ((0.01f64 * 255.0).powi(2), (0.03f64 * 255.0).powi(2));
     let mut sum = 0.0;
@@ -34,7 +35,8 @@ pub fn ssim(a: &RgbImage, b: &RgbImage) -> f64 {
                 for dy in 0..=2 * RADIUS {
                     for dx in 0..=2 * RADIUS {
                         let wgt = weights[dy] * weights[dx] / total;
-                        let (va, vb) = (px(a, x + dx - RADIUS, y + dy - RADIUS), px(b, x + dx - RADIUS, y + dy - RADIUS));
+                        let (va, vb) =
+                            (px(a, x + dx - RADIUS, y + dy - RADIUS), px(b, x + dx - RADIUS, y + dy - RADIUS));
                         ma += wgt * va;
                         mb += wgt * vb;
                         saa += wgt * va * va;

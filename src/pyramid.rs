@@ -79,12 +79,7 @@ pub struct Pyramid {
 impl Pyramid {
     /// Checks that each layer holds exactly its grid's number of words.
     pub fn new(shape: PyramidShape, layers: Vec<Vec<u32>>) -> Result<Self> {
-        ensure!(
-            layers.len() == shape.layers(),
-            "{} layers given, the shape has {}",
-            layers.len(),
-            shape.layers()
-        );
+        ensure!(layers.len() == shape.layers(), "{} layers given, the shape has {}", layers.len(), shape.layers());
         for (l, words) in layers.iter().enumerate() {
             let want = shape.tokens_in_layer(l + 1);
             ensure!(words.len() == want, "layer {} has {} words, needs {want}", l + 1, words.len());

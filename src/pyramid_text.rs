@@ -69,7 +69,11 @@ pub fn read_file(path: &Path) -> Result<String> {
         bail!("{} is over {} MiB: not a pyramid text", path.display(), MAX_FILE_BYTES >> 20);
     }
     String::from_utf8(bytes).map_err(|e| {
-        anyhow::anyhow!("{} is not UTF-8 text (invalid byte at offset {})", path.display(), e.utf8_error().valid_up_to())
+        anyhow::anyhow!(
+            "{} is not UTF-8 text (invalid byte at offset {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
     })
 }
 
@@ -95,12 +99,20 @@ pub fn parse(text: &str, shape: &PyramidShape, vocabulary: &Vocabulary) -> Resul
         let mut words = Vec::with_capacity(s * s);
         for row in 0..s {
             let Some((n, line)) = lines.next() else {
-                return Err(error(end_line, 1, format!("layer {layer} needs {s} rows of words, the text ends after {row}")));
+                return Err(error(
+                    end_line,
+                    1,
+                    format!("layer {layer} needs {s} rows of words, the text ends after {row}"),
+                ));
             };
             let tokens = split_with_columns(line);
             if tokens.len() != s {
                 let column = tokens.get(s).map_or(line.len() + 1, |t| t.0);
-                return Err(error(n, column, format!("layer {layer} row {} needs {s} words, found {}", row + 1, tokens.len())));
+                return Err(error(
+                    n,
+                    column,
+                    format!("layer {layer} row {} needs {s} words, found {}", row + 1, tokens.len()),
+                ));
             }
             for (column, word) in tokens {
                 match vocabulary.index_of_word(word) {
@@ -112,7 +124,11 @@ pub fn parse(text: &str, shape: &PyramidShape, vocabulary: &Vocabulary) -> Resul
         layers.push(words);
     }
     if let Some((n, line)) = lines.next() {
-        return Err(error(n, column_of_first_text(line), format!("unexpected text after the last layer: `{}`", line.trim())));
+        return Err(error(
+            n,
+            column_of_first_text(line),
+            format!("unexpected text after the last layer: `{}`", line.trim()),
+        ));
     }
     Ok(Pyramid::new(shape.clone(), layers).expect("layer sizes were checked while parsing"))
 }
@@ -123,7 +139,9 @@ fn unknown_word(line: usize, column: usize, word: &str, vocabulary: &Vocabulary)
     let chars = word.chars().count();
     if chars > QUOTED_CHARS || word.len() > crate::vocabulary::MAX_SUGGESTION_BYTES {
         let start: String = word.chars().take(QUOTED_CHARS.min(16)).collect();
-        let message = format!("a {chars}-character word starting `{start}` is not in the vocabulary (too long for spelling suggestions)");
+        let message = format!(
+            "a {chars}-character word starting `{start}` is not in the vocabulary (too long for spelling suggestions)"
+        );
         return error(line, column, message);
     }
     let suggestions: Vec<String> = vocabulary.suggestions(word, SUGGESTIONS).into_iter().map(str::to_string).collect();

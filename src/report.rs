@@ -15,7 +15,8 @@ use crate::train::log::StepRecord;
 
 const FONT: &str = "sans-serif";
 /// One colour per model or run, in the order given.
-const COLOURS: [RGBColor; 4] = [RGBColor(31, 119, 180), RGBColor(230, 120, 20), RGBColor(44, 160, 44), RGBColor(150, 60, 170)];
+const COLOURS: [RGBColor; 4] =
+    [RGBColor(31, 119, 180), RGBColor(230, 120, 20), RGBColor(44, 160, 44), RGBColor(150, 60, 170)];
 /// Steps averaged (trailing) in the training curves.
 const SMOOTHING: usize = 50;
 /// How much the sheet enlarges the model's pixels.
@@ -34,7 +35,11 @@ fn register_font() {
 }
 
 /// Draws into a white `width x height` picture.
-fn render(width: u32, height: u32, draw: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> Result<()>) -> Result<RgbImage> {
+fn render(
+    width: u32,
+    height: u32,
+    draw: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> Result<()>,
+) -> Result<RgbImage> {
     register_font();
     let mut buffer = vec![255u8; (width * height * 3) as usize];
     {
@@ -56,7 +61,14 @@ struct Line<'a> {
 }
 
 /// One panel: lines with markers (`markers`) or plain, over the points' range.
-fn panel(area: &DrawingArea<BitMapBackend, Shift>, title: &str, x_label: &str, y_label: &str, lines: &[Line], markers: bool) -> Result<()> {
+fn panel(
+    area: &DrawingArea<BitMapBackend, Shift>,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    lines: &[Line],
+    markers: bool,
+) -> Result<()> {
     let all = lines.iter().flat_map(|l| l.points.iter());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
     for &(x, y) in all.filter(|p| p.1.is_finite()) {
@@ -117,7 +129,10 @@ pub fn layer_chart(models: &[(&str, &Report)]) -> Result<RgbImage> {
         let per_layer = |values: &dyn Fn(&Report) -> &Vec<f64>| -> Vec<Line> {
             models
                 .iter()
-                .map(|(name, report)| Line { name, points: values(report).iter().enumerate().map(|(l, &v)| ((l + 1) as f64, v)).collect() })
+                .map(|(name, report)| Line {
+                    name,
+                    points: values(report).iter().enumerate().map(|(l, &v)| ((l + 1) as f64, v)).collect(),
+                })
                 .collect()
         };
         panel(&halves[0], "Held-out PSNR", "layers decoded", "PSNR (dB)", &per_layer(&|r| &r.psnr_db), true)?;
@@ -150,11 +165,21 @@ pub fn training_curves(runs: &[(&str, &[StepRecord])]) -> Result<RgbImage> {
         plotting(root.fill(&WHITE))?;
         let panels = root.split_evenly((2, 2));
         let lines = |value: &dyn Fn(&StepRecord) -> Option<f64>| -> Vec<Line> {
-            runs.iter().map(|(name, log)| Line { name, points: smoothed(log, value) }).filter(|l| !l.points.is_empty()).collect()
+            runs.iter()
+                .map(|(name, log)| Line { name, points: smoothed(log, value) })
+                .filter(|l| !l.points.is_empty())
+                .collect()
         };
         panel(&panels[0], "PSNR of training batches", "step", "PSNR (dB)", &lines(&|r| Some(r.psnr_db)), false)?;
         panel(&panels[1], "Pixel MSE (pixels in -1..1)", "step", "MSE", &lines(&|r| Some(r.pixel_mse)), false)?;
-        panel(&panels[2], "Commitment term", "step", "relative to the codebook's power", &lines(&|r| Some(r.commitment)), false)?;
+        panel(
+            &panels[2],
+            "Commitment term",
+            "step",
+            "relative to the codebook's power",
+            &lines(&|r| Some(r.commitment)),
+            false,
+        )?;
         let semantic = lines(&|r| r.semantic);
         if semantic.is_empty() {
             plotting(panels[3].draw(&Text::new("no run with semantic guidance", (120, 180), (FONT, 18))))?;
@@ -205,23 +230,24 @@ pub fn word_sheet(rows: &[SheetRow]) -> Result<RgbImage> {
                 }
             }
             let mut y = top as i32;
-            let mut line = |label: &str, words: &[(String, bool)], root: &DrawingArea<BitMapBackend, Shift>| -> Result<()> {
-                let mut x = text_x as i32;
-                plotting(root.draw(&Text::new(label.to_string(), (x, y), (FONT, 15).into_font().color(&BLACK))))?;
-                x += 120;
-                for (word, hit) in words {
-                    let style = (FONT, 15).into_font().color(if *hit { &HIT } else { &RGBColor(90, 90, 90) });
-                    let (w, _) = plotting(root.estimate_text_size(word, &style))?;
-                    if x + w as i32 > width as i32 - 10 {
-                        y += 19;
-                        x = text_x as i32 + 120;
+            let mut line =
+                |label: &str, words: &[(String, bool)], root: &DrawingArea<BitMapBackend, Shift>| -> Result<()> {
+                    let mut x = text_x as i32;
+                    plotting(root.draw(&Text::new(label.to_string(), (x, y), (FONT, 15).into_font().color(&BLACK))))?;
+                    x += 120;
+                    for (word, hit) in words {
+                        let style = (FONT, 15).into_font().color(if *hit { &HIT } else { &RGBColor(90, 90, 90) });
+                        let (w, _) = plotting(root.estimate_text_size(word, &style))?;
+                        if x + w as i32 > width as i32 - 10 {
+                            y += 19;
+                            x = text_x as i32 + 120;
+                        }
+                        plotting(root.draw(&Text::new(word.clone(), (x, y), style)))?;
+                        x += w as i32 + 7;
                     }
-                    plotting(root.draw(&Text::new(word.clone(), (x, y), style)))?;
-                    x += w as i32 + 7;
-                }
-                y += 19;
-                Ok(())
-            };
+                    y += 19;
+                    Ok(())
+                };
             let plain = |words: &[String]| words.iter().map(|w| (w.clone(), true)).collect::<Vec<_>>();
             line("text", &[(row.text.clone(), false)], root)?;
             line("teacher", &plain(&row.teacher), root)?;
@@ -229,7 +255,10 @@ pub fn word_sheet(rows: &[SheetRow]) -> Result<RgbImage> {
                 line(&model.model, &model.words, root)?;
             }
             let rule = (i as u32 + 1) * row_height + 2;
-            plotting(root.draw(&PathElement::new(vec![(0, rule as i32), (width as i32, rule as i32)], RGBColor(220, 220, 220))))?;
+            plotting(root.draw(&PathElement::new(
+                vec![(0, rule as i32), (width as i32, rule as i32)],
+                RGBColor(220, 220, 220),
+            )))?;
         }
         Ok(())
     })

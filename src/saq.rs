@@ -23,12 +23,7 @@ pub struct Quantized {
 ///
 /// SAQ passes no gradient (the straight-through estimator does that), so the bookkeeping
 /// runs on plain channel-last buffers; only the searches are heavy.
-pub fn quantize(
-    z: &Tensor,
-    codebook: &Codebook,
-    shape: &PyramidShape,
-    cell_target: CellTarget,
-) -> Result<Quantized> {
+pub fn quantize(z: &Tensor, codebook: &Codebook, shape: &PyramidShape, cell_target: CellTarget) -> Result<Quantized> {
     let (batch, dim, g, _) = z.dims4()?;
     anyhow::ensure!(g == shape.latent_size(), "latent is {g} wide, the pyramid wants {}", shape.latent_size());
     anyhow::ensure!(dim == codebook.dim(), "latent has {dim} channels, the codebook {}", codebook.dim());
@@ -82,14 +77,29 @@ pub fn dequantize(pyramids: &[Pyramid], codebook: &Codebook, layers: usize) -> R
 /// remaining layers are chosen by SAQ with the prefix's own zhat as the latent to match,
 /// so decoding the result from all layers shows, as nearly as the codebook allows, what
 /// the prefix alone shows. Generation writes only the first layers of a pyramid.
-pub fn complete(prefix: &[Vec<u32>], codebook: &Codebook, shape: &PyramidShape, cell_target: CellTarget) -> Result<Pyramid> {
+pub fn complete(
+    prefix: &[Vec<u32>],
+    codebook: &Codebook,
+    shape: &PyramidShape,
+    cell_target: CellTarget,
+) -> Result<Pyramid> {
     let k = prefix.len();
     anyhow::ensure!((1..=shape.layers()).contains(&k), "a prefix of {k} layers for a {}-layer pyramid", shape.layers());
     let (g, dim) = (shape.latent_size(), codebook.dim());
     let mut sum = vec![0f32; g * g * dim];
     for (i, words) in prefix.iter().enumerate() {
-        anyhow::ensure!(words.len() == shape.tokens_in_layer(i + 1), "layer {} has {} words, needs {}", i + 1, words.len(), shape.tokens_in_layer(i + 1));
-        anyhow::ensure!(words.iter().all(|&w| (w as usize) < codebook.len()), "layer {} has a word outside the vocabulary", i + 1);
+        anyhow::ensure!(
+            words.len() == shape.tokens_in_layer(i + 1),
+            "layer {} has {} words, needs {}",
+            i + 1,
+            words.len(),
+            shape.tokens_in_layer(i + 1)
+        );
+        anyhow::ensure!(
+            words.iter().all(|&w| (w as usize) < codebook.len()),
+            "layer {} has a word outside the vocabulary",
+            i + 1
+        );
         add_layer(&mut sum, codebook, shape, i + 1, words);
     }
     let z: Vec<f32> = sum.iter().map(|s| s / k as f32).collect();

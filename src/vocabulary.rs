@@ -32,10 +32,7 @@ impl Vocabulary {
             .take(size)
             .collect();
         if lexical.len() < size {
-            bail!(
-                "the LLM has only {} whole-word tokens, fewer than the {size} asked for",
-                lexical.len()
-            );
+            bail!("the LLM has only {} whole-word tokens, fewer than the {size} asked for", lexical.len());
         }
         let (token_ids, words): (Vec<u32>, Vec<String>) = lexical.into_iter().unzip();
         let index_of_word = words.iter().enumerate().map(|(i, w)| (w.clone(), i as u32)).collect();
@@ -84,12 +81,8 @@ impl Vocabulary {
             return Vec::new();
         }
         let lowered = word.to_ascii_lowercase();
-        let mut scored: Vec<(usize, usize)> = self
-            .words
-            .iter()
-            .enumerate()
-            .map(|(i, w)| (edit_distance(&lowered, &w.to_ascii_lowercase()), i))
-            .collect();
+        let mut scored: Vec<(usize, usize)> =
+            self.words.iter().enumerate().map(|(i, w)| (edit_distance(&lowered, &w.to_ascii_lowercase()), i)).collect();
         scored.sort_unstable();
         scored.into_iter().take(count).map(|(_, i)| self.words[i].as_str()).collect()
     }

@@ -82,7 +82,12 @@ fn targets_that_are_not_regular_files_are_refused() {
     assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
     let folder = dir.join("folder");
     std::fs::create_dir(&folder).unwrap();
-    for (target, what) in [(&link, "a symbolic link"), (&fifo, "a FIFO"), (&folder, "a folder"), (&PathBuf::from("/dev/null"), "a device")] {
+    for (target, what) in [
+        (&link, "a symbolic link"),
+        (&fifo, "a FIFO"),
+        (&folder, "a folder"),
+        (&PathBuf::from("/dev/null"), "a device"),
+    ] {
         let error = atomic_file::write(target, b"x").unwrap_err().to_string();
         assert!(error.contains(what) && error.contains(&target.display().to_string()), "{error}");
     }
@@ -132,7 +137,11 @@ fn the_command_line_refuses_to_write_over_its_input() {
     let same = dir.join(".").join("cat.png");
     let out = spae().arg("encode").arg(&image).arg("-o").arg(&same).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("will not write over the input"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("will not write over the input"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(std::fs::read(&image).unwrap(), before);
 
     let text = dir.join("cat.txt");

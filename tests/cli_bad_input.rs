@@ -13,7 +13,8 @@ fn stderr(out: &Output) -> String {
 }
 
 fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     names
 }
@@ -56,7 +57,11 @@ fn generate_says_what_is_wrong_with_the_temperature() {
     for value in ["--temperature=NaN", "--temperature=inf", "--temperature=-1"] {
         let out = generate(&common::fresh_dir("cli-bad-temperature").join("out"), &[value]);
         assert_eq!(out.status.code(), Some(1));
-        assert!(stderr(&out).contains("the temperature must be a finite number, 0 or more"), "{value}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("the temperature must be a finite number, 0 or more"),
+            "{value}: {}",
+            stderr(&out)
+        );
     }
 }
 
@@ -131,11 +136,20 @@ fn a_folder_without_a_model_is_refused_unless_untrained_is_asked_for() {
     };
     let out = run(&empty, &[]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains(&format!("no model in {}", empty.display())) && stderr(&out).contains("--allow-untrained"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("no model in {}", empty.display()))
+            && stderr(&out).contains("--allow-untrained"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!dir.join("cat.txt").exists());
     let out = run(&dir.join("nowhere"), &[]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains(&format!("the model folder {} does not exist", dir.join("nowhere").display())), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("the model folder {} does not exist", dir.join("nowhere").display())),
+        "{}",
+        stderr(&out)
+    );
     let out = run(&empty, &["--allow-untrained"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("untrained (initialised from seed 0)"), "{}", stderr(&out));
@@ -153,7 +167,11 @@ fn default_paths_do_not_depend_on_the_working_directory() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let shipped = spae().args(["encode", "assets/samples/cat-face.png", "-o", "-"]).output().unwrap();
-    assert_eq!(std::fs::read(elsewhere.join("cat.txt")).unwrap(), shipped.stdout, "the shipped model, found from elsewhere");
+    assert_eq!(
+        std::fs::read(elsewhere.join("cat.txt")).unwrap(),
+        shipped.stdout,
+        "the shipped model, found from elsewhere"
+    );
 }
 
 #[test]
@@ -167,7 +185,10 @@ fn the_studio_answers_help_and_version_without_a_window_and_names_missing_paths(
     let out = studio().arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    assert!(help.contains("Usage: spae-studio [OPTIONS] [IMAGE]") && help.contains("--model") && help.contains("--llm"), "{help}");
+    assert!(
+        help.contains("Usage: spae-studio [OPTIONS] [IMAGE]") && help.contains("--model") && help.contains("--llm"),
+        "{help}"
+    );
     let out = studio().arg("--version").output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("spae-studio "));

@@ -71,7 +71,12 @@ fn every_step_is_a_frame_and_changed_words_are_the_differences() {
     let reds = last.iter().filter(|&&w| w == word("red")).count();
     assert!(reds > 10, "{reds} of 21 words are `red`: {last:?}");
     // The prompt's cache is shared within a step and the header's across steps.
-    assert!(generation.tokens_run * 2 < generation.tokens_without_reuse, "{} vs {}", generation.tokens_run, generation.tokens_without_reuse);
+    assert!(
+        generation.tokens_run * 2 < generation.tokens_without_reuse,
+        "{} vs {}",
+        generation.tokens_run,
+        generation.tokens_without_reuse
+    );
 }
 
 #[test]

@@ -15,18 +15,27 @@ use spae::model::SpaeModel;
 use spae::teacher::relevance::Relevance;
 
 fn shipped_model() -> SpaeModel {
-    SpaeModel::load(Path::new(env!("CARGO_MANIFEST_DIR")).join(spae::paths::DEFAULT_MODEL_DIR), common::codebook()).unwrap()
+    SpaeModel::load(Path::new(env!("CARGO_MANIFEST_DIR")).join(spae::paths::DEFAULT_MODEL_DIR), common::codebook())
+        .unwrap()
 }
 
 /// The four sample images as a held-out split.
 fn samples(model: &SpaeModel) -> (Dataset, Vec<image::RgbImage>) {
     let resolution = model.config().resolution;
     let names = ["cat-face.png", "red-apple.png", "sunflower.png", "automobile.png"];
-    let images: Vec<image::RgbImage> =
-        names.iter().map(|n| image_io::prepare(&image_io::load(&common::sample(n)).unwrap(), resolution as u32)).collect();
+    let images: Vec<image::RgbImage> = names
+        .iter()
+        .map(|n| image_io::prepare(&image_io::load(&common::sample(n)).unwrap(), resolution as u32))
+        .collect();
     let samples = names
         .iter()
-        .map(|n| Sample { package: "samples".into(), file: n.to_string(), caption: None, name: n.replace(".png", ""), category: "test".into() })
+        .map(|n| Sample {
+            package: "samples".into(),
+            file: n.to_string(),
+            caption: None,
+            name: n.replace(".png", ""),
+            category: "test".into(),
+        })
         .collect();
     let pixels = images.iter().flat_map(|i| i.as_raw().clone()).collect();
     (Dataset::new(resolution, samples, pixels).unwrap(), images)
@@ -47,8 +56,17 @@ fn evaluation_matches_image_by_image_metrics_and_counts_hits() {
     // The teacher's lists: image 0 lists its own layer-1 word; image 1 lists one of its
     // layer-3 words as a text word; images 2 and 3 list words they do not use.
     let word = |p: usize, layer: usize, k: usize| vocabulary.word(pyramids[p].layer(layer)[k]).to_string();
-    let upper = |p: usize| -> Vec<String> { (1..=SEMANTIC_LAYERS).flat_map(|l| pyramids[p].layer(l).to_vec()).map(|w| vocabulary.word(w).to_string()).collect() };
-    let unused = |p: usize| vocabulary.word((0..vocabulary.len() as u32).find(|&w| !upper(p).contains(&vocabulary.word(w).to_string())).unwrap()).to_string();
+    let upper = |p: usize| -> Vec<String> {
+        (1..=SEMANTIC_LAYERS)
+            .flat_map(|l| pyramids[p].layer(l).to_vec())
+            .map(|w| vocabulary.word(w).to_string())
+            .collect()
+    };
+    let unused = |p: usize| {
+        vocabulary
+            .word((0..vocabulary.len() as u32).find(|&w| !upper(p).contains(&vocabulary.word(w).to_string())).unwrap())
+            .to_string()
+    };
     let relevances = vec![
         relevance(vec![word(0, 1, 0)], vec![]),
         relevance(vec![], vec![word(1, 3, 5)]),
@@ -70,7 +88,11 @@ fn evaluation_matches_image_by_image_metrics_and_counts_hits() {
         let decoded: Vec<_> = pyramids.iter().map(|p| model.decode(p, l).unwrap()).collect();
         let mean_psnr = images.iter().zip(&decoded).map(|(a, b)| psnr(a, b).min(100.0)).sum::<f64>() / 4.0;
         let mean_ssim = images.iter().zip(&decoded).map(|(a, b)| ssim(a, b)).sum::<f64>() / 4.0;
-        assert!((report.psnr_db[l - 1] - mean_psnr).abs() < 0.02, "layer {l}: {} against {mean_psnr}", report.psnr_db[l - 1]);
+        assert!(
+            (report.psnr_db[l - 1] - mean_psnr).abs() < 0.02,
+            "layer {l}: {} against {mean_psnr}",
+            report.psnr_db[l - 1]
+        );
         assert!((report.ssim[l - 1] - mean_ssim).abs() < 1e-3, "layer {l}: {} against {mean_ssim}", report.ssim[l - 1]);
     }
 

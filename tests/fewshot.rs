@@ -34,7 +34,10 @@ fn image_words_enter_the_prompt_as_their_token_ids() {
     let tail = tokenizer.encode("\nOutput:");
     assert_eq!(&prompt[prompt.len() - tail.len() - query_ids.len()..prompt.len() - tail.len()], query_ids.as_slice());
     let text = tokenizer.decode(&prompt);
-    assert!(text.starts_with("For each of the following input output pairs, output is one of [cat, apple]\n###\n"), "{text}");
+    assert!(
+        text.starts_with("For each of the following input output pairs, output is one of [cat, apple]\n###\n"),
+        "{text}"
+    );
     assert!(text.contains("Input: orange fur tail small face\nOutput: cat\n"), "{text}");
     assert!(text.ends_with("###\nInput: orange fur tail small face\nOutput:"), "{text}");
 }
@@ -98,7 +101,8 @@ fn support_sets_are_read_from_folders_and_lists() {
     let (classes, images) = fewshot::read_support(&dir.join("folders")).unwrap();
     assert_eq!(classes, ["animal", "fruit"]);
     assert_eq!(images.iter().map(|(_, c)| *c).collect::<Vec<_>>(), [0, 0, 1]);
-    std::fs::write(dir.join("list.tsv"), "car\tfolders/animal/cat-face.png\n\nplant\tfolders/fruit/red-apple.png\n").unwrap();
+    std::fs::write(dir.join("list.tsv"), "car\tfolders/animal/cat-face.png\n\nplant\tfolders/fruit/red-apple.png\n")
+        .unwrap();
     let (classes, images) = fewshot::read_support(&dir.join("list.tsv")).unwrap();
     assert_eq!(classes, ["car", "plant"]);
     assert_eq!(images[1].0, dir.join("folders/fruit/red-apple.png"));

@@ -22,7 +22,8 @@ fn transparency_is_composited_on_the_fixed_background() {
 #[test]
 fn prepare_centre_crops_then_resizes() {
     // 30 x 10: left and right 10 columns red, centre 10 columns green.
-    let image = RgbImage::from_fn(30, 10, |x, _| if (10..20).contains(&x) { Rgb([0, 255, 0]) } else { Rgb([255, 0, 0]) });
+    let image =
+        RgbImage::from_fn(30, 10, |x, _| if (10..20).contains(&x) { Rgb([0, 255, 0]) } else { Rgb([255, 0, 0]) });
     let prepared = image_io::prepare(&image.into(), 4);
     assert_eq!(prepared.dimensions(), (4, 4));
     assert!(prepared.pixels().all(|p| p.0 == [0, 255, 0]), "only the centre square survives");

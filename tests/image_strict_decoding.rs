@@ -94,7 +94,8 @@ fn damaged_jpeg_entropy_data_is_refused() {
 fn reference_prepare(image: &DynamicImage, resolution: u32) -> RgbImage {
     let rgb = image_io::composite(&image.to_rgba8());
     let side = rgb.width().min(rgb.height());
-    let square = image::imageops::crop_imm(&rgb, (rgb.width() - side) / 2, (rgb.height() - side) / 2, side, side).to_image();
+    let square =
+        image::imageops::crop_imm(&rgb, (rgb.width() - side) / 2, (rgb.height() - side) / 2, side, side).to_image();
     if side == resolution {
         square
     } else {
@@ -117,7 +118,12 @@ fn prepare_gives_the_same_pixels_for_every_colour_type() {
     ];
     for image in &variants {
         for resolution in [16, 64, 70] {
-            assert_eq!(image_io::prepare(image, resolution), reference_prepare(image, resolution), "{:?} at {resolution}", image.color());
+            assert_eq!(
+                image_io::prepare(image, resolution),
+                reference_prepare(image, resolution),
+                "{:?} at {resolution}",
+                image.color()
+            );
         }
     }
     // The file path, where an RGBA image is composited in place.
@@ -128,7 +134,12 @@ fn prepare_gives_the_same_pixels_for_every_colour_type() {
         if image.save(&path).is_ok() {
             let decoded = image::open(&path).unwrap();
             for resolution in [16, 70] {
-                assert_eq!(image_io::load_prepared(&path, resolution).unwrap(), reference_prepare(&decoded, resolution), "{:?}", decoded.color());
+                assert_eq!(
+                    image_io::load_prepared(&path, resolution).unwrap(),
+                    reference_prepare(&decoded, resolution),
+                    "{:?}",
+                    decoded.color()
+                );
             }
         }
     }

@@ -17,12 +17,8 @@ struct Llm {
 fn llm() -> &'static Llm {
     static LLM: OnceLock<Llm> = OnceLock::new();
     LLM.get_or_init(|| {
-        let file =
-            LlmFile::open(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(paths::LLM_GGUF)).unwrap();
-        Llm {
-            model: SmolLm::load(&file).unwrap(),
-            tokenizer: Tokenizer::from_gguf(&file).unwrap(),
-        }
+        let file = LlmFile::open(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(paths::LLM_GGUF)).unwrap();
+        Llm { model: SmolLm::load(&file).unwrap(), tokenizer: Tokenizer::from_gguf(&file).unwrap() }
     })
 }
 
@@ -46,9 +42,7 @@ fn greedy_answer_names_paris() {
 fn first_answer_tokens_agree_with_llama_cpp() {
     let Llm { model, tokenizer } = llm();
     let prompt = tokenizer.encode_chat(&[(Role::User, "What is the capital of France?")], true);
-    let logits = model
-        .logits_last(&prompt, 0, &mut model.new_cache())
-        .unwrap();
+    let logits = model.logits_last(&prompt, 0, &mut model.new_cache()).unwrap();
     let mut ranked: Vec<u32> = (0..logits.len() as u32).collect();
     ranked.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
     ranked.truncate(5);
@@ -67,19 +61,11 @@ fn chunks_match_token_by_token() {
          Later that evening the rain began, so both of them moved inside to sleep by the fire. \
          In the morning the sun came back, the birds sang, and the garden smelled of wet grass.",
     );
-    assert!(
-        tokens.len() > 40,
-        "more than 32 tokens, to take the dense path"
-    );
+    assert!(tokens.len() > 40, "more than 32 tokens, to take the dense path");
     let vocab = model.config().vocab;
     let mut stepwise = model.new_cache();
-    let steps: Vec<Vec<f32>> = (0..tokens.len())
-        .map(|i| {
-            model
-                .logits_last(&tokens[i..i + 1], i, &mut stepwise)
-                .unwrap()
-        })
-        .collect();
+    let steps: Vec<Vec<f32>> =
+        (0..tokens.len()).map(|i| model.logits_last(&tokens[i..i + 1], i, &mut stepwise).unwrap()).collect();
     // All at once (dense weights), 20 (quantized weights, attention as matrix products) and
     // 6 tokens (attention query by query).
     for length in [tokens.len(), 20, 6] {
@@ -90,16 +76,11 @@ fn chunks_match_token_by_token() {
         for (i, step) in steps.iter().take(length).enumerate() {
             let row = &chunk[i * vocab..(i + 1) * vocab];
             let difference = relative_difference(row, step);
-            assert!(
-                difference < 1e-3,
-                "chunk of {length}, position {i}: relative difference {difference}"
-            );
+            assert!(difference < 1e-3, "chunk of {length}, position {i}: relative difference {difference}");
             assert_eq!(argmax(row), argmax(step), "chunk of {length}, position {i}");
         }
         // The last-position path agrees with the last row of the all-position path.
-        let last = model
-            .logits_last(&tokens[..length], 0, &mut model.new_cache())
-            .unwrap();
+        let last = model.logits_last(&tokens[..length], 0, &mut model.new_cache()).unwrap();
         assert!(relative_difference(&chunk[chunk.len() - vocab..], &last) < 1e-3);
     }
 }
@@ -108,10 +89,7 @@ fn chunks_match_token_by_token() {
 fn restored_snapshot_matches_recomputing_the_prefix() {
     let Llm { model, tokenizer } = llm();
     let prefix = tokenizer.encode_chat(&[(Role::User, "Describe a picture in three words.")], true);
-    let (first, second) = (
-        tokenizer.encode("A red barn"),
-        tokenizer.encode("Blue ocean waves"),
-    );
+    let (first, second) = (tokenizer.encode("A red barn"), tokenizer.encode("Blue ocean waves"));
     let mut cache = model.new_cache();
     model.logits_last(&prefix, 0, &mut cache).unwrap();
     let snapshot = cache.clone();
@@ -141,12 +119,7 @@ fn bad_inputs_are_refused() {
     let Llm { model, .. } = llm();
     let mut cache = model.new_cache();
     assert!(model.logits_last(&[], 0, &mut cache).is_err());
-    assert!(
-        model.logits_last(&[1], 1, &mut cache).is_err(),
-        "start past the cache"
-    );
-    assert!(model
-        .logits_last(&[model.config().vocab as u32], 0, &mut cache)
-        .is_err());
+    assert!(model.logits_last(&[1], 1, &mut cache).is_err(), "start past the cache");
+    assert!(model.logits_last(&[model.config().vocab as u32], 0, &mut cache).is_err());
     assert!(cache.is_empty());
 }

@@ -40,10 +40,7 @@ fn decode_inverts_encode() {
     for text in texts {
         let ids = t.encode(text);
         assert_eq!(t.decode(&ids), text, "round trip of {text:?} via {ids:?}");
-        assert!(
-            ids.iter().all(|&id| !t.is_control(id)),
-            "plain text must not yield control tokens"
-        );
+        assert!(ids.iter().all(|&id| !t.is_control(id)), "plain text must not yield control tokens");
     }
 }
 
@@ -54,32 +51,21 @@ fn every_lexical_word_is_one_token_after_a_space() {
     let t = tokenizer();
     for index in 0..vocabulary.len() as u32 {
         let word = vocabulary.word(index);
-        assert_eq!(
-            t.encode(&format!(" {word}")),
-            [vocabulary.token_id(index)],
-            "word {word:?}"
-        );
+        assert_eq!(t.encode(&format!(" {word}")), [vocabulary.token_id(index)], "word {word:?}");
     }
 }
 
 #[test]
 fn encodings_match_hugging_face_tokenizers() {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tokenizer_reference.json");
-    let reference: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tokenizer_reference.json");
+    let reference: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let cases = |key: &str| -> Vec<(String, Vec<u32>)> {
         reference[key]
             .as_array()
             .unwrap()
             .iter()
             .map(|case| {
-                let ids = case["ids"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|id| id.as_u64().unwrap() as u32)
-                    .collect();
+                let ids = case["ids"].as_array().unwrap().iter().map(|id| id.as_u64().unwrap() as u32).collect();
                 (case["text"].as_str().unwrap().to_string(), ids)
             })
             .collect()
@@ -88,12 +74,7 @@ fn encodings_match_hugging_face_tokenizers() {
     let plain = cases("plain");
     assert!(plain.len() >= 20);
     for (text, ids) in &plain {
-        assert_eq!(
-            &t.encode(text),
-            ids,
-            "{text:?} split as {:?}",
-            pre_tokenize(text)
-        );
+        assert_eq!(&t.encode(text), ids, "{text:?} split as {:?}", pre_tokenize(text));
         assert_eq!(&t.decode(ids), text);
     }
     for (text, ids) in &cases("special") {
@@ -118,19 +99,12 @@ fn special_tokens_and_the_chat_template() {
         "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n\
          <|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
     );
-    let own_system =
-        Tokenizer::chat_prompt(&[(Role::System, "Be brief."), (Role::User, "Hi")], false);
-    assert_eq!(
-        own_system,
-        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
-    );
+    let own_system = Tokenizer::chat_prompt(&[(Role::System, "Be brief."), (Role::User, "Hi")], false);
+    assert_eq!(own_system, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n");
 
     let ids = t.encode_chat(&[(Role::User, "Hi")], true);
     assert_eq!(ids.iter().filter(|&&id| id == 1).count(), 3);
     assert_eq!(ids.iter().filter(|&&id| id == 2).count(), 2);
     assert_eq!(t.decode(&ids), prompt);
-    assert_eq!(
-        t.decode_skipping_control(&ids),
-        prompt.replace("<|im_start|>", "").replace("<|im_end|>", "")
-    );
+    assert_eq!(t.decode_skipping_control(&ids), prompt.replace("<|im_start|>", "").replace("<|im_end|>", ""));
 }

@@ -56,7 +56,9 @@ fn crafted_configs_and_the_largest_image_stay_within_bounds() {
     // A 16384 x 16384 greyscale PNG (a few hundred KB on disk) used to peak at 2.3 GB.
     let png = dir.join("huge-grey.png");
     let side = spae::image_io::MAX_SIDE;
-    image::GrayImage::from_fn(side, side, |x, y| image::Luma([((x / 64 + y / 64) % 2 * 200) as u8])).save(&png).unwrap();
+    image::GrayImage::from_fn(side, side, |x, y| image::Luma([((x / 64 + y / 64) % 2 * 200) as u8]))
+        .save(&png)
+        .unwrap();
     let out = spae(&["encode".as_ref(), png.as_os_str(), "-o".as_ref(), dir.join("huge.txt").as_os_str()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let encoded = children_peak_mib();

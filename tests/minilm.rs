@@ -26,7 +26,8 @@ fn model() -> &'static MiniLm {
 }
 
 fn fixture() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(root().join("tests/fixtures/minilm_reference.json")).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(root().join("tests/fixtures/minilm_reference.json")).unwrap())
+        .unwrap()
 }
 
 fn ids(v: &Value) -> Vec<u32> {
@@ -60,7 +61,8 @@ fn embeddings_match_the_reference_alone_and_batched_with_padding() {
         let alone: Vec<f32> = model().embed(&texts[i..=i]).unwrap().get(0).unwrap().to_vec1().unwrap();
         let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-5, "{}: norm {norm}", texts[i]);
-        let want: Vec<f32> = sentence["first_dims"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+        let want: Vec<f32> =
+            sentence["first_dims"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
         for (name, got) in [("batched", row), ("alone", &alone)] {
             let diff = want.iter().zip(got.iter()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
             assert!(diff < 1e-4, "{} ({name}): first dims differ by {diff}", texts[i]);

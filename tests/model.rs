@@ -55,7 +55,10 @@ fn mismatched_weights_are_reported_by_name_and_shape() {
     let config = SpaeConfig { channels: vec![64, 64, 128], ..SpaeConfig::default() };
     std::fs::write(dir.join(CONFIG_FILE), serde_json::to_string(&config).unwrap()).unwrap();
     let message = format!("{:#}", SpaeModel::load(&dir, common::codebook()).err().unwrap());
-    assert!(message.contains("encoder.conv_in.weight has shape [32, 3, 3, 3], the config needs [64, 3, 3, 3]"), "{message}");
+    assert!(
+        message.contains("encoder.conv_in.weight has shape [32, 3, 3, 3], the config needs [64, 3, 3, 3]"),
+        "{message}"
+    );
     // One more residual block per level: tensors the file lacks.
     let config = SpaeConfig { res_blocks: 2, ..SpaeConfig::default() };
     std::fs::write(dir.join(CONFIG_FILE), serde_json::to_string(&config).unwrap()).unwrap();

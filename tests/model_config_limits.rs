@@ -46,7 +46,8 @@ fn an_enormous_resolution_is_refused_not_a_slice_panic() {
 #[test]
 fn wide_channels_are_refused_before_allocating() {
     for (i, width) in [4096u64, 100_000].into_iter().enumerate() {
-        let message = refusal(&format!("channels-{i}"), &with(|c| c["channels"] = serde_json::json!([width, width, width])));
+        let message =
+            refusal(&format!("channels-{i}"), &with(|c| c["channels"] = serde_json::json!([width, width, width])));
         assert!(message.contains("channel width") || message.contains("parameters"), "{message}");
     }
     // Widths each within bounds whose total is not.
@@ -74,8 +75,21 @@ fn the_parameter_count_checked_is_the_models_own() {
     let codebook = common::codebook();
     let configs = [
         SpaeConfig::default(),
-        SpaeConfig { channels: vec![16, 32], res_blocks: 2, norm_groups: 4, resolution: 32, layers: 5, ..SpaeConfig::default() },
-        SpaeConfig { channels: vec![8, 24, 24, 40], norm_groups: 8, resolution: 64, layers: 4, ..SpaeConfig::default() },
+        SpaeConfig {
+            channels: vec![16, 32],
+            res_blocks: 2,
+            norm_groups: 4,
+            resolution: 32,
+            layers: 5,
+            ..SpaeConfig::default()
+        },
+        SpaeConfig {
+            channels: vec![8, 24, 24, 40],
+            norm_groups: 8,
+            resolution: 64,
+            layers: 4,
+            ..SpaeConfig::default()
+        },
         SpaeConfig { channels: vec![16], norm_groups: 2, resolution: 16, layers: 5, ..SpaeConfig::default() },
     ];
     for config in configs {

@@ -37,7 +37,10 @@ fn layout_is_one_block_per_layer_with_rows_as_the_grid() {
     assert_eq!(lines[1], "layer 1 1x1");
     assert_eq!(lines[2], vocabulary.word(pyramid.word(1, 0, 0)));
     assert_eq!(lines[3], "layer 2 2x2");
-    assert_eq!(lines[5], format!("{} {}", vocabulary.word(pyramid.word(2, 1, 0)), vocabulary.word(pyramid.word(2, 1, 1))));
+    assert_eq!(
+        lines[5],
+        format!("{} {}", vocabulary.word(pyramid.word(2, 1, 0)), vocabulary.word(pyramid.word(2, 1, 1)))
+    );
     // 1 comment + 6 headers + 1 + 2 + 4 + 8 + 16 + 16 rows
     assert_eq!(lines.len(), 1 + 6 + 47);
 }
@@ -47,9 +50,7 @@ fn comments_blank_lines_and_extra_spaces_are_accepted() {
     let codebook = common::codebook();
     let vocabulary = codebook.vocabulary();
     let pyramid = random_pyramid(3);
-    let text = format(&pyramid, vocabulary)
-        .replace("layer 3 4x4\n", "\n# a note\nlayer 3 4x4\n\n")
-        .replace(' ', "   ");
+    let text = format(&pyramid, vocabulary).replace("layer 3 4x4\n", "\n# a note\nlayer 3 4x4\n\n").replace(' ', "   ");
     assert_eq!(parse(&text, pyramid.shape(), vocabulary).unwrap(), pyramid);
 }
 

@@ -90,7 +90,10 @@ fn the_sheet_marks_words_the_teacher_ranks() {
         decoded: RgbImage::from_pixel(64, 64, image::Rgb([10, 10, 200])),
         text: "a red square".to_string(),
         teacher: vec!["red".to_string(), "square".to_string()],
-        models: vec![SheetWords { model: "SPAE".to_string(), words: vec![("red".to_string(), hit), ("blue".to_string(), false)] }],
+        models: vec![SheetWords {
+            model: "SPAE".to_string(),
+            words: vec![("red".to_string(), hit), ("blue".to_string(), false)],
+        }],
     };
     let (marked, unmarked) = (word_sheet(&[row(true)]).unwrap(), word_sheet(&[row(false)]).unwrap());
     assert!(green(&marked) > green(&unmarked), "a hit adds green text");

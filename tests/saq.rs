@@ -20,7 +20,13 @@ fn reference(z: &[f32], codebook: &Codebook, shape: &PyramidShape, cell_target: 
 }
 
 /// As [`reference`], but the first layers' words are `fixed` rather than searched.
-fn reference_after(z: &[f32], codebook: &Codebook, shape: &PyramidShape, cell_target: CellTarget, fixed: &[Vec<u32>]) -> Vec<Vec<u32>> {
+fn reference_after(
+    z: &[f32],
+    codebook: &Codebook,
+    shape: &PyramidShape,
+    cell_target: CellTarget,
+    fixed: &[Vec<u32>],
+) -> Vec<Vec<u32>> {
     let mut sum = vec![0f32; DIM * G * G];
     let mut zhat = vec![0f32; DIM * G * G];
     let mut layers = Vec::new();
@@ -29,14 +35,17 @@ fn reference_after(z: &[f32], codebook: &Codebook, shape: &PyramidShape, cell_ta
         let mut words = Vec::new();
         for r in 0..s {
             for c in 0..s {
-                let cell: Vec<(usize, usize)> = (r * f..r * f + f).flat_map(|y| (c * f..c * f + f).map(move |x| (y, x))).collect();
+                let cell: Vec<(usize, usize)> =
+                    (r * f..r * f + f).flat_map(|y| (c * f..c * f + f).map(move |x| (y, x))).collect();
                 let sampled = match cell_target {
                     CellTarget::Mean => cell.clone(),
                     CellTarget::Dilated => vec![(r * f + f / 2, c * f + f / 2)],
                 };
                 let target: Vec<f32> = (0..DIM)
                     .map(|d| {
-                        let mean = |v: &[f32]| sampled.iter().map(|&(y, x)| v[d * G * G + y * G + x]).sum::<f32>() / sampled.len() as f32;
+                        let mean = |v: &[f32]| {
+                            sampled.iter().map(|&(y, x)| v[d * G * G + y * G + x]).sum::<f32>() / sampled.len() as f32
+                        };
                         l * mean(z) - (l - 1.0) * mean(&zhat)
                     })
                     .collect();
@@ -91,7 +100,8 @@ fn matches_the_scalar_reference_for_cell_means_and_a_batch() {
         }
     }
     // The first layer is simply the word nearest the mean of the whole latent.
-    let mean: Vec<f32> = (0..DIM).map(|d| latents[0][d * G * G..(d + 1) * G * G].iter().sum::<f32>() / (G * G) as f32).collect();
+    let mean: Vec<f32> =
+        (0..DIM).map(|d| latents[0][d * G * G..(d + 1) * G * G].iter().sum::<f32>() / (G * G) as f32).collect();
     assert_eq!(quantized.pyramids[0].layer(1), &[common::brute_force_nearest(&codebook, &mean)]);
 }
 
@@ -196,7 +206,10 @@ fn completing_a_prefix_searches_the_rest_against_the_prefix_s_own_latent() {
         assert_eq!(completed.layer(layer), expected[layer - 1].as_slice(), "layer {layer}");
     }
     // A complete pyramid is its own completion; bad prefixes are refused.
-    assert_eq!(saq::complete(&full, &codebook, &shape, CellTarget::Mean).unwrap(), Pyramid::new(shape.clone(), full.clone()).unwrap());
+    assert_eq!(
+        saq::complete(&full, &codebook, &shape, CellTarget::Mean).unwrap(),
+        Pyramid::new(shape.clone(), full.clone()).unwrap()
+    );
     assert!(saq::complete(&[vec![0, 1]], &codebook, &shape, CellTarget::Mean).is_err());
     assert!(saq::complete(&[vec![5000]], &codebook, &shape, CellTarget::Mean).is_err());
 }

@@ -23,9 +23,11 @@ fn loss_matches_a_scalar_cross_entropy() {
     let quantized = saq::quantize(z.as_tensor(), &codebook, &shape, CellTarget::Mean).unwrap();
     let target: Target = vec![(3, 0.5), (40, 0.3), (100, 0.2)];
     let options = SemanticOptions { weight: 2.0, layers: 3, temperature: 0.7, relevance_temperature: 0.05 };
-    let value = loss(z.as_tensor(), &quantized.prefixes, &codebook, &shape, CellTarget::Mean, &[&target], &options).unwrap();
+    let value =
+        loss(z.as_tensor(), &quantized.prefixes, &codebook, &shape, CellTarget::Mean, &[&target], &options).unwrap();
 
-    let prefix: Vec<Vec<f32>> = quantized.prefixes.iter().map(|p| p.flatten_all().unwrap().to_vec1().unwrap()).collect();
+    let prefix: Vec<Vec<f32>> =
+        quantized.prefixes.iter().map(|p| p.flatten_all().unwrap().to_vec1().unwrap()).collect();
     let mut expected = 0.0f64;
     let mut weights = 0.0f64;
     for layer in 1..=3usize {
@@ -43,7 +45,10 @@ fn loss_matches_a_scalar_cross_entropy() {
                 sum / (f * f) as f64
             };
             let t: Vec<f64> = (0..DIM)
-                .map(|d| layer as f64 * cell_mean(&z_values, d) - if layer > 1 { (layer - 1) as f64 * cell_mean(&prefix[layer - 2], d) } else { 0.0 })
+                .map(|d| {
+                    layer as f64 * cell_mean(&z_values, d)
+                        - if layer > 1 { (layer - 1) as f64 * cell_mean(&prefix[layer - 2], d) } else { 0.0 }
+                })
                 .collect();
             let logits: Vec<f64> = (0..codebook.len() as u32)
                 .map(|k| -codebook.row(k).iter().zip(&t).map(|(&e, &x)| (x - e as f64).powi(2)).sum::<f64>() / 0.7)
@@ -69,10 +74,13 @@ fn relevance_ranks_the_image_text_first() {
     let codebook = common::codebook();
     let vocabulary = codebook.vocabulary();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let teacher = SemanticTeacher::load(&root.join(spae::paths::TEACHER), &root.join(spae::paths::IMAGENET_CLASSES), &codebook).unwrap();
+    let teacher =
+        SemanticTeacher::load(&root.join(spae::paths::TEACHER), &root.join(spae::paths::IMAGENET_CLASSES), &codebook)
+            .unwrap();
     let image = spae::image_io::prepare(&spae::image_io::load(&common::sample("red-apple.png")).unwrap(), 64);
     let pixels = spae::image_io::to_tensor(&[image]).unwrap();
-    let relevance = teacher.relevance(&pixels, &["A red apple. apple food".to_string()], vocabulary, 20).unwrap().remove(0);
+    let relevance =
+        teacher.relevance(&pixels, &["A red apple. apple food".to_string()], vocabulary, 20).unwrap().remove(0);
     assert_eq!(relevance.text_words, vec!["red", "apple", "food"]);
     assert_eq!(relevance.words.len(), 20);
     assert!(relevance.scores.windows(2).all(|w| w[0] >= w[1]));

@@ -6,12 +6,12 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+use common::studio::wait_for_worker;
+use eframe::egui::{self, Key, Modifiers};
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
-use eframe::egui::{self, Key, Modifiers};
 use spae::model::SpaeModel;
 use spae::studio::file_dialog::ScriptedDialog;
-use common::studio::wait_for_worker;
 use spae::studio::{GpuUse, StudioApp};
 
 fn model() -> Arc<SpaeModel> {
@@ -34,7 +34,6 @@ fn studio() -> (Harness<'static, StudioApp>, ScriptedDialog) {
     wait_for_worker(&mut harness);
     (harness, dialog)
 }
-
 
 fn scratch_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("spae-studio-{name}-{}", std::process::id()));
@@ -277,7 +276,13 @@ fn the_pyramid_text_editor_shows_errors_inline_and_applies_valid_text() {
 fn with_a_wgpu_renderer_edits_decode_on_the_gpu_and_match_the_cpu() {
     // eframe's wgpu device (lavapipe here), shared with the decoder.
     let mut harness = Harness::builder().with_size([1480.0, 980.0]).wgpu().build_eframe(|cc| {
-        StudioApp::new(cc, model(), Box::new(ScriptedDialog::default()), &common::sample("cat-face.png"), GpuUse::Always)
+        StudioApp::new(
+            cc,
+            model(),
+            Box::new(ScriptedDialog::default()),
+            &common::sample("cat-face.png"),
+            GpuUse::Always,
+        )
     });
     wait_for_worker(&mut harness);
     assert!(harness.state().device_status().starts_with("GPU: "), "{}", harness.state().device_status());

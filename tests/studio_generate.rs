@@ -22,9 +22,7 @@ fn model() -> Arc<SpaeModel> {
     MODEL
         .get_or_init(|| {
             let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(spae::paths::DEFAULT_MODEL_DIR);
-            Arc::new(
-                SpaeModel::open(&dir, &common::llm_path(), true).expect("open the shipped model"),
-            )
+            Arc::new(SpaeModel::open(&dir, &common::llm_path(), true).expect("open the shipped model"))
         })
         .clone()
 }
@@ -35,15 +33,7 @@ fn studio_with(window: &str) -> (Harness<'static, StudioApp>, ScriptedDialog) {
     let for_app = Box::new(dialog.clone());
     let mut harness = Harness::builder()
         .with_size([1480.0, 980.0])
-        .build_eframe(move |cc| {
-            StudioApp::new(
-                cc,
-                model(),
-                for_app,
-                &common::sample("cat-face.png"),
-                GpuUse::Auto,
-            )
-        });
+        .build_eframe(move |cc| StudioApp::new(cc, model(), for_app, &common::sample("cat-face.png"), GpuUse::Auto));
     wait_for_worker(&mut harness);
     harness.get_by_label("View").click();
     harness.run_steps(2);
@@ -59,10 +49,7 @@ fn generation_ended(app: &StudioApp) -> bool {
 }
 
 fn scratch_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "spae-studio-generate-{name}-{}",
-        std::process::id()
-    ));
+    let dir = std::env::temp_dir().join(format!("spae-studio-generate-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -87,52 +74,27 @@ fn a_generation_streams_frames_that_the_timeline_steps_through_and_the_editor_op
     wait_until(&mut harness, "the generation", generation_ended);
     let model = model();
     let generation = harness.state().generation().unwrap();
-    assert_eq!(
-        generation.state,
-        RunState::Finished,
-        "{:?}",
-        generation.state
-    );
-    assert_eq!(
-        generation
-            .frames
-            .iter()
-            .map(|f| f.frame.step)
-            .collect::<Vec<_>>(),
-        [0, 1, 2]
-    );
+    assert_eq!(generation.state, RunState::Finished, "{:?}", generation.state);
+    assert_eq!(generation.frames.iter().map(|f| f.frame.step).collect::<Vec<_>>(), [0, 1, 2]);
     for frame in &generation.frames {
         assert_eq!(frame.frame.words.len(), 5, "layers 1 and 2: 1 + 4 words");
         assert_eq!(frame.pyramid, frame.frame.pyramid(&model).unwrap());
         assert_eq!(frame.image, model.decode(&frame.pyramid, 6).unwrap());
     }
     assert_eq!(generation.shown, 2, "the timeline follows the newest frame");
-    let frames: Vec<_> = generation
-        .frames
-        .iter()
-        .map(|f| (f.frame.clone(), f.pyramid.clone(), f.image.clone()))
-        .collect();
+    let frames: Vec<_> =
+        generation.frames.iter().map(|f| (f.frame.clone(), f.pyramid.clone(), f.image.clone())).collect();
     harness.get_by_label_contains("done: 3 frames");
 
     // The timeline, one frame at a time; the label counts the frame's changed words.
     harness.get_by_label("Previous").click();
     harness.run_steps(2);
     assert_eq!(harness.state().generation().unwrap().shown, 1);
-    harness.get_by_label_contains(&format!(
-        "step 1 of 2: {} of 5 words changed",
-        frames[1].0.changed.len()
-    ));
+    harness.get_by_label_contains(&format!("step 1 of 2: {} of 5 words changed", frames[1].0.changed.len()));
     harness.get_by_label("Previous").click();
     harness.run_steps(2);
-    harness.get_by_label_contains(&format!(
-        "step 0 of 2: {} of 5 words changed",
-        frames[0].0.changed.len()
-    ));
-    assert_eq!(
-        frames[0].0.changed.len(),
-        5,
-        "the random start counts every word as changed"
-    );
+    harness.get_by_label_contains(&format!("step 0 of 2: {} of 5 words changed", frames[0].0.changed.len()));
+    assert_eq!(frames[0].0.changed.len(), 5, "the random start counts every word as changed");
     harness.get_by_label("Next").click();
     harness.run_steps(2);
     assert_eq!(harness.state().generation().unwrap().shown, 1);
@@ -155,25 +117,10 @@ fn a_generation_streams_frames_that_the_timeline_steps_through_and_the_editor_op
     let document = harness.state().document().unwrap();
     assert_eq!(document.pyramid(), &frames[1].1);
     assert_eq!(document.original, frames[1].2);
-    assert!(
-        document.path.ends_with("cat-face-step-01.png"),
-        "{}",
-        document.path.display()
-    );
-    assert_eq!(
-        harness.state().settings().recent_files.len(),
-        1,
-        "a frame is not a recent file"
-    );
+    assert!(document.path.ends_with("cat-face-step-01.png"), "{}", document.path.display());
+    assert_eq!(harness.state().settings().recent_files.len(), 1, "a frame is not a recent file");
     let word = if frames[1].1.word(2, 0, 0) == 7 { 8 } else { 7 };
-    harness.state_mut().command(Command::SetWord {
-        cell: Cell {
-            layer: 2,
-            row: 0,
-            col: 0,
-        },
-        word,
-    });
+    harness.state_mut().command(Command::SetWord { cell: Cell { layer: 2, row: 0, col: 0 }, word });
     wait_for_worker(&mut harness);
     assert_ne!(harness.state().document().unwrap().pyramid(), &frames[1].1);
     harness.state_mut().command(Command::Undo);
@@ -185,30 +132,22 @@ fn a_generation_streams_frames_that_the_timeline_steps_through_and_the_editor_op
     dialog.answer_next(&dir);
     harness.get_by_label("Export all frames (PNG)…").click();
     harness.run_steps(2);
-    let mut written: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
+    let mut written: Vec<_> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     written.sort();
     // The frames, and the mark that lets a later export replace them.
     assert_eq!(written, [".spae-generation", "frame-000.png", "frame-001.png", "frame-002.png"]);
     for (step, (_, _, image)) in frames.iter().enumerate() {
-        let file = spae::image_io::load(&dir.join(format!("frame-{step:03}.png")))
-            .unwrap()
-            .to_rgb8();
+        let file = spae::image_io::load(&dir.join(format!("frame-{step:03}.png"))).unwrap().to_rgb8();
         assert_eq!(&file, image);
     }
     let gif = dir.join("frames.gif");
     dialog.answer_next(&gif);
     harness.get_by_label("Export animated GIF…").click();
     harness.run_steps(2);
-    let decoder = image::codecs::gif::GifDecoder::new(std::io::BufReader::new(
-        std::fs::File::open(&gif).unwrap(),
-    ))
-    .unwrap();
-    let gif_frames = image::AnimationDecoder::into_frames(decoder)
-        .collect_frames()
-        .unwrap();
+    let decoder =
+        image::codecs::gif::GifDecoder::new(std::io::BufReader::new(std::fs::File::open(&gif).unwrap())).unwrap();
+    let gif_frames = image::AnimationDecoder::into_frames(decoder).collect_frames().unwrap();
     assert_eq!(gif_frames.len(), 3);
 
     // A write that cannot succeed says why and keeps the frames.
@@ -216,11 +155,7 @@ fn a_generation_streams_frames_that_the_timeline_steps_through_and_the_editor_op
     harness.get_by_label("Export frame (PNG)…").click();
     harness.run_steps(2);
     let notice = harness.state().notice().expect("the failure is shown");
-    assert!(
-        notice.is_error && notice.text.contains("frame.png"),
-        "{}",
-        notice.text
-    );
+    assert!(notice.is_error && notice.text.contains("frame.png"), "{}", notice.text);
     assert_eq!(harness.state().generation().unwrap().frames.len(), 3);
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -229,25 +164,15 @@ fn a_generation_streams_frames_that_the_timeline_steps_through_and_the_editor_op
 fn cancelling_keeps_the_frames_made_so_far() {
     let (mut harness, _) = studio_with("Generate");
     run_generation(&mut harness, 32);
-    wait_until(&mut harness, "two frames", |app| {
-        app.generation().unwrap().frames.len() >= 2
-    });
+    wait_until(&mut harness, "two frames", |app| app.generation().unwrap().frames.len() >= 2);
     harness.get_by_label("Cancel").click();
     harness.run_steps(2);
-    wait_until(
-        &mut harness,
-        "the cancelled generation to end",
-        generation_ended,
-    );
+    wait_until(&mut harness, "the cancelled generation to end", generation_ended);
     let generation = harness.state().generation().unwrap();
     assert_eq!(generation.state, RunState::Cancelled);
     let count = generation.frames.len();
     assert!((2..33).contains(&count), "{count} frames");
-    assert!(generation
-        .frames
-        .iter()
-        .enumerate()
-        .all(|(i, f)| f.frame.step == i));
+    assert!(generation.frames.iter().enumerate().all(|(i, f)| f.frame.step == i));
     harness.get_by_label_contains(&format!("its {count} frames are kept"));
     harness.get_by_label("Previous").click();
     harness.run_steps(2);
@@ -266,24 +191,10 @@ fn add_support(harness: &mut Harness<'_, StudioApp>, dialog: &ScriptedDialog, na
 #[test]
 fn classifies_the_open_image_between_two_classes() {
     let (mut harness, dialog) = studio_with("Classify");
-    add_support(
-        &mut harness,
-        &dialog,
-        &["cat-face.png", "red-apple.png", "sunflower.png"],
-    );
-    let labels: Vec<_> = harness
-        .state()
-        .classification()
-        .support
-        .iter()
-        .map(|s| s.label.clone())
-        .collect();
+    add_support(&mut harness, &dialog, &["cat-face.png", "red-apple.png", "sunflower.png"]);
+    let labels: Vec<_> = harness.state().classification().support.iter().map(|s| s.label.clone()).collect();
     assert_eq!(labels, ["cat face", "red apple", "sunflower"]);
-    harness
-        .query_all_by_label("Remove")
-        .nth(2)
-        .expect("one Remove button per image")
-        .click();
+    harness.query_all_by_label("Remove").nth(2).expect("one Remove button per image").click();
     harness.run_steps(2);
     assert_eq!(harness.state().classification().support.len(), 2);
     // The apple's label, retyped as a user would.
@@ -293,25 +204,15 @@ fn classifies_the_open_image_between_two_classes() {
     harness.run_steps(2);
     harness.get_by_label("Run classification").click();
     harness.run_steps(2);
-    wait_until(&mut harness, "the classification", |app| {
-        !app.classification().is_running()
-    });
+    wait_until(&mut harness, "the classification", |app| !app.classification().is_running());
     let result = match &harness.state().classification().result {
         Some(Ok(result)) => result,
         other => panic!("no answer: {:?}", other.as_ref().map(|r| r.as_ref().err())),
     };
     assert_eq!(result.classes, ["cat face", "apple"]);
     assert_eq!(result.scores.len(), 2);
-    assert!(
-        result.scores.iter().all(|s| s.is_finite() && *s < 0.0),
-        "{:?}",
-        result.scores
-    );
-    assert!(
-        result.prompt.contains("output is one of [cat face, apple]"),
-        "{}",
-        result.prompt
-    );
+    assert!(result.scores.iter().all(|s| s.is_finite() && *s < 0.0), "{:?}", result.scores);
+    assert!(result.prompt.contains("output is one of [cat face, apple]"), "{}", result.prompt);
     let answer = result.classes[result.answer].clone();
     harness.get_by_label(&format!("Answer: {answer}"));
     harness.get_by_label_contains("Prompt (");
@@ -326,12 +227,8 @@ fn a_one_class_support_set_shows_the_libraries_error() {
     }
     harness.get_by_label("Run classification").click();
     harness.run_steps(2);
-    wait_until(&mut harness, "the classification", |app| {
-        !app.classification().is_running()
-    });
-    let Some(Err(message)) = &harness.state().classification().result else {
-        panic!("the run did not fail")
-    };
+    wait_until(&mut harness, "the classification", |app| !app.classification().is_running());
+    let Some(Err(message)) = &harness.state().classification().result else { panic!("the run did not fail") };
     assert!(message.contains("at least two classes"), "{message}");
     harness.get_by_label_contains("at least two classes");
 }

@@ -7,12 +7,12 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
+use common::studio::{wait_for_worker, wait_until};
+use eframe::egui::{Key, Modifiers};
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
-use eframe::egui::{Key, Modifiers};
 use spae::model::SpaeModel;
 use spae::studio::file_dialog::ScriptedDialog;
-use common::studio::{wait_for_worker, wait_until};
 use spae::studio::{Command, GpuUse, StudioApp};
 
 fn save(harness: &mut Harness<'_, StudioApp>, name: &str) {
@@ -34,9 +34,10 @@ fn screenshots() {
     let vocabulary = codebook.vocabulary();
     let dialog = ScriptedDialog::default();
     let for_app = Box::new(dialog.clone());
-    let mut harness = Harness::builder().with_size([1480.0, 980.0]).wgpu().build_eframe(move |cc| {
-        StudioApp::new(cc, model, for_app, &common::sample("cat-face.png"), GpuUse::Always)
-    });
+    let mut harness = Harness::builder()
+        .with_size([1480.0, 980.0])
+        .wgpu()
+        .build_eframe(move |cc| StudioApp::new(cc, model, for_app, &common::sample("cat-face.png"), GpuUse::Always));
     wait_for_worker(&mut harness);
 
     // The words of layer 4 over the image, one cell hovered.

@@ -16,7 +16,8 @@ fn fixture() -> Value {
 }
 
 fn teacher() -> EfficientNetLite0 {
-    EfficientNetLite0::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/efficientnet-lite0.safetensors")).unwrap()
+    EfficientNetLite0::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/efficientnet-lite0.safetensors"))
+        .unwrap()
 }
 
 fn numbers(v: &Value) -> Vec<f32> {

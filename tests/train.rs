@@ -27,7 +27,13 @@ fn tiny_dataset(dir: &Path) {
         .map(|name| {
             let image = image_io::prepare(&image_io::load(&common::sample(&format!("{name}.png"))).unwrap(), 64);
             pixels.extend_from_slice(image.as_raw());
-            Sample { package: "samples".into(), file: format!("{name}.png"), caption: None, name: name.to_string(), category: "test".into() }
+            Sample {
+                package: "samples".into(),
+                file: format!("{name}.png"),
+                caption: None,
+                name: name.to_string(),
+                category: "test".into(),
+            }
         })
         .collect();
     Dataset::new(64, samples, pixels).unwrap().save(dir, Split::Train).unwrap();
@@ -108,6 +114,11 @@ fn a_resumed_run_matches_an_uninterrupted_one() {
     // The exported model loads and matches.
     let exported = SpaeModel::load(stopped.join("export"), common::codebook()).unwrap();
     assert_eq!(weights(&exported), weights(&resumed));
-    let files: Vec<String> = std::fs::read_dir(&stopped).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-    assert_eq!(files.iter().filter(|f| f.starts_with("checkpoint-")).count(), 1, "old checkpoints are removed: {files:?}");
+    let files: Vec<String> =
+        std::fs::read_dir(&stopped).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(
+        files.iter().filter(|f| f.starts_with("checkpoint-")).count(),
+        1,
+        "old checkpoints are removed: {files:?}"
+    );
 }

@@ -12,10 +12,8 @@ use spae::vocabulary::Vocabulary;
 fn fixture() -> &'static (Vocabulary, PyramidShape) {
     static FIXTURE: OnceLock<(Vocabulary, PyramidShape)> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let tokens: Vec<String> = ["Ġcat", "Ġdog", "x", "Ġsky", "Ġat", "Ġtree", "ĠThe", "Ġgrass"]
-            .iter()
-            .map(|t| t.to_string())
-            .collect();
+        let tokens: Vec<String> =
+            ["Ġcat", "Ġdog", "x", "Ġsky", "Ġat", "Ġtree", "ĠThe", "Ġgrass"].iter().map(|t| t.to_string()).collect();
         (Vocabulary::from_tokens(&tokens, 6).unwrap(), PyramidShape::new(4, 3).unwrap())
     })
 }

@@ -7,7 +7,11 @@ use clap::Parser;
 
 /// Default paths are found in the project folder, whatever the working directory.
 #[derive(Parser)]
-#[command(name = "spae-studio", version, about = "The SPAE studio: see, edit and generate images as pyramids of LLM words")]
+#[command(
+    name = "spae-studio",
+    version,
+    about = "The SPAE studio: see, edit and generate images as pyramids of LLM words"
+)]
 struct Args {
     /// An image to open (default: the shipped sample, assets/samples/cat-face.png).
     image: Option<PathBuf>,

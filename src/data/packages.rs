@@ -99,7 +99,8 @@ impl Package {
             }
         };
         run(command.current_dir(dir), &format!("download {}", self.name))?;
-        let got = sha256_of(&archive).with_context(|| format!("the download of {} left no {}", self.name, archive.display()))?;
+        let got = sha256_of(&archive)
+            .with_context(|| format!("the download of {} left no {}", self.name, archive.display()))?;
         if got != self.sha256 {
             let _ = std::fs::remove_file(&archive);
             bail!("{} has SHA-256 {got}, expected {}; the download was removed", self.archive_name(), self.sha256);
@@ -134,7 +135,8 @@ impl Package {
 }
 
 fn run(command: &mut Command, what: &str) -> Result<()> {
-    let output = command.output().with_context(|| format!("cannot {what}: is {:?} installed?", command.get_program()))?;
+    let output =
+        command.output().with_context(|| format!("cannot {what}: is {:?} installed?", command.get_program()))?;
     if !output.status.success() {
         bail!("cannot {what}: {}", String::from_utf8_lossy(&output.stderr).trim());
     }

@@ -69,7 +69,12 @@ pub fn prepare(cache: &Path, options: &PrepareOptions) -> Result<Manifest> {
         }
     }
     let total: u64 = PACKAGES.iter().map(|p| p.bytes).sum();
-    eprintln!("prepare-data downloads {} packages, {:.0} MB in all, into {}:", PACKAGES.len(), total as f64 / 1e6, cache.display());
+    eprintln!(
+        "prepare-data downloads {} packages, {:.0} MB in all, into {}:",
+        PACKAGES.len(),
+        total as f64 / 1e6,
+        cache.display()
+    );
     for p in &PACKAGES {
         eprintln!("  {:<26} {:<16} {:>6.1} MB  ({})", p.name, p.version, p.bytes as f64 / 1e6, p.licence);
     }
@@ -103,7 +108,8 @@ pub fn prepare(cache: &Path, options: &PrepareOptions) -> Result<Manifest> {
     std::fs::create_dir_all(&out)?;
     let [(train_samples, train_pixels), (heldout_samples, heldout_pixels)] = splits;
     let r = options.resolution as usize;
-    let manifest = Manifest { options: options.clone(), train: train_samples.len(), heldout: heldout_samples.len(), skipped };
+    let manifest =
+        Manifest { options: options.clone(), train: train_samples.len(), heldout: heldout_samples.len(), skipped };
     Dataset::new(r, train_samples, train_pixels)?.save(&out, Split::Train)?;
     Dataset::new(r, heldout_samples, heldout_pixels)?.save(&out, Split::HeldOut)?;
     crate::atomic_file::write(&manifest_path, serde_json::to_string_pretty(&manifest)?.as_bytes())?;
@@ -193,9 +199,7 @@ fn sources_of(package: &Package, root: &Path, options: &PrepareOptions) -> Resul
             let base = root.join("usr/share/backgrounds");
             files_under(&base, &["jpg", "jpeg", "png", "webp"])
                 .into_iter()
-                .flat_map(|path| {
-                    (0..options.crops_per_photo as u64).map(move |crop| (path.clone(), crop))
-                })
+                .flat_map(|path| (0..options.crops_per_photo as u64).map(move |crop| (path.clone(), crop)))
                 .map(|(path, crop)| {
                     let mut s = sample(&path, &base, None, name_from_file(&path), "photo".to_string());
                     s.file = format!("{}#crop-{crop}", s.file);
@@ -215,7 +219,8 @@ fn read_source(source: &Source, options: &PrepareOptions) -> Result<image::RgbIm
             // The crop's index is part of the sample's file name, so each crop differs.
             let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed ^ hash_u64(&source.sample.file));
             let short = image.width().min(image.height());
-            let side = rng.random_range((short / 8).max(options.resolution)..=(short / 2).max(options.resolution)).min(short);
+            let side =
+                rng.random_range((short / 8).max(options.resolution)..=(short / 2).max(options.resolution)).min(short);
             let x = rng.random_range(0..=image.width() - side);
             let y = rng.random_range(0..=image.height() - side);
             image.crop_imm(x, y, side, side)

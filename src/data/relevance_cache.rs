@@ -26,7 +26,13 @@ pub fn sample_text(sample: &Sample) -> String {
 
 /// Runs the teacher over a split unless its relevances are already complete. Resumable:
 /// finished batches are appended to a partial file, which is renamed into place at the end.
-pub fn annotate(dir: &Path, split: Split, data: &Dataset, teacher: &SemanticTeacher, vocabulary: &Vocabulary) -> Result<()> {
+pub fn annotate(
+    dir: &Path,
+    split: Split,
+    data: &Dataset,
+    teacher: &SemanticTeacher,
+    vocabulary: &Vocabulary,
+) -> Result<()> {
     let done = path(dir, split);
     if done.exists() {
         return Ok(());
@@ -70,8 +76,9 @@ pub fn annotate(dir: &Path, split: Split, data: &Dataset, teacher: &SemanticTeac
 /// Loads a split's relevances, one per image.
 pub fn load(dir: &Path, split: Split, images: usize) -> Result<Vec<Relevance>> {
     let file = path(dir, split);
-    let text = std::fs::read_to_string(&file)
-        .with_context(|| format!("cannot read {} (run `spae prepare-data` to compute the teacher's relevances)", file.display()))?;
+    let text = std::fs::read_to_string(&file).with_context(|| {
+        format!("cannot read {} (run `spae prepare-data` to compute the teacher's relevances)", file.display())
+    })?;
     let relevances: Vec<Relevance> = text
         .lines()
         .enumerate()

@@ -121,7 +121,12 @@ impl GpuDecoder {
             ],
         );
         let per_image = (config.latent_channels * g * g) as u32;
-        plan.steps.push(Step { op: Op::Dequantize, bind_group, workgroups: [per_image.div_ceil(256), 1, 1], batch_axis: 1 });
+        plan.steps.push(Step {
+            op: Op::Dequantize,
+            bind_group,
+            workgroups: [per_image.div_ceil(256), 1, 1],
+            batch_axis: 1,
+        });
 
         // The decoder of `model::decoder`, layer by layer.
         let groups = config.norm_groups;
@@ -252,7 +257,8 @@ impl GpuDecoder {
         self.gpu.queue.write_buffer(&self.prefix_layers, 0, &u32_bytes(&prefix_layers));
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("decode") });
         {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("decode"), timestamp_writes: None });
+            let mut pass = encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("decode"), timestamp_writes: None });
             for step in &self.steps {
                 let mut workgroups = step.workgroups;
                 workgroups[step.batch_axis] *= items.len() as u32;
@@ -361,7 +367,13 @@ impl Plan<'_> {
 
     /// Convolution `name` ("same" padding, stride 1) of `input`, optionally upsampling the
     /// input 2x first and adding `residual` after.
-    fn conv(&mut self, name: &str, input: &Activation, upsample: bool, residual: Option<&Activation>) -> Result<Activation> {
+    fn conv(
+        &mut self,
+        name: &str,
+        input: &Activation,
+        upsample: bool,
+        residual: Option<&Activation>,
+    ) -> Result<Activation> {
         let (weight, weight_buffer) = self.weight(&format!("{name}.weight"))?;
         let (out_c, in_c, k, _) = weight.dims4()?;
         ensure!(in_c == input.channels, "{name} takes {in_c} channels, its input has {}", input.channels);
@@ -392,7 +404,12 @@ impl Plan<'_> {
         );
         let side = side as u32;
         let blocks = (out_c as u32).div_ceil(CONV_CHANNELS_PER_INVOCATION);
-        self.steps.push(Step { op: Op::Conv2d, bind_group, workgroups: [side.div_ceil(8), side.div_ceil(8), blocks], batch_axis: 2 });
+        self.steps.push(Step {
+            op: Op::Conv2d,
+            bind_group,
+            workgroups: [side.div_ceil(8), side.div_ceil(8), blocks],
+            batch_axis: 2,
+        });
         Ok(output)
     }
 
@@ -423,9 +440,19 @@ impl Plan<'_> {
         ];
         let statistics = self.kernels.group_norm_statistics.bind(self.device, &resources);
         let apply = self.kernels.group_norm_apply.bind(self.device, &resources);
-        self.steps.push(Step { op: Op::GroupNormStatistics, bind_group: statistics, workgroups: [groups as u32, 1, 1], batch_axis: 1 });
+        self.steps.push(Step {
+            op: Op::GroupNormStatistics,
+            bind_group: statistics,
+            workgroups: [groups as u32, 1, 1],
+            batch_axis: 1,
+        });
         let per_image = (input.channels * plane) as u32;
-        self.steps.push(Step { op: Op::GroupNormApply, bind_group: apply, workgroups: [per_image.div_ceil(256), 1, 1], batch_axis: 1 });
+        self.steps.push(Step {
+            op: Op::GroupNormApply,
+            bind_group: apply,
+            workgroups: [per_image.div_ceil(256), 1, 1],
+            batch_axis: 1,
+        });
         Ok(output)
     }
 }

@@ -72,8 +72,18 @@ impl Kernels {
         let to_rgba = shader(device, "to_rgba", include_str!("../../shaders/to_rgba.wgsl"));
         let group_norm_layout = layout(device, &[Uniform, Read, Read, Read, ReadWrite, ReadWrite]);
         Self {
-            dequantize: Kernel::new(device, &dequantize, "main", &layout(device, &[Uniform, Read, Read, Read, ReadWrite])),
-            conv2d: Kernel::new(device, &conv2d, "main", &layout(device, &[Uniform, Read, Read, Read, Read, ReadWrite])),
+            dequantize: Kernel::new(
+                device,
+                &dequantize,
+                "main",
+                &layout(device, &[Uniform, Read, Read, Read, ReadWrite]),
+            ),
+            conv2d: Kernel::new(
+                device,
+                &conv2d,
+                "main",
+                &layout(device, &[Uniform, Read, Read, Read, Read, ReadWrite]),
+            ),
             group_norm_statistics: Kernel::new(device, &group_norm, "statistics", &group_norm_layout),
             group_norm_apply: Kernel::new(device, &group_norm, "apply", &group_norm_layout),
             to_rgba: Kernel::new(device, &to_rgba, "main", &layout(device, &[Read, ReadWrite, Image])),

@@ -65,8 +65,7 @@ pub fn ensure_runtime_dir() {
     let dir = std::env::temp_dir().join(format!("spae-runtime-{uid}"));
     let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
     // Only a real folder of ours that nobody else can enter (never a planted link).
-    let private = std::fs::symlink_metadata(&dir)
-        .is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o077 == 0);
+    let private = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o077 == 0);
     if private {
         std::env::set_var("XDG_RUNTIME_DIR", &dir);
     }

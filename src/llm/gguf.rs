@@ -36,19 +36,12 @@ impl LlmFile {
 
     /// A metadata value, failing with the key's name when it is absent.
     pub fn metadata(&self, key: &str) -> Result<&gguf_file::Value> {
-        self.content
-            .metadata
-            .get(key)
-            .with_context(|| format!("{} has no {key}", self.path.display()))
+        self.content.metadata.get(key).with_context(|| format!("{} has no {key}", self.path.display()))
     }
 
     /// A metadata array of strings, such as `tokenizer.ggml.merges`.
     pub fn metadata_strings(&self, key: &str) -> Result<Vec<String>> {
-        self.metadata(key)?
-            .to_vec()?
-            .iter()
-            .map(|v| Ok(v.to_string()?.clone()))
-            .collect()
+        self.metadata(key)?.to_vec()?.iter().map(|v| Ok(v.to_string()?.clone())).collect()
     }
 
     /// A metadata unsigned integer, such as `llama.block_count`.
@@ -63,10 +56,7 @@ impl LlmFile {
 
     /// A metadata string such as `general.name`, if present.
     pub fn metadata_string(&self, key: &str) -> Option<String> {
-        self.content
-            .metadata
-            .get(key)
-            .and_then(|v| v.to_string().ok().cloned())
+        self.content.metadata.get(key).and_then(|v| v.to_string().ok().cloned())
     }
 
     /// Reads and dequantizes one tensor to f32 on the CPU.
@@ -88,10 +78,7 @@ impl LlmFile {
 
 fn open_reader(path: &Path) -> Result<BufReader<File>> {
     let file = File::open(path).with_context(|| {
-        format!(
-            "cannot open the LLM file {} (run scripts/fetch-llm.sh to fetch it)",
-            path.display()
-        )
+        format!("cannot open the LLM file {} (run scripts/fetch-llm.sh to fetch it)", path.display())
     })?;
     Ok(BufReader::new(file))
 }

@@ -79,34 +79,26 @@ pub fn quantized_matmul(quant: Quant, w: &[u8], x: &[f32], t: usize, out: &mut [
     assert_eq!(cols % BLOCK, 0, "quantized rows hold whole blocks");
     let row_bytes = cols / BLOCK * quant.block_bytes();
     let rows = w.len() / row_bytes;
-    assert!(
-        x.len() == t * cols && w.len() == rows * row_bytes && out.len() >= t * rows,
-        "matrix sizes"
-    );
+    assert!(x.len() == t * cols && w.len() == rows * row_bytes && out.len() >= t * rows, "matrix sizes");
     // Q4_1's minimum multiplies the sum of x over each block.
     let block_sums: Vec<f32> = x.chunks_exact(BLOCK).map(|b| b.iter().sum()).collect();
-    let task_rows = rows
-        .div_ceil(TASKS_PER_THREAD * rayon::current_num_threads())
-        .max(1);
+    let task_rows = rows.div_ceil(TASKS_PER_THREAD * rayon::current_num_threads()).max(1);
     let mut dots = vec![0f32; rows * GROUP.min(t)];
     for first in (0..t).step_by(GROUP) {
         let n = GROUP.min(t - first);
         let xs = &x[first * cols..(first + n) * cols];
         let sums = &block_sums[first * cols / BLOCK..(first + n) * cols / BLOCK];
-        dots[..rows * n]
-            .par_chunks_mut(task_rows * n)
-            .enumerate()
-            .for_each(|(task, dots)| {
-                for (r, dots) in dots.chunks_exact_mut(n).enumerate() {
-                    let row = &w[(task * task_rows + r) * row_bytes..][..row_bytes];
-                    match n {
-                        1 => row_dots::<1>(quant, row, xs, sums, dots),
-                        2 => row_dots::<2>(quant, row, xs, sums, dots),
-                        3 => row_dots::<3>(quant, row, xs, sums, dots),
-                        _ => row_dots::<GROUP>(quant, row, xs, sums, dots),
-                    }
+        dots[..rows * n].par_chunks_mut(task_rows * n).enumerate().for_each(|(task, dots)| {
+            for (r, dots) in dots.chunks_exact_mut(n).enumerate() {
+                let row = &w[(task * task_rows + r) * row_bytes..][..row_bytes];
+                match n {
+                    1 => row_dots::<1>(quant, row, xs, sums, dots),
+                    2 => row_dots::<2>(quant, row, xs, sums, dots),
+                    3 => row_dots::<3>(quant, row, xs, sums, dots),
+                    _ => row_dots::<GROUP>(quant, row, xs, sums, dots),
                 }
-            });
+            }
+        });
         for (r, dots) in dots[..rows * n].chunks_exact(n).enumerate() {
             for (i, &dot) in dots.iter().enumerate() {
                 out[(first + i) * rows + r] = dot;
@@ -134,9 +126,7 @@ fn row_dots<const N: usize>(quant: Quant, row: &[u8], xs: &[f32], sums: &[f32], 
     for (i, o) in out.iter_mut().enumerate() {
         let x = &xs[i * cols..(i + 1) * cols];
         *o = match quant {
-            Quant::Q4_1 => {
-                dot_q4_1_portable(row, x, &sums[i * cols / BLOCK..(i + 1) * cols / BLOCK])
-            }
+            Quant::Q4_1 => dot_q4_1_portable(row, x, &sums[i * cols / BLOCK..(i + 1) * cols / BLOCK]),
             Quant::Q8_0 => dot_q8_0_portable(row, x),
         };
     }
@@ -144,15 +134,8 @@ fn row_dots<const N: usize>(quant: Quant, row: &[u8], xs: &[f32], sums: &[f32], 
 
 fn dot_q4_1_portable(row: &[u8], x: &[f32], block_sums: &[f32]) -> f32 {
     let mut total = 0.0;
-    for ((block, x), &x_sum) in row
-        .chunks_exact(20)
-        .zip(x.chunks_exact(BLOCK))
-        .zip(block_sums)
-    {
-        let (d, m) = (
-            f16_bits_to_f32([block[0], block[1]]),
-            f16_bits_to_f32([block[2], block[3]]),
-        );
+    for ((block, x), &x_sum) in row.chunks_exact(20).zip(x.chunks_exact(BLOCK)).zip(block_sums) {
+        let (d, m) = (f16_bits_to_f32([block[0], block[1]]), f16_bits_to_f32([block[2], block[3]]));
         let mut dot = 0.0;
         for (j, &q) in block[4..].iter().enumerate() {
             dot += (q & 0xf) as f32 * x[j] + (q >> 4) as f32 * x[j + 16];
@@ -166,11 +149,7 @@ fn dot_q8_0_portable(row: &[u8], x: &[f32]) -> f32 {
     let mut total = 0.0;
     for (block, x) in row.chunks_exact(34).zip(x.chunks_exact(BLOCK)) {
         let d = f16_bits_to_f32([block[0], block[1]]);
-        let dot: f32 = block[2..]
-            .iter()
-            .zip(x)
-            .map(|(&q, &x)| q as i8 as f32 * x)
-            .sum();
+        let dot: f32 = block[2..].iter().zip(x).map(|(&q, &x)| q as i8 as f32 * x).sum();
         total += d * dot;
     }
     total
@@ -212,17 +191,10 @@ mod x86 {
             let q = _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(4) as *const __m128i));
             let low = _mm512_cvtepi32_ps(_mm512_and_si512(q, nibble));
             let high = _mm512_cvtepi32_ps(_mm512_srli_epi32::<4>(q));
-            let (d, m) = (
-                _mm512_broadcastss_ps(dm),
-                _mm_cvtss_f32(_mm_movehdup_ps(dm)),
-            );
+            let (d, m) = (_mm512_broadcastss_ps(dm), _mm_cvtss_f32(_mm_movehdup_ps(dm)));
             for n in 0..N {
                 let xp = xs.as_ptr().add(n * cols + b * 32);
-                let dot = _mm512_fmadd_ps(
-                    high,
-                    _mm512_loadu_ps(xp.add(16)),
-                    _mm512_mul_ps(low, _mm512_loadu_ps(xp)),
-                );
+                let dot = _mm512_fmadd_ps(high, _mm512_loadu_ps(xp.add(16)), _mm512_mul_ps(low, _mm512_loadu_ps(xp)));
                 acc[n] = _mm512_fmadd_ps(d, dot, acc[n]);
                 mins[n] += m * *sums.get_unchecked(n * blocks + b);
             }
@@ -237,8 +209,7 @@ mod x86 {
             }
         }
         for n in 0..N {
-            out[n] =
-                _mm512_reduce_add_ps(_mm512_add_ps(even[n], odd[n])) + even_mins[n] + odd_mins[n];
+            out[n] = _mm512_reduce_add_ps(_mm512_add_ps(even[n], odd[n])) + even_mins[n] + odd_mins[n];
         }
     }
 
@@ -252,19 +223,11 @@ mod x86 {
             let p = row.as_ptr().add(b * 34);
             let d = _mm_cvtph_ps(_mm_cvtsi32_si128((p as *const u16).read_unaligned() as i32));
             let d = _mm512_broadcastss_ps(d);
-            let q0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
-                p.add(2) as *const __m128i
-            )));
-            let q1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
-                p.add(18) as *const __m128i
-            )));
+            let q0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(2) as *const __m128i)));
+            let q1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(18) as *const __m128i)));
             for (n, acc) in acc.iter_mut().enumerate() {
                 let xp = xs.as_ptr().add(n * cols + b * 32);
-                let dot = _mm512_fmadd_ps(
-                    q1,
-                    _mm512_loadu_ps(xp.add(16)),
-                    _mm512_mul_ps(q0, _mm512_loadu_ps(xp)),
-                );
+                let dot = _mm512_fmadd_ps(q1, _mm512_loadu_ps(xp.add(16)), _mm512_mul_ps(q0, _mm512_loadu_ps(xp)));
                 *acc = _mm512_fmadd_ps(d, dot, *acc);
             }
         };
@@ -285,27 +248,25 @@ mod x86 {
 pub fn dequantize(quant: Quant, rows: &[u8], out: &mut [f32]) {
     let bytes = quant.block_bytes();
     assert_eq!(rows.len() / bytes * BLOCK, out.len(), "matrix size");
-    out.par_chunks_mut(BLOCK * 1024)
-        .zip(rows.par_chunks(bytes * 1024))
-        .for_each(|(out, rows)| {
-            for (w, block) in out.chunks_exact_mut(BLOCK).zip(rows.chunks_exact(bytes)) {
-                let d = f16_bits_to_f32([block[0], block[1]]);
-                match quant {
-                    Quant::Q4_1 => {
-                        let m = f16_bits_to_f32([block[2], block[3]]);
-                        for (j, &q) in block[4..].iter().enumerate() {
-                            w[j] = (q & 0xf) as f32 * d + m;
-                            w[j + 16] = (q >> 4) as f32 * d + m;
-                        }
+    out.par_chunks_mut(BLOCK * 1024).zip(rows.par_chunks(bytes * 1024)).for_each(|(out, rows)| {
+        for (w, block) in out.chunks_exact_mut(BLOCK).zip(rows.chunks_exact(bytes)) {
+            let d = f16_bits_to_f32([block[0], block[1]]);
+            match quant {
+                Quant::Q4_1 => {
+                    let m = f16_bits_to_f32([block[2], block[3]]);
+                    for (j, &q) in block[4..].iter().enumerate() {
+                        w[j] = (q & 0xf) as f32 * d + m;
+                        w[j + 16] = (q >> 4) as f32 * d + m;
                     }
-                    Quant::Q8_0 => {
-                        for (w, &q) in w.iter_mut().zip(&block[2..]) {
-                            *w = q as i8 as f32 * d;
-                        }
+                }
+                Quant::Q8_0 => {
+                    for (w, &q) in w.iter_mut().zip(&block[2..]) {
+                        *w = q as i8 as f32 * d;
                     }
                 }
             }
-        });
+        }
+    });
 }
 
 /// A strided view of a matrix for [`strided_matmul`]: element (i, j) at `ptr + i rs + j cs`.
@@ -393,10 +354,7 @@ multiversion! {
 
 #[inline(always)]
 fn swiglu_body(gate_up: &[f32], out: &mut [f32], hidden: usize) {
-    for (gu, out) in gate_up
-        .chunks_exact(2 * hidden)
-        .zip(out.chunks_exact_mut(hidden))
-    {
+    for (gu, out) in gate_up.chunks_exact(2 * hidden).zip(out.chunks_exact_mut(hidden)) {
         let (gate, up) = gu.split_at(hidden);
         for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
             *o = g / (1.0 + exp(-g)) * u;
@@ -473,8 +431,7 @@ pub fn exp(x: f32) -> f32 {
     let p = 1.0
         + f * (std::f32::consts::LN_2
             + f * (0.240_226_5
-                + f * (0.055_504_11
-                    + f * (0.009_618_129 + f * (0.001_333_355_8 + f * 0.000_154_035_3)))));
+                + f * (0.055_504_11 + f * (0.009_618_129 + f * (0.001_333_355_8 + f * 0.000_154_035_3)))));
     p * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
@@ -508,10 +465,7 @@ mod tests {
         for i in -2000..=2000 {
             let x = i as f32 * 0.04;
             let (got, want) = (exp(x), x.exp());
-            assert!(
-                (got - want).abs() <= (3e-7 + 1e-7 * x.abs()) * want,
-                "exp({x}) = {got}, want {want}"
-            );
+            assert!((got - want).abs() <= (3e-7 + 1e-7 * x.abs()) * want, "exp({x}) = {got}, want {want}");
         }
         assert!(exp(-1000.0) < 1e-37 && exp(1000.0).is_finite());
     }
@@ -534,9 +488,8 @@ mod tests {
     fn quantized_products_match_dequantized_rows() {
         let (rows, cols) = (40, 96);
         for quant in [Quant::Q4_1, Quant::Q8_0] {
-            let mut bytes: Vec<u8> = (0..rows * cols / BLOCK * quant.block_bytes())
-                .map(|i| (i * 131 % 251) as u8)
-                .collect();
+            let mut bytes: Vec<u8> =
+                (0..rows * cols / BLOCK * quant.block_bytes()).map(|i| (i * 131 % 251) as u8).collect();
             // Sane scales: d = 0.01 (0x211f), m = -0.05 (0xaa66).
             for block in bytes.chunks_exact_mut(quant.block_bytes()) {
                 block[..2].copy_from_slice(&0x211fu16.to_le_bytes());
@@ -548,18 +501,13 @@ mod tests {
             dequantize(quant, &bytes, &mut dense);
             // One token, a partial group, and more than a group.
             for t in [1, 3, 11] {
-                let x: Vec<f32> = (0..t * cols)
-                    .map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.1)
-                    .collect();
+                let x: Vec<f32> = (0..t * cols).map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.1).collect();
                 let mut got = vec![0f32; t * rows];
                 quantized_matmul(quant, &bytes, &x, t, &mut got);
                 let mut want = vec![0f32; t * rows];
                 crate::matmul::matmul_transposed(&x, &dense, t, cols, rows, &mut want, rows);
                 for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                    assert!(
-                        (g - w).abs() < 1e-4 * (1.0 + w.abs()),
-                        "{quant:?} t={t} output {i}: {g} vs {w}"
-                    );
+                    assert!((g - w).abs() < 1e-4 * (1.0 + w.abs()), "{quant:?} t={t} output {i}: {g} vs {w}");
                 }
             }
         }

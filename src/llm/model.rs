@@ -39,16 +39,9 @@ pub struct LlmConfig {
 
 impl LlmConfig {
     fn from_gguf(file: &LlmFile) -> Result<Self> {
-        let arch = file
-            .metadata_string("general.architecture")
-            .unwrap_or_default();
-        ensure!(
-            arch == "llama",
-            "unsupported LLM architecture {arch:?} (only llama is implemented)"
-        );
-        let get = |key: &str| -> Result<usize> {
-            Ok(file.metadata_u32(&format!("llama.{key}"))? as usize)
-        };
+        let arch = file.metadata_string("general.architecture").unwrap_or_default();
+        ensure!(arch == "llama", "unsupported LLM architecture {arch:?} (only llama is implemented)");
+        let get = |key: &str| -> Result<usize> { Ok(file.metadata_u32(&format!("llama.{key}"))? as usize) };
         let (dim, heads) = (get("embedding_length")?, get("attention.head_count")?);
         let config = Self {
             layers: get("block_count")?,
@@ -59,9 +52,7 @@ impl LlmConfig {
             head_dim: dim / heads,
             vocab: file.tokens()?.len(),
             context: get("context_length")?,
-            rope_base: file
-                .metadata_f32("llama.rope.freq_base")
-                .unwrap_or(10_000.0),
+            rope_base: file.metadata_f32("llama.rope.freq_base").unwrap_or(10_000.0),
             rms_eps: file.metadata_f32("llama.attention.layer_norm_rms_epsilon")?,
         };
         ensure!(
@@ -114,18 +105,11 @@ impl Linear {
                 GgmlDType::Q8_0 => Quant::Q8_0,
                 other => bail!("{name} is {other:?}; only Q4_1 and Q8_0 weights are implemented"),
             };
-            let (r, c) = tensor
-                .shape()
-                .dims2()
-                .with_context(|| format!("{name} is not a matrix"))?;
+            let (r, c) = tensor.shape().dims2().with_context(|| format!("{name} is not a matrix"))?;
             ensure!(c % kernels::BLOCK == 0, "{name} rows are not whole blocks");
             match stacked {
                 None => stacked = Some((quant, c)),
-                Some(layout) => ensure!(
-                    layout == (quant, c),
-                    "{name} differs from {} in type or width",
-                    names[0]
-                ),
+                Some(layout) => ensure!(layout == (quant, c), "{name} differs from {} in type or width", names[0]),
             }
             rows += r;
             packed.extend_from_slice(&tensor.data()?);
@@ -133,13 +117,7 @@ impl Linear {
         let (quant, cols) = stacked.context("no tensors named")?;
         let mut dense = vec![0f32; rows * cols];
         kernels::dequantize(quant, &packed, &mut dense);
-        Ok(Self {
-            quant,
-            rows,
-            cols,
-            packed,
-            dense,
-        })
+        Ok(Self { quant, rows, cols, packed, dense })
     }
 
     /// `out (t x rows) = x (t x cols) . W^T`.
@@ -220,14 +198,9 @@ impl SmolLm {
     /// Loads every weight (about 0.65 GB in memory for SmolLM2-135M).
     pub fn load(file: &LlmFile) -> Result<Self> {
         let config = LlmConfig::from_gguf(file)?;
-        let vector = |name: &str| -> Result<Vec<f32>> {
-            Ok(file.dequantized(name)?.flatten_all()?.to_vec1()?)
-        };
+        let vector = |name: &str| -> Result<Vec<f32>> { Ok(file.dequantized(name)?.flatten_all()?.to_vec1()?) };
         let names = |layer: usize, parts: &[&str]| -> Vec<String> {
-            parts
-                .iter()
-                .map(|p| format!("blk.{layer}.{p}.weight"))
-                .collect()
+            parts.iter().map(|p| format!("blk.{layer}.{p}.weight")).collect()
         };
         let layers = (0..config.layers)
             .map(|i| -> Result<Layer> {
@@ -246,18 +219,9 @@ impl SmolLm {
             Ok(_) => Some(Linear::load(file, &["output.weight".to_string()])?),
             Err(_) => None,
         };
-        let model = Self {
-            output_norm: vector("output_norm.weight")?,
-            config,
-            embedding,
-            output,
-            layers,
-        };
+        let model = Self { output_norm: vector("output_norm.weight")?, config, embedding, output, layers };
         let c = &model.config;
-        ensure!(
-            model.embedding.rows == c.vocab && model.embedding.cols == c.dim,
-            "token_embd is not vocab x dim"
-        );
+        ensure!(model.embedding.rows == c.vocab && model.embedding.cols == c.dim, "token_embd is not vocab x dim");
         for layer in &model.layers {
             ensure!(
                 layer.qkv.rows == c.dim + 2 * c.kv_dim()
@@ -336,21 +300,9 @@ impl SmolLm {
         let c = &self.config;
         let t = tokens.len();
         ensure!(t > 0, "no tokens to run");
-        ensure!(
-            start <= cache.len(),
-            "start position {start} is past the {} cached positions",
-            cache.len()
-        );
-        ensure!(
-            start + t <= c.context,
-            "{} positions exceed the context of {}",
-            start + t,
-            c.context
-        );
-        ensure!(
-            cache.kv_dim == c.kv_dim() && cache.keys.len() == c.layers,
-            "the cache belongs to another model"
-        );
+        ensure!(start <= cache.len(), "start position {start} is past the {} cached positions", cache.len());
+        ensure!(start + t <= c.context, "{} positions exceed the context of {}", start + t, c.context);
+        ensure!(cache.kv_dim == c.kv_dim() && cache.keys.len() == c.layers, "the cache belongs to another model");
         if let Some(&bad) = tokens.iter().find(|&&id| id as usize >= c.vocab) {
             bail!("token id {bad} is outside the vocabulary of {}", c.vocab);
         }
@@ -362,9 +314,8 @@ impl SmolLm {
         for &id in tokens {
             x.extend_from_slice(&self.embedding.dense[id as usize * dim..(id as usize + 1) * dim]);
         }
-        let angles: Vec<Vec<(f32, f32)>> = (start..start + t)
-            .map(|p| kernels::rope_angles(p, hd, c.rope_base))
-            .collect();
+        let angles: Vec<Vec<(f32, f32)>> =
+            (start..start + t).map(|p| kernels::rope_angles(p, hd, c.rope_base)).collect();
         let mut normed = vec![0f32; t * dim];
         let mut qkv = vec![0f32; t * qkv_width];
         let mut attended = vec![0f32; t * dim];
@@ -382,14 +333,7 @@ impl SmolLm {
                 cache.keys[l].extend_from_slice(&row[dim..dim + kv_dim]);
                 cache.values[l].extend_from_slice(&row[dim + kv_dim..]);
             }
-            self.attention(
-                &qkv,
-                t,
-                start,
-                &cache.keys[l],
-                &cache.values[l],
-                &mut attended,
-            );
+            self.attention(&qkv, t, start, &cache.keys[l], &cache.values[l], &mut attended);
             layer.attn_output.forward(&attended, t, &mut projected);
             add(&mut x, &projected);
 
@@ -406,15 +350,7 @@ impl SmolLm {
     /// Causal attention of the chunk's queries over all cached keys, one head per task;
     /// writes each head's output into its columns of `out` (`t x dim`). A few queries are
     /// scored one by one; more as two matrix products per head.
-    fn attention(
-        &self,
-        qkv: &[f32],
-        t: usize,
-        start: usize,
-        keys: &[f32],
-        values: &[f32],
-        out: &mut [f32],
-    ) {
+    fn attention(&self, qkv: &[f32], t: usize, start: usize, keys: &[f32], values: &[f32], out: &mut [f32]) {
         let c = &self.config;
         let (dim, kv_dim, hd) = (c.dim, c.kv_dim(), c.head_dim);
         let positions = start + t;
@@ -422,12 +358,8 @@ impl SmolLm {
         let group = c.heads / c.kv_heads;
         let scale = 1.0 / (hd as f32).sqrt();
         // Raw addresses so that the tasks can share them; each writes only its own columns.
-        let (q_at, k_at, v_at, out_at) = (
-            qkv.as_ptr() as usize,
-            keys.as_ptr() as usize,
-            values.as_ptr() as usize,
-            out.as_mut_ptr() as usize,
-        );
+        let (q_at, k_at, v_at, out_at) =
+            (qkv.as_ptr() as usize, keys.as_ptr() as usize, values.as_ptr() as usize, out.as_mut_ptr() as usize);
         if t <= FEW_QUERIES {
             (0..c.heads).into_par_iter().for_each(|h| {
                 let g = h / group;
@@ -436,12 +368,8 @@ impl SmolLm {
                     let visible = start + i + 1;
                     let q = &qkv[i * (dim + 2 * kv_dim) + h * hd..][..hd];
                     // SAFETY: columns h hd..(h+1) hd of the t x dim output belong to this task.
-                    let head_out = unsafe {
-                        std::slice::from_raw_parts_mut(
-                            (out_at as *mut f32).add(i * dim + h * hd),
-                            hd,
-                        )
-                    };
+                    let head_out =
+                        unsafe { std::slice::from_raw_parts_mut((out_at as *mut f32).add(i * dim + h * hd), hd) };
                     kernels::attend(
                         q,
                         &keys[g * hd..],
@@ -463,16 +391,8 @@ impl SmolLm {
             // `scores` is t x positions; the output columns h hd..(h+1) hd of the t x dim
             // output belong to this task alone.
             unsafe {
-                let queries = Strided {
-                    ptr: (q_at as *const f32).add(h * hd),
-                    rs: (dim + 2 * kv_dim) as isize,
-                    cs: 1,
-                };
-                let keys_t = Strided {
-                    ptr: (k_at as *const f32).add(g * hd),
-                    rs: 1,
-                    cs: kv_dim as isize,
-                };
+                let queries = Strided { ptr: (q_at as *const f32).add(h * hd), rs: (dim + 2 * kv_dim) as isize, cs: 1 };
+                let keys_t = Strided { ptr: (k_at as *const f32).add(g * hd), rs: 1, cs: kv_dim as isize };
                 kernels::strided_matmul(
                     (t, positions, hd),
                     queries,
@@ -489,25 +409,10 @@ impl SmolLm {
             }
             // SAFETY: as above.
             unsafe {
-                let weights = Strided {
-                    ptr: scores.as_ptr(),
-                    rs: positions as isize,
-                    cs: 1,
-                };
-                let values = Strided {
-                    ptr: (v_at as *const f32).add(g * hd),
-                    rs: kv_dim as isize,
-                    cs: 1,
-                };
+                let weights = Strided { ptr: scores.as_ptr(), rs: positions as isize, cs: 1 };
+                let values = Strided { ptr: (v_at as *const f32).add(g * hd), rs: kv_dim as isize, cs: 1 };
                 let dst = (out_at as *mut f32).add(h * hd);
-                kernels::strided_matmul(
-                    (t, hd, positions),
-                    weights,
-                    values,
-                    1.0,
-                    dst,
-                    dim as isize,
-                );
+                kernels::strided_matmul((t, hd, positions), weights, values, 1.0, dst, dim as isize);
             }
         });
     }

@@ -17,8 +17,7 @@ use super::gguf::LlmFile;
 const CONTROL_TOKEN: i32 = 3;
 
 /// The SmolLM2-Instruct system prompt its chat template adds when none is given.
-pub const DEFAULT_SYSTEM_PROMPT: &str =
-    "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
+pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
 
 /// Who speaks a chat message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,17 +59,11 @@ pub struct Tokenizer {
 impl Tokenizer {
     /// Rebuilds the tokenizer from `tokenizer.ggml.*` metadata.
     pub fn from_gguf(file: &LlmFile) -> Result<Self> {
-        let model = file
-            .metadata_string("tokenizer.ggml.model")
-            .unwrap_or_default();
+        let model = file.metadata_string("tokenizer.ggml.model").unwrap_or_default();
         if model != "gpt2" {
-            bail!(
-                "unsupported tokenizer model {model:?} (only byte-level BPE, gpt2, is implemented)"
-            );
+            bail!("unsupported tokenizer model {model:?} (only byte-level BPE, gpt2, is implemented)");
         }
-        let pre = file
-            .metadata_string("tokenizer.ggml.pre")
-            .unwrap_or_default();
+        let pre = file.metadata_string("tokenizer.ggml.pre").unwrap_or_default();
         if pre != "smollm" {
             bail!("unsupported pre-tokenizer {pre:?} (only SmolLM's is implemented)");
         }
@@ -84,46 +77,25 @@ impl Tokenizer {
         if types.len() != tokens.len() {
             bail!("{} token types for {} tokens", types.len(), tokens.len());
         }
-        let id_of_token: HashMap<String, u32> = tokens
-            .iter()
-            .enumerate()
-            .map(|(id, t)| (t.clone(), id as u32))
-            .collect();
+        let id_of_token: HashMap<String, u32> =
+            tokens.iter().enumerate().map(|(id, t)| (t.clone(), id as u32)).collect();
 
         let alphabet = byte_alphabet();
         let byte_token = alphabet.map(|c| id_of_token.get(c.to_string().as_str()).copied());
-        let byte_of_char = alphabet
-            .iter()
-            .enumerate()
-            .map(|(b, &c)| (c, b as u8))
-            .collect();
+        let byte_of_char = alphabet.iter().enumerate().map(|(b, &c)| (c, b as u8)).collect();
 
         let mut merges = HashMap::new();
-        for (rank, merge) in file
-            .metadata_strings("tokenizer.ggml.merges")?
-            .iter()
-            .enumerate()
-        {
-            let (left, right) = merge
-                .split_once(' ')
-                .with_context(|| format!("malformed merge {merge:?}"))?;
-            let id = |t: &str| {
-                id_of_token
-                    .get(t)
-                    .copied()
-                    .with_context(|| format!("merge {merge:?} uses unknown {t:?}"))
-            };
+        for (rank, merge) in file.metadata_strings("tokenizer.ggml.merges")?.iter().enumerate() {
+            let (left, right) = merge.split_once(' ').with_context(|| format!("malformed merge {merge:?}"))?;
+            let id =
+                |t: &str| id_of_token.get(t).copied().with_context(|| format!("merge {merge:?} uses unknown {t:?}"));
             let merged = id(&format!("{left}{right}"))?;
-            merges
-                .entry((id(left)?, id(right)?))
-                .or_insert((rank as u32, merged));
+            merges.entry((id(left)?, id(right)?)).or_insert((rank as u32, merged));
         }
 
         let is_control: Vec<bool> = types.iter().map(|&t| t == CONTROL_TOKEN).collect();
-        let mut control: Vec<(String, u32)> = (0..tokens.len())
-            .filter(|&id| is_control[id])
-            .map(|id| (tokens[id].clone(), id as u32))
-            .collect();
+        let mut control: Vec<(String, u32)> =
+            (0..tokens.len()).filter(|&id| is_control[id]).map(|id| (tokens[id].clone(), id as u32)).collect();
         control.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
 
         Ok(Self {
@@ -184,11 +156,7 @@ impl Tokenizer {
         let mut at = 0;
         while at < text.len() {
             let rest = &text[at..];
-            match self
-                .control
-                .iter()
-                .find(|(spelling, _)| rest.starts_with(spelling.as_str()))
-            {
+            match self.control.iter().find(|(spelling, _)| rest.starts_with(spelling.as_str())) {
                 Some((spelling, id)) => {
                     ids.extend(self.encode(&text[plain_start..at]));
                     ids.push(*id);
@@ -241,19 +209,11 @@ impl Tokenizer {
     /// then `<|im_start|>assistant\n` when a reply is to be generated.
     pub fn chat_prompt(messages: &[(Role, &str)], add_generation_prompt: bool) -> String {
         let mut prompt = String::new();
-        if messages
-            .first()
-            .is_none_or(|(role, _)| *role != Role::System)
-        {
-            prompt.push_str(&format!(
-                "<|im_start|>system\n{DEFAULT_SYSTEM_PROMPT}<|im_end|>\n"
-            ));
+        if messages.first().is_none_or(|(role, _)| *role != Role::System) {
+            prompt.push_str(&format!("<|im_start|>system\n{DEFAULT_SYSTEM_PROMPT}<|im_end|>\n"));
         }
         for (role, content) in messages {
-            prompt.push_str(&format!(
-                "<|im_start|>{}\n{content}<|im_end|>\n",
-                role.name()
-            ));
+            prompt.push_str(&format!("<|im_start|>{}\n{content}<|im_end|>\n", role.name()));
         }
         if add_generation_prompt {
             prompt.push_str("<|im_start|>assistant\n");
@@ -269,19 +229,12 @@ impl Tokenizer {
     /// BPE over one pre-token: start from its bytes, repeatedly apply the lowest-ranked
     /// merge among adjacent pairs (leftmost on ties).
     fn encode_piece(&self, piece: &str, out: &mut Vec<u32>) {
-        let mut symbols: Vec<u32> = piece
-            .bytes()
-            .filter_map(|b| self.byte_token[b as usize])
-            .collect();
+        let mut symbols: Vec<u32> = piece.bytes().filter_map(|b| self.byte_token[b as usize]).collect();
         loop {
             let best = symbols
                 .windows(2)
                 .enumerate()
-                .filter_map(|(i, pair)| {
-                    self.merges
-                        .get(&(pair[0], pair[1]))
-                        .map(|&(rank, merged)| (rank, i, merged))
-                })
+                .filter_map(|(i, pair)| self.merges.get(&(pair[0], pair[1])).map(|&(rank, merged)| (rank, i, merged)))
                 .min();
             let Some((_, i, merged)) = best else { break };
             symbols[i] = merged;
@@ -294,9 +247,7 @@ impl Tokenizer {
 /// GPT-2's printable spelling of the 256 bytes: printable Latin-1 bytes stand for
 /// themselves, the others are shifted to U+0100 upwards in byte order.
 fn byte_alphabet() -> [char; 256] {
-    let printable = |b: u32| {
-        (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b)
-    };
+    let printable = |b: u32| (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b);
     let mut alphabet = ['\0'; 256];
     let mut shifted = 0;
     for b in 0..256u32 {
@@ -350,11 +301,7 @@ fn split_run<'a>(run: &'a str, pieces: &mut Vec<&'a str>) {
         }
         let c = chars[i].1;
         // A single plain space joins the letters or symbols after it.
-        let body = if c == ' ' && i + 1 < n && !chars[i + 1].1.is_whitespace() {
-            i + 1
-        } else {
-            i
-        };
+        let body = if c == ' ' && i + 1 < n && !chars[i + 1].1.is_whitespace() { i + 1 } else { i };
         let first = chars[body].1;
         let mut end = body + 1;
         if is_letter(first) {

@@ -91,7 +91,11 @@ impl SpaeConfig {
         );
         for &c in &self.channels {
             ensure!((1..=limits::WIDTH).contains(&c), "channel width {c} is outside 1..={}", limits::WIDTH);
-            ensure!(c.is_multiple_of(self.norm_groups), "channel width {c} is not a multiple of norm_groups {}", self.norm_groups);
+            ensure!(
+                c.is_multiple_of(self.norm_groups),
+                "channel width {c} is not a multiple of norm_groups {}",
+                self.norm_groups
+            );
         }
         ensure!(
             (1..=limits::RESOLUTION).contains(&self.resolution),
@@ -99,9 +103,19 @@ impl SpaeConfig {
             limits::RESOLUTION,
             self.resolution
         );
-        ensure!(self.resolution.is_multiple_of(self.downsampling()), "resolution {} is not divisible by the downsampling {}", self.resolution, self.downsampling());
+        ensure!(
+            self.resolution.is_multiple_of(self.downsampling()),
+            "resolution {} is not divisible by the downsampling {}",
+            self.resolution,
+            self.downsampling()
+        );
         ensure!(self.latent_size().is_power_of_two(), "latent size {} is not a power of two", self.latent_size());
-        ensure!((1..=limits::RES_BLOCKS).contains(&self.res_blocks), "res_blocks must be 1..={}, not {}", limits::RES_BLOCKS, self.res_blocks);
+        ensure!(
+            (1..=limits::RES_BLOCKS).contains(&self.res_blocks),
+            "res_blocks must be 1..={}, not {}",
+            limits::RES_BLOCKS,
+            self.res_blocks
+        );
         ensure!(
             (1..=limits::LATENT_CHANNELS).contains(&self.latent_channels),
             "latent_channels must be 1..={}, not {}",
@@ -141,7 +155,9 @@ impl SpaeConfig {
     pub fn parameter_count(&self) -> usize {
         let conv = |i: usize, o: usize, k: usize| o * i * k * k + o;
         let norm = |c: usize| 2 * c;
-        let block = |i: usize, o: usize| norm(i) + conv(i, o, 3) + norm(o) + conv(o, o, 3) + if i == o { 0 } else { conv(i, o, 1) };
+        let block = |i: usize, o: usize| {
+            norm(i) + conv(i, o, 3) + norm(o) + conv(o, o, 3) + if i == o { 0 } else { conv(i, o, 1) }
+        };
         // The levels of a CNN half: residual blocks, then a resampling convolution between
         // levels; `resample(width, next width)` gives its parameters and output width.
         let levels = |widths: &[usize], resample: &dyn Fn(usize, usize) -> (usize, usize)| {
@@ -163,17 +179,23 @@ impl SpaeConfig {
         let widths = &self.channels;
         let first = widths[0];
         let last = widths[widths.len() - 1];
-        let encoder = conv(3, first, 3) + levels(widths, &|c, _| (conv(c, c, 3), c)) + norm(last) + conv(last, self.latent_channels, 1);
+        let encoder = conv(3, first, 3)
+            + levels(widths, &|c, _| (conv(c, c, 3), c))
+            + norm(last)
+            + conv(last, self.latent_channels, 1);
         let reversed: Vec<usize> = widths.iter().rev().copied().collect();
-        let decoder =
-            conv(self.latent_channels, last, 1) + levels(&reversed, &|c, next| (conv(c, next, 3), next)) + norm(first) + conv(first, 3, 3);
+        let decoder = conv(self.latent_channels, last, 1)
+            + levels(&reversed, &|c, next| (conv(c, next, 3), next))
+            + norm(first)
+            + conv(first, 3, 3);
         encoder + decoder
     }
 
     /// Values in the largest activation of one image: every level's width times its area,
     /// and the latent.
     fn largest_feature_map(&self) -> usize {
-        let level = self.channels.iter().enumerate().map(|(i, &c)| c * (self.resolution >> i).pow(2)).max().unwrap_or(0);
+        let level =
+            self.channels.iter().enumerate().map(|(i, &c)| c * (self.resolution >> i).pow(2)).max().unwrap_or(0);
         level.max(self.latent_channels * self.latent_size().pow(2))
     }
 

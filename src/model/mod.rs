@@ -91,7 +91,11 @@ impl SpaeModel {
         let dir = dir.as_ref();
         let config = SpaeConfig::load(&dir.join(CONFIG_FILE))?;
         let weights = dir.join(WEIGHTS_FILE);
-        ensure!(weights.is_file(), "the model folder {} has a config but no weights file {WEIGHTS_FILE}", dir.display());
+        ensure!(
+            weights.is_file(),
+            "the model folder {} has a config but no weights file {WEIGHTS_FILE}",
+            dir.display()
+        );
         let model = Self::build(config, codebook, WeightsSource::File(weights.clone()))?;
         model.load_weights(&weights)?;
         Ok(model)

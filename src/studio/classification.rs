@@ -30,13 +30,7 @@ pub struct Classification {
 
 impl Default for Classification {
     fn default() -> Self {
-        Self {
-            support: Vec::new(),
-            query: None,
-            layers: 2,
-            running: None,
-            result: None,
-        }
+        Self { support: Vec::new(), query: None, layers: 2, running: None, result: None }
     }
 }
 
@@ -66,44 +60,31 @@ impl Classification {
 
 /// A label guessed from a file name: "red-apple.png" is "red apple".
 fn label_of(path: &Path) -> String {
-    class_name(
-        &path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-    )
+    class_name(&path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default())
 }
 
 impl StudioApp {
     pub(super) fn add_support_image(&mut self) {
         if let Some(path) = self.dialog.pick_image() {
             let label = label_of(&path);
-            self.classification
-                .support
-                .push(SupportImage { path, label });
+            self.classification.support.push(SupportImage { path, label });
         }
     }
 
     /// Replaces the support set by a folder of class folders or a `label<TAB>path` list.
     pub(super) fn load_support(&mut self, source: SupportSource) {
         let picked = match source {
-            SupportSource::Folder => self
-                .dialog
-                .pick_folder("Load a support folder (one folder per class)"),
-            SupportSource::List => self.dialog.pick_file(
-                "Load a support list (label<TAB>image path lines)",
-                &["txt", "tsv"],
-            ),
+            SupportSource::Folder => self.dialog.pick_folder("Load a support folder (one folder per class)"),
+            SupportSource::List => {
+                self.dialog.pick_file("Load a support list (label<TAB>image path lines)", &["txt", "tsv"])
+            }
         };
         let Some(path) = picked else { return };
         match fewshot::read_support(&path) {
             Ok((classes, images)) => {
                 self.classification.support = images
                     .into_iter()
-                    .map(|(path, class)| SupportImage {
-                        path,
-                        label: classes[class].clone(),
-                    })
+                    .map(|(path, class)| SupportImage { path, label: classes[class].clone() })
                     .collect();
             }
             Err(e) => self.notify_error(format!("{e:#}")),
@@ -114,12 +95,7 @@ impl StudioApp {
         if self.classification.is_running() {
             return;
         }
-        if let Some(image) = self
-            .classification
-            .support
-            .iter()
-            .find(|image| image.label.trim().is_empty())
-        {
+        if let Some(image) = self.classification.support.iter().find(|image| image.label.trim().is_empty()) {
             let message = format!("the support image {} has no label", image.path.display());
             self.classification.result = Some(Err(message));
             return;
@@ -128,8 +104,7 @@ impl StudioApp {
             (Some(path), _) => ImageSource::File(path.clone()),
             (None, Some(document)) => ImageSource::Prepared(document.original.clone()),
             (None, None) => {
-                self.classification.result =
-                    Some(Err("no query image: open an image or choose one".into()));
+                self.classification.result = Some(Err("no query image: open an image or choose one".into()));
                 return;
             }
         };

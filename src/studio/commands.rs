@@ -13,9 +13,16 @@ pub enum Command {
     Open(PathBuf),
     SelectLayer(usize),
     SetPrefixLayers(usize),
-    SetWord { cell: Cell, word: u32 },
+    SetWord {
+        cell: Cell,
+        word: u32,
+    },
     /// Every occurrence of `from` in `layer` becomes `to`.
-    ReplaceInLayer { layer: usize, from: u32, to: u32 },
+    ReplaceInLayer {
+        layer: usize,
+        from: u32,
+        to: u32,
+    },
     /// The whole pyramid, from the text editor.
     ReplacePyramid(Pyramid),
     Undo,

@@ -48,7 +48,8 @@ impl DecodeDevice {
         let Some(render_state) = &cc.wgpu_render_state else {
             return cpu("CPU (no wgpu renderer)".into());
         };
-        let gpu = Gpu::shared(render_state.device.clone(), render_state.queue.clone(), &render_state.adapter.get_info());
+        let gpu =
+            Gpu::shared(render_state.device.clone(), render_state.queue.clone(), &render_state.adapter.get_info());
         match use_gpu {
             GpuUse::Never => return cpu(format!("CPU ({GPU_DECODE_ENV}=0)")),
             GpuUse::Auto if gpu.software => {
@@ -61,7 +62,13 @@ impl DecodeDevice {
             Ok(decoder) => {
                 let mut renderer = render_state.renderer.write();
                 let images = (0..decoder.max_batch())
-                    .map(|i| renderer.register_native_texture(&render_state.device, &decoder.image_view(i), wgpu::FilterMode::Nearest))
+                    .map(|i| {
+                        renderer.register_native_texture(
+                            &render_state.device,
+                            &decoder.image_view(i),
+                            wgpu::FilterMode::Nearest,
+                        )
+                    })
                     .collect();
                 Self { decoder: Some(decoder), images, status }
             }

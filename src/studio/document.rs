@@ -36,7 +36,18 @@ impl Document {
     /// `id` must differ between documents so that their decodes cannot be mixed up.
     pub fn new(id: u64, path: PathBuf, original: RgbImage, z: Tensor, encoded: Pyramid) -> Self {
         let relevance = Err("not computed".to_string());
-        Self { id, path, original, z, relevance, pyramid: encoded.clone(), encoded, undo: Vec::new(), redo: Vec::new(), revision: 0 }
+        Self {
+            id,
+            path,
+            original,
+            z,
+            relevance,
+            pyramid: encoded.clone(),
+            encoded,
+            undo: Vec::new(),
+            redo: Vec::new(),
+            revision: 0,
+        }
     }
 
     pub fn version(&self) -> Version {

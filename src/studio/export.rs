@@ -52,7 +52,9 @@ impl StudioApp {
                 let text = pyramid_text::format(document.pyramid(), self.model.codebook().vocabulary());
                 atomic_file::write(&path, text.as_bytes())
             }
-            ExportKind::ContactSheet => image_io::save_png(&contact_sheet(&document.original, &view.decoded.prefixes), &path),
+            ExportKind::ContactSheet => {
+                image_io::save_png(&contact_sheet(&document.original, &view.decoded.prefixes), &path)
+            }
         };
         match written.with_context(|| format!("cannot write {}", path.display())) {
             Ok(()) => self.notify(format!("wrote {}", path.display())),
@@ -101,10 +103,12 @@ fn write_frames(frames: &[GeneratedFrame], folder: &Path) -> Result<String> {
     let removed = denoising::clear_output_folder(folder, None)?;
     for (written, frame) in frames.iter().enumerate() {
         let path = folder.join(denoising::frame_file_name(frame.frame.step));
-        image_io::save_png(&frame.image, &path)
-            .with_context(|| format!("cannot write {} ({written} of {} frames written)", path.display(), frames.len()))?;
+        image_io::save_png(&frame.image, &path).with_context(|| {
+            format!("cannot write {} ({written} of {} frames written)", path.display(), frames.len())
+        })?;
     }
-    let replaced = if removed > 0 { format!(", replacing {removed} files of an earlier generation") } else { String::new() };
+    let replaced =
+        if removed > 0 { format!(", replacing {removed} files of an earlier generation") } else { String::new() };
     Ok(format!("{} frames (frame-NNN.png) to {}{replaced}", frames.len(), folder.display()))
 }
 
@@ -129,7 +133,8 @@ fn write_gif(frames: &[GeneratedFrame], path: &Path) -> Result<()> {
 fn contact_sheet(original: &RgbImage, prefixes: &[RgbImage]) -> RgbImage {
     let side = original.width() * UPSCALE;
     let count = 1 + prefixes.len() as u32;
-    let mut sheet = RgbImage::from_pixel(count * side + (count + 1) * SHEET_GAP, side + 2 * SHEET_GAP, image_io::BACKGROUND);
+    let mut sheet =
+        RgbImage::from_pixel(count * side + (count + 1) * SHEET_GAP, side + 2 * SHEET_GAP, image_io::BACKGROUND);
     for (i, image) in std::iter::once(original).chain(prefixes).enumerate() {
         let x = SHEET_GAP + i as u32 * (side + SHEET_GAP);
         image::imageops::replace(&mut sheet, &image_io::upscale(image, UPSCALE), x.into(), SHEET_GAP.into());

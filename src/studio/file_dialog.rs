@@ -64,7 +64,8 @@ impl FileDialog for NativeDialog {
     }
 
     fn save_file(&mut self, title: &str, file_name: &str, extension: &str) -> Option<PathBuf> {
-        let picked = self.dialog().set_title(title).set_file_name(file_name).add_filter(extension, &[extension]).save_file();
+        let picked =
+            self.dialog().set_title(title).set_file_name(file_name).add_filter(extension, &[extension]).save_file();
         self.remember(picked)
     }
 }

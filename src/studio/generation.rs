@@ -31,12 +31,7 @@ pub struct GenerateForm {
 
 impl Default for GenerateForm {
     fn default() -> Self {
-        Self {
-            prompt: "cat face".into(),
-            task: Task::TextToImage,
-            options: Options::default(),
-            examples: 6,
-        }
+        Self { prompt: "cat face".into(), task: Task::TextToImage, options: Options::default(), examples: 6 }
     }
 }
 
@@ -88,12 +83,8 @@ impl Generation {
 
     /// A file-name stem for the generation: its name in lower case, words joined by dashes.
     pub fn file_stem(&self) -> String {
-        let words: Vec<String> = self
-            .name
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
-            .map(str::to_lowercase)
-            .collect();
+        let words: Vec<String> =
+            self.name.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect();
         if words.is_empty() {
             "generated".into()
         } else {
@@ -116,11 +107,7 @@ pub fn changed_cells(shape: &PyramidShape, changed: &[usize]) -> Vec<Cell> {
             let layer = (1..=shape.layers()).find(|&l| position < shape.tokens_in_prefix(l))?;
             let index = position - shape.tokens_in_prefix(layer - 1);
             let s = shape.grid_size(layer);
-            Some(Cell {
-                layer,
-                row: index / s,
-                col: index % s,
-            })
+            Some(Cell { layer, row: index / s, col: index % s })
         })
         .collect()
 }
@@ -132,22 +119,15 @@ impl StudioApp {
             return;
         }
         let form = &self.generate_form;
-        let source = self
-            .document
-            .as_ref()
-            .map(|d| (d.original.clone(), d.path.clone()));
+        let source = self.document.as_ref().map(|d| (d.original.clone(), d.path.clone()));
         let name = match (form.task, &source) {
             (Task::TextToImage, _) => form.prompt.trim().to_string(),
             (task, Some((_, path))) => {
-                let stem = path
-                    .file_stem()
-                    .map_or("image".into(), |s| s.to_string_lossy().into_owned());
+                let stem = path.file_stem().map_or("image".into(), |s| s.to_string_lossy().into_owned());
                 format!("{stem} {task:?}")
             }
             (task, None) => {
-                self.notify_error(format!(
-                    "{task:?} starts from the open image: open one first"
-                ));
+                self.notify_error(format!("{task:?} starts from the open image: open one first"));
                 return;
             }
         };
@@ -158,9 +138,7 @@ impl StudioApp {
             run,
             task: form.task,
             prompt: form.prompt.clone(),
-            source: source
-                .map(|(image, _)| image)
-                .filter(|_| form.task != Task::TextToImage),
+            source: source.map(|(image, _)| image).filter(|_| form.task != Task::TextToImage),
             examples: form.examples,
             options: form.options.clone(),
             cancel: cancel.clone(),
@@ -191,17 +169,9 @@ impl StudioApp {
             return;
         };
         let image = &decoded.image;
-        let pixels = egui::ColorImage::from_rgb(
-            [image.width() as usize, image.height() as usize],
-            image.as_raw(),
-        );
-        let texture = ctx.load_texture(
-            format!("frame-{}", decoded.frame.step),
-            pixels,
-            egui::TextureOptions::NEAREST,
-        );
-        let following =
-            generation.frames.is_empty() || generation.shown + 1 == generation.frames.len();
+        let pixels = egui::ColorImage::from_rgb([image.width() as usize, image.height() as usize], image.as_raw());
+        let texture = ctx.load_texture(format!("frame-{}", decoded.frame.step), pixels, egui::TextureOptions::NEAREST);
+        let following = generation.frames.is_empty() || generation.shown + 1 == generation.frames.len();
         generation.frames.push(GeneratedFrame {
             frame: decoded.frame,
             pyramid: decoded.pyramid,
@@ -259,9 +229,7 @@ impl StudioApp {
             }
         }
         let wait = PLAY_INTERVAL - (now - generation.advanced_at.unwrap_or(now));
-        ctx.request_repaint_after(std::time::Duration::from_secs_f64(
-            wait.clamp(0.0, PLAY_INTERVAL),
-        ));
+        ctx.request_repaint_after(std::time::Duration::from_secs_f64(wait.clamp(0.0, PLAY_INTERVAL)));
     }
 
     /// Opens a frame as the studio's document: its pyramid to edit, its decode as the

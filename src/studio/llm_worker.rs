@@ -23,8 +23,8 @@ use crate::llm::gguf::LlmFile;
 use crate::llm::model::SmolLm;
 use crate::llm::tokenizer::Tokenizer;
 use crate::model::SpaeModel;
-use crate::pyramid::Pyramid;
 use crate::paths;
+use crate::pyramid::Pyramid;
 
 pub struct GenerateJob {
     /// Tells this run's outcomes from those of earlier runs.
@@ -125,29 +125,14 @@ impl LlmWorker {
         let (outcome_tx, outcomes) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("spae-studio-llm".into())
-            .spawn(move || {
-                Resources::default().run(
-                    &model,
-                    &job_rx,
-                    &Reporter {
-                        outcomes: outcome_tx,
-                        ctx,
-                    },
-                )
-            })
+            .spawn(move || Resources::default().run(&model, &job_rx, &Reporter { outcomes: outcome_tx, ctx }))
             .expect("cannot spawn the studio's LLM thread");
-        Self {
-            jobs,
-            outcomes,
-            _thread: thread,
-        }
+        Self { jobs, outcomes, _thread: thread }
     }
 
     pub fn send(&self, job: Job) {
         // The thread only stops when this struct is dropped, so sending cannot fail here.
-        self.jobs
-            .send(job)
-            .expect("the studio's LLM thread stopped");
+        self.jobs.send(job).expect("the studio's LLM thread stopped");
     }
 
     /// Every outcome that arrived since the last poll.
@@ -185,20 +170,14 @@ impl Resources {
                     let run = job.run;
                     match self.generate(model, job, reporter) {
                         Ok(cancelled) => Outcome::Generated { run, cancelled },
-                        Err(e) => Outcome::GenerateFailed {
-                            run,
-                            message: format!("{e:#}"),
-                        },
+                        Err(e) => Outcome::GenerateFailed { run, message: format!("{e:#}") },
                     }
                 }
                 Job::Classify(job) => {
                     let run = job.run;
                     match self.classify(model, job, reporter) {
                         Ok(classified) => Outcome::Classified { run, classified },
-                        Err(e) => Outcome::ClassifyFailed {
-                            run,
-                            message: format!("{e:#}"),
-                        },
+                        Err(e) => Outcome::ClassifyFailed { run, message: format!("{e:#}") },
                     }
                 }
             };
@@ -221,9 +200,7 @@ impl Resources {
             match loaded {
                 Ok(llm) => {
                     self.llm = Some(llm);
-                    reporter.send(Outcome::LlmLoaded {
-                        secs: start.elapsed().as_secs_f64(),
-                    });
+                    reporter.send(Outcome::LlmLoaded { secs: start.elapsed().as_secs_f64() });
                 }
                 Err(e) => {
                     reporter.send(Outcome::LlmFailed(format!("{e:#}")));
@@ -235,68 +212,35 @@ impl Resources {
     }
 
     /// Runs a generation, sending each frame decoded as it comes; true when cancelled.
-    fn generate(
-        &mut self,
-        model: &SpaeModel,
-        job: GenerateJob,
-        reporter: &Reporter,
-    ) -> Result<bool> {
+    fn generate(&mut self, model: &SpaeModel, job: GenerateJob, reporter: &Reporter) -> Result<bool> {
         let layers = job.options.layers;
-        ensure!(
-            (1..=model.shape().layers()).contains(&layers),
-            "layers must be 1..={}",
-            model.shape().layers()
-        );
+        ensure!((1..=model.shape().layers()).contains(&layers), "layers must be 1..={}", model.shape().layers());
         if self.pool.is_none() {
             self.pool = Some(load_pool(model)?);
         }
         let pool = self.pool.as_ref().expect("loaded above");
-        ensure!(
-            !pool.is_empty(),
-            "the example pool at {} is empty",
-            paths::POOL
-        );
+        ensure!(!pool.is_empty(), "the example pool at {} is empty", paths::POOL);
         let (query, text) = match (job.task, &job.source) {
-            (Task::TextToImage, _) => (
-                Condition::Text(job.prompt.clone()),
-                Some(job.prompt.as_str()),
-            ),
-            (task, Some(source)) => (
-                Condition::Words(prefix_words(&model.encode(&task.corrupt(source))?, layers)),
-                None,
-            ),
-            (task, None) => {
-                return Err(anyhow!(
-                    "{task:?} starts from the open image, and no image is open"
-                ))
+            (Task::TextToImage, _) => (Condition::Text(job.prompt.clone()), Some(job.prompt.as_str())),
+            (task, Some(source)) => {
+                (Condition::Words(prefix_words(&model.encode(&task.corrupt(source))?, layers)), None)
             }
+            (task, None) => return Err(anyhow!("{task:?} starts from the open image, and no image is open")),
         };
         let chosen = pool.choose(text, job.examples, job.options.seed);
         let examples = pool.examples(model, &chosen, job.task, layers)?;
         let (llm, tokenizer) = self.llm(model, reporter)?;
-        let denoiser = Denoiser {
-            llm,
-            tokenizer,
-            vocabulary: model.codebook().vocabulary(),
-            shape: model.shape(),
-        };
+        let denoiser = Denoiser { llm, tokenizer, vocabulary: model.codebook().vocabulary(), shape: model.shape() };
         let mut failure = None;
         let generation = denoiser.generate(&examples, &query, &job.options, |frame| {
             let decoded = frame.pyramid(model).and_then(|pyramid| {
                 let image = model.decode(&pyramid, model.shape().layers())?;
-                Ok(DecodedFrame {
-                    frame: frame.clone(),
-                    pyramid,
-                    image,
-                })
+                Ok(DecodedFrame { frame: frame.clone(), pyramid, image })
             });
             match decoded {
                 Ok(frame) => {
                     // Stop when the user cancelled, or when the studio is gone.
-                    let sent = reporter.send(Outcome::Frame {
-                        run: job.run,
-                        frame,
-                    });
+                    let sent = reporter.send(Outcome::Frame { run: job.run, frame });
                     match sent && !job.cancel.load(Ordering::Relaxed) {
                         true => ControlFlow::Continue(()),
                         false => ControlFlow::Break(()),
@@ -314,12 +258,7 @@ impl Resources {
         }
     }
 
-    fn classify(
-        &mut self,
-        model: &SpaeModel,
-        job: ClassifyJob,
-        reporter: &Reporter,
-    ) -> Result<Classified> {
+    fn classify(&mut self, model: &SpaeModel, job: ClassifyJob, reporter: &Reporter) -> Result<Classified> {
         let support = job
             .support
             .iter()
@@ -329,11 +268,7 @@ impl Resources {
             ImageSource::File(path) => fewshot::file_words(model, path, job.layers)?,
             ImageSource::Prepared(image) => fewshot::image_words(model, image, job.layers)?,
         };
-        let task = fewshot::Task {
-            classes: job.classes,
-            support,
-            query,
-        };
+        let task = fewshot::Task { classes: job.classes, support, query };
         let (llm, tokenizer) = self.llm(model, reporter)?;
         let answer = fewshot::classify(llm, tokenizer, model.codebook().vocabulary(), &task)?;
         Ok(Classified {

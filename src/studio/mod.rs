@@ -239,7 +239,9 @@ impl StudioApp {
         if let Some(reason) = &decoded.gpu_failure {
             self.gpu_images.clear();
             self.device_status = "CPU (after a GPU error)".into();
-            self.notify_error(format!("the GPU decoder failed ({reason}); decoding on the CPU from now on, the pyramid is kept"));
+            self.notify_error(format!(
+                "the GPU decoder failed ({reason}); decoding on the CPU from now on, the pyramid is kept"
+            ));
         }
     }
 
@@ -277,7 +279,8 @@ impl StudioApp {
     fn show_encoded(&mut self, ctx: &egui::Context, encoded: worker::Encoded) {
         self.opening = None;
         self.encode_secs = Some(encoded.encode_secs);
-        let mut document = Document::new(encoded.decoded.version.document, encoded.path, encoded.original, encoded.z, encoded.pyramid);
+        let mut document =
+            Document::new(encoded.decoded.version.document, encoded.path, encoded.original, encoded.z, encoded.pyramid);
         document.relevance = encoded.relevance;
         self.decode_secs = Some(encoded.decoded.decode_secs);
         self.encoded_summary = Some(view::Summary::of(&encoded.decoded));

@@ -22,7 +22,10 @@ use crate::{image_io, metrics, paths, saq};
 pub enum Job {
     /// Read, prepare and encode an image file, and decode its pyramid as `document`'s
     /// revision 0.
-    Encode { path: PathBuf, document: u64 },
+    Encode {
+        path: PathBuf,
+        document: u64,
+    },
     /// Take a pyramid made elsewhere (a generated frame) as a document's revision 0.
     Adopt(AdoptJob),
     Decode(DecodeJob),
@@ -102,8 +105,12 @@ impl Worker {
         let thread = std::thread::Builder::new()
             .name("spae-studio-worker".into())
             .spawn(move || {
-                let teacher = SemanticTeacher::load(&paths::resolve(paths::TEACHER), &paths::resolve(paths::IMAGENET_CLASSES), model.codebook())
-                    .map_err(|e| format!("{e:#}"));
+                let teacher = SemanticTeacher::load(
+                    &paths::resolve(paths::TEACHER),
+                    &paths::resolve(paths::IMAGENET_CLASSES),
+                    model.codebook(),
+                )
+                .map_err(|e| format!("{e:#}"));
                 run(&model, &mut gpu, teacher.as_ref(), &job_rx, &outcome_tx, &ctx)
             })
             .expect("cannot spawn the studio's worker thread");
@@ -138,11 +145,13 @@ fn run(
                 },
                 Job::Adopt(job) => {
                     let path = job.path.clone();
-                    adopt(model, gpu, teacher, job).map_or_else(|e| Outcome::OpenFailed(path, format!("{e:#}")), Outcome::Adopted)
+                    adopt(model, gpu, teacher, job)
+                        .map_or_else(|e| Outcome::OpenFailed(path, format!("{e:#}")), Outcome::Adopted)
                 }
                 Job::Decode(job) => {
                     let version = job.version;
-                    decode(model, gpu, job).map_or_else(|e| Outcome::DecodeFailed(version, format!("{e:#}")), Outcome::Decoded)
+                    decode(model, gpu, job)
+                        .map_or_else(|e| Outcome::DecodeFailed(version, format!("{e:#}")), Outcome::Decoded)
                 }
             };
             if outcomes.send(outcome).is_err() {
@@ -261,16 +270,7 @@ fn decode(model: &SpaeModel, gpu: &mut Option<GpuDecoder>, job: DecodeJob) -> Re
         .map(|l| saq_targets(model, &job.z, l.checked_sub(2).map(|i| &zhats[i]), l))
         .collect::<Result<Vec<_>>>()
         .context("computing the SAQ targets")?;
-    Ok(Decoded {
-        version: job.version,
-        prefixes,
-        psnr_db,
-        cell_errors,
-        targets,
-        decode_secs,
-        on_gpu,
-        gpu_failure,
-    })
+    Ok(Decoded { version: job.version, prefixes, psnr_db, cell_errors, targets, decode_secs, on_gpu, gpu_failure })
 }
 
 /// The SAQ targets of each cell of `layer`, channel-last. Uses cell means (the default
@@ -297,12 +297,19 @@ mod tests {
         let device = gpu.device.clone();
         let decoder = GpuDecoder::new(gpu, &model, model.shape().layers()).unwrap();
         let worker = Worker::start(model.clone(), Some(decoder), egui::Context::default());
-        let original = image_io::load_prepared(&root.join(super::super::SAMPLE_IMAGE), model.config().resolution as u32).unwrap();
-        let (z, mut quantized) = model.quantize(&image_io::to_tensor(std::slice::from_ref(&original)).unwrap()).unwrap();
+        let original =
+            image_io::load_prepared(&root.join(super::super::SAMPLE_IMAGE), model.config().resolution as u32).unwrap();
+        let (z, mut quantized) =
+            model.quantize(&image_io::to_tensor(std::slice::from_ref(&original)).unwrap()).unwrap();
         let pyramid = quantized.pyramids.remove(0);
         let decode = |revision| {
             let version = Version { document: 0, revision };
-            worker.send(Job::Decode(DecodeJob { version, pyramid: pyramid.clone(), z: z.clone(), original: original.clone() }));
+            worker.send(Job::Decode(DecodeJob {
+                version,
+                pyramid: pyramid.clone(),
+                z: z.clone(),
+                original: original.clone(),
+            }));
             match worker.outcomes.recv_timeout(std::time::Duration::from_secs(120)).unwrap() {
                 Outcome::Decoded(decoded) => decoded,
                 _ => panic!("the decode failed"),

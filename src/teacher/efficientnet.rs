@@ -43,7 +43,15 @@ struct ConvBn {
 }
 
 impl ConvBn {
-    fn new(vb: &VarBuilder, conv: &str, bn: &str, shape: (usize, usize, usize), stride: usize, depthwise: bool, relu6: bool) -> Result<Self> {
+    fn new(
+        vb: &VarBuilder,
+        conv: &str,
+        bn: &str,
+        shape: (usize, usize, usize),
+        stride: usize,
+        depthwise: bool,
+        relu6: bool,
+    ) -> Result<Self> {
         let (out_c, in_c, kernel) = shape;
         let weight = vb.get((out_c, if depthwise { 1 } else { in_c }, kernel, kernel), &format!("{conv}.weight"))?;
         let gamma = vb.get(out_c, &format!("{bn}.weight"))?;
@@ -124,8 +132,10 @@ pub struct Features {
 impl EfficientNetLite0 {
     pub fn load(path: &Path) -> Result<Self> {
         // SAFETY: the file is only read.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, &Device::Cpu) }
-            .with_context(|| format!("cannot read the teacher weights {} (run scripts/convert_teacher.py)", path.display()))?;
+        let vb =
+            unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, &Device::Cpu) }.with_context(|| {
+                format!("cannot read the teacher weights {} (run scripts/convert_teacher.py)", path.display())
+            })?;
         Self::new(&vb).with_context(|| format!("{} is not EfficientNet-Lite0", path.display()))
     }
 
@@ -142,12 +152,36 @@ impl EfficientNetLite0 {
                 let expand = if expansion == 1 {
                     None
                 } else {
-                    Some(ConvBn::new(vb, &format!("{p}._expand_conv"), &format!("{p}._bn0"), (wide, in_c, 1), 1, false, true)?)
+                    Some(ConvBn::new(
+                        vb,
+                        &format!("{p}._expand_conv"),
+                        &format!("{p}._bn0"),
+                        (wide, in_c, 1),
+                        1,
+                        false,
+                        true,
+                    )?)
                 };
                 stage.push(MbConv {
                     expand,
-                    depthwise: ConvBn::new(vb, &format!("{p}._depthwise_conv"), &format!("{p}._bn1"), (wide, wide, kernel), stride, true, true)?,
-                    project: ConvBn::new(vb, &format!("{p}._project_conv"), &format!("{p}._bn2"), (out_c, wide, 1), 1, false, false)?,
+                    depthwise: ConvBn::new(
+                        vb,
+                        &format!("{p}._depthwise_conv"),
+                        &format!("{p}._bn1"),
+                        (wide, wide, kernel),
+                        stride,
+                        true,
+                        true,
+                    )?,
+                    project: ConvBn::new(
+                        vb,
+                        &format!("{p}._project_conv"),
+                        &format!("{p}._bn2"),
+                        (out_c, wide, 1),
+                        1,
+                        false,
+                        false,
+                    )?,
                     residual: stride == 1 && in_c == out_c,
                 });
                 in_c = out_c;

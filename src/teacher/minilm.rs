@@ -283,7 +283,8 @@ impl MiniLm {
         ensure!(dir.is_dir(), "{} does not exist ({fetch})", dir.display());
         let config_path = dir.join("config.json");
         let config: Config = serde_json::from_str(
-            &std::fs::read_to_string(&config_path).with_context(|| format!("cannot read {} ({fetch})", config_path.display()))?,
+            &std::fs::read_to_string(&config_path)
+                .with_context(|| format!("cannot read {} ({fetch})", config_path.display()))?,
         )
         .with_context(|| format!("{} is not a BERT config", config_path.display()))?;
         if config.hidden_act != "gelu" {
@@ -315,7 +316,8 @@ impl MiniLm {
                 .collect::<Result<_>>()?;
             Ok((embeddings, layers))
         };
-        let (embeddings, layers) = build().with_context(|| format!("{} does not hold this BERT", weights_path.display()))?;
+        let (embeddings, layers) =
+            build().with_context(|| format!("{} does not hold this BERT", weights_path.display()))?;
         Ok(Self { config, tokenizer, embeddings, layers })
     }
 
@@ -331,7 +333,11 @@ impl MiniLm {
     /// mask (batch, len) of 1 for tokens and 0 for padding.
     pub fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let (batch, len) = ids.dims2()?;
-        ensure!(len <= self.config.max_position_embeddings, "{len} tokens; the model reads at most {}", self.config.max_position_embeddings);
+        ensure!(
+            len <= self.config.max_position_embeddings,
+            "{len} tokens; the model reads at most {}",
+            self.config.max_position_embeddings
+        );
         let mask_bias = ((mask.to_dtype(DType::F32)? - 1.0)? * 1e9)?.reshape((batch, 1, 1, len))?;
         let mut x = self.embeddings.forward(ids)?;
         for layer in &self.layers {

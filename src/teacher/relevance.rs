@@ -23,9 +23,9 @@ use crate::vocabulary::Vocabulary;
 const TOP_CLASSES: usize = 5;
 /// Frequent words that carry nothing about an image's content.
 const STOPWORDS: [&str; 40] = [
-    "the", "and", "for", "with", "that", "this", "from", "are", "was", "its", "has", "have", "into", "not", "but", "you",
-    "your", "called", "which", "their", "there", "they", "other", "also", "some", "many", "more", "most", "all", "one",
-    "two", "any", "each", "very", "can", "will", "our", "his", "her", "who",
+    "the", "and", "for", "with", "that", "this", "from", "are", "was", "its", "has", "have", "into", "not", "but",
+    "you", "your", "called", "which", "their", "there", "they", "other", "also", "some", "many", "more", "most", "all",
+    "one", "two", "any", "each", "very", "can", "will", "our", "his", "her", "who",
 ];
 
 /// The teacher's view of one image.
@@ -69,7 +69,13 @@ impl SemanticTeacher {
 
     /// Relevance of the vocabulary to each image of a batch (pixels in -1..1) given each
     /// image's text; keeps the `top` best words.
-    pub fn relevance(&self, pixels: &Tensor, texts: &[String], vocabulary: &Vocabulary, top: usize) -> Result<Vec<Relevance>> {
+    pub fn relevance(
+        &self,
+        pixels: &Tensor,
+        texts: &[String],
+        vocabulary: &Vocabulary,
+        top: usize,
+    ) -> Result<Vec<Relevance>> {
         self.judge(pixels, texts, vocabulary)?
             .into_iter()
             .map(|judgement| {
@@ -134,7 +140,8 @@ pub fn class_anchors(classes: &[(u16, f32)], class_words: &[Vec<u32>]) -> Vec<(u
 /// The classifier's 1000 class names, from a JSON list.
 pub fn read_class_names(path: &Path) -> Result<Vec<String>> {
     let names: Vec<String> = serde_json::from_str(
-        &std::fs::read_to_string(path).with_context(|| format!("cannot read {} (run scripts/fetch-imagenet-classes.sh)", path.display()))?,
+        &std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {} (run scripts/fetch-imagenet-classes.sh)", path.display()))?,
     )
     .with_context(|| format!("{} is not a list of class names", path.display()))?;
     anyhow::ensure!(names.len() == 1000, "{} has {} class names, not 1000", path.display(), names.len());
@@ -148,8 +155,9 @@ pub fn class_words(names: &[String], vocabulary: &Vocabulary) -> Vec<Vec<u32>> {
 
 /// 1 for each vocabulary word that may be relevant, 0 for stopwords (`words`).
 pub fn allowed_words(vocabulary: &Vocabulary) -> Result<Tensor> {
-    let allowed: Vec<f32> =
-        (0..vocabulary.len() as u32).map(|i| f32::from(!STOPWORDS.contains(&vocabulary.word(i).to_ascii_lowercase().as_str()))).collect();
+    let allowed: Vec<f32> = (0..vocabulary.len() as u32)
+        .map(|i| f32::from(!STOPWORDS.contains(&vocabulary.word(i).to_ascii_lowercase().as_str())))
+        .collect();
     Ok(Tensor::new(allowed.as_slice(), &Device::Cpu)?)
 }
 

@@ -30,7 +30,8 @@ impl Checkpoint {
     pub fn latest(dir: &Path) -> Result<Option<Self>> {
         let path = dir.join(POINTER);
         let Ok(text) = std::fs::read_to_string(&path) else { return Ok(None) };
-        let mut checkpoint: Self = serde_json::from_str(&text).with_context(|| format!("{} is corrupt", path.display()))?;
+        let mut checkpoint: Self =
+            serde_json::from_str(&text).with_context(|| format!("{} is corrupt", path.display()))?;
         checkpoint.dir = dir.to_path_buf();
         Ok(Some(checkpoint))
     }
@@ -43,7 +44,9 @@ impl Checkpoint {
             tensors.insert(format!("model.{name}"), var.as_tensor().clone());
         }
         let file = format!("checkpoint-{step:08}.safetensors");
-        crate::atomic_file::write_via_path(&dir.join(&file), |partial| Ok(candle_core::safetensors::save(&tensors, partial)?))?;
+        crate::atomic_file::write_via_path(&dir.join(&file), |partial| {
+            Ok(candle_core::safetensors::save(&tensors, partial)?)
+        })?;
         let pointer = Self { step, file: file.clone(), elapsed_secs, dir: dir.to_path_buf() };
         crate::atomic_file::write(&dir.join(POINTER), serde_json::to_string_pretty(&pointer)?.as_bytes())?;
         for entry in std::fs::read_dir(dir)?.flatten() {
@@ -64,11 +67,23 @@ impl Checkpoint {
         for (name, var) in model.varmap().data().lock().expect("varmap").iter() {
             let key = format!("model.{name}");
             let t = tensors.get(&key).with_context(|| format!("{} lacks {key}", path.display()))?;
-            anyhow::ensure!(t.dims() == var.dims(), "{key} in {} has shape {:?}, the model needs {:?}", path.display(), t.dims(), var.dims());
+            anyhow::ensure!(
+                t.dims() == var.dims(),
+                "{key} in {} has shape {:?}, the model needs {:?}",
+                path.display(),
+                t.dims(),
+                var.dims()
+            );
             var.set(t)?;
         }
         optimizer.restore(&tensors).with_context(|| format!("in {}", path.display()))?;
-        anyhow::ensure!(optimizer.step_count() == self.step, "{} is at step {}, its pointer says {}", path.display(), optimizer.step_count(), self.step);
+        anyhow::ensure!(
+            optimizer.step_count() == self.step,
+            "{} is at step {}, its pointer says {}",
+            path.display(),
+            optimizer.step_count(),
+            self.step
+        );
         Ok(self.elapsed_secs)
     }
 }

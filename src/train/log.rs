@@ -34,7 +34,8 @@ fn optional(value: Option<f64>) -> String {
 /// Reads a training log (for the report's curves); rows from an older log with fewer
 /// columns read their missing values as absent or zero.
 pub fn read(path: &Path) -> Result<Vec<StepRecord>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the training log {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read the training log {}", path.display()))?;
     text.lines()
         .enumerate()
         .skip(1)
@@ -44,7 +45,9 @@ pub fn read(path: &Path) -> Result<Vec<StepRecord>> {
             let optional = |i: usize| -> Result<Option<f64>> {
                 match fields.get(i).copied().unwrap_or("") {
                     "" => Ok(None),
-                    f => f.parse().map(Some).with_context(|| format!("{} line {}: column {} is not a number", path.display(), n + 1, i + 1)),
+                    f => f.parse().map(Some).with_context(|| {
+                        format!("{} line {}: column {} is not a number", path.display(), n + 1, i + 1)
+                    }),
                 }
             };
             let number = |i: usize| -> Result<f64> { Ok(optional(i)?.unwrap_or(0.0)) };

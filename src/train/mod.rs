@@ -124,7 +124,11 @@ pub fn train(model: &SpaeModel, options: &TrainOptions, resume: bool, stop: Stop
     if resume {
         if let Some(checkpoint) = Checkpoint::latest(&options.run_dir)? {
             elapsed_before = checkpoint.restore(model, &mut optimizer)?;
-            eprintln!("resumed from step {} ({:.1} h of training so far)", optimizer.step_count(), elapsed_before / 3600.0);
+            eprintln!(
+                "resumed from step {} ({:.1} h of training so far)",
+                optimizer.step_count(),
+                elapsed_before / 3600.0
+            );
         }
     }
     let mut log = TrainingLog::open(&options.run_dir.join("log.csv"), optimizer.step_count())?;
@@ -173,7 +177,13 @@ pub fn train(model: &SpaeModel, options: &TrainOptions, resume: bool, stop: Stop
     Ok(())
 }
 
-fn save(model: &SpaeModel, optimizer: &AdamW, options: &TrainOptions, elapsed: f64, log: &mut TrainingLog) -> Result<()> {
+fn save(
+    model: &SpaeModel,
+    optimizer: &AdamW,
+    options: &TrainOptions,
+    elapsed: f64,
+    log: &mut TrainingLog,
+) -> Result<()> {
     log.flush()?;
     Checkpoint::save(&options.run_dir, model, optimizer, elapsed)?;
     if let Some(dir) = &options.export_dir {
@@ -194,10 +204,17 @@ fn batch_indices(len: usize, batch: usize, seed: u64, step: u64) -> Vec<usize> {
     order[position * batch..(position + 1) * batch].to_vec()
 }
 
-fn train_step(model: &SpaeModel, inputs: &Inputs, optimizer: &mut AdamW, options: &TrainOptions, step: u64) -> Result<StepRecord> {
+fn train_step(
+    model: &SpaeModel,
+    inputs: &Inputs,
+    optimizer: &mut AdamW,
+    options: &TrainOptions,
+    step: u64,
+) -> Result<StepRecord> {
     let data = &inputs.data;
     let t0 = Instant::now();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed.wrapping_add(step.wrapping_mul(0x2545_F491_4F6C_DD1D)));
+    let mut rng =
+        rand::rngs::StdRng::seed_from_u64(options.seed.wrapping_add(step.wrapping_mul(0x2545_F491_4F6C_DD1D)));
     let indices = batch_indices(data.len(), options.batch_size, options.seed, step);
     let flips: Vec<bool> = indices.iter().map(|_| rng.random_bool(0.5)).collect();
     let pixels = data.batch(&indices, &flips)?;
@@ -209,15 +226,26 @@ fn train_step(model: &SpaeModel, inputs: &Inputs, optimizer: &mut AdamW, options
     let t2 = Instant::now();
     // Each image decodes from all layers or from a random shorter prefix.
     let prefixes: Vec<usize> = (0..indices.len())
-        .map(|_| if rng.random_bool(options.full_prefix_share) || layers == 1 { layers } else { rng.random_range(1..layers) })
+        .map(|_| {
+            if rng.random_bool(options.full_prefix_share) || layers == 1 {
+                layers
+            } else {
+                rng.random_range(1..layers)
+            }
+        })
         .collect();
     let zhat = Tensor::stack(
-        &prefixes.iter().enumerate().map(|(b, &l)| quantized.prefixes[l - 1].get(b)).collect::<candle_core::Result<Vec<_>>>()?,
+        &prefixes
+            .iter()
+            .enumerate()
+            .map(|(b, &l)| quantized.prefixes[l - 1].get(b))
+            .collect::<candle_core::Result<Vec<_>>>()?,
         0,
     )?;
     let reconstruction = model.decode_latent(&saq::straight_through(&z, &zhat)?)?;
     let pixel_mse = (&reconstruction - &pixels)?.sqr()?.mean_all()?;
-    let commitment = (saq::commitment_loss(&z, &quantized.prefixes[layers - 1])? / model.codebook().mean_square() as f64)?;
+    let commitment =
+        (saq::commitment_loss(&z, &quantized.prefixes[layers - 1])? / model.codebook().mean_square() as f64)?;
     let mut loss = (&pixel_mse + (&commitment * options.commitment)?)?;
     let perceptual = match &inputs.teacher {
         Some(teacher) => {
@@ -230,7 +258,15 @@ fn train_step(model: &SpaeModel, inputs: &Inputs, optimizer: &mut AdamW, options
     let semantic = match (inputs.targets.as_deref(), &options.semantic) {
         (Some(targets), Some(semantic)) => {
             let batch_targets: Vec<&Target> = indices.iter().map(|&i| &targets[i]).collect();
-            let term = semantic::loss(&z, &quantized.prefixes, model.codebook(), model.shape(), model.config().cell_target, &batch_targets, semantic)?;
+            let term = semantic::loss(
+                &z,
+                &quantized.prefixes,
+                model.codebook(),
+                model.shape(),
+                model.config().cell_target,
+                &batch_targets,
+                semantic,
+            )?;
             loss = (loss + &term)?;
             Some(term.to_scalar::<f32>()? as f64)
         }

@@ -69,7 +69,12 @@ impl AdamW {
             for (prefix, slot) in [("m", &mut self.first_moments[i]), ("v", &mut self.second_moments[i])] {
                 let key = format!("adamw.{prefix}.{name}");
                 let t = tensors.get(&key).with_context(|| format!("the checkpoint lacks {key}"))?;
-                anyhow::ensure!(t.dims() == var.dims(), "{key} has shape {:?}, the model needs {:?}", t.dims(), var.dims());
+                anyhow::ensure!(
+                    t.dims() == var.dims(),
+                    "{key} has shape {:?}, the model needs {:?}",
+                    t.dims(),
+                    var.dims()
+                );
                 *slot = t.clone();
             }
         }

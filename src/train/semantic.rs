@@ -47,7 +47,8 @@ pub fn targets(relevances: &[Relevance], vocabulary: &Vocabulary, options: &Sema
                 .filter_map(|(w, &s)| vocabulary.index_of_word(w).map(|i| (i, s)))
                 .collect();
             let max = known.iter().map(|k| k.1).fold(f32::NEG_INFINITY, f32::max);
-            let exp: Vec<f32> = known.iter().map(|k| ((k.1 - max) as f64 / options.relevance_temperature).exp() as f32).collect();
+            let exp: Vec<f32> =
+                known.iter().map(|k| ((k.1 - max) as f64 / options.relevance_temperature).exp() as f32).collect();
             let total: f32 = exp.iter().sum();
             known.iter().zip(exp).map(|(k, e)| (k.0, e / total)).collect()
         })

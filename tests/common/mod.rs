@@ -30,18 +30,14 @@ pub fn fresh_dir(name: &str) -> std::path::PathBuf {
 }
 
 pub fn sample(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("assets/samples")
-        .join(name)
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/samples").join(name)
 }
 
 /// The default 16,384-word codebook from the shipped GGUF.
 pub fn codebook() -> Arc<Codebook> {
     static CODEBOOK: OnceLock<Arc<Codebook>> = OnceLock::new();
     CODEBOOK
-        .get_or_init(|| {
-            Arc::new(Codebook::load(llm_path(), vocabulary::DEFAULT_SIZE).expect("load codebook"))
-        })
+        .get_or_init(|| Arc::new(Codebook::load(llm_path(), vocabulary::DEFAULT_SIZE).expect("load codebook")))
         .clone()
 }
 
@@ -56,14 +52,10 @@ pub fn small_codebook(size: usize) -> Codebook {
 
 /// Deterministic pseudo-random values in -scale..scale (a tiny LCG, independent of the crate).
 pub fn random_values(count: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     (0..count)
         .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
         })
         .collect()
@@ -80,8 +72,7 @@ pub fn brute_force_nearest(codebook: &Codebook, target: &[f32]) -> u32 {
 
 /// The frozen LLM and its tokenizer, loaded once per test binary.
 pub fn language() -> &'static (spae::llm::model::SmolLm, spae::llm::tokenizer::Tokenizer) {
-    static LANGUAGE: OnceLock<(spae::llm::model::SmolLm, spae::llm::tokenizer::Tokenizer)> =
-        OnceLock::new();
+    static LANGUAGE: OnceLock<(spae::llm::model::SmolLm, spae::llm::tokenizer::Tokenizer)> = OnceLock::new();
     LANGUAGE.get_or_init(|| {
         let file = LlmFile::open(llm_path()).expect("open the GGUF");
         (

@@ -6,10 +6,10 @@ use anyhow::{Context, Result};
 
 use spae::data::Dataset;
 use spae::eval::{sheet_rows, Report};
+use spae::image_io;
 use spae::model::SpaeModel;
 use spae::report::{layer_chart, training_curves, word_sheet};
 use spae::teacher::relevance::Relevance;
-use spae::image_io;
 use spae::train::{log, EXPORTED_LOG};
 
 /// Held-out images in the sheet.
@@ -50,7 +50,12 @@ pub fn write(dir: &Path, models: &[Evaluated], data: &Dataset, relevances: Optio
 
     match relevances {
         Some(relevances) => {
-            let rows = sheet_rows(&models.iter().map(|m| (m.name, m.model)).collect::<Vec<_>>(), data, relevances, SHEET_IMAGES)?;
+            let rows = sheet_rows(
+                &models.iter().map(|m| (m.name, m.model)).collect::<Vec<_>>(),
+                data,
+                relevances,
+                SHEET_IMAGES,
+            )?;
             write("heldout-words.png", word_sheet(&rows)?)
         }
         None => {

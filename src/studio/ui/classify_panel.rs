@@ -34,10 +34,7 @@ impl StudioApp {
         }
         for (i, image) in self.classification.support.iter_mut().enumerate() {
             ui.horizontal(|ui| {
-                let name = image
-                    .path
-                    .file_name()
-                    .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+                let name = image.path.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
                 let size = egui::vec2(NAME_WIDTH, ui.spacing().interact_size.y);
                 let label = ui.add_sized(size, egui::Label::new(&name).truncate());
                 let label = label.on_hover_text(image.path.display().to_string());
@@ -48,11 +45,7 @@ impl StudioApp {
                     .response
                     .response
                     .labelled_by(label.id);
-                if ui
-                    .small_button("Remove")
-                    .on_hover_text(format!("remove {name}"))
-                    .clicked()
-                {
+                if ui.small_button("Remove").on_hover_text(format!("remove {name}")).clicked() {
                     commands.push(Command::RemoveSupportImage(i));
                 }
             });
@@ -61,18 +54,10 @@ impl StudioApp {
             if ui.button("Add support image…").clicked() {
                 commands.push(Command::AddSupportImage);
             }
-            if ui
-                .button("Load support folder…")
-                .on_hover_text("one subfolder of images per class")
-                .clicked()
-            {
+            if ui.button("Load support folder…").on_hover_text("one subfolder of images per class").clicked() {
                 commands.push(Command::LoadSupport(SupportSource::Folder));
             }
-            if ui
-                .button("Load support list…")
-                .on_hover_text("a text file of label<TAB>image path lines")
-                .clicked()
-            {
+            if ui.button("Load support list…").on_hover_text("a text file of label<TAB>image path lines").clicked() {
                 commands.push(Command::LoadSupport(SupportSource::List));
             }
         });
@@ -89,25 +74,14 @@ impl StudioApp {
             if ui.button("Choose query image…").clicked() {
                 commands.push(Command::PickQueryImage);
             }
-            if ui
-                .add_enabled(
-                    self.classification.query.is_some(),
-                    egui::Button::new("Use the open image"),
-                )
-                .clicked()
-            {
+            if ui.add_enabled(self.classification.query.is_some(), egui::Button::new("Use the open image")).clicked() {
                 commands.push(Command::QueryOpenImage);
             }
         });
         let layers = self.model.shape().layers();
-        ui.add(
-            egui::Slider::new(&mut self.classification.layers, 1..=layers).text("layers per image"),
-        );
+        ui.add(egui::Slider::new(&mut self.classification.layers, 1..=layers).text("layers per image"));
         ui.horizontal(|ui| {
-            if ui
-                .add_enabled(!running, egui::Button::new("Run classification"))
-                .clicked()
-            {
+            if ui.add_enabled(!running, egui::Button::new("Run classification")).clicked() {
                 commands.push(Command::Classify);
             }
             if running {
@@ -130,15 +104,9 @@ impl StudioApp {
             Some(Ok(result)) => result,
         };
         ui.heading(format!("Answer: {}", result.classes[result.answer]));
-        let shares: Vec<f64> = log_softmax(&result.scores)
-            .iter()
-            .map(|&l| f64::from(l).exp())
-            .collect();
-        let bars = shares
-            .iter()
-            .enumerate()
-            .map(|(i, &share)| Bar::new(i as f64, share).name(&result.classes[i]))
-            .collect();
+        let shares: Vec<f64> = log_softmax(&result.scores).iter().map(|&l| f64::from(l).exp()).collect();
+        let bars =
+            shares.iter().enumerate().map(|(i, &share)| Bar::new(i as f64, share).name(&result.classes[i])).collect();
         let names = result.classes.clone();
         Plot::new("class scores")
             .height(SCORES_HEIGHT)
@@ -155,30 +123,18 @@ impl StudioApp {
             .allow_drag(false)
             .allow_zoom(false)
             .allow_scroll(false)
-            .show(ui, |plot_ui| {
-                plot_ui.bar_chart(BarChart::new("share", bars).width(0.6))
-            });
+            .show(ui, |plot_ui| plot_ui.bar_chart(BarChart::new("share", bars).width(0.6)));
         let mut order: Vec<usize> = (0..result.classes.len()).collect();
         order.sort_by(|&a, &b| result.scores[b].total_cmp(&result.scores[a]));
         ui.label("Log-probability of each class name after the prompt:");
         for i in order {
             let text = format!("{:>9.3}  {}", result.scores[i], result.classes[i]);
             let text = egui::RichText::new(text).monospace();
-            ui.label(if i == result.answer {
-                text.strong()
-            } else {
-                text
-            });
+            ui.label(if i == result.answer { text.strong() } else { text });
         }
         ui.label(format!("Prompt ({} tokens):", result.prompt_tokens));
-        egui::ScrollArea::vertical()
-            .max_height(PROMPT_HEIGHT)
-            .show(ui, |ui| {
-                ui.add(
-                    egui::TextEdit::multiline(&mut result.prompt.as_str())
-                        .code_editor()
-                        .desired_width(f32::INFINITY),
-                );
-            });
+        egui::ScrollArea::vertical().max_height(PROMPT_HEIGHT).show(ui, |ui| {
+            ui.add(egui::TextEdit::multiline(&mut result.prompt.as_str()).code_editor().desired_width(f32::INFINITY));
+        });
     }
 }

@@ -50,29 +50,20 @@ impl StudioApp {
         }
         let running = self.generation.as_ref().is_some_and(Generation::is_running);
         let layers = self.model.shape().layers();
-        let open_image = self
-            .document
-            .as_ref()
-            .and_then(|d| d.path.file_name())
-            .map(|n| n.to_string_lossy().into_owned());
+        let open_image =
+            self.document.as_ref().and_then(|d| d.path.file_name()).map(|n| n.to_string_lossy().into_owned());
         let form = &mut self.generate_form;
         ui.add_enabled_ui(!running, |ui| {
-            egui::ComboBox::from_label("task")
-                .selected_text(task_name(form.task))
-                .show_ui(ui, |ui| {
-                    for task in [Task::TextToImage, Task::Outpaint, Task::Deblur] {
-                        ui.selectable_value(&mut form.task, task, task_name(task));
-                    }
-                });
+            egui::ComboBox::from_label("task").selected_text(task_name(form.task)).show_ui(ui, |ui| {
+                for task in [Task::TextToImage, Task::Outpaint, Task::Deblur] {
+                    ui.selectable_value(&mut form.task, task, task_name(task));
+                }
+            });
             if form.task == Task::TextToImage {
                 let label = ui.label("Prompt:");
-                ui.text_edit_singleline(&mut form.prompt)
-                    .labelled_by(label.id);
+                ui.text_edit_singleline(&mut form.prompt).labelled_by(label.id);
             } else {
-                ui.label(format!(
-                    "Source: the open image ({})",
-                    open_image.as_deref().unwrap_or("none")
-                ));
+                ui.label(format!("Source: the open image ({})", open_image.as_deref().unwrap_or("none")));
             }
             let options = &mut form.options;
             ui.add(egui::Slider::new(&mut options.steps, 1..=MAX_STEPS).text("steps"));
@@ -87,16 +78,10 @@ impl StudioApp {
             });
         });
         ui.horizontal(|ui| {
-            if ui
-                .add_enabled(!running && pool, egui::Button::new("Run"))
-                .clicked()
-            {
+            if ui.add_enabled(!running && pool, egui::Button::new("Run")).clicked() {
                 self.commands.push(Command::Generate);
             }
-            if ui
-                .add_enabled(running, egui::Button::new("Cancel"))
-                .clicked()
-            {
+            if ui.add_enabled(running, egui::Button::new("Cancel")).clicked() {
                 self.commands.push(Command::CancelGeneration);
             }
         });
@@ -105,19 +90,15 @@ impl StudioApp {
         };
         let total = generation.options.steps;
         let done = generation.frames.last().map_or(0, |f| f.frame.step);
-        let progress = egui::ProgressBar::new(done as f32 / total as f32)
-            .text(format!("step {done} of {total}"));
+        let progress = egui::ProgressBar::new(done as f32 / total as f32).text(format!("step {done} of {total}"));
         ui.add(progress.animate(running));
         match &generation.state {
-            RunState::Running if generation.frames.is_empty() => {
-                ui.label("preparing the examples…")
-            }
+            RunState::Running if generation.frames.is_empty() => ui.label("preparing the examples…"),
             RunState::Running => ui.label("generating…"),
             RunState::Finished => ui.label(format!("done: {} frames", generation.frames.len())),
-            RunState::Cancelled => ui.label(format!(
-                "cancelled after step {done}; its {} frames are kept",
-                generation.frames.len()
-            )),
+            RunState::Cancelled => {
+                ui.label(format!("cancelled after step {done}; its {} frames are kept", generation.frames.len()))
+            }
             RunState::Failed(message) => ui.colored_label(ui.visuals().error_fg_color, message),
         };
     }
@@ -139,27 +120,18 @@ impl StudioApp {
         let (count, shown) = (generation.frames.len(), generation.shown);
         let mut commands = Vec::new();
         ui.horizontal(|ui| {
-            if ui
-                .add_enabled(shown > 0, egui::Button::new("Previous"))
-                .clicked()
-            {
+            if ui.add_enabled(shown > 0, egui::Button::new("Previous")).clicked() {
                 commands.push(Command::ShowFrame(shown - 1));
             }
             let playing = generation.is_playing();
             if ui.button(if playing { "Pause" } else { "Play" }).clicked() {
                 commands.push(Command::PlayFrames(!playing));
             }
-            if ui
-                .add_enabled(shown + 1 < count, egui::Button::new("Next"))
-                .clicked()
-            {
+            if ui.add_enabled(shown + 1 < count, egui::Button::new("Next")).clicked() {
                 commands.push(Command::ShowFrame(shown + 1));
             }
             let mut index = shown;
-            if ui
-                .add(egui::Slider::new(&mut index, 0..=count - 1).text("frame"))
-                .changed()
-            {
+            if ui.add(egui::Slider::new(&mut index, 0..=count - 1).text("frame")).changed() {
                 commands.push(Command::ShowFrame(index));
             }
         });
@@ -177,40 +149,24 @@ impl StudioApp {
         ui.horizontal(|ui| {
             ui.label("words of");
             for l in 1..=generated {
-                if ui
-                    .selectable_label(l == layer, format!("layer {l}"))
-                    .clicked()
-                {
+                if ui.selectable_label(l == layer, format!("layer {l}")).clicked() {
                     commands.push(Command::SelectFrameLayer(l));
                 }
             }
         });
         let shape = self.model.shape();
-        let changed: HashSet<_> = changed_cells(shape, &frame.frame.changed)
-            .into_iter()
-            .collect();
+        let changed: HashSet<_> = changed_cells(shape, &frame.frame.changed).into_iter().collect();
         ui.horizontal_top(|ui| {
-            let (rect, _) =
-                ui.allocate_exact_size(egui::vec2(FRAME_SIDE, FRAME_SIDE), egui::Sense::hover());
+            let (rect, _) = ui.allocate_exact_size(egui::vec2(FRAME_SIDE, FRAME_SIDE), egui::Sense::hover());
             let vocabulary = self.model.codebook().vocabulary();
-            paint_words(
-                &ui.painter_at(rect),
-                rect,
-                frame.texture.id(),
-                &frame.pyramid,
-                layer,
-                vocabulary,
-                |cell| changed.contains(&cell),
-            );
+            paint_words(&ui.painter_at(rect), rect, frame.texture.id(), &frame.pyramid, layer, vocabulary, |cell| {
+                changed.contains(&cell)
+            });
             ui.vertical(|ui| {
                 ui.label("Corruption of the examples by step (r_t)");
                 corruption_plot(ui, generation, frame.frame.step);
                 ui.add_space(8.0);
-                if ui
-                    .button("Open in editor")
-                    .on_hover_text("edit this frame's words in the studio")
-                    .clicked()
-                {
+                if ui.button("Open in editor").on_hover_text("edit this frame's words in the studio").clicked() {
                     commands.push(Command::OpenFrame(shown));
                 }
                 let exports = [

@@ -49,10 +49,17 @@ impl StudioApp {
                     let current = k == self.settings.prefix_layers;
                     let text = format!("layers 1–{k}: {:.1} dB", view.decoded.psnr_db[i]);
                     ui.label(if current { egui::RichText::new(text).strong() } else { egui::RichText::new(text) });
-                    let image = egui::Image::new(egui::load::SizedTexture::new(texture, [side, side])).fit_to_exact_size(egui::vec2(side, side)).sense(egui::Sense::click());
+                    let image = egui::Image::new(egui::load::SizedTexture::new(texture, [side, side]))
+                        .fit_to_exact_size(egui::vec2(side, side))
+                        .sense(egui::Sense::click());
                     let response = ui.add(image).on_hover_text(format!("decode the main view from layers 1–{k}"));
                     if current {
-                        ui.painter().rect_stroke(response.rect, 0.0, ui.visuals().selection.stroke, egui::StrokeKind::Outside);
+                        ui.painter().rect_stroke(
+                            response.rect,
+                            0.0,
+                            ui.visuals().selection.stroke,
+                            egui::StrokeKind::Outside,
+                        );
                     }
                     if response.clicked() {
                         chosen = Some(k);

@@ -53,7 +53,12 @@ impl StudioApp {
             }
         }
         if let Some(cell) = self.editor.cell.filter(|c| c.layer == layer) {
-            painter.rect_stroke(cell_rect(rect, s, cell.row, cell.col), 0.0, Stroke::new(3.0, SELECTED), StrokeKind::Inside);
+            painter.rect_stroke(
+                cell_rect(rect, s, cell.row, cell.col),
+                0.0,
+                Stroke::new(3.0, SELECTED),
+                StrokeKind::Inside,
+            );
         }
         if let Some((cell, _)) = &hovered {
             let word = vocabulary.word(pyramid.word(layer, cell.row, cell.col));
@@ -94,7 +99,12 @@ impl StudioApp {
         }
         for (cell, color) in [(self.hovered, Color32::WHITE), (self.editor.cell, SELECTED)] {
             if let Some(cell) = cell.filter(|c| c.layer == self.settings.layer) {
-                painter.rect_stroke(cell_rect(rect, s, cell.row, cell.col), 0.0, Stroke::new(2.0, color), StrokeKind::Inside);
+                painter.rect_stroke(
+                    cell_rect(rect, s, cell.row, cell.col),
+                    0.0,
+                    Stroke::new(2.0, color),
+                    StrokeKind::Inside,
+                );
             }
         }
     }
@@ -160,13 +170,24 @@ pub(super) fn paint_words(
                 painter.rect_filled(cell_rect, 0.0, MARKED);
                 painter.rect_stroke(cell_rect, 0.0, Stroke::new(2.0, SELECTED), StrokeKind::Inside);
             } else {
-                painter.rect_stroke(cell_rect, 0.0, Stroke::new(1.0, Color32::from_white_alpha(90)), StrokeKind::Inside);
+                painter.rect_stroke(
+                    cell_rect,
+                    0.0,
+                    Stroke::new(1.0, Color32::from_white_alpha(90)),
+                    StrokeKind::Inside,
+                );
             }
             let word = vocabulary.word(pyramid.word(layer, row, col));
             let font = fitted_font(cell_rect, word);
             let clipped = painter.with_clip_rect(cell_rect.shrink(1.0));
             let center = cell_rect.center();
-            clipped.text(center + egui::vec2(1.0, 1.0), egui::Align2::CENTER_CENTER, word, font.clone(), Color32::BLACK);
+            clipped.text(
+                center + egui::vec2(1.0, 1.0),
+                egui::Align2::CENTER_CENTER,
+                word,
+                font.clone(),
+                Color32::BLACK,
+            );
             clipped.text(center, egui::Align2::CENTER_CENTER, word, font, Color32::WHITE);
         }
     }
@@ -190,7 +211,8 @@ fn fitted_font(cell: Rect, word: &str) -> FontId {
 
 /// The hovered word, large, in a box above its cell (below it in the image's top row).
 fn magnify(ui: &egui::Ui, image: Rect, cell: Rect, word: &str) {
-    let painter = ui.ctx().layer_painter(egui::LayerId::new(egui::Order::Foreground, egui::Id::unique("magnified word")));
+    let painter =
+        ui.ctx().layer_painter(egui::LayerId::new(egui::Order::Foreground, egui::Id::unique("magnified word")));
     let galley = painter.layout_no_wrap(word.to_string(), FontId::proportional(MAGNIFIED_FONT), Color32::WHITE);
     let size = galley.size() + egui::vec2(12.0, 6.0);
     let above = cell.top() - size.y / 2.0 - 2.0;
