@@ -27,7 +27,8 @@ pub fn write_with(path: &Path, fill: impl FnOnce(&mut File) -> Result<()>) -> Re
 
 /// Writes `path` atomically with `fill`, which gets the temporary file's path: for writers
 /// that only take a path (candle's safetensors). The temporary file exists, empty, when
-/// `fill` is called.
+/// `fill` is called. Such a writer reopens the file by name, so in a folder that other
+/// users can write to, [`write_with`] is the safer of the two.
 pub fn write_via_path(path: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     write_temporary(path, |temporary| fill(temporary.path()))
 }

@@ -15,9 +15,9 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
+use crate::data::class_name;
 use crate::data::Dataset;
 use crate::denoising::{Condition, Example};
-use crate::fewshot_eval::{class_name, prefix_words};
 use crate::image_io;
 use crate::model::SpaeModel;
 
@@ -180,10 +180,10 @@ impl Pool {
         chosen
             .iter()
             .map(|&i| {
-                let words = prefix_words(&model.encode(&self.images[i])?, layers);
+                let words = model.encode(&self.images[i])?.prefix_words(layers);
                 let condition = match task {
                     Task::TextToImage => Condition::Text(self.text(i).to_string()),
-                    _ => Condition::Words(prefix_words(&model.encode(&task.corrupt(&self.images[i]))?, layers)),
+                    _ => Condition::Words(model.encode(&task.corrupt(&self.images[i]))?.prefix_words(layers)),
                 };
                 Ok(Example { condition, words })
             })

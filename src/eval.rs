@@ -4,13 +4,13 @@
 use std::collections::HashSet;
 
 use anyhow::Result;
+use image::RgbImage;
 use serde::Serialize;
 
 use crate::data::{relevance_cache, Dataset};
 use crate::image_io;
 use crate::metrics::{psnr, ssim};
 use crate::model::SpaeModel;
-use crate::report::{SheetRow, SheetWords};
 use crate::teacher::relevance::Relevance;
 
 /// The layers whose words are judged for meaning (L_sem, docs/method.md section 4).
@@ -122,4 +122,24 @@ pub fn sheet_rows(
             })
         })
         .collect()
+}
+
+/// One model's words for a sheet row.
+pub struct SheetWords {
+    pub model: String,
+    /// The upper layers' words, top layer first, each with whether the teacher ranks it
+    /// among its top words for the image.
+    pub words: Vec<(String, bool)>,
+}
+
+/// One held-out image in the sheet.
+pub struct SheetRow {
+    pub original: RgbImage,
+    /// Decoded from all layers by the first model.
+    pub decoded: RgbImage,
+    /// The image's caption, name or category.
+    pub text: String,
+    /// The teacher's most relevant words.
+    pub teacher: Vec<String>,
+    pub models: Vec<SheetWords>,
 }

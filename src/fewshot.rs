@@ -106,7 +106,7 @@ pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
 /// The words a prepared image shows in a prompt: its pyramid's first `layers` layers.
 pub fn image_words(model: &crate::model::SpaeModel, image: &image::RgbImage, layers: usize) -> Result<Vec<u32>> {
     ensure!((1..=model.shape().layers()).contains(&layers), "layers must be 1..={}", model.shape().layers());
-    Ok(crate::fewshot_eval::prefix_words(&model.encode(image)?, layers))
+    Ok(model.encode(image)?.prefix_words(layers))
 }
 
 /// [`image_words`] of an image file, prepared for the model first.

@@ -12,12 +12,12 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::data::Dataset;
+use crate::data::{class_name, Dataset};
 use crate::fewshot::{self, Task};
+use crate::image_io;
 use crate::llm::model::SmolLm;
 use crate::llm::tokenizer::Tokenizer;
 use crate::model::SpaeModel;
-use crate::{image_io, pyramid::Pyramid};
 
 pub struct Options {
     pub ways: Vec<usize>,
@@ -54,13 +54,6 @@ pub struct Classes {
     pub images: Vec<Vec<Vec<u32>>>,
 }
 
-/// The class name of a category label: lower case, separators as spaces.
-pub fn class_name(category: &str) -> String {
-    let spaced: String =
-        category.chars().map(|c| if c.is_alphanumeric() { c.to_ascii_lowercase() } else { ' ' }).collect();
-    spaced.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 /// Encodes every image of `data` with `model` and groups the words of its first `layers`
 /// layers by class, keeping classes with at least `min_images` images.
 pub fn classes(model: &SpaeModel, data: &Dataset, layers: usize, min_images: usize) -> Result<Classes> {
@@ -71,17 +64,12 @@ pub fn classes(model: &SpaeModel, data: &Dataset, layers: usize, min_images: usi
         let images: Vec<_> = chunk.iter().map(|&i| data.image(i)).collect();
         let (_, quantized) = model.quantize(&image_io::to_tensor(&images)?)?;
         for (&i, pyramid) in chunk.iter().zip(&quantized.pyramids) {
-            grouped.entry(class_name(&data.sample(i).category)).or_default().push(prefix_words(pyramid, layers));
+            grouped.entry(class_name(&data.sample(i).category)).or_default().push(pyramid.prefix_words(layers));
         }
     }
     grouped.retain(|name, images| !name.is_empty() && images.len() >= min_images);
     let (names, images) = grouped.into_iter().unzip();
     Ok(Classes { names, images })
-}
-
-/// The words of a pyramid's first `layers` layers, layer after layer.
-pub fn prefix_words(pyramid: &Pyramid, layers: usize) -> Vec<u32> {
-    (1..=layers).flat_map(|l| pyramid.layer(l).iter().copied()).collect()
 }
 
 /// Task `index` of the (ways, shots) cell, the same for every model given the seed, and

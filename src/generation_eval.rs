@@ -12,8 +12,8 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::context_pool::{Pool, Task};
+use crate::data::class_name;
 use crate::denoising::{Condition, Denoiser, Frame, Options};
-use crate::fewshot_eval::class_name;
 use crate::image_io;
 use crate::model::SpaeModel;
 use crate::teacher::relevance::{text_words, SemanticTeacher};

@@ -96,6 +96,12 @@ impl Pyramid {
         &self.layers[layer - 1]
     }
 
+    /// The words of the first `layers` layers, layer after layer (how an image enters a
+    /// prompt).
+    pub fn prefix_words(&self, layers: usize) -> Vec<u32> {
+        self.layers[..layers].concat()
+    }
+
     /// The word at (row, col) of a layer.
     pub fn word(&self, layer: usize, row: usize, col: usize) -> u32 {
         self.layers[layer - 1][row * self.shape.grid_size(layer) + col]

@@ -9,7 +9,7 @@ use image::RgbImage;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::eval::Report;
+use crate::eval::{Report, SheetRow};
 use crate::image_io;
 use crate::train::log::StepRecord;
 
@@ -188,26 +188,6 @@ pub fn training_curves(runs: &[(&str, &[StepRecord])]) -> Result<RgbImage> {
             panel(&panels[3], "Semantic guidance (weighted)", "step", "weighted cross-entropy", &semantic, false)
         }
     })
-}
-
-/// One model's words for a sheet row.
-pub struct SheetWords {
-    pub model: String,
-    /// The upper layers' words, top layer first, each with whether the teacher ranks it
-    /// among its top words for the image.
-    pub words: Vec<(String, bool)>,
-}
-
-/// One held-out image in the sheet.
-pub struct SheetRow {
-    pub original: RgbImage,
-    /// Decoded from all layers by the first model.
-    pub decoded: RgbImage,
-    /// The image's caption, name or category.
-    pub text: String,
-    /// The teacher's most relevant words.
-    pub teacher: Vec<String>,
-    pub models: Vec<SheetWords>,
 }
 
 /// Held-out images beside their reconstruction, the teacher's top words and each model's

@@ -28,26 +28,15 @@ pub fn quantize(z: &Tensor, codebook: &Codebook, shape: &PyramidShape, cell_targ
     anyhow::ensure!(g == shape.latent_size(), "latent is {g} wide, the pyramid wants {}", shape.latent_size());
     anyhow::ensure!(dim == codebook.dim(), "latent has {dim} channels, the codebook {}", codebook.dim());
     let z: Vec<f32> = z.detach().permute((0, 2, 3, 1))?.flatten_all()?.to_vec1()?;
-    let image_len = g * g * dim;
     let mut sum = vec![0f32; z.len()];
     let mut prefixes = Vec::with_capacity(shape.layers());
     let mut words: Vec<Vec<Vec<u32>>> = vec![Vec::with_capacity(shape.layers()); batch];
     for layer in 1..=shape.layers() {
-        let l = layer as f32;
-        let mut targets = Vec::with_capacity(batch * shape.tokens_in_layer(layer) * dim);
-        for b in 0..batch {
-            let range = b * image_len..(b + 1) * image_len;
-            let z_cells = cell_values(&z[range.clone()], shape, layer, cell_target, dim);
-            // zhat_{l-1} = sum / (l-1); its cell values scaled by (l-1) are the sum's.
-            let sum_cells = cell_values(&sum[range], shape, layer, cell_target, dim);
-            targets.extend(z_cells.iter().zip(&sum_cells).map(|(zc, sc)| l * zc - sc));
-        }
-        let found = codebook.nearest(&targets);
+        let found = quantize_layer(&z, &mut sum, codebook, shape, layer, cell_target);
         for (b, image_words) in found.chunks(shape.tokens_in_layer(layer)).enumerate() {
-            add_layer(&mut sum[b * image_len..(b + 1) * image_len], codebook, shape, layer, image_words);
             words[b].push(image_words.to_vec());
         }
-        let zhat: Vec<f32> = sum.iter().map(|s| s / l).collect();
+        let zhat: Vec<f32> = sum.iter().map(|s| s / layer as f32).collect();
         prefixes.push(channels_first(zhat, batch, g, dim)?);
     }
     let pyramids = words.into_iter().map(|layers| Pyramid::new(shape.clone(), layers)).collect::<Result<_>>()?;
@@ -105,15 +94,37 @@ pub fn complete(
     let z: Vec<f32> = sum.iter().map(|s| s / k as f32).collect();
     let mut layers = prefix.to_vec();
     for layer in k + 1..=shape.layers() {
-        let l = layer as f32;
-        let z_cells = cell_values(&z, shape, layer, cell_target, dim);
-        let sum_cells = cell_values(&sum, shape, layer, cell_target, dim);
-        let targets: Vec<f32> = z_cells.iter().zip(&sum_cells).map(|(zc, sc)| l * zc - sc).collect();
-        let words = codebook.nearest(&targets);
-        add_layer(&mut sum, codebook, shape, layer, &words);
-        layers.push(words);
+        layers.push(quantize_layer(&z, &mut sum, codebook, shape, layer, cell_target));
     }
     Pyramid::new(shape.clone(), layers)
+}
+
+/// One SAQ layer over a batch of channel-last latents `z` whose running sums of the layers
+/// so far are `sum`: every cell's target, the nearest words, and those words added to
+/// the sums. Returns the words, image after image.
+fn quantize_layer(
+    z: &[f32],
+    sum: &mut [f32],
+    codebook: &Codebook,
+    shape: &PyramidShape,
+    layer: usize,
+    cell_target: CellTarget,
+) -> Vec<u32> {
+    let dim = codebook.dim();
+    let image_len = shape.latent_size().pow(2) * dim;
+    let l = layer as f32;
+    let mut targets = Vec::with_capacity(z.len() / image_len * shape.tokens_in_layer(layer) * dim);
+    for (z_image, sum_image) in z.chunks(image_len).zip(sum.chunks(image_len)) {
+        let z_cells = cell_values(z_image, shape, layer, cell_target, dim);
+        // zhat_{l-1} = sum / (l-1); its cell values scaled by (l-1) are the sum's.
+        let sum_cells = cell_values(sum_image, shape, layer, cell_target, dim);
+        targets.extend(z_cells.iter().zip(&sum_cells).map(|(zc, sc)| l * zc - sc));
+    }
+    let found = codebook.nearest(&targets);
+    for (sum_image, words) in sum.chunks_mut(image_len).zip(found.chunks(shape.tokens_in_layer(layer))) {
+        add_layer(sum_image, codebook, shape, layer, words);
+    }
+    found
 }
 
 /// The SAQ targets of a layer as a differentiable tensor (`batch x dim x s x s`):

@@ -152,6 +152,6 @@ fn wilson_intervals_match_published_values() {
 
 #[test]
 fn class_names_come_from_category_labels() {
-    assert_eq!(fewshot_eval::class_name("People & Body"), "people body");
-    assert_eq!(fewshot_eval::class_name("signs_and_symbols"), "signs and symbols");
+    assert_eq!(spae::data::class_name("People & Body"), "people body");
+    assert_eq!(spae::data::class_name("signs_and_symbols"), "signs and symbols");
 }

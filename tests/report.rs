@@ -3,7 +3,8 @@
 
 use image::RgbImage;
 use spae::eval::Report;
-use spae::report::{layer_chart, training_curves, word_sheet, SheetRow, SheetWords};
+use spae::eval::{SheetRow, SheetWords};
+use spae::report::{layer_chart, training_curves, word_sheet};
 use spae::train::log::{read, StepRecord, TrainingLog};
 
 fn record(step: u64, psnr: f64, semantic: Option<f64>) -> StepRecord {

@@ -12,7 +12,7 @@ use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use spae::model::SpaeModel;
 use spae::studio::file_dialog::ScriptedDialog;
-use spae::studio::{GpuUse, StudioApp};
+use spae::studio::{DeviceChoice, StudioApp};
 
 fn model() -> Arc<SpaeModel> {
     static MODEL: OnceLock<Arc<SpaeModel>> = OnceLock::new();
@@ -28,9 +28,9 @@ fn model() -> Arc<SpaeModel> {
 fn studio() -> (Harness<'static, StudioApp>, ScriptedDialog) {
     let dialog = ScriptedDialog::default();
     let for_app = Box::new(dialog.clone());
-    let mut harness = Harness::builder()
-        .with_size([1480.0, 980.0])
-        .build_eframe(move |cc| StudioApp::new(cc, model(), for_app, &common::sample("cat-face.png"), GpuUse::Auto));
+    let mut harness = Harness::builder().with_size([1480.0, 980.0]).build_eframe(move |cc| {
+        StudioApp::new(cc, model(), for_app, &common::sample("cat-face.png"), DeviceChoice::Auto)
+    });
     wait_for_worker(&mut harness);
     (harness, dialog)
 }
@@ -281,7 +281,7 @@ fn with_a_wgpu_renderer_edits_decode_on_the_gpu_and_match_the_cpu() {
             model(),
             Box::new(ScriptedDialog::default()),
             &common::sample("cat-face.png"),
-            GpuUse::Always,
+            DeviceChoice::Gpu,
         )
     });
     wait_for_worker(&mut harness);

@@ -15,7 +15,7 @@ use egui_kittest::Harness;
 use spae::model::SpaeModel;
 use spae::studio::file_dialog::ScriptedDialog;
 use spae::studio::generation::RunState;
-use spae::studio::{Cell, Command, GpuUse, StudioApp};
+use spae::studio::{Cell, Command, DeviceChoice, StudioApp};
 
 fn model() -> Arc<SpaeModel> {
     static MODEL: OnceLock<Arc<SpaeModel>> = OnceLock::new();
@@ -31,9 +31,9 @@ fn model() -> Arc<SpaeModel> {
 fn studio_with(window: &str) -> (Harness<'static, StudioApp>, ScriptedDialog) {
     let dialog = ScriptedDialog::default();
     let for_app = Box::new(dialog.clone());
-    let mut harness = Harness::builder()
-        .with_size([1480.0, 980.0])
-        .build_eframe(move |cc| StudioApp::new(cc, model(), for_app, &common::sample("cat-face.png"), GpuUse::Auto));
+    let mut harness = Harness::builder().with_size([1480.0, 980.0]).build_eframe(move |cc| {
+        StudioApp::new(cc, model(), for_app, &common::sample("cat-face.png"), DeviceChoice::Auto)
+    });
     wait_for_worker(&mut harness);
     harness.get_by_label("View").click();
     harness.run_steps(2);

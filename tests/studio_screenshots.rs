@@ -13,7 +13,7 @@ use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use spae::model::SpaeModel;
 use spae::studio::file_dialog::ScriptedDialog;
-use spae::studio::{Command, GpuUse, StudioApp};
+use spae::studio::{Command, DeviceChoice, StudioApp};
 
 fn save(harness: &mut Harness<'_, StudioApp>, name: &str) {
     let image = harness.render().expect("render the studio");
@@ -37,7 +37,7 @@ fn screenshots() {
     let mut harness = Harness::builder()
         .with_size([1480.0, 980.0])
         .wgpu()
-        .build_eframe(move |cc| StudioApp::new(cc, model, for_app, &common::sample("cat-face.png"), GpuUse::Always));
+        .build_eframe(move |cc| StudioApp::new(cc, model, for_app, &common::sample("cat-face.png"), DeviceChoice::Gpu));
     wait_for_worker(&mut harness);
 
     // The words of layer 4 over the image, one cell hovered.

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use super::commands::SupportSource;
 use super::llm_worker::{self, Classified, ClassifyJob, ImageSource};
 use super::StudioApp;
+use crate::data::class_name;
 use crate::fewshot;
-use crate::fewshot_eval::class_name;
 
 /// A support image and its class label, as the user typed it.
 pub struct SupportImage {

@@ -5,31 +5,20 @@
 
 use eframe::egui;
 
-use crate::gpu::{Gpu, GpuDecoder};
+use crate::gpu::{DeviceChoice, Gpu, GpuDecoder};
 use crate::model::SpaeModel;
 
 /// Set to 1 to decode on the GPU even when the adapter is a software one (Mesa's lavapipe),
 /// to 0 to decode on the CPU whatever the adapter (read by [`super::run`]).
 pub const GPU_DECODE_ENV: &str = "SPAE_GPU_DECODE";
 
-/// When the studio decodes on the GPU.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GpuUse {
-    /// On a hardware adapter; on the CPU where the adapter is software or missing.
-    Auto,
-    /// On any adapter, software ones included.
-    Always,
-    Never,
-}
-
-impl GpuUse {
-    /// From [`GPU_DECODE_ENV`]: "1" is `Always`, "0" is `Never`, anything else `Auto`.
-    pub fn from_env() -> Self {
-        match std::env::var(GPU_DECODE_ENV).ok().as_deref() {
-            Some("1") => Self::Always,
-            Some("0") => Self::Never,
-            _ => Self::Auto,
-        }
+/// Where the studio decodes, from [`GPU_DECODE_ENV`]: "1" is [`DeviceChoice::Gpu`], "0"
+/// [`DeviceChoice::Cpu`], anything else [`DeviceChoice::Auto`].
+pub fn choice_from_env() -> DeviceChoice {
+    match std::env::var(GPU_DECODE_ENV).ok().as_deref() {
+        Some("1") => DeviceChoice::Gpu,
+        Some("0") => DeviceChoice::Cpu,
+        _ => DeviceChoice::Auto,
     }
 }
 
@@ -43,19 +32,16 @@ pub struct DecodeDevice {
 
 impl DecodeDevice {
     /// The GPU decoder on eframe's device, if there is one worth using.
-    pub fn open(cc: &eframe::CreationContext<'_>, model: &SpaeModel, use_gpu: GpuUse) -> Self {
+    pub fn open(cc: &eframe::CreationContext<'_>, model: &SpaeModel, use_gpu: DeviceChoice) -> Self {
         let cpu = |status: String| Self { decoder: None, images: Vec::new(), status };
         let Some(render_state) = &cc.wgpu_render_state else {
             return cpu("CPU (no wgpu renderer)".into());
         };
         let gpu =
             Gpu::shared(render_state.device.clone(), render_state.queue.clone(), &render_state.adapter.get_info());
-        match use_gpu {
-            GpuUse::Never => return cpu(format!("CPU ({GPU_DECODE_ENV}=0)")),
-            GpuUse::Auto if gpu.software => {
-                return cpu(format!("CPU (the GPU adapter {} is software; {GPU_DECODE_ENV}=1 uses it)", gpu.adapter));
-            }
-            GpuUse::Auto | GpuUse::Always => {}
+        if let Err(why) = use_gpu.accepts(&gpu) {
+            let hint = if use_gpu == DeviceChoice::Cpu { "0" } else { "1 uses it" };
+            return cpu(format!("CPU ({why}; {GPU_DECODE_ENV}={hint})"));
         }
         let status = format!("GPU: {}", gpu.adapter);
         match GpuDecoder::new(gpu, model, model.shape().layers()) {

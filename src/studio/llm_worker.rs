@@ -18,7 +18,6 @@ use image::RgbImage;
 use crate::context_pool::{Pool, Task};
 use crate::denoising::{Condition, Denoiser, Frame, Options};
 use crate::fewshot;
-use crate::fewshot_eval::prefix_words;
 use crate::llm::gguf::LlmFile;
 use crate::llm::model::SmolLm;
 use crate::llm::tokenizer::Tokenizer;
@@ -222,9 +221,7 @@ impl Resources {
         ensure!(!pool.is_empty(), "the example pool at {} is empty", paths::POOL);
         let (query, text) = match (job.task, &job.source) {
             (Task::TextToImage, _) => (Condition::Text(job.prompt.clone()), Some(job.prompt.as_str())),
-            (task, Some(source)) => {
-                (Condition::Words(prefix_words(&model.encode(&task.corrupt(source))?, layers)), None)
-            }
+            (task, Some(source)) => (Condition::Words(model.encode(&task.corrupt(source))?.prefix_words(layers)), None),
             (task, None) => return Err(anyhow!("{task:?} starts from the open image, and no image is open")),
         };
         let chosen = pool.choose(text, job.examples, job.options.seed);

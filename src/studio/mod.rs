@@ -28,10 +28,10 @@ use std::sync::Arc;
 use anyhow::Result;
 use eframe::egui;
 
+pub use crate::gpu::DeviceChoice;
 use classification::Classification;
 pub use commands::{Command, ExportKind, FrameExport, SupportSource};
 use decoding::DecodeDevice;
-pub use decoding::GpuUse;
 use document::Document;
 use file_dialog::{FileDialog, NativeDialog};
 use generation::{GenerateForm, Generation, RunState};
@@ -131,7 +131,7 @@ impl StudioApp {
         model: Arc<SpaeModel>,
         dialog: Box<dyn FileDialog>,
         image: &Path,
-        use_gpu: GpuUse,
+        use_gpu: DeviceChoice,
     ) -> Self {
         let mut settings: Settings =
             cc.storage.and_then(|storage| eframe::get_value(storage, Settings::KEY)).unwrap_or_default();
@@ -415,7 +415,7 @@ pub fn run(launch: &Launch) -> Result<()> {
         options,
         Box::new(move |cc| {
             let dialog = Box::new(NativeDialog::default());
-            let app = StudioApp::new(cc, model, dialog, &image, GpuUse::from_env());
+            let app = StudioApp::new(cc, model, dialog, &image, decoding::choice_from_env());
             Ok(Box::new(app) as Box<dyn eframe::App>)
         }),
     )

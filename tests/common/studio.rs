@@ -3,18 +3,12 @@
 use egui_kittest::Harness;
 use spae::studio::StudioApp;
 
-/// Steps until the worker's results are on screen (bounded: the worker takes well under
-/// a few seconds per job).
+/// Steps until the worker's results are on screen (bounded at two minutes: a decode on
+/// lavapipe takes a few seconds, many more on a loaded machine).
 pub fn wait_for_worker(harness: &mut Harness<'_, StudioApp>) {
-    for _ in 0..1500 {
-        harness.step();
-        if !harness.state().is_busy() {
-            harness.run_steps(2);
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    panic!("the studio's worker did not finish");
+    // One frame first: a command queued by the last input is handled in the next frame.
+    harness.step();
+    wait_until(harness, "the studio's worker", |app| !app.is_busy());
 }
 
 /// Steps until `done` holds for the app (bounded at two minutes), then two more frames;

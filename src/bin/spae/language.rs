@@ -148,7 +148,7 @@ pub fn generate(model: &SpaeModel, llm_path: &Path, args: &GenerateArgs) -> Resu
         (Task::TextToImage, None, _) => anyhow::bail!("text-to-image needs --prompt TEXT"),
         (_, _, Some(source)) => {
             let image = image_io::load_prepared(source, resolution)?;
-            let words = fewshot_eval::prefix_words(&model.encode(&task.corrupt(&image))?, layers);
+            let words = model.encode(&task.corrupt(&image))?.prefix_words(layers);
             (Condition::Words(words), None)
         }
         (_, _, None) => anyhow::bail!("{:?} needs --source IMAGE", args.task),

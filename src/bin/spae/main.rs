@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 use spae::codebook::Codebook;
 use spae::data::prepare::{self, PrepareOptions};
 use spae::data::{relevance_cache, Dataset, Split};
-use spae::gpu::{Gpu, GpuDecoder};
+use spae::gpu::{DeviceChoice, Gpu, GpuDecoder};
 use spae::llm::gguf::LlmFile;
 use spae::model::SpaeModel;
 use spae::teacher::relevance::SemanticTeacher;
@@ -58,8 +58,8 @@ enum Command {
         #[arg(long)]
         layers: Option<usize>,
         /// Where to decode: auto takes a hardware GPU if there is one, else the CPU.
-        #[arg(long, value_enum, default_value_t = DecodeOn::Auto)]
-        device: DecodeOn,
+        #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+        device: DeviceChoice,
     },
     /// Show the model, the codebook and the vocabulary.
     Inspect,
@@ -525,32 +525,23 @@ fn print_report(model: &SpaeModel, report: &spae::eval::Report, control: Option<
     }
 }
 
-/// Where `decode` runs.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum DecodeOn {
-    Auto,
-    Gpu,
-    Cpu,
-}
-
-/// The GPU decoder `on` asks for, or none for the CPU. Auto skips software adapters
-/// (slower than the CPU decoder) and says why it falls back.
-fn decode_device(on: DecodeOn, model: &SpaeModel) -> Result<Option<GpuDecoder>> {
-    let gpu = match on {
-        DecodeOn::Cpu => return Ok(None),
-        DecodeOn::Gpu => Gpu::headless()?,
-        DecodeOn::Auto => match Gpu::headless() {
-            Ok(gpu) if !gpu.software => gpu,
-            Ok(gpu) => {
-                eprintln!("decoding on the CPU: the GPU adapter {} is software (--device gpu uses it)", gpu.adapter);
-                return Ok(None);
-            }
-            Err(e) => {
-                eprintln!("decoding on the CPU: {e:#}");
-                return Ok(None);
-            }
-        },
+/// The GPU decoder `on` asks for, or none for the CPU; says why where it falls back.
+fn decode_device(on: DeviceChoice, model: &SpaeModel) -> Result<Option<GpuDecoder>> {
+    if on == DeviceChoice::Cpu {
+        return Ok(None);
+    }
+    let gpu = match (Gpu::headless(), on) {
+        (Ok(gpu), _) => gpu,
+        (Err(e), DeviceChoice::Gpu) => return Err(e),
+        (Err(e), _) => {
+            eprintln!("decoding on the CPU: {e:#}");
+            return Ok(None);
+        }
     };
+    if let Err(why) = on.accepts(&gpu) {
+        eprintln!("decoding on the CPU: {why} (--device gpu uses it)");
+        return Ok(None);
+    }
     Ok(Some(GpuDecoder::new(gpu, model, 1)?))
 }
 
