@@ -72,9 +72,8 @@ pub fn load_prepared(path: &Path, resolution: u32) -> Result<RgbImage> {
                 let Rgb([r, g, b]) = blend(pixel.0);
                 pixel.0 = [r, g, b, 255];
             }
-            let side = rgba.width().min(rgba.height());
-            let view =
-                image::imageops::crop_imm(&rgba, (rgba.width() - side) / 2, (rgba.height() - side) / 2, side, side);
+            let (x, y, side) = centre_square(rgba.width(), rgba.height());
+            let view = image::imageops::crop_imm(&rgba, x, y, side, side);
             DynamicImage::ImageRgba8(fit(&*view, resolution)).to_rgb8()
         }
         image => prepare(&image, resolution),
@@ -89,9 +88,7 @@ pub fn load_prepared(path: &Path, resolution: u32) -> Result<RgbImage> {
 /// The pixels are the same as compositing the whole RGBA image, cropping and resizing
 /// (resizing works channel by channel).
 pub fn prepare(image: &DynamicImage, resolution: u32) -> RgbImage {
-    let side = image.width().min(image.height());
-    let x = (image.width() - side) / 2;
-    let y = (image.height() - side) / 2;
+    let (x, y, side) = centre_square(image.width(), image.height());
     match image {
         DynamicImage::ImageRgb8(rgb) => fit(&*image::imageops::crop_imm(rgb, x, y, side, side), resolution),
         DynamicImage::ImageLuma8(luma) => {
@@ -109,6 +106,12 @@ pub fn prepare(image: &DynamicImage, resolution: u32) -> RgbImage {
         }
         other => fit(&RgbImage::from_fn(side, side, |i, j| blend(other.get_pixel(x + i, y + j).0)), resolution),
     }
+}
+
+/// The centred square of a `width` x `height` image: its corner and side.
+fn centre_square(width: u32, height: u32) -> (u32, u32, u32) {
+    let side = width.min(height);
+    ((width - side) / 2, (height - side) / 2, side)
 }
 
 /// A square image (or view of one) at `resolution`: copied if it is that size already,

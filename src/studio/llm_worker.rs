@@ -213,7 +213,7 @@ impl Resources {
     /// Runs a generation, sending each frame decoded as it comes; true when cancelled.
     fn generate(&mut self, model: &SpaeModel, job: GenerateJob, reporter: &Reporter) -> Result<bool> {
         let layers = job.options.layers;
-        ensure!((1..=model.shape().layers()).contains(&layers), "layers must be 1..={}", model.shape().layers());
+        job.options.validate(model.shape())?;
         if self.pool.is_none() {
             self.pool = Some(load_pool(model)?);
         }
