@@ -55,12 +55,24 @@ fn search(c: &mut Criterion) {
     group.finish();
 }
 
+/// Encoding one image with the default config (the semantic branch runs the teacher at
+/// 128 px), at a 256 px teacher input, and with the CNN alone: side by side in one run.
 fn autoencoder(c: &mut Criterion) {
-    let model = SpaeModel::from_seed(SpaeConfig::default(), codebook(), 0).unwrap();
     let image = image_io::prepare(&image_io::load(Path::new("assets/samples/cat-face.png")).unwrap(), 64);
     let mut group = c.benchmark_group("image");
     group.sample_size(20);
-    group.bench_function("encode_64px", |b| b.iter(|| model.encode(&image).unwrap()));
+    let default = SpaeConfig::default();
+    let mut teacher_256 = default.clone();
+    if let Some(branch) = teacher_256.semantic_branch.as_mut() {
+        branch.teacher_input = 256;
+    }
+    let cnn_only = SpaeConfig { semantic_branch: None, ..default.clone() };
+    for (name, config) in
+        [("encode_64px", default), ("encode_64px_teacher_256", teacher_256), ("encode_64px_cnn_only", cnn_only)]
+    {
+        let model = SpaeModel::from_seed(config, codebook(), 0).unwrap();
+        group.bench_function(name, |b| b.iter(|| model.encode(&image).unwrap()));
+    }
     group.finish();
 }
 

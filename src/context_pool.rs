@@ -144,6 +144,10 @@ impl Pool {
         self.images.is_empty()
     }
 
+    pub fn image(&self, index: usize) -> &RgbImage {
+        &self.images[index]
+    }
+
     /// The text an image stands for in a text-to-image prompt: its name.
     pub fn text(&self, index: usize) -> &str {
         &self.labels[index].name

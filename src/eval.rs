@@ -1,7 +1,7 @@
 //! `spae eval`: quality on the held-out split (docs/method.md section 8): reconstruction for
 //! every layer prefix, and the semantic precision of the upper layers' words.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::Result;
 use image::RgbImage;
@@ -26,7 +26,42 @@ pub struct Report {
     pub semantic_precision: Option<f64>,
     /// Share of the upper layers' words that are one of the image's own text words.
     pub text_precision: Option<f64>,
+    /// Share of the upper layers' words that are one of the image's own text words and
+    /// specific: in the text of at most [`SPECIFIC_SHARE`] of the split's images.
+    pub specific_precision: Option<f64>,
+    /// Distinct words in the upper layers over the images evaluated.
+    pub distinct_words: usize,
+    /// Per layer, the perplexity exp(H) of the distribution of its words over all its
+    /// cells of all images evaluated: how many words the layer effectively uses.
+    pub perplexity: Vec<f64>,
     pub images: usize,
+}
+
+/// A text word counts as specific when at most this share of the split's images have it.
+pub const SPECIFIC_SHARE: f64 = 0.02;
+
+/// The words that occur in the text of at most [`SPECIFIC_SHARE`] of the images.
+pub fn specific_words(relevances: &[Relevance]) -> HashSet<&str> {
+    let mut images_with: HashMap<&str, usize> = HashMap::new();
+    for relevance in relevances {
+        let own: HashSet<&str> = relevance.text_words.iter().map(String::as_str).collect();
+        for word in own {
+            *images_with.entry(word).or_default() += 1;
+        }
+    }
+    let most = (SPECIFIC_SHARE * relevances.len() as f64).floor() as usize;
+    images_with.into_iter().filter(|&(_, n)| n <= most).map(|(w, _)| w).collect()
+}
+
+/// exp of the entropy of a distribution given by counts.
+pub fn perplexity<'a>(counts: impl IntoIterator<Item = &'a usize>) -> f64 {
+    let counts: Vec<f64> = counts.into_iter().map(|&c| c as f64).filter(|&c| c > 0.0).collect();
+    let total: f64 = counts.iter().sum();
+    if total == 0.0 {
+        return 0.0;
+    }
+    let entropy: f64 = counts.iter().map(|c| -(c / total) * (c / total).ln()).sum();
+    entropy.exp()
 }
 
 /// Encodes the first `limit` images of `data`, decodes every prefix, and, given the
@@ -41,7 +76,9 @@ pub fn evaluate(
     let layers = model.shape().layers();
     let count = data.len().min(limit);
     let (mut psnr_sum, mut ssim_sum) = (vec![0.0; layers], vec![0.0; layers]);
-    let (mut teacher_hits, mut text_hits, mut judged) = (0usize, 0usize, 0usize);
+    let (mut teacher_hits, mut text_hits, mut specific_hits, mut judged) = (0usize, 0usize, 0usize, 0usize);
+    let mut word_counts: Vec<HashMap<u32, usize>> = vec![HashMap::new(); layers];
+    let specific = relevances.map(specific_words).unwrap_or_default();
     let vocabulary = model.codebook().vocabulary();
     for start in (0..count).step_by(batch_size) {
         let indices: Vec<usize> = (start..(start + batch_size).min(count)).collect();
@@ -55,6 +92,13 @@ pub fn evaluate(
                 ssim_sum[l] += ssim(&original, image);
             }
         }
+        for pyramid in &quantized.pyramids {
+            for (layer, counts) in word_counts.iter_mut().enumerate() {
+                for &word in pyramid.layer(layer + 1) {
+                    *counts.entry(word).or_default() += 1;
+                }
+            }
+        }
         if let Some(relevances) = relevances {
             for (&index, pyramid) in indices.iter().zip(&quantized.pyramids) {
                 let relevance = &relevances[index];
@@ -65,6 +109,7 @@ pub fn evaluate(
                         let word = vocabulary.word(word);
                         teacher_hits += usize::from(relevant.contains(word));
                         text_hits += usize::from(text.contains(word));
+                        specific_hits += usize::from(text.contains(word) && specific.contains(word));
                         judged += 1;
                     }
                 }
@@ -78,6 +123,14 @@ pub fn evaluate(
         ssim: mean(ssim_sum),
         semantic_precision: share(teacher_hits),
         text_precision: share(text_hits),
+        specific_precision: share(specific_hits),
+        distinct_words: word_counts
+            .iter()
+            .take(SEMANTIC_LAYERS)
+            .flat_map(|counts| counts.keys())
+            .collect::<HashSet<_>>()
+            .len(),
+        perplexity: word_counts.iter().map(|counts| perplexity(counts.values())).collect(),
         images: count,
     })
 }
@@ -142,4 +195,36 @@ pub struct SheetRow {
     /// The teacher's most relevant words.
     pub teacher: Vec<String>,
     pub models: Vec<SheetWords>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn perplexity_counts_effective_words() {
+        assert!((perplexity(&[5, 5, 5, 5]) - 4.0).abs() < 1e-12);
+        assert!((perplexity(&[7, 0]) - 1.0).abs() < 1e-12);
+        // p = (3/4, 1/4): H = -(0.75 ln 0.75 + 0.25 ln 0.25).
+        let h: f64 = -(0.75f64 * 0.75f64.ln() + 0.25 * 0.25f64.ln());
+        assert!((perplexity(&[3, 1]) - h.exp()).abs() < 1e-12);
+        assert_eq!(perplexity(&[]), 0.0);
+    }
+
+    #[test]
+    fn specific_words_are_in_few_images_texts() {
+        let with = |words: &[&str]| Relevance {
+            words: Vec::new(),
+            scores: Vec::new(),
+            classes: Vec::new(),
+            text_words: words.iter().map(|w| w.to_string()).collect(),
+        };
+        // 100 images: "symbols" in 3 of them (over 2%), "goose" in 2, "jeep" in 1.
+        let mut relevances: Vec<Relevance> = (0..97).map(|_| with(&["photo"])).collect();
+        relevances.push(with(&["symbols", "goose", "goose"]));
+        relevances.push(with(&["symbols", "goose"]));
+        relevances.push(with(&["symbols", "jeep"]));
+        let specific = specific_words(&relevances);
+        assert_eq!(specific, HashSet::from(["goose", "jeep"]));
+    }
 }

@@ -7,6 +7,7 @@
 
 pub mod allocator;
 pub mod atomic_file;
+pub mod captioning;
 pub mod codebook;
 pub mod context_pool;
 pub mod data;

@@ -43,6 +43,31 @@ pub fn quantize(z: &Tensor, codebook: &Codebook, shape: &PyramidShape, cell_targ
     Ok(Quantized { pyramids, prefixes })
 }
 
+/// The words of only the first `layers` layers of each latent of a batch, image after
+/// image, each image's layers in order (what [`Pyramid::prefix_words`] gives for the whole
+/// pyramid), without searching the lower layers.
+pub fn prefix_words(
+    z: &Tensor,
+    codebook: &Codebook,
+    shape: &PyramidShape,
+    cell_target: CellTarget,
+    layers: usize,
+) -> Result<Vec<Vec<u32>>> {
+    let (batch, dim, g, _) = z.dims4()?;
+    anyhow::ensure!(g == shape.latent_size() && dim == codebook.dim(), "the latent does not fit the pyramid");
+    anyhow::ensure!((1..=shape.layers()).contains(&layers), "layers must be 1..={}", shape.layers());
+    let z: Vec<f32> = z.detach().permute((0, 2, 3, 1))?.flatten_all()?.to_vec1()?;
+    let mut sum = vec![0f32; z.len()];
+    let mut words = vec![Vec::with_capacity(shape.tokens_in_prefix(layers)); batch];
+    for layer in 1..=layers {
+        let found = quantize_layer(&z, &mut sum, codebook, shape, layer, cell_target);
+        for (image, layer_words) in words.iter_mut().zip(found.chunks(shape.tokens_in_layer(layer))) {
+            image.extend_from_slice(layer_words);
+        }
+    }
+    Ok(words)
+}
+
 /// zhat_layers for a batch of pyramids: the running mean of the first `layers` layers.
 pub fn dequantize(pyramids: &[Pyramid], codebook: &Codebook, layers: usize) -> Result<Tensor> {
     let shape = pyramids[0].shape();

@@ -94,3 +94,18 @@ fn corrupt_files_and_configs_give_clear_errors() {
     let message = format!("{:#}", SpaeModel::load(&dir, common::codebook()).err().unwrap());
     assert!(message.contains("has a config but no weights file model.safetensors"), "{message}");
 }
+
+#[test]
+fn prefix_words_of_a_batch_match_each_images_whole_pyramid() {
+    let model = SpaeModel::from_seed(SpaeConfig::default(), common::codebook(), 4).unwrap();
+    let images: Vec<image::RgbImage> = ["cat-face.png", "red-apple.png", "sunflower.png"]
+        .iter()
+        .map(|name| spae::image_io::load_prepared(&common::sample(name), 64).unwrap())
+        .collect();
+    for layers in [1, 3] {
+        let batch = model.encode_prefix_words(&images, layers).unwrap();
+        let one_by_one: Vec<Vec<u32>> =
+            images.iter().map(|image| model.encode(image).unwrap().prefix_words(layers)).collect();
+        assert_eq!(batch, one_by_one);
+    }
+}

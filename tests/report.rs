@@ -67,6 +67,9 @@ fn each_model_is_drawn_in_its_colour() {
         ssim: (0..6).map(|l| 0.3 + 0.05 * l as f64).collect(),
         semantic_precision: None,
         text_precision: None,
+        specific_precision: None,
+        distinct_words: 0,
+        perplexity: vec![1.0; 6],
         images: 1,
     };
     let (a, b) = (report(12.0), report(11.0));

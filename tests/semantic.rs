@@ -22,7 +22,13 @@ fn loss_matches_a_scalar_cross_entropy() {
     let z = Var::from_tensor(&Tensor::from_vec(z_values.clone(), (1, DIM, G, G), &Device::Cpu).unwrap()).unwrap();
     let quantized = saq::quantize(z.as_tensor(), &codebook, &shape, CellTarget::Mean).unwrap();
     let target: Target = vec![(3, 0.5), (40, 0.3), (100, 0.2)];
-    let options = SemanticOptions { weight: 2.0, layers: 3, temperature: 0.7, relevance_temperature: 0.05 };
+    let options = SemanticOptions {
+        weight: 2.0,
+        layers: 3,
+        temperature: 0.7,
+        relevance_temperature: 0.05,
+        frequency_penalty: 0.0,
+    };
     let value =
         loss(z.as_tensor(), &quantized.prefixes, &codebook, &shape, CellTarget::Mean, &[&target], &options).unwrap();
 

@@ -11,7 +11,7 @@ use eframe::egui::{self, Key, Modifiers};
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use spae::model::SpaeModel;
-use spae::studio::file_dialog::ScriptedDialog;
+use spae::studio::file_dialog::{Request, ScriptedDialog};
 use spae::studio::{DeviceChoice, StudioApp};
 
 fn model() -> Arc<SpaeModel> {
@@ -60,6 +60,8 @@ fn opens_on_the_sample_already_encoded() {
     assert!(document.path.ends_with("cat-face.png"));
     assert_eq!(document.pyramid(), &model().encode(&document.original).unwrap());
     assert_eq!(app.shown_reconstruction().unwrap(), &model().decode(document.pyramid(), 6).unwrap());
+    assert_eq!(app.title(), "cat-face.png - SPAE Studio");
+    harness.get_by_label("image: cat-face.png");
 }
 
 #[test]
@@ -227,8 +229,25 @@ fn export_writes_a_png_that_decodes_to_the_shown_image() {
     let written = spae::image_io::load(&path).expect("the export is a readable PNG").to_rgb8();
     assert_eq!(&written, harness.state().shown_reconstruction().unwrap());
 
+    // The first export's dialog starts beside the image, the next where the last one went.
+    let folders: Vec<Option<PathBuf>> = dialog
+        .requests()
+        .into_iter()
+        .map(|r| match r {
+            Request::Save { folder, .. } => folder,
+            other => panic!("an export asks where to save, not {other:?}"),
+        })
+        .collect();
+    assert_eq!(folders, vec![Some(common::sample("cat-face.png").parent().unwrap().to_path_buf())]);
+    assert_eq!(harness.state().notice().unwrap().text, format!("wrote {}", path.display()));
+
     dialog.answer_next(dir.join("pyramid.txt"));
     click_menu(&mut harness, "File", "Export pyramid as text…");
+    assert!(
+        matches!(&dialog.requests()[1], Request::Save { folder: Some(f), file_name, .. } if f == &dir && file_name == "cat-face.pyramid.txt"),
+        "{:?}",
+        dialog.requests()[1]
+    );
     let text = std::fs::read_to_string(dir.join("pyramid.txt")).unwrap();
     let shape = model().shape().clone();
     let parsed = spae::pyramid_text::parse(&text, &shape, model().codebook().vocabulary()).unwrap();

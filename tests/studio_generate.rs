@@ -119,6 +119,12 @@ fn a_generation_streams_frames_that_the_timeline_steps_through_and_the_editor_op
     assert_eq!(document.original, frames[1].2);
     assert!(document.path.ends_with("cat-face-step-01.png"), "{}", document.path.display());
     assert_eq!(harness.state().settings().recent_files.len(), 1, "a frame is not a recent file");
+    // A frame has no original: it is labelled as generated, and its own full decode shows
+    // as identical rather than "inf dB".
+    assert!(document.generated);
+    harness.get_by_label_contains("Generated frame (its decode from all layers) with the words of layer");
+    harness.get_by_label("layers 1–6: identical");
+    assert!(harness.query_by_label_contains("inf dB").is_none());
     let word = if frames[1].1.word(2, 0, 0) == 7 { 8 } else { 7 };
     harness.state_mut().command(Command::SetWord { cell: Cell { layer: 2, row: 0, col: 0 }, word });
     wait_for_worker(&mut harness);
@@ -182,9 +188,10 @@ fn cancelling_keeps_the_frames_made_so_far() {
 /// Adds support images through the dialog; their labels come from the file names.
 fn add_support(harness: &mut Harness<'_, StudioApp>, dialog: &ScriptedDialog, names: &[&str]) {
     for name in names {
+        let expected = harness.state().classification().support.len() + 1;
         dialog.answer_next(common::sample(name));
         harness.get_by_label("Add support image…").click();
-        harness.run_steps(2);
+        wait_until(harness, "the support image", |app| app.classification().support.len() == expected);
     }
 }
 

@@ -3,6 +3,7 @@
 //! set and a held-out set fixed by a seed.
 
 pub mod dataset;
+pub mod feature_cache;
 pub mod packages;
 pub mod prepare;
 pub mod relevance_cache;

@@ -84,11 +84,17 @@ pub fn prepare(cache: &Path, options: &PrepareOptions) -> Result<Manifest> {
         sources.extend(sources_of(package, &root, options)?);
     }
     let bar = progress(sources.len() as u64, "preparing images");
+    let done = std::sync::atomic::AtomicUsize::new(0);
     let prepared: Vec<Result<image::RgbImage>> = sources
         .par_iter()
         .map(|source| {
             let result = read_source(source, options);
             bar.inc(1);
+            let done = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if bar.is_hidden() && (done.is_multiple_of(1000) || done == sources.len()) {
+                // Not a terminal (a background run): a plain line now and then instead.
+                eprintln!("preparing images: {done}/{}", sources.len());
+            }
             result
         })
         .collect();
@@ -126,6 +132,9 @@ pub fn prepare(cache: &Path, options: &PrepareOptions) -> Result<Manifest> {
 fn fetch_and_unpack(package: &Package, cache: &Path) -> Result<PathBuf> {
     let spinner = ProgressBar::new_spinner().with_message(format!("fetching {}", package.name));
     spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+    if spinner.is_hidden() {
+        eprintln!("fetching and unpacking {}", package.name);
+    }
     let archive = package.fetch(&cache.join("packages"))?;
     spinner.set_message(format!("unpacking {}", package.name));
     let root = cache.join("unpacked").join(package.name);

@@ -29,7 +29,29 @@ pub struct SpaeConfig {
     /// Which latent positions of a cell feed its target.
     #[serde(default)]
     pub cell_target: CellTarget,
+    /// The semantic branch over the frozen teacher's features (docs/method.md section 2);
+    /// absent: the encoder is the CNN alone, trained from scratch.
+    #[serde(default)]
+    pub semantic_branch: Option<SemanticBranchConfig>,
 }
+
+/// The semantic branch: the frozen teacher's head features, averaged over the cells of
+/// the upper layers, projected into the codebook's space and added to the latent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SemanticBranchConfig {
+    /// Side in pixels of the teacher's input (the image is resized to it): a multiple of
+    /// 32 whose feature map (`teacher_input / 32` wide) the deepest shaped layer's grid
+    /// divides.
+    pub teacher_input: usize,
+    /// Hidden width of the projector.
+    pub hidden: usize,
+    /// The branch shapes layers 1..=layers.
+    pub layers: usize,
+}
+
+/// Width of the teacher's head features (EfficientNet-Lite0).
+pub const TEACHER_FEATURES: usize = 1280;
 
 impl Default for SpaeConfig {
     /// The shipped default: 64 px, downsampling 4, a 16 x 16 x 576 latent, 6 layers.
@@ -43,6 +65,7 @@ impl Default for SpaeConfig {
             layers: 6,
             vocabulary_size: crate::vocabulary::DEFAULT_SIZE,
             cell_target: CellTarget::Mean,
+            semantic_branch: Some(SemanticBranchConfig { teacher_input: 128, hidden: 512, layers: 3 }),
         }
     }
 }
@@ -129,6 +152,34 @@ impl SpaeConfig {
             limits::VOCABULARY,
             self.vocabulary_size
         );
+        if let Some(branch) = &self.semantic_branch {
+            ensure!(
+                (1..=self.layers).contains(&branch.layers),
+                "semantic_branch.layers must be 1..={} (the pyramid's layers), not {}",
+                self.layers,
+                branch.layers
+            );
+            ensure!(
+                (1..=limits::WIDTH).contains(&branch.hidden),
+                "semantic_branch.hidden must be 1..={}, not {}",
+                limits::WIDTH,
+                branch.hidden
+            );
+            ensure!(
+                (32..=limits::RESOLUTION).contains(&branch.teacher_input) && branch.teacher_input.is_multiple_of(32),
+                "semantic_branch.teacher_input must be a multiple of 32 in 32..={}, not {}",
+                limits::RESOLUTION,
+                branch.teacher_input
+            );
+            let grid = self.pyramid_shape()?.grid_size(branch.layers);
+            let (input, side) = (branch.teacher_input, branch.teacher_input / 32);
+            ensure!(
+                side.is_multiple_of(grid),
+                "semantic_branch.teacher_input {input} gives a {side} x {side} feature map, which layer {}'s {grid} x \
+                 {grid} grid does not divide",
+                branch.layers
+            );
+        }
         let parameters = self.parameter_count();
         ensure!(
             parameters <= limits::PARAMETERS,
@@ -188,7 +239,12 @@ impl SpaeConfig {
             + levels(&reversed, &|c, next| (conv(c, next, 3), next))
             + norm(first)
             + conv(first, 3, 3);
-        encoder + decoder
+        let branch = self.semantic_branch.as_ref().map_or(0, |b| {
+            conv(TEACHER_FEATURES, b.hidden, 1)
+                + conv(b.hidden, self.latent_channels, 1)
+                + b.layers * self.latent_channels
+        });
+        encoder + decoder + branch
     }
 
     /// Values in the largest activation of one image: every level's width times its area,

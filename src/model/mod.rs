@@ -8,6 +8,7 @@ pub mod config;
 pub mod conv;
 mod decoder;
 mod encoder;
+pub mod semantic_branch;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use rand::{Rng, SeedableRng};
 pub use config::SpaeConfig;
 use decoder::Decoder;
 use encoder::Encoder;
+use semantic_branch::SemanticBranch;
 
 use crate::codebook::Codebook;
 use crate::image_io;
@@ -57,6 +59,7 @@ pub struct SpaeModel {
     shape: PyramidShape,
     encoder: Encoder,
     decoder: Decoder,
+    branch: Option<SemanticBranch>,
     codebook: Arc<Codebook>,
     varmap: VarMap,
     source: WeightsSource,
@@ -119,8 +122,17 @@ impl SpaeModel {
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let encoder = Encoder::new(&config, vb.pp("encoder"))?;
         let decoder = Decoder::new(&config, vb.pp("decoder"))?;
+        let branch = match &config.semantic_branch {
+            Some(branch) => Some(SemanticBranch::new(
+                branch,
+                config.latent_channels,
+                &crate::paths::resolve(crate::paths::TEACHER),
+                vb.pp("branch"),
+            )?),
+            None => None,
+        };
         let shape = config.pyramid_shape()?;
-        Ok(Self { config, shape, encoder, decoder, codebook, varmap, source })
+        Ok(Self { config, shape, encoder, decoder, branch, codebook, varmap, source })
     }
 
     /// Name and shape of every tensor this model's config asks for.
@@ -154,6 +166,29 @@ impl SpaeModel {
         Ok(())
     }
 
+    /// Warm start: copies every tensor of another model's weights file whose name and
+    /// shape this model shares, leaving the rest as they are. Returns the names of this
+    /// model's tensors that were not found there (a branch added to a trained CNN, say).
+    pub fn warm_start_from(&self, path: &Path) -> Result<Vec<String>> {
+        // SAFETY: the file is only read; the mapping lives until this function returns.
+        let file = unsafe { MmapedSafetensors::new(path) }
+            .with_context(|| format!("cannot read the weights file {} as safetensors", path.display()))?;
+        let shapes: BTreeMap<String, Vec<usize>> =
+            file.tensors().into_iter().map(|(name, view)| (name, view.shape().to_vec())).collect();
+        let mut fresh = Vec::new();
+        let data = self.varmap.data().lock().expect("varmap lock");
+        for (name, var) in data.iter() {
+            if shapes.get(name).is_some_and(|shape| shape == var.dims()) {
+                var.set(&file.load(name, &Device::Cpu)?.to_dtype(DType::F32)?)?;
+            } else {
+                fresh.push(name.clone());
+            }
+        }
+        ensure!(fresh.len() < data.len(), "{} shares no tensor with this model", path.display());
+        fresh.sort();
+        Ok(fresh)
+    }
+
     /// Deterministic LeCun-uniform convolution weights, zero biases, unit norms; the
     /// encoder's last convolution starts small and centred on the codebook's mean word,
     /// so that z begins inside the frozen embedding space instead of ten times outside it.
@@ -178,6 +213,7 @@ impl SpaeModel {
             let value = match name.as_str() {
                 "encoder.conv_out.weight" => (value * ENCODER_OUTPUT_GAIN)?,
                 "encoder.conv_out.bias" => self.codebook.embeddings().mean(0)?,
+                semantic_branch::ZERO_INITIALISED => value.zeros_like()?,
                 _ => value,
             };
             var.set(&value)?;
@@ -215,9 +251,32 @@ impl SpaeModel {
         &self.varmap
     }
 
-    /// Pixels (`batch x 3 x R x R`, -1..1) to latents z.
+    /// The semantic branch, where the config has one.
+    pub fn branch(&self) -> Option<&SemanticBranch> {
+        self.branch.as_ref()
+    }
+
+    /// Pixels (`batch x 3 x R x R`, -1..1) to latents z: the CNN's, plus the semantic
+    /// branch's where there is one (running the frozen teacher on the pixels).
     pub fn encode_latent(&self, pixels: &Tensor) -> Result<Tensor> {
-        Ok(self.encoder.forward(pixels)?)
+        let grid = match &self.branch {
+            Some(branch) => Some(branch.teacher_grid(pixels, &self.shape)?),
+            None => None,
+        };
+        self.encode_latent_with(pixels, grid.as_ref())
+    }
+
+    /// [`Self::encode_latent`] with the teacher's grid features already computed
+    /// ([`SemanticBranch::teacher_grid`]; training reads them from a cache). They are
+    /// required exactly when the model has a branch.
+    pub fn encode_latent_with(&self, pixels: &Tensor, grid: Option<&Tensor>) -> Result<Tensor> {
+        let z = self.encoder.forward(pixels)?;
+        match (&self.branch, grid) {
+            (Some(branch), Some(grid)) => Ok((z + branch.forward(grid, &self.shape)?)?),
+            (None, None) => Ok(z),
+            (Some(_), None) => bail!("this model's semantic branch needs the teacher's features"),
+            (None, Some(_)) => bail!("teacher features given to a model without a semantic branch"),
+        }
     }
 
     /// Dequantized latents zhat to pixels (`batch x 3 x R x R`, -1..1, unclamped).
@@ -237,6 +296,18 @@ impl SpaeModel {
         let pixels = image_io::to_tensor(std::slice::from_ref(image))?;
         let (_, mut quantized) = self.quantize(&pixels)?;
         Ok(quantized.pyramids.remove(0))
+    }
+
+    /// The words of the first `layers` layers of each of a batch of prepared images (as
+    /// [`Pyramid::prefix_words`] of [`Self::encode`] gives them), encoded a batch at a
+    /// time, without searching the layers below.
+    pub fn encode_prefix_words(&self, images: &[RgbImage], layers: usize) -> Result<Vec<Vec<u32>>> {
+        let mut words = Vec::with_capacity(images.len());
+        for chunk in images.chunks(32) {
+            let z = self.encode_latent(&image_io::to_tensor(chunk)?)?;
+            words.extend(saq::prefix_words(&z, &self.codebook, &self.shape, self.config.cell_target, layers)?);
+        }
+        Ok(words)
     }
 
     /// A pyramid decoded from its first `layers` layers.

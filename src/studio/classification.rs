@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::commands::SupportSource;
+use super::commands::{Choosing, SupportSource};
+use super::file_dialog::Request;
 use super::llm_worker::{self, Classified, ClassifyJob, ImageSource};
 use super::StudioApp;
 use crate::data::class_name;
@@ -65,22 +66,31 @@ fn label_of(path: &Path) -> String {
 
 impl StudioApp {
     pub(super) fn add_support_image(&mut self) {
-        if let Some(path) = self.dialog.pick_image() {
-            let label = label_of(&path);
-            self.classification.support.push(SupportImage { path, label });
-        }
+        self.ask(Request::Image { title: "Add a support image".into() }, Choosing::SupportImage);
     }
 
-    /// Replaces the support set by a folder of class folders or a `label<TAB>path` list.
+    /// Adds a support image, labelled from its file name.
+    pub(super) fn add_support_path(&mut self, path: PathBuf) {
+        let label = label_of(&path);
+        self.classification.support.push(SupportImage { path, label });
+    }
+
+    /// Asks for a folder of class folders or a `label<TAB>path` list to replace the
+    /// support set with.
     pub(super) fn load_support(&mut self, source: SupportSource) {
-        let picked = match source {
-            SupportSource::Folder => self.dialog.pick_folder("Load a support folder (one folder per class)"),
-            SupportSource::List => {
-                self.dialog.pick_file("Load a support list (label<TAB>image path lines)", &["txt", "tsv"])
-            }
+        let request = match source {
+            SupportSource::Folder => Request::Folder { title: "Load a support folder (one folder per class)".into() },
+            SupportSource::List => Request::File {
+                title: "Load a support list (label<TAB>image path lines)".into(),
+                extensions: vec!["txt".into(), "tsv".into()],
+            },
         };
-        let Some(path) = picked else { return };
-        match fewshot::read_support(&path) {
+        self.ask(request, Choosing::Support(source));
+    }
+
+    /// Replaces the support set by the one read from `path`.
+    pub(super) fn load_support_from(&mut self, path: &Path) {
+        match fewshot::read_support(path) {
             Ok((classes, images)) => {
                 self.classification.support = images
                     .into_iter()

@@ -3,7 +3,10 @@
 
 use std::path::PathBuf;
 
+use eframe::egui;
+
 use super::document::Document;
+use super::file_dialog::{Answer, Request};
 use super::{Cell, StudioApp};
 use crate::pyramid::Pyramid;
 
@@ -67,6 +70,17 @@ pub enum FrameExport {
     Gif,
 }
 
+/// What the answer of the open file dialog is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Choosing {
+    OpenImage,
+    Export(ExportKind),
+    ExportFrames(FrameExport),
+    SupportImage,
+    Support(SupportSource),
+    QueryImage,
+}
+
 /// Where a support set comes from ([`crate::fewshot::read_support`] reads both).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SupportSource {
@@ -87,14 +101,43 @@ pub enum ExportKind {
     ContactSheet,
 }
 
+fn image_request(title: &str) -> Request {
+    Request::Image { title: title.to_string() }
+}
+
 impl StudioApp {
+    /// Opens a file dialog whose answer goes to `purpose` (see [`Self::poll_dialog`]).
+    pub(super) fn ask(&mut self, request: Request, purpose: Choosing) {
+        if self.dialog.open(request) {
+            self.choosing = Some(purpose);
+        } else {
+            self.notify_error("a file dialog is already open: answer or cancel it first".into());
+        }
+    }
+
+    /// Shows the open file dialog and acts on its answer once there is one.
+    pub(super) fn poll_dialog(&mut self, ctx: &egui::Context) {
+        let answer = self.dialog.poll(ctx);
+        if let Some(notice) = self.dialog.take_notice() {
+            self.notify(notice);
+        }
+        let Some(answer) = answer else { return };
+        let (Answer::Chosen(path), Some(purpose)) = (answer, self.choosing.take()) else { return };
+        match purpose {
+            Choosing::OpenImage => self.handle(Command::Open(path)),
+            Choosing::Export(kind) => self.export_to(kind, &path),
+            Choosing::ExportFrames(kind) => self.export_frames_to(kind, &path),
+            Choosing::SupportImage => self.add_support_path(path),
+            Choosing::Support(_) => self.load_support_from(&path),
+            Choosing::QueryImage => self.classification.query = Some(path),
+        }
+    }
+
     pub(super) fn handle(&mut self, command: Command) {
         let layers = self.model.shape().layers();
         let changed = match command {
             Command::PickImage => {
-                if let Some(path) = self.dialog.pick_image() {
-                    self.handle(Command::Open(path));
-                }
+                self.ask(image_request("Open an image"), Choosing::OpenImage);
                 false
             }
             Command::Open(path) => {
@@ -162,9 +205,7 @@ impl StudioApp {
                 false
             }
             Command::PickQueryImage => {
-                if let Some(path) = self.dialog.pick_image() {
-                    self.classification.query = Some(path);
-                }
+                self.ask(image_request("Choose the image to classify"), Choosing::QueryImage);
                 false
             }
             Command::QueryOpenImage => {

@@ -24,6 +24,9 @@ pub struct Document {
     pub z: Tensor,
     /// The teacher's relevance of every vocabulary word to the image, or why there is none.
     pub relevance: Result<Vec<f32>, String>,
+    /// A generated frame opened for editing: its "original" is its own decode from all
+    /// layers, not an image anyone made.
+    pub generated: bool,
     encoded: Pyramid,
     pyramid: Pyramid,
     /// Whole pyramids: one is a few kilobytes, so snapshots are simpler than edit records.
@@ -42,6 +45,7 @@ impl Document {
             original,
             z,
             relevance,
+            generated: false,
             pyramid: encoded.clone(),
             encoded,
             undo: Vec::new(),

@@ -9,7 +9,8 @@ use anyhow::{Context, Result};
 use image::codecs::gif::{GifEncoder, Repeat};
 use image::{Delay, RgbImage};
 
-use super::commands::{ExportKind, FrameExport};
+use super::commands::{Choosing, ExportKind, FrameExport};
+use super::file_dialog::Request;
 use super::generation::GeneratedFrame;
 use super::StudioApp;
 use crate::{atomic_file, denoising, image_io, pyramid_text};
@@ -25,13 +26,12 @@ const GIF_FRAME_MS: u32 = 500;
 
 impl StudioApp {
     pub(super) fn export(&mut self, kind: ExportKind) {
-        let (Some(document), Some(view)) = (&self.document, &self.view) else {
+        let Some(document) = &self.document else {
             self.notify_error("nothing to export yet: no image is open".into());
             return;
         };
         let stem = document.path.file_stem().map_or("image".into(), |s| s.to_string_lossy().into_owned());
         let prefix = self.settings.prefix_layers;
-        let shown = &view.decoded.prefixes[prefix - 1];
         let (title, file_name, extension) = match kind {
             ExportKind::Reconstruction => ("Export the reconstruction", format!("{stem}-{prefix}-layers.png"), "png"),
             ExportKind::ReconstructionUpscaled => {
@@ -40,24 +40,38 @@ impl StudioApp {
             ExportKind::PyramidText => ("Export the pyramid as text", format!("{stem}.pyramid.txt"), "txt"),
             ExportKind::ContactSheet => ("Export the layer prefixes", format!("{stem}-prefixes.png"), "png"),
         };
-        let Some(path) = self.dialog.save_file(title, &file_name, extension) else { return };
-        if let Err(e) = atomic_file::check_not_input(&document.path, &path) {
+        let folder = self.settings.export_folder.clone().or_else(|| document.path.parent().map(Path::to_path_buf));
+        let request = Request::Save { title: title.into(), file_name, extension: extension.into(), folder };
+        self.ask(request, Choosing::Export(kind));
+    }
+
+    /// Writes the export `kind` to `path` (the save dialog's answer).
+    pub(super) fn export_to(&mut self, kind: ExportKind, path: &Path) {
+        let (Some(document), Some(view)) = (&self.document, &self.view) else {
+            self.notify_error("nothing to export: no image is open".into());
+            return;
+        };
+        let shown = &view.decoded.prefixes[self.settings.prefix_layers - 1];
+        if let Err(e) = atomic_file::check_not_input(&document.path, path) {
             self.notify_error(format!("{e:#}"));
             return;
         }
         let written = match kind {
-            ExportKind::Reconstruction => image_io::save_png(shown, &path),
-            ExportKind::ReconstructionUpscaled => image_io::save_png(&image_io::upscale(shown, UPSCALE), &path),
+            ExportKind::Reconstruction => image_io::save_png(shown, path),
+            ExportKind::ReconstructionUpscaled => image_io::save_png(&image_io::upscale(shown, UPSCALE), path),
             ExportKind::PyramidText => {
                 let text = pyramid_text::format(document.pyramid(), self.model.codebook().vocabulary());
-                atomic_file::write(&path, text.as_bytes())
+                atomic_file::write(path, text.as_bytes())
             }
             ExportKind::ContactSheet => {
-                image_io::save_png(&contact_sheet(&document.original, &view.decoded.prefixes), &path)
+                image_io::save_png(&contact_sheet(&document.original, &view.decoded.prefixes), path)
             }
         };
         match written.with_context(|| format!("cannot write {}", path.display())) {
-            Ok(()) => self.notify(format!("wrote {}", path.display())),
+            Ok(()) => {
+                self.settings.export_folder = path.parent().map(Path::to_path_buf);
+                self.notify(format!("wrote {}", path.display()))
+            }
             Err(e) => self.notify_error(format!("{e:#}; nothing in the studio was lost")),
         }
     }
@@ -69,29 +83,47 @@ impl StudioApp {
             self.notify_error("nothing to export yet: no frames have been generated".into());
             return;
         };
+        let shown = &generation.frames[generation.shown];
+        let folder = self.settings.export_folder.clone();
+        let request = match kind {
+            FrameExport::Current => Request::Save {
+                title: "Export the frame".into(),
+                file_name: format!("{}.png", generation.frame_stem(shown.frame.step)),
+                extension: "png".into(),
+                folder,
+            },
+            FrameExport::AllPng => Request::Folder { title: "Export every frame into a folder".into() },
+            FrameExport::Gif => Request::Save {
+                title: "Export the frames as an animated GIF".into(),
+                file_name: format!("{}.gif", generation.file_stem()),
+                extension: "gif".into(),
+                folder,
+            },
+        };
+        self.ask(request, Choosing::ExportFrames(kind));
+    }
+
+    /// Writes the generated frames as `kind` to `path` (the dialog's answer).
+    pub(super) fn export_frames_to(&mut self, kind: FrameExport, path: &Path) {
+        let Some(generation) = self.generation.as_ref().filter(|g| !g.frames.is_empty()) else {
+            self.notify_error("nothing to export: no frames have been generated".into());
+            return;
+        };
         let frames = &generation.frames;
         let shown = &frames[generation.shown];
-        let picked = match kind {
-            FrameExport::Current => {
-                let name = format!("{}.png", generation.frame_stem(shown.frame.step));
-                self.dialog.save_file("Export the frame", &name, "png")
-            }
-            FrameExport::AllPng => self.dialog.pick_folder("Export every frame into a folder"),
-            FrameExport::Gif => {
-                let name = format!("{}.gif", generation.file_stem());
-                self.dialog.save_file("Export the frames as an animated GIF", &name, "gif")
-            }
-        };
-        let Some(path) = picked else { return };
         let written = match kind {
-            FrameExport::Current => image_io::save_png(&shown.image, &path)
+            FrameExport::Current => image_io::save_png(&shown.image, path)
                 .with_context(|| format!("cannot write {}", path.display()))
                 .map(|()| path.display().to_string()),
-            FrameExport::AllPng => write_frames(frames, &path),
-            FrameExport::Gif => write_gif(frames, &path).map(|()| path.display().to_string()),
+            FrameExport::AllPng => write_frames(frames, path),
+            FrameExport::Gif => write_gif(frames, path).map(|()| path.display().to_string()),
         };
         match written {
-            Ok(what) => self.notify(format!("wrote {what}")),
+            Ok(what) => {
+                let folder = if kind == FrameExport::AllPng { Some(path) } else { path.parent() };
+                self.settings.export_folder = folder.map(Path::to_path_buf);
+                self.notify(format!("wrote {what}"))
+            }
             Err(e) => self.notify_error(format!("{e:#}; the frames in the studio are kept")),
         }
     }

@@ -33,7 +33,7 @@ use classification::Classification;
 pub use commands::{Command, ExportKind, FrameExport, SupportSource};
 use decoding::DecodeDevice;
 use document::Document;
-use file_dialog::{FileDialog, NativeDialog};
+use file_dialog::{FileDialog, SystemDialog};
 use generation::{GenerateForm, Generation, RunState};
 use llm_worker::LlmWorker;
 use state::Settings;
@@ -89,6 +89,8 @@ pub struct StudioApp {
     settings: Settings,
     worker: Worker,
     dialog: Box<dyn FileDialog>,
+    /// What the open file dialog's answer is for.
+    choosing: Option<commands::Choosing>,
     document: Option<Document>,
     /// The latest decode of the document (possibly of an older revision while one runs).
     view: Option<View>,
@@ -121,6 +123,8 @@ pub struct StudioApp {
     /// The layer whose words the Generate panel draws over the frame.
     frame_layer: usize,
     classification: Classification,
+    /// The window title last sent, so it is sent again only when it changes.
+    shown_title: String,
 }
 
 impl StudioApp {
@@ -133,8 +137,7 @@ impl StudioApp {
         image: &Path,
         use_gpu: DeviceChoice,
     ) -> Self {
-        let mut settings: Settings =
-            cc.storage.and_then(|storage| eframe::get_value(storage, Settings::KEY)).unwrap_or_default();
+        let mut settings = Settings::stored(cc.storage);
         settings.fit_to(model.shape().layers());
         let device = DecodeDevice::open(cc, &model, use_gpu);
         let worker = Worker::start(model.clone(), device.decoder, cc.egui_ctx.clone());
@@ -144,6 +147,7 @@ impl StudioApp {
             settings,
             worker,
             dialog,
+            choosing: None,
             document: None,
             view: None,
             encoded_summary: None,
@@ -166,6 +170,7 @@ impl StudioApp {
             generation: None,
             frame_layer: 1,
             classification: Classification::default(),
+            shown_title: String::new(),
         };
         app.handle(Command::Open(image.to_path_buf()));
         app
@@ -251,7 +256,12 @@ impl StudioApp {
                 self.settings.remember_file(&encoded.path);
                 self.show_encoded(ctx, encoded);
             }
-            Outcome::Adopted(adopted) => self.show_encoded(ctx, adopted),
+            Outcome::Adopted(adopted) => {
+                self.show_encoded(ctx, adopted);
+                if let Some(document) = &mut self.document {
+                    document.generated = true;
+                }
+            }
             Outcome::OpenFailed(path, message) => {
                 self.opening = None;
                 self.settings.recent_files.retain(|p| p != &path);
@@ -325,6 +335,26 @@ impl StudioApp {
         self.notice = Some(Notice { text, is_error: true });
     }
 
+    /// "name (edited) - SPAE Studio" in the window's title bar.
+    fn update_title(&mut self, ctx: &egui::Context) {
+        let title = match &self.document {
+            Some(document) => {
+                let edited = if document.is_edited() { " (edited)" } else { "" };
+                format!("{}{edited} - SPAE Studio", ui::display_name(&document.path))
+            }
+            None => "SPAE Studio".to_string(),
+        };
+        if title != self.shown_title {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Title(title.clone()));
+            self.shown_title = title;
+        }
+    }
+
+    /// The window title the studio asks for.
+    pub fn title(&self) -> &str {
+        &self.shown_title
+    }
+
     fn shortcuts(&mut self, ctx: &egui::Context) {
         use egui::{Key, KeyboardShortcut, Modifiers};
         let open = KeyboardShortcut::new(Modifiers::COMMAND, Key::O);
@@ -359,6 +389,7 @@ impl eframe::App for StudioApp {
         }
         self.tick_timeline(ctx);
         self.shortcuts(ctx);
+        self.update_title(ctx);
         for command in std::mem::take(&mut self.commands) {
             self.handle(command);
         }
@@ -366,6 +397,7 @@ impl eframe::App for StudioApp {
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.studio_ui(ui);
+        self.poll_dialog(ui.ctx());
         if !self.commands.is_empty() {
             // Commands queued while drawing are handled by the next frame's logic.
             ui.ctx().request_repaint();
@@ -379,7 +411,8 @@ impl eframe::App for StudioApp {
 
 /// What the studio starts on: `spae-studio [IMAGE] [--model DIR] [--llm FILE]`.
 pub struct Launch {
-    /// The image to open; none: the shipped sample.
+    /// The image to open; none: the last image opened (if it still exists), else the
+    /// shipped sample.
     pub image: Option<PathBuf>,
     /// The model folder; none: the shipped model (an initialised one, labelled untrained,
     /// where it is missing).
@@ -402,7 +435,7 @@ pub fn run(launch: &Launch) -> Result<()> {
     let model_dir = launch.model.clone().unwrap_or_else(|| crate::paths::resolve(crate::paths::DEFAULT_MODEL_DIR));
     let llm = launch.llm.clone().unwrap_or_else(|| crate::paths::resolve(crate::paths::LLM_GGUF));
     let model = Arc::new(SpaeModel::open(&model_dir, &llm, launch.model.is_none())?);
-    let image = launch.image.clone().unwrap_or_else(|| crate::paths::resolve(SAMPLE_IMAGE));
+    let image = launch.image.clone();
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_inner_size([1480.0, 980.0])
@@ -414,7 +447,11 @@ pub fn run(launch: &Launch) -> Result<()> {
         "SPAE Studio",
         options,
         Box::new(move |cc| {
-            let dialog = Box::new(NativeDialog::default());
+            // No image named: the last one opened, else the shipped sample.
+            let image = image
+                .or_else(|| Settings::stored(cc.storage).last_file().map(Path::to_path_buf))
+                .unwrap_or_else(|| crate::paths::resolve(SAMPLE_IMAGE));
+            let dialog = Box::new(SystemDialog::default());
             let app = StudioApp::new(cc, model, dialog, &image, decoding::choice_from_env());
             Ok(Box::new(app) as Box<dyn eframe::App>)
         }),

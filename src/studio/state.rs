@@ -20,6 +20,9 @@ pub struct Settings {
     pub show_text_editor: bool,
     pub show_generate: bool,
     pub show_classify: bool,
+    /// The folder the last export went to, where the next export's dialog starts (none:
+    /// the open image's folder).
+    pub export_folder: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -32,6 +35,7 @@ impl Default for Settings {
             show_text_editor: false,
             show_generate: false,
             show_classify: false,
+            export_folder: None,
         }
     }
 }
@@ -39,6 +43,16 @@ impl Default for Settings {
 impl Settings {
     /// The storage key under which eframe keeps these settings.
     pub const KEY: &'static str = "spae-studio-settings";
+
+    /// The settings kept in eframe's storage, or the defaults.
+    pub fn stored(storage: Option<&dyn eframe::Storage>) -> Self {
+        storage.and_then(|storage| eframe::get_value(storage, Self::KEY)).unwrap_or_default()
+    }
+
+    /// The most recent file that still exists: what the studio reopens on start.
+    pub fn last_file(&self) -> Option<&Path> {
+        self.recent_files.iter().map(PathBuf::as_path).find(|path| path.is_file())
+    }
 
     pub fn remember_file(&mut self, path: &Path) {
         self.recent_files.retain(|p| p != path);
@@ -50,5 +64,27 @@ impl Settings {
     pub fn fit_to(&mut self, layers: usize) {
         self.layer = self.layer.clamp(1, layers);
         self.prefix_layers = self.prefix_layers.clamp(1, layers);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_file_is_the_newest_that_still_exists() {
+        let dir = std::env::temp_dir().join(format!("spae-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (old, new) = (dir.join("old.png"), dir.join("new.png"));
+        std::fs::write(&old, b"x").unwrap();
+        std::fs::write(&new, b"x").unwrap();
+        let mut settings = Settings::default();
+        assert_eq!(settings.last_file(), None);
+        settings.remember_file(&old);
+        settings.remember_file(&new);
+        assert_eq!(settings.last_file(), Some(new.as_path()));
+        std::fs::remove_file(&new).unwrap();
+        assert_eq!(settings.last_file(), Some(old.as_path()), "a file since removed is skipped");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

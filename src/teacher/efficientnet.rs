@@ -220,6 +220,22 @@ impl EfficientNetLite0 {
         Ok(out)
     }
 
+    /// The head's features of pixels in -1..1 resized bilinearly to `input` x `input`,
+    /// averaged over a `grid` x `grid` partition of the image (`batch x 1280 x grid x
+    /// grid`): what the semantic branch reads (docs/method.md section 2). The head's map
+    /// is `input / 32` wide, which `grid` must divide.
+    pub fn grid_features(&self, pixels: &Tensor, input: usize, grid: usize) -> Result<Tensor> {
+        let side = input / 32;
+        anyhow::ensure!(
+            input.is_multiple_of(32) && side.is_multiple_of(grid),
+            "the teacher's {input} px input gives a {side} x {side} map, which a {grid} x {grid} grid does not divide"
+        );
+        let x = normalize(&pixels.upsample_bilinear2d(input, input, false)?)?;
+        let stages = self.stage_features(&x, self.stages.len())?;
+        let head = self.head.forward(stages.last().expect("the stem's output at least"))?;
+        Ok(if side == grid { head } else { head.avg_pool2d(side / grid)? })
+    }
+
     /// ImageNet class probabilities for pixels in -1..1 (the model's convention), resized
     /// bilinearly to 224 x 224.
     pub fn classify(&self, pixels: &Tensor) -> Result<Tensor> {

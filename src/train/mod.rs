@@ -74,10 +74,12 @@ pub enum Stop {
 }
 
 /// What the steps read: a split's images, the teacher's targets for them (semantic
-/// guidance on), and the teacher's network (perceptual loss on).
+/// guidance on), the teacher's grid features (a model with a semantic branch) and the
+/// teacher's network (perceptual loss on).
 struct Inputs {
     data: Dataset,
     targets: Option<Vec<Target>>,
+    grids: Option<Tensor>,
     teacher: Option<EfficientNetLite0>,
 }
 
@@ -97,7 +99,8 @@ impl Inputs {
         } else {
             None
         };
-        Ok(Self { data, targets, teacher })
+        let grids = crate::data::feature_cache::load_or_compute(&options.data_dir, split, &data, model)?;
+        Ok(Self { data, targets, grids, teacher })
     }
 }
 
@@ -220,7 +223,8 @@ fn train_step(
     let pixels = data.batch(&indices, &flips)?;
     let layers = model.shape().layers();
 
-    let z = model.encode_latent(&pixels)?;
+    let grid = inputs.grids.as_ref().map(|g| crate::data::feature_cache::batch(g, &indices, &flips)).transpose()?;
+    let z = model.encode_latent_with(&pixels, grid.as_ref())?;
     let t1 = Instant::now();
     let quantized = saq::quantize(&z, model.codebook(), model.shape(), model.config().cell_target)?;
     let t2 = Instant::now();

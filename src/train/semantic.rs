@@ -2,6 +2,12 @@
 //! model's distribution over words p(k) = softmax(-||t - e(k)||^2 / tau), where t is the
 //! cell's SAQ target, is pulled towards the teacher's q = softmax(r / tau_r) over the
 //! image's most relevant words by cross-entropy, with weights halving at each layer down.
+//! A word relevant to many images says little about any one of them, so the target
+//! discounts each word by how often it is among the images' relevant words:
+//! q(k) ∝ exp(r_k / tau_r) * df(k)^-alpha, df(k) being the share of the split's images
+//! whose relevant words include k.
+
+use std::collections::HashMap;
 
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor, D};
@@ -23,34 +29,51 @@ pub struct SemanticOptions {
     pub temperature: f64,
     /// tau_r: temperature of the teacher's relevance softmax.
     pub relevance_temperature: f64,
+    /// alpha: how strongly a word's target is discounted by how often it is relevant.
+    #[serde(default)]
+    pub frequency_penalty: f64,
 }
 
 impl Default for SemanticOptions {
     fn default() -> Self {
-        Self { weight: 0.3, layers: 3, temperature: 1.0, relevance_temperature: 0.05 }
+        Self { weight: 0.3, layers: 3, temperature: 1.0, relevance_temperature: 0.05, frequency_penalty: 1.0 }
     }
 }
 
 /// One image's target distribution: (codebook row, probability) over its relevant words.
 pub type Target = Vec<(u32, f32)>;
 
-/// The teacher's relevances as target distributions (words outside the vocabulary are
-/// dropped; probabilities renormalised).
+/// The teacher's relevances as target distributions, each word discounted by how often
+/// it is relevant across `relevances` (words outside the vocabulary are dropped;
+/// probabilities renormalised).
 pub fn targets(relevances: &[Relevance], vocabulary: &Vocabulary, options: &SemanticOptions) -> Vec<Target> {
-    relevances
+    let mut images_with: HashMap<u32, usize> = HashMap::new();
+    let known: Vec<Vec<(u32, f32)>> = relevances
         .iter()
         .map(|r| {
-            let known: Vec<(u32, f32)> = r
-                .words
+            r.words.iter().zip(&r.scores).filter_map(|(w, &s)| vocabulary.index_of_word(w).map(|i| (i, s))).collect()
+        })
+        .collect();
+    for image in &known {
+        for &(word, _) in image {
+            *images_with.entry(word).or_default() += 1;
+        }
+    }
+    let images = relevances.len().max(1) as f64;
+    known
+        .into_iter()
+        .map(|image| {
+            let logits: Vec<f64> = image
                 .iter()
-                .zip(&r.scores)
-                .filter_map(|(w, &s)| vocabulary.index_of_word(w).map(|i| (i, s)))
+                .map(|&(word, score)| {
+                    let share = images_with[&word] as f64 / images;
+                    score as f64 / options.relevance_temperature - options.frequency_penalty * share.ln()
+                })
                 .collect();
-            let max = known.iter().map(|k| k.1).fold(f32::NEG_INFINITY, f32::max);
-            let exp: Vec<f32> =
-                known.iter().map(|k| ((k.1 - max) as f64 / options.relevance_temperature).exp() as f32).collect();
-            let total: f32 = exp.iter().sum();
-            known.iter().zip(exp).map(|(k, e)| (k.0, e / total)).collect()
+            let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let exp: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
+            let total: f64 = exp.iter().sum();
+            image.iter().zip(exp).map(|(&(word, _), e)| (word, (e / total) as f32)).collect()
         })
         .collect()
 }
@@ -105,4 +128,46 @@ pub fn loss(
         });
     }
     Ok((total.expect("at least one semantic layer") * (options.weight / weights))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn relevance(words: &[(&str, f32)]) -> Relevance {
+        Relevance {
+            words: words.iter().map(|w| w.0.to_string()).collect(),
+            scores: words.iter().map(|w| w.1).collect(),
+            classes: Vec::new(),
+            text_words: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn targets_discount_words_relevant_to_many_images() {
+        let tokens: Vec<String> = ["Ġphoto", "Ġcat", "Ġdog", "Ġzzz"].iter().map(|t| t.to_string()).collect();
+        let vocabulary = Vocabulary::from_tokens(&tokens, 3).unwrap();
+        let relevances = [
+            relevance(&[("photo", 0.5), ("cat", 0.5), ("zzz", 0.9)]),
+            relevance(&[("photo", 0.5), ("dog", 0.45)]),
+            relevance(&[("photo", 0.6)]),
+            relevance(&[("dog", 0.6)]),
+        ];
+        let options = SemanticOptions { relevance_temperature: 0.05, frequency_penalty: 1.0, ..Default::default() };
+        let targets = targets(&relevances, &vocabulary, &options);
+        // Image 1: "photo" is relevant to 3 of 4 images, "cat" to 1 (same score), so cat's
+        // weight is 3 times photo's; "zzz" is outside the vocabulary and dropped.
+        let (photo, cat) = (targets[0][0], targets[0][1]);
+        assert_eq!((photo.0, cat.0), (0, 1));
+        assert!((cat.1 / photo.1 - 3.0).abs() < 1e-5, "{targets:?}");
+        assert!((photo.1 + cat.1 - 1.0).abs() < 1e-6);
+        // Image 2: dog (2 of 4) scores 0.05 lower: exp(-1) * (3/4)/(2/4) relative to photo.
+        let ratio = targets[1][1].1 / targets[1][0].1;
+        assert!((ratio as f64 - (-1.0f64).exp() * 1.5).abs() < 1e-5, "{ratio}");
+        assert_eq!(targets[2], vec![(0, 1.0)]);
+        // Without the discount only the scores count.
+        let plain = SemanticOptions { frequency_penalty: 0.0, ..options };
+        let plain = super::targets(&relevances, &vocabulary, &plain);
+        assert!((plain[0][0].1 - 0.5).abs() < 1e-6 && (plain[0][1].1 - 0.5).abs() < 1e-6);
+    }
 }

@@ -1,5 +1,6 @@
 //! The commands where the frozen LLM reads or writes images: `classify`, `eval-fewshot`,
-//! `generate`, and `make-pool` (the examples generation draws from).
+//! `caption`, `ask`, `generate`, and `make-pool` (the examples generation and captioning
+//! draw from).
 
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -15,7 +16,7 @@ use spae::llm::gguf::LlmFile;
 use spae::llm::model::SmolLm;
 use spae::llm::tokenizer::Tokenizer;
 use spae::model::SpaeModel;
-use spae::{fewshot, fewshot_eval, image_io, pyramid_text};
+use spae::{captioning, fewshot, fewshot_eval, image_io, pyramid_text};
 
 /// The frozen LLM and its tokenizer, from one GGUF file.
 fn open_llm(path: &Path) -> Result<(SmolLm, Tokenizer)> {
@@ -153,7 +154,7 @@ pub fn generate(model: &SpaeModel, llm_path: &Path, args: &GenerateArgs) -> Resu
         }
         (_, _, None) => anyhow::bail!("{:?} needs --source IMAGE", args.task),
     };
-    let pool = open_pool(args.pool, resolution)?;
+    let pool = open_pool(args.pool, resolution, usize::MAX)?;
     let chosen = pool.choose(text, args.examples, args.options.seed);
     eprintln!("examples: {}", chosen.iter().map(|&i| pool.text(i)).collect::<Vec<_>>().join(", "));
     let examples = pool.examples(model, &chosen, task, layers)?;
@@ -265,13 +266,71 @@ pub fn eval_generate(
 }
 
 /// The shipped pool folder, or `cache[/...]` for the prepared training split.
-fn open_pool(path: &Path, resolution: u32) -> Result<Pool> {
+/// A pool folder, or a data cache's training split (at most `limit` images of it, spread
+/// evenly).
+fn open_pool(path: &Path, resolution: u32, limit: usize) -> Result<Pool> {
     if path.join("pool.jsonl").exists() {
         return Pool::load(path, resolution);
     }
     let data = Dataset::load(&prepare::data_dir(path), Split::Train, resolution as usize)?;
     ensure!(!data.is_empty(), "the training split in {} is empty", path.display());
-    Ok(Pool::from_dataset(&data, data.len(), |_| true))
+    Ok(Pool::from_dataset(&data, limit.min(data.len()), |_| true))
+}
+
+/// What `spae caption` and `spae ask` read.
+pub struct DescribeArgs<'a> {
+    pub image: &'a Path,
+    pub layers: usize,
+    pub examples: usize,
+    pub pool: &'a Path,
+    /// Images of a data cache considered as examples.
+    pub candidates: usize,
+    pub show_prompt: bool,
+}
+
+/// `spae caption` (no question) and `spae ask`: the frozen LLM writes a caption or an
+/// answer after the examples whose words are nearest the image's.
+pub fn describe(model: &SpaeModel, llm_path: &Path, args: &DescribeArgs, question: Option<&str>) -> Result<()> {
+    let layers = args.layers;
+    ensure!((1..=model.shape().layers()).contains(&layers), "--layers must be 1..={}", model.shape().layers());
+    ensure!(args.examples >= 1, "--examples must be at least 1");
+    if let Some(question) = question {
+        ensure!(!question.trim().is_empty(), "the question is empty");
+    }
+    let resolution = model.config().resolution as u32;
+    let query = model.encode(&image_io::load_prepared(args.image, resolution)?)?.prefix_words(layers);
+    let pool = open_pool(args.pool, resolution, args.candidates)?;
+    eprintln!("encoding {} candidate examples from {}", pool.len(), args.pool.display());
+    let images: Vec<image::RgbImage> = (0..pool.len()).map(|i| pool.image(i).clone()).collect();
+    let words = model.encode_prefix_words(&images, layers)?;
+    let chosen = captioning::nearest(model.codebook(), &query, &words, args.examples);
+    let (ask, kind) = match question {
+        None => (captioning::Ask::Caption, captioning::DataQuestion::Name),
+        Some(q) => (captioning::Ask::Question(q.trim().to_string()), captioning::DataQuestion::closest(q)),
+    };
+    let examples: Vec<captioning::Example> = chosen
+        .iter()
+        .map(|&i| captioning::Example {
+            words: words[i].clone(),
+            text: captioning::data_answer(kind, pool.text(i), pool.category(i), pool.image(i)),
+        })
+        .collect();
+    if question.is_some() {
+        eprintln!("the examples answer \"{}\" from the data", kind.question());
+    }
+    let vocabulary = model.codebook().vocabulary();
+    for (&i, example) in chosen.iter().zip(&examples) {
+        let shown: Vec<&str> = example.words.iter().map(|&w| vocabulary.word(w)).collect();
+        eprintln!("example: {} -> {:?} ({})", shown.join(" "), example.text, pool.text(i));
+    }
+    let (llm, tokenizer) = open_llm(llm_path)?;
+    let prompt = captioning::prompt(&tokenizer, vocabulary, &ask, &examples, &query);
+    if args.show_prompt {
+        println!("{}", tokenizer.decode(&prompt));
+        println!("---- {} prompt tokens; the LLM writes:", prompt.len());
+    }
+    println!("{}", captioning::complete(&llm, &tokenizer, &prompt)?);
+    Ok(())
 }
 
 /// Packages whose images may be redistributed in the repository under one clear licence

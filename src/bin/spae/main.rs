@@ -109,6 +109,11 @@ enum Command {
         /// Weight beta of the commitment term (relative to the codebook's power).
         #[arg(long, default_value_t = 1.0)]
         commitment: f64,
+        /// Warm start: before the first step, copy every tensor that this model shares
+        /// (same name and shape) from another model folder's weights (a checkpoint, when
+        /// resuming, takes precedence).
+        #[arg(long)]
+        init_from: Option<PathBuf>,
     },
     /// Time training steps (on the held-out split; no checkpoint is written) and show how
     /// a step splits between the CNN, the nearest-word search and the losses.
@@ -153,6 +158,21 @@ enum Command {
         /// Pyramid layers per image in the prompt.
         #[arg(long, default_value_t = 2)]
         layers: usize,
+    },
+    /// The frozen LLM captions an image after examples (the pool's images nearest in
+    /// words, each with its name); prints the caption.
+    Caption {
+        image: PathBuf,
+        #[command(flatten)]
+        describe: DescribeOptions,
+    },
+    /// The frozen LLM answers a question about an image after examples that answer the
+    /// closest question the data can answer (name, category, main colour, photo or drawing).
+    Ask {
+        image: PathBuf,
+        question: String,
+        #[command(flatten)]
+        describe: DescribeOptions,
     },
     /// Progressive in-context denoising: the frozen LLM writes an image's words step by
     /// step; every step's frame is written as PNG, then the final image and pyramid.
@@ -330,7 +350,17 @@ fn run(cli: Cli) -> Result<()> {
             semantic_weight,
             perceptual_weight,
             commitment,
+            init_from,
         } => {
+            if let Some(dir) = init_from {
+                let fresh = model.warm_start_from(&dir.join(spae::model::WEIGHTS_FILE))?;
+                eprintln!(
+                    "warm start from {}; {} tensor(s) start fresh: {}",
+                    dir.display(),
+                    fresh.len(),
+                    fresh.join(", ")
+                );
+            }
             let mut options = train_options(&cache, batch_size, steps, lr, seed, semantic_weight);
             options.perceptual_weight = perceptual_weight;
             options.commitment = commitment;
@@ -408,10 +438,22 @@ fn run(cli: Cli) -> Result<()> {
                     "psnr_db_control": control.as_ref().map(|c| &c.psnr_db),
                     "ssim_control": control.as_ref().map(|c| &c.ssim),
                     "text_precision": report.text_precision,
+                    "specific_precision": report.specific_precision,
+                    "specific_precision_control": control.as_ref().and_then(|c| c.specific_precision),
+                    "distinct_words": report.distinct_words,
+                    "distinct_words_control": control.as_ref().map(|c| c.distinct_words),
+                    "perplexity": report.perplexity,
+                    "perplexity_control": control.as_ref().map(|c| &c.perplexity),
                     "images": report.images,
                 });
                 println!("{line}");
             }
+        }
+        Command::Caption { image, describe } => {
+            language::describe(&model, &cli.llm, &describe.args(&image), None)?;
+        }
+        Command::Ask { image, question, describe } => {
+            language::describe(&model, &cli.llm, &describe.args(&image), Some(&question))?;
         }
         Command::Classify { support, query, layers } => language::classify(&model, &cli.llm, &support, &query, layers)?,
         Command::EvalFewshot { cache, tasks, layers, seed, control, json } => {
@@ -454,6 +496,40 @@ fn run(cli: Cli) -> Result<()> {
         Command::CompareSimilarity { cache, json } => similarity::compare(model.codebook(), &cache, json)?,
     }
     Ok(())
+}
+
+/// Options shared by `caption` and `ask`.
+#[derive(clap::Args)]
+struct DescribeOptions {
+    /// Pyramid layers per image in the prompt.
+    #[arg(long, default_value_t = 3)]
+    layers: usize,
+    /// In-context examples.
+    #[arg(long, default_value_t = 8)]
+    examples: usize,
+    /// Example images: a pool folder (pool.png + pool.jsonl), or the data cache to draw
+    /// from the prepared training split.
+    #[arg(long, default_value_os_t = paths::resolve(paths::POOL))]
+    pool: PathBuf,
+    /// With a data cache as --pool: how many of its images (spread evenly) are candidates.
+    #[arg(long, default_value_t = 1024)]
+    candidates: usize,
+    /// Print the exact prompt the LLM reads.
+    #[arg(long)]
+    show_prompt: bool,
+}
+
+impl DescribeOptions {
+    fn args<'a>(&'a self, image: &'a Path) -> language::DescribeArgs<'a> {
+        language::DescribeArgs {
+            image,
+            layers: self.layers,
+            examples: self.examples,
+            pool: &self.pool,
+            candidates: self.candidates,
+            show_prompt: self.show_prompt,
+        }
+    }
 }
 
 /// Writes `bytes` to standard output for `-`, else atomically to the file.
@@ -519,9 +595,21 @@ fn print_report(model: &SpaeModel, report: &spae::eval::Report, control: Option<
             percent(r.text_precision)
         )
     };
+    let variety = |who: &str, r: &spae::eval::Report| {
+        let perplexities: Vec<String> = r.perplexity.iter().map(|p| format!("{p:.1}")).collect();
+        println!(
+            "{who}{} distinct words in layers 1-{}; {} specific own-text words; perplexity per layer {}",
+            r.distinct_words,
+            spae::eval::SEMANTIC_LAYERS,
+            percent(r.specific_precision),
+            perplexities.join(" ")
+        )
+    };
     words("", report);
+    variety("", report);
     if let Some(control) = control {
         words("control (no semantic loss): ", control);
+        variety("control: ", control);
     }
 }
 
@@ -565,6 +653,13 @@ fn inspect(model: &SpaeModel, llm: &Path) -> Result<()> {
         "           channels {:?}, {} residual block(s) per level, {parameters} parameters",
         config.channels, config.res_blocks
     );
+    match &config.semantic_branch {
+        Some(branch) => println!(
+            "encoder    CNN + semantic branch: the frozen teacher at {} px, projector 1280 -> {} -> {}, layers 1-{}",
+            branch.teacher_input, branch.hidden, config.latent_channels, branch.layers
+        ),
+        None => println!("encoder    CNN alone (no semantic branch)"),
+    }
     println!("pyramid    {} layers, cell target {:?}", shape.layers(), config.cell_target);
     for layer in 1..=shape.layers() {
         let s = shape.grid_size(layer);

@@ -2,6 +2,7 @@
 //! else except what the user is typing and where the pointer is.
 
 mod classify_panel;
+pub mod file_browser;
 mod generate_panel;
 mod plots;
 mod pyramid_panel;
@@ -141,6 +142,12 @@ impl StudioApp {
     fn status_ui(&self, ui: &mut egui::Ui) {
         let millis = |secs: Option<f64>| secs.map_or("–".to_string(), |s| format!("{:.0} ms", s * 1e3));
         ui.horizontal(|ui| {
+            if let Some(document) = &self.document {
+                let edited = if document.is_edited() { " (edited)" } else { "" };
+                ui.label(format!("image: {}{edited}", display_name(&document.path)))
+                    .on_hover_text(document.path.display().to_string());
+                ui.separator();
+            }
             ui.label(format!("model: {}", self.model.source()));
             ui.separator();
             ui.label(format!("vocabulary: {} words", self.model.codebook().len()));
@@ -183,7 +190,12 @@ impl StudioApp {
         ui.horizontal_top(|ui| {
             ui.vertical(|ui| {
                 let layer = self.settings.layer;
-                ui.label(format!("Original with the words of layer {layer} (click a cell to edit it)"));
+                let what = if self.document.as_ref().is_some_and(|d| d.generated) {
+                    "Generated frame (its decode from all layers)"
+                } else {
+                    "Original"
+                };
+                ui.label(format!("{what} with the words of layer {layer} (click a cell to edit it)"));
                 self.word_grid_ui(ui, side);
             });
             ui.vertical(|ui| self.reconstruction_ui(ui, side / 2.0 - ui.spacing().item_spacing.y));
@@ -194,5 +206,19 @@ impl StudioApp {
             ui.separator();
             self.plots_ui(ui, plots_height - 2.0 * ui.spacing().item_spacing.y);
         }
+    }
+}
+
+/// A file's name for the title and status bar (the whole path where it has no name).
+pub(super) fn display_name(path: &std::path::Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |name| name.to_string_lossy().into_owned())
+}
+
+/// A PSNR for display: "identical" where the images are equal (infinite PSNR).
+pub(super) fn decibels(psnr: f64) -> String {
+    if psnr.is_finite() {
+        format!("{psnr:.1} dB")
+    } else {
+        "identical".to_string()
     }
 }

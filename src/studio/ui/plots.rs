@@ -17,11 +17,17 @@ impl StudioApp {
         };
         let edited = Summary::of(&view.decoded);
         let width = (ui.available_width() - 2.0 * ui.spacing().item_spacing.x) / 3.0;
+        // An infinite PSNR (an image equal to the original) has no place on a plot.
         let series = |values: &[f64]| -> PlotPoints<'static> {
-            values.iter().enumerate().map(|(i, &v)| [(i + 1) as f64, v]).collect()
+            values.iter().enumerate().filter(|(_, v)| v.is_finite()).map(|(i, &v)| [(i + 1) as f64, v]).collect()
         };
         ui.horizontal_top(|ui| {
-            plot(ui, "psnr", "PSNR (dB) against layers decoded", width, height, |plot_ui| {
+            let psnr_title = if document.generated {
+                "PSNR (dB) against the frame's decode from all layers"
+            } else {
+                "PSNR (dB) against layers decoded"
+            };
+            plot(ui, "psnr", psnr_title, width, height, |plot_ui| {
                 plot_ui.line(Line::new("encoded", series(&encoded.psnr_db)));
                 plot_ui.line(Line::new("edited", series(&edited.psnr_db)));
             });

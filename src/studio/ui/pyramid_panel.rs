@@ -47,7 +47,7 @@ impl StudioApp {
                 let k = i + 1;
                 ui.vertical(|ui| {
                     let current = k == self.settings.prefix_layers;
-                    let text = format!("layers 1–{k}: {:.1} dB", view.decoded.psnr_db[i]);
+                    let text = format!("layers 1–{k}: {}", super::decibels(view.decoded.psnr_db[i]));
                     ui.label(if current { egui::RichText::new(text).strong() } else { egui::RichText::new(text) });
                     let image = egui::Image::new(egui::load::SizedTexture::new(texture, [side, side]))
                         .fit_to_exact_size(egui::vec2(side, side))

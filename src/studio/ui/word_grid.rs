@@ -10,8 +10,12 @@ use crate::vocabulary::Vocabulary;
 
 /// How many nearest alternative words a cell offers.
 const ALTERNATIVES: usize = 5;
-/// Words are never drawn smaller than this (points); longer words are clipped to their cell.
-const MIN_FONT: f32 = 6.0;
+/// Words are never drawn smaller than this (points): a word that does not fit on one line
+/// goes on two, hyphenated, and one too long for that is shortened with an ellipsis (the
+/// magnified hover shows it whole).
+const MIN_FONT: f32 = 9.0;
+/// A character's width as a share of the font size (proportional font, lower case).
+const CHAR_WIDTH: f32 = 0.55;
 const MAX_FONT: f32 = 22.0;
 /// Font size of the hovered word, drawn magnified above its cell.
 const MAGNIFIED_FONT: f32 = 22.0;
@@ -79,7 +83,7 @@ impl StudioApp {
         let Some(view) = &self.view else { return };
         let k = self.settings.prefix_layers;
         let psnr = view.decoded.psnr_db[k - 1];
-        ui.label(format!("Reconstruction from layers 1–{k}  (PSNR {psnr:.1} dB)"));
+        ui.label(format!("Reconstruction from layers 1–{k}  (PSNR {})", super::decibels(psnr)));
         self.gridded_image_ui(ui, view.prefixes[k - 1], side);
         ui.label("Difference |original − reconstruction|");
         self.gridded_image_ui(ui, view.differences[k - 1].id(), side);
@@ -177,18 +181,19 @@ pub(super) fn paint_words(
                     StrokeKind::Inside,
                 );
             }
-            let word = vocabulary.word(pyramid.word(layer, row, col));
-            let font = fitted_font(cell_rect, word);
+            let (text, size) =
+                fitted_label(cell_rect.width(), cell_rect.height(), vocabulary.word(pyramid.word(layer, row, col)));
+            let font = FontId::proportional(size);
             let clipped = painter.with_clip_rect(cell_rect.shrink(1.0));
             let center = cell_rect.center();
             clipped.text(
                 center + egui::vec2(1.0, 1.0),
                 egui::Align2::CENTER_CENTER,
-                word,
+                &text,
                 font.clone(),
                 Color32::BLACK,
             );
-            clipped.text(center, egui::Align2::CENTER_CENTER, word, font, Color32::WHITE);
+            clipped.text(center, egui::Align2::CENTER_CENTER, &text, font, Color32::WHITE);
         }
     }
 }
@@ -204,9 +209,28 @@ fn cell_rect(image: Rect, s: usize, row: usize, col: usize) -> Rect {
 
 /// The largest font at which `word` fits its cell's width (proportional glyphs are about
 /// 0.55 em wide), within [`MIN_FONT`]..[`MAX_FONT`].
-fn fitted_font(cell: Rect, word: &str) -> FontId {
-    let by_width = cell.width() * 0.92 / (0.55 * word.len().max(1) as f32);
-    FontId::proportional(by_width.min(cell.height() * 0.45).clamp(MIN_FONT, MAX_FONT))
+/// How a word is written in a cell `width` x `height` points: the text (one line, two
+/// hyphenated lines, or shortened with an ellipsis) and its font size, the largest up to
+/// [`MAX_FONT`] that fits, never below [`MIN_FONT`].
+pub(super) fn fitted_label(width: f32, height: f32, word: &str) -> (String, f32) {
+    let usable = width * 0.92;
+    let size_for =
+        |chars: usize, lines: f32| (usable / (CHAR_WIDTH * chars.max(1) as f32)).min(height * 0.9 / (1.25 * lines));
+    let chars = word.chars().count();
+    let one_line = size_for(chars, 1.0).min(height * 0.45);
+    if one_line >= MIN_FONT {
+        return (word.to_string(), one_line.min(MAX_FONT));
+    }
+    let half = chars.div_ceil(2);
+    let two_lines = size_for(half + 1, 2.0);
+    if chars >= 4 && two_lines >= MIN_FONT {
+        let first: String = word.chars().take(half).collect();
+        let second: String = word.chars().skip(half).collect();
+        return (format!("{first}-\n{second}"), two_lines.min(MAX_FONT));
+    }
+    let fits = (usable / (CHAR_WIDTH * MIN_FONT)).floor() as usize;
+    let kept: String = word.chars().take(fits.saturating_sub(1).max(1)).collect();
+    (format!("{kept}…"), MIN_FONT)
 }
 
 /// The hovered word, large, in a box above its cell (below it in the image's top row).
@@ -220,4 +244,25 @@ fn magnify(ui: &egui::Ui, image: Rect, cell: Rect, word: &str) {
     let box_rect = Rect::from_center_size(egui::pos2(cell.center().x, y), size);
     painter.rect_filled(box_rect, 4.0, Color32::from_black_alpha(220));
     painter.galley(box_rect.min + egui::vec2(6.0, 3.0), galley, Color32::WHITE);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_fit_on_one_line_two_lines_or_shortened() {
+        // A short word in a big cell: one line, as large as allowed.
+        assert_eq!(fitted_label(200.0, 200.0, "cat"), ("cat".to_string(), MAX_FONT));
+        // "perennial" in a 37-point cell (layer 6 at the usual size): 37 * 0.92 / (0.55 * 9)
+        // = 6.9 points on one line, too small; on two lines of 5 it is 37 * 0.92 / (0.55 * 6).
+        let (text, size) = fitted_label(37.0, 37.0, "perennial");
+        assert_eq!(text, "peren-\nnial");
+        assert!((size - 37.0 * 0.92 / (0.55 * 6.0)).abs() < 1e-4, "{size}");
+        // Too long for two lines: shortened to what fits at the smallest size, marked.
+        let (text, size) = fitted_label(20.0, 20.0, "affiliations");
+        let fits = (20.0f32 * 0.92 / (0.55 * MIN_FONT)).floor() as usize;
+        assert_eq!(text, format!("{}…", &"affiliations"[..fits - 1]));
+        assert_eq!(size, MIN_FONT);
+    }
 }
