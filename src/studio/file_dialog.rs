@@ -21,7 +21,7 @@ pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "gif", "bmp", "web
 
 /// A native dialog that answers "cancelled" sooner than this was never shown: nobody
 /// cancels a dialog that fast, but rfd answers at once when no portal is there.
-const FASTEST_HUMAN_ANSWER: Duration = Duration::from_millis(400);
+const FASTEST_HUMAN_ANSWER: Duration = Duration::from_millis(1000);
 
 /// What the studio asks the user for.
 #[derive(Clone, Debug, PartialEq)]
