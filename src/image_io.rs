@@ -16,6 +16,8 @@ use image::{
 pub const MAX_SIDE: u32 = 16_384;
 /// Largest allocation the decoder may make for one image.
 const MAX_DECODE_BYTES: u64 = 1 << 30;
+/// Files larger than this are not read at all (a folder may hold a video or a disk image).
+pub const MAX_FILE_BYTES: u64 = 512 << 20;
 /// Transparent pixels are composited on this light grey (docs/data.md), in training and use alike.
 pub const BACKGROUND: Rgb<u8> = Rgb([224, 224, 224]);
 // Grey images with alpha are composited in one channel (see `prepare`).
@@ -23,6 +25,10 @@ const _: () = assert!(BACKGROUND.0[0] == BACKGROUND.0[1] && BACKGROUND.0[1] == B
 
 /// Reads and decodes an image file, refusing absurd dimensions before decoding.
 pub fn load(path: &Path) -> Result<DynamicImage> {
+    let size = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?.len();
+    if size > MAX_FILE_BYTES {
+        bail!("{} is {} MiB; image files over {} MiB are refused", path.display(), size >> 20, MAX_FILE_BYTES >> 20);
+    }
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     decode(&bytes).with_context(|| format!("cannot open {} as an image", path.display()))
 }

@@ -30,6 +30,7 @@ pub mod studio;
 pub mod teacher;
 pub mod train;
 pub mod vocabulary;
+pub mod word_index;
 
 /// Where the shipped files live, relative to the project folder, and how that folder is
 /// found: default paths never depend on the working directory.

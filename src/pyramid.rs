@@ -117,4 +117,57 @@ impl Pyramid {
     pub fn words(&self) -> impl Iterator<Item = u32> + '_ {
         self.layers.iter().flatten().copied()
     }
+
+    /// A pyramid whose layer l comes from `other` where `from_other[l-1]`, else from
+    /// `self`: content (upper layers) of one image with appearance (lower layers) of another.
+    pub fn mixed(&self, other: &Pyramid, from_other: &[bool]) -> Result<Pyramid> {
+        ensure!(self.shape == other.shape, "the two pyramids have different shapes");
+        ensure!(
+            from_other.len() == self.shape.layers(),
+            "{} layer choices given, the pyramids have {} layers",
+            from_other.len(),
+            self.shape.layers()
+        );
+        let layers = self
+            .layers
+            .iter()
+            .zip(&other.layers)
+            .zip(from_other)
+            .map(|((mine, theirs), &take)| if take { theirs.clone() } else { mine.clone() })
+            .collect();
+        Ok(Pyramid { shape: self.shape.clone(), layers })
+    }
+}
+
+/// Which layers a mix takes from the second pyramid: layers `split + 1..` (layers
+/// `1..=split` from the first), with `swapped` (if any) taken from the other side.
+pub fn mix_choice(layers: usize, split: usize, swapped: Option<usize>) -> Vec<bool> {
+    (1..=layers).map(|l| (l > split) != (swapped == Some(l))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mix_takes_each_layer_from_the_chosen_pyramid() {
+        let shape = PyramidShape::new(4, 3).unwrap(); // grids 1, 2, 4
+        let filled = |w: u32| {
+            let layers = (1..=3).map(|l| vec![w + l as u32; shape.tokens_in_layer(l)]).collect();
+            Pyramid::new(shape.clone(), layers).unwrap()
+        };
+        let (a, b) = (filled(10), filled(20));
+        assert_eq!(mix_choice(3, 1, None), [false, true, true]);
+        assert_eq!(mix_choice(3, 1, Some(3)), [false, true, false]);
+        assert_eq!(mix_choice(3, 3, Some(2)), [false, true, false]);
+        let mixed = a.mixed(&b, &mix_choice(3, 1, None)).unwrap();
+        assert_eq!(mixed.layer(1), a.layer(1));
+        assert_eq!(mixed.layer(2), b.layer(2));
+        assert_eq!(mixed.layer(3), b.layer(3));
+        assert_eq!(a.mixed(&b, &mix_choice(3, 3, None)).unwrap(), a);
+        assert_eq!(a.mixed(&b, &mix_choice(3, 0, None)).unwrap(), b);
+        assert!(a.mixed(&b, &[true]).is_err(), "one choice per layer");
+        let other_shape = Pyramid::new(PyramidShape::new(2, 2).unwrap(), vec![vec![1], vec![1; 4]]).unwrap();
+        assert!(a.mixed(&other_shape, &[false, false, false]).is_err());
+    }
 }

@@ -336,3 +336,118 @@ fn without_a_wgpu_renderer_decodes_on_the_cpu_and_says_so() {
     assert!(!harness.state().shown_on_gpu());
     harness.get_by_label("decoding on: CPU (no wgpu renderer)");
 }
+
+#[test]
+fn arrow_keys_move_the_selected_cell_and_enter_edits_its_word() {
+    let (mut harness, _) = studio();
+    harness.get_by_label("Layer 3: 4x4, 16 words").click();
+    harness.run_steps(2);
+    let pyramid = harness.state().document().unwrap().pyramid().clone();
+    let word = |row, col| model().codebook().vocabulary().word(pyramid.word(3, row, col)).to_string();
+    harness.get_by_label(&format!("layer 3, row 1, column 1: {}", word(0, 0))).click();
+    harness.run_steps(2);
+    for key in [Key::ArrowRight, Key::ArrowRight, Key::ArrowDown, Key::ArrowLeft, Key::ArrowUp, Key::ArrowUp] {
+        harness.key_press(key);
+        harness.run_steps(2);
+    }
+    // Right, right, down, left, up, up (the last one stops at the top row): row 1, column 2.
+    let label = format!("layer 3, row 1, column 2: {}", word(0, 1));
+    assert_eq!(harness.query_all_by_label(&label).count(), 2, "the cell, and the word editor's heading on it");
+    harness.key_press(Key::Enter);
+    harness.run_steps(3);
+    let new = if word(0, 1) == "ocean" { "forest" } else { "ocean" };
+    // Enter gave the word box the focus: typing replaces the selected cell's word.
+    harness.key_press_modifiers(Modifiers::COMMAND, Key::A);
+    harness.get_by_label("New word:").type_text(new);
+    harness.key_press(Key::Enter);
+    wait_for_worker(&mut harness);
+    let mut expected = pyramid.clone();
+    expected.set_word(3, 0, 1, word_index(new));
+    assert_eq!(harness.state().document().unwrap().pyramid(), &expected);
+}
+
+#[test]
+fn a_mix_takes_the_upper_layers_from_one_image_and_the_rest_from_another_and_exports() {
+    let (mut harness, dialog) = studio();
+    click_menu(&mut harness, "View", "Mix two pyramids");
+    dialog.answer_next(common::sample("sunflower.png"));
+    harness.get_by_label("Choose the second image…").click();
+    common::studio::wait_until(&mut harness, "the mix", |app| app.mix_is_current());
+    let model = model();
+    let cat = harness.state().document().unwrap().pyramid().clone();
+    let sunflower =
+        model.encode(&spae::image_io::load_prepared(&common::sample("sunflower.png"), 64).unwrap()).unwrap();
+    // By default layers 1-3 come from the open image, 4-6 from the second.
+    let by_hand = spae::pyramid::Pyramid::new(
+        cat.shape().clone(),
+        (1..=6).map(|l| if l <= 3 { cat.layer(l).to_vec() } else { sunflower.layer(l).to_vec() }).collect(),
+    )
+    .unwrap();
+    let mixed = harness.state().mixing().mixed.as_ref().unwrap();
+    assert_eq!(mixed.pyramid, by_hand);
+    assert_eq!(mixed.image, model.decode(&by_hand, 6).unwrap());
+
+    // Layer 2 swapped, the two exchanged: layers 1 and 3 from the sunflower, 2 and 4-6 from the cat.
+    harness.state_mut().mixing_mut().swapped = Some(2);
+    harness.state_mut().mixing_mut().reversed = true;
+    common::studio::wait_until(&mut harness, "the new mix", |app| app.mix_is_current());
+    let mixed = harness.state().mixing().mixed.as_ref().unwrap();
+    for (layer, from_cat) in [(1, false), (2, true), (3, false), (4, true), (5, true), (6, true)] {
+        let source = if from_cat { &cat } else { &sunflower };
+        assert_eq!(mixed.pyramid.layer(layer), source.layer(layer), "layer {layer}");
+    }
+    let dir = scratch_dir("mix");
+    dialog.answer_next(dir.join("mix.png"));
+    harness.get_by_label("Export the mix (PNG)…").click();
+    harness.run_steps(3);
+    let written = spae::image_io::load(&dir.join("mix.png")).unwrap().to_rgb8();
+    assert_eq!(written, harness.state().mixing().mixed.as_ref().unwrap().image);
+    assert!(
+        matches!(&dialog.requests()[1], Request::Save { file_name, .. } if file_name == "cat-face-mix-sunflower.png")
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn the_gallery_indexes_a_folder_finds_a_word_and_opens_an_image() {
+    let dir = scratch_dir("gallery");
+    for name in ["cat-face.png", "red-apple.png", "sunflower.png"] {
+        std::fs::copy(common::sample(name), dir.join(name)).unwrap();
+    }
+    std::fs::write(dir.join("readme.txt"), "not an image").unwrap();
+    let (mut harness, dialog) = studio();
+    dialog.answer_next(&dir);
+    click_menu(&mut harness, "File", "Open folder in the gallery…");
+    common::studio::wait_until(&mut harness, "the gallery", |app| {
+        app.gallery().is_some_and(|g| g.state == spae::studio::gallery::IndexState::Finished)
+    });
+    let gallery = harness.state().gallery().unwrap();
+    assert_eq!(gallery.items.len(), 3);
+    assert_eq!(gallery.skipped.len(), 1);
+    assert_eq!(gallery.skipped[0].file, "readme.txt");
+    harness.get_by_label("1 skipped (not images, or unreadable)");
+    // Search the apple's layer-1 word: the apple is among the images shown, first where it
+    // holds the word most often.
+    let model = model();
+    let apple = model.encode(&spae::image_io::load_prepared(&common::sample("red-apple.png"), 64).unwrap()).unwrap();
+    let word = model.codebook().vocabulary().word(apple.layer(1)[0]).to_string();
+    harness.state_mut().gallery_mut().unwrap().query = word.clone();
+    harness.run_steps(2);
+    let gallery = harness.state().gallery().unwrap();
+    let shown = gallery.shown();
+    let counts: Vec<usize> = shown.iter().map(|(_, cells)| cells.len()).collect();
+    assert!(counts.windows(2).all(|w| w[0] >= w[1]), "most cells first: {counts:?}");
+    let (apple_item, apple_cells) =
+        shown.iter().find(|(i, _)| gallery.items[*i].entry.file == "red-apple.png").expect("the apple holds its word");
+    let expected = (1..=6)
+        .map(|l| apple.layer(l).iter().filter(|&&w| model.codebook().vocabulary().word(w) == word).count())
+        .sum::<usize>();
+    assert_eq!(apple_cells.len(), expected);
+    let apple_path = gallery.items[*apple_item].path.clone();
+    let summary = format!("{} of 3 images hold \"{word}\"", shown.len());
+    assert!(harness.query_by_label_contains(&summary).is_some(), "the panel says {summary}");
+    harness.state_mut().command(spae::studio::Command::Open(apple_path.clone()));
+    wait_for_worker(&mut harness);
+    assert_eq!(harness.state().document().unwrap().path, apple_path);
+    std::fs::remove_dir_all(dir).unwrap();
+}

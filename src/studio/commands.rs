@@ -15,6 +15,12 @@ pub enum Command {
     PickImage,
     Open(PathBuf),
     SelectLayer(usize),
+    /// Move the selected cell (the word editor's) by rows and columns, staying in the grid;
+    /// with none selected, select the layer's top-left cell.
+    MoveSelection {
+        rows: isize,
+        cols: isize,
+    },
     SetPrefixLayers(usize),
     SetWord {
         cell: Cell,
@@ -58,6 +64,18 @@ pub enum Command {
     /// Classify the open image (the default query).
     QueryOpenImage,
     Classify,
+    /// Ask the file dialog for the second image of a mix.
+    PickMixImage,
+    /// Encode this image as the second of a mix.
+    OpenMixImage(PathBuf),
+    /// Ask the file dialog where, then write the decoded mix as PNG.
+    ExportMix,
+    /// Ask the file dialog for a folder, then open it in the gallery.
+    PickFolder,
+    /// Index a folder's images and show them in the gallery.
+    OpenFolder(PathBuf),
+    /// Stop indexing the gallery's folder (the images so far stay).
+    CancelIndexing,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +97,9 @@ pub enum Choosing {
     SupportImage,
     Support(SupportSource),
     QueryImage,
+    MixImage,
+    ExportMix,
+    Folder,
 }
 
 /// Where a support set comes from ([`crate::fewshot::read_support`] reads both).
@@ -130,6 +151,9 @@ impl StudioApp {
             Choosing::SupportImage => self.add_support_path(path),
             Choosing::Support(_) => self.load_support_from(&path),
             Choosing::QueryImage => self.classification.query = Some(path),
+            Choosing::MixImage => self.handle(Command::OpenMixImage(path)),
+            Choosing::ExportMix => self.export_mix_to(&path),
+            Choosing::Folder => self.handle(Command::OpenFolder(path)),
         }
     }
 
@@ -152,6 +176,21 @@ impl StudioApp {
                 if self.editor.cell.is_some_and(|cell| cell.layer != self.settings.layer) {
                     self.editor.cell = None;
                 }
+                false
+            }
+            Command::MoveSelection { rows, cols } => {
+                let layer = self.settings.layer;
+                let last = self.model.shape().grid_size(layer) as isize - 1;
+                let cell = match self.editor.cell.filter(|c| c.layer == layer) {
+                    Some(c) => Cell {
+                        layer,
+                        row: (c.row as isize + rows).clamp(0, last) as usize,
+                        col: (c.col as isize + cols).clamp(0, last) as usize,
+                    },
+                    None => Cell { layer, row: 0, col: 0 },
+                };
+                self.open_cell(cell);
+                self.editor.reveal_cell = true;
                 false
             }
             Command::SetPrefixLayers(count) => {
@@ -216,6 +255,32 @@ impl StudioApp {
                 self.run_classification();
                 false
             }
+            Command::PickMixImage => {
+                self.pick_mix_image();
+                false
+            }
+            Command::OpenMixImage(path) => {
+                self.open_mix_image(path);
+                false
+            }
+            Command::ExportMix => {
+                self.export_mix();
+                false
+            }
+            Command::PickFolder => {
+                self.ask(Request::Folder { title: "Open a folder of images".into() }, Choosing::Folder);
+                false
+            }
+            Command::OpenFolder(folder) => {
+                self.open_folder(folder);
+                false
+            }
+            Command::CancelIndexing => {
+                if let Some(gallery) = &self.gallery {
+                    gallery.cancel();
+                }
+                false
+            }
             Command::SetWord { cell, word } => self.edit(|doc| doc.set_word(cell.layer, cell.row, cell.col, word)),
             Command::ReplaceInLayer { layer, from, to } => self.edit(|doc| doc.replace_in_layer(layer, from, to) > 0),
             Command::ReplacePyramid(pyramid) => self.edit(|doc| doc.replace(pyramid)),
@@ -224,6 +289,9 @@ impl StudioApp {
             Command::Reset => self.edit(Document::reset),
         };
         if changed {
+            if let Some(document) = &self.document {
+                self.edit_started = Some((document.version(), std::time::Instant::now()));
+            }
             self.after_edit();
         }
     }

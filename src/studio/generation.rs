@@ -168,9 +168,7 @@ impl StudioApp {
         let Some(generation) = self.generation.as_mut().filter(|g| g.run == run) else {
             return;
         };
-        let image = &decoded.image;
-        let pixels = egui::ColorImage::from_rgb([image.width() as usize, image.height() as usize], image.as_raw());
-        let texture = ctx.load_texture(format!("frame-{}", decoded.frame.step), pixels, egui::TextureOptions::NEAREST);
+        let texture = super::view::texture(ctx, format!("frame-{}", decoded.frame.step), &decoded.image);
         let following = generation.frames.is_empty() || generation.shown + 1 == generation.frames.len();
         generation.frames.push(GeneratedFrame {
             frame: decoded.frame,

@@ -13,8 +13,10 @@ pub mod decoding;
 pub mod document;
 mod export;
 pub mod file_dialog;
+pub mod gallery;
 pub mod generation;
 pub mod llm_worker;
+pub mod mixing;
 mod relevance;
 pub mod state;
 mod ui;
@@ -82,6 +84,10 @@ struct Editor {
     text_version: Option<document::Version>,
     text_edited: bool,
     text_error: Option<ParseError>,
+    /// Give the word box the keyboard focus on the next frame (Enter on a selected cell).
+    focus_word: bool,
+    /// Scroll the zoomed word grid to the selected cell on the next frame (it moved).
+    reveal_cell: bool,
 }
 
 pub struct StudioApp {
@@ -110,6 +116,10 @@ pub struct StudioApp {
     alternatives: HashMap<Cell, Vec<u32>>,
     encode_secs: Option<f64>,
     decode_secs: Option<f64>,
+    /// The latest edit's revision and when it was made, until its images are on screen.
+    edit_started: Option<(document::Version, std::time::Instant)>,
+    /// From the latest edit to its images uploaded as textures, in seconds.
+    edit_secs: Option<f64>,
     /// The GPU decoder's texture layers (empty when decoding on the CPU).
     gpu_images: Vec<egui::TextureId>,
     /// Where decodes run, for the status bar.
@@ -123,6 +133,10 @@ pub struct StudioApp {
     /// The layer whose words the Generate panel draws over the frame.
     frame_layer: usize,
     classification: Classification,
+    mixing: mixing::Mixing,
+    gallery: Option<gallery::Gallery>,
+    /// The context, so background work started by a command can wake the UI.
+    ctx: egui::Context,
     /// The window title last sent, so it is sent again only when it changes.
     shown_title: String,
 }
@@ -142,6 +156,7 @@ impl StudioApp {
         let device = DecodeDevice::open(cc, &model, use_gpu);
         let worker = Worker::start(model.clone(), device.decoder, cc.egui_ctx.clone());
         let llm = LlmWorker::start(model.clone(), cc.egui_ctx.clone());
+        let model_layers = model.shape().layers();
         let mut app = Self {
             model,
             settings,
@@ -161,6 +176,8 @@ impl StudioApp {
             alternatives: HashMap::new(),
             encode_secs: None,
             decode_secs: None,
+            edit_started: None,
+            edit_secs: None,
             gpu_images: device.images,
             device_status: device.status,
             llm,
@@ -170,9 +187,19 @@ impl StudioApp {
             generation: None,
             frame_layer: 1,
             classification: Classification::default(),
+            mixing: mixing::Mixing::new(model_layers),
+            gallery: None,
+            ctx: cc.egui_ctx.clone(),
             shown_title: String::new(),
         };
-        app.handle(Command::Open(image.to_path_buf()));
+        if image.is_dir() {
+            // A folder: the gallery, beside the last image (or the sample) in the editor.
+            app.handle(Command::OpenFolder(image.to_path_buf()));
+            let last = app.settings.last_file().map(Path::to_path_buf);
+            app.handle(Command::Open(last.unwrap_or_else(|| crate::paths::resolve(SAMPLE_IMAGE))));
+        } else {
+            app.handle(Command::Open(image.to_path_buf()));
+        }
         app
     }
 
@@ -181,13 +208,15 @@ impl StudioApp {
         self.commands.push(command);
     }
 
-    /// True while an image is being encoded or the shown images lag the edited pyramid.
+    /// True while an image is being encoded or the shown images lag the edited pyramid (or
+    /// the shown mix lags the mix asked for).
     pub fn is_busy(&self) -> bool {
         let waiting_for_decode = self.document.as_ref().is_some_and(|doc| {
             let version = doc.version();
             self.view.as_ref().map(|v| v.version) != Some(version) && self.failed != Some(version)
         });
-        self.opening.is_some() || waiting_for_decode
+        let waiting_for_mix = self.settings.show_mix && self.mixing.second.is_some() && !self.mix_is_current();
+        self.opening.is_some() || self.mixing.opening.is_some() || waiting_for_decode || waiting_for_mix
     }
 
     pub fn document(&self) -> Option<&Document> {
@@ -235,6 +264,11 @@ impl StudioApp {
         &self.device_status
     }
 
+    /// Seconds from the latest edit to its decoded images on screen (textures uploaded).
+    pub fn edit_secs(&self) -> Option<f64> {
+        self.edit_secs
+    }
+
     /// Whether the images on screen came from the GPU decoder's textures.
     pub fn shown_on_gpu(&self) -> bool {
         self.view.as_ref().is_some_and(|view| view.decoded.on_gpu)
@@ -275,12 +309,23 @@ impl StudioApp {
                     return; // a decode of an image that is no longer open
                 }
                 self.decode_secs = Some(decoded.decode_secs);
+                let version = decoded.version;
                 self.view = Some(View::new(ctx, document, decoded, &self.gpu_images));
                 self.alternatives.clear();
+                if let Some((_, started)) = self.edit_started.filter(|(edited, _)| *edited == version) {
+                    self.edit_secs = Some(started.elapsed().as_secs_f64());
+                    self.edit_started = None;
+                }
             }
             Outcome::DecodeFailed(version, message) => {
                 self.failed = Some(version);
                 self.notify_error(format!("decoding failed: {message}"));
+            }
+            Outcome::MixImage { path, original, pyramid } => self.receive_mix_image(ctx, path, original, pyramid),
+            Outcome::Mixed { pyramid, image } => self.receive_mix(ctx, pyramid, image),
+            Outcome::MixFailed(message) => {
+                self.mixing.opening = None;
+                self.notify_error(message);
             }
         }
     }
@@ -363,6 +408,19 @@ impl StudioApp {
         if ctx.input_mut(|i| i.consume_shortcut(&open)) {
             self.commands.push(Command::PickImage);
         }
+        if !ctx.text_edit_focused() {
+            // Arrow keys move the selected cell, Enter starts editing its word.
+            let moves =
+                [(Key::ArrowUp, -1, 0), (Key::ArrowDown, 1, 0), (Key::ArrowLeft, 0, -1), (Key::ArrowRight, 0, 1)];
+            for (key, rows, cols) in moves {
+                if ctx.input_mut(|i| i.consume_key(Modifiers::NONE, key)) {
+                    self.commands.push(Command::MoveSelection { rows, cols });
+                }
+            }
+            if self.editor.cell.is_some() && ctx.input_mut(|i| i.consume_key(Modifiers::NONE, Key::Enter)) {
+                self.editor.focus_word = true;
+            }
+        }
         // A focused text box keeps Ctrl+Z for its own text.
         if !ctx.text_edit_focused() {
             // Redo first: consume_shortcut ignores extra Shift, so Ctrl+Z would eat Ctrl+Shift+Z.
@@ -374,7 +432,7 @@ impl StudioApp {
         }
         let dropped = ctx.input(|i| i.raw.dropped_files.first().map(|file| file.path().to_path_buf()));
         if let Some(path) = dropped {
-            self.commands.push(Command::Open(path));
+            self.commands.push(if path.is_dir() { Command::OpenFolder(path) } else { Command::Open(path) });
         }
     }
 }
@@ -387,7 +445,11 @@ impl eframe::App for StudioApp {
         for outcome in self.llm.poll() {
             self.receive_llm(ctx, outcome);
         }
+        if let Some(gallery) = &mut self.gallery {
+            gallery.poll(ctx);
+        }
         self.tick_timeline(ctx);
+        self.update_mix();
         self.shortcuts(ctx);
         self.update_title(ctx);
         for command in std::mem::take(&mut self.commands) {
@@ -411,8 +473,8 @@ impl eframe::App for StudioApp {
 
 /// What the studio starts on: `spae-studio [IMAGE] [--model DIR] [--llm FILE]`.
 pub struct Launch {
-    /// The image to open; none: the last image opened (if it still exists), else the
-    /// shipped sample.
+    /// The image to open, or a folder to open in the gallery; none: the last image opened
+    /// (if it still exists), else the shipped sample.
     pub image: Option<PathBuf>,
     /// The model folder; none: the shipped model (an initialised one, labelled untrained,
     /// where it is missing).
@@ -430,7 +492,11 @@ pub fn run(launch: &Launch) -> Result<()> {
         }
     }
     if let Some(image) = &launch.image {
-        anyhow::ensure!(image.is_file(), "{} is not a file: name an image to open", image.display());
+        anyhow::ensure!(
+            image.is_file() || image.is_dir(),
+            "{} is neither a file nor a folder: name an image, or a folder for the gallery",
+            image.display()
+        );
     }
     let model_dir = launch.model.clone().unwrap_or_else(|| crate::paths::resolve(crate::paths::DEFAULT_MODEL_DIR));
     let llm = launch.llm.clone().unwrap_or_else(|| crate::paths::resolve(crate::paths::LLM_GGUF));

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+/// The word grid's largest magnification.
+pub const MAX_ZOOM: f32 = 4.0;
 /// How many recently opened files the File menu lists.
 const RECENT_FILES: usize = 8;
 
@@ -16,10 +18,14 @@ pub struct Settings {
     pub layer: usize,
     /// How many layers the reconstruction is decoded from (the prefix slider).
     pub prefix_layers: usize,
+    /// Magnification of the word grid (1: fits the window; more scrolls).
+    pub zoom: f32,
     pub show_plots: bool,
     pub show_text_editor: bool,
     pub show_generate: bool,
     pub show_classify: bool,
+    pub show_mix: bool,
+    pub show_gallery: bool,
     /// The folder the last export went to, where the next export's dialog starts (none:
     /// the open image's folder).
     pub export_folder: Option<PathBuf>,
@@ -31,10 +37,13 @@ impl Default for Settings {
             recent_files: Vec::new(),
             layer: 1,
             prefix_layers: 6,
+            zoom: 1.0,
             show_plots: true,
             show_text_editor: false,
             show_generate: false,
             show_classify: false,
+            show_mix: false,
+            show_gallery: false,
             export_folder: None,
         }
     }
@@ -64,6 +73,7 @@ impl Settings {
     pub fn fit_to(&mut self, layers: usize) {
         self.layer = self.layer.clamp(1, layers);
         self.prefix_layers = self.prefix_layers.clamp(1, layers);
+        self.zoom = if self.zoom.is_finite() { self.zoom.clamp(1.0, MAX_ZOOM) } else { 1.0 };
     }
 }
 

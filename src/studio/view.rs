@@ -23,11 +23,7 @@ impl View {
     /// The view of `decoded`; `gpu_images` are the GPU decoder's texture layers, drawn
     /// as they are when the decode ran there.
     pub fn new(ctx: &egui::Context, document: &Document, decoded: Decoded, gpu_images: &[egui::TextureId]) -> Self {
-        let texture = |name: String, rgb: &RgbImage| {
-            let pixels = egui::ColorImage::from_rgb([rgb.width() as usize, rgb.height() as usize], rgb.as_raw());
-            // Nearest: the model's pixels are few, and smoothing would hide them.
-            ctx.load_texture(name, pixels, egui::TextureOptions::NEAREST)
-        };
+        let texture = |name: String, rgb: &RgbImage| texture(ctx, name, rgb);
         let uploaded: Vec<_> = match decoded.on_gpu && gpu_images.len() >= decoded.prefixes.len() {
             true => Vec::new(),
             false => decoded.prefixes.iter().enumerate().map(|(i, p)| texture(format!("prefix-{i}"), p)).collect(),
@@ -51,6 +47,13 @@ impl View {
             decoded,
         }
     }
+}
+
+/// `rgb` as a texture, drawn with nearest sampling: the model's pixels are few, and
+/// smoothing would hide them.
+pub fn texture(ctx: &egui::Context, name: impl Into<String>, rgb: &RgbImage) -> egui::TextureHandle {
+    let pixels = egui::ColorImage::from_rgb([rgb.width() as usize, rgb.height() as usize], rgb.as_raw());
+    ctx.load_texture(name, pixels, egui::TextureOptions::NEAREST)
 }
 
 fn difference(a: &RgbImage, b: &RgbImage) -> RgbImage {

@@ -29,6 +29,12 @@ pub enum Job {
     /// Take a pyramid made elsewhere (a generated frame) as a document's revision 0.
     Adopt(AdoptJob),
     Decode(DecodeJob),
+    /// Read, prepare and encode the second image of a mix.
+    EncodeForMix {
+        path: PathBuf,
+    },
+    /// Decode a mixed pyramid from all its layers (on the CPU: one image).
+    DecodeMix(Pyramid),
 }
 
 pub struct AdoptJob {
@@ -56,6 +62,17 @@ pub enum Outcome {
     OpenFailed(PathBuf, String),
     Decoded(Decoded),
     DecodeFailed(Version, String),
+    MixImage {
+        path: PathBuf,
+        original: RgbImage,
+        pyramid: Pyramid,
+    },
+    Mixed {
+        pyramid: Pyramid,
+        image: RgbImage,
+    },
+    /// A mix's image or its decode failed.
+    MixFailed(String),
 }
 
 pub struct Encoded {
@@ -153,6 +170,14 @@ fn run(
                     decode(model, gpu, job)
                         .map_or_else(|e| Outcome::DecodeFailed(version, format!("{e:#}")), Outcome::Decoded)
                 }
+                Job::EncodeForMix { path } => match encode_only(model, &path) {
+                    Ok((original, pyramid)) => Outcome::MixImage { path, original, pyramid },
+                    Err(e) => Outcome::MixFailed(format!("cannot open {}: {e:#}", path.display())),
+                },
+                Job::DecodeMix(pyramid) => match model.decode(&pyramid, model.shape().layers()) {
+                    Ok(image) => Outcome::Mixed { pyramid, image },
+                    Err(e) => Outcome::MixFailed(format!("decoding the mix failed: {e:#}")),
+                },
             };
             if outcomes.send(outcome).is_err() {
                 return;
@@ -162,20 +187,33 @@ fn run(
     }
 }
 
-/// The queued jobs in order, except that only the newest decode survives: while the user
-/// types faster than the decoder runs, intermediate pyramids are never shown anyway.
+/// The queued jobs in order, except that only the newest decode (and the newest mix)
+/// survives: while the user types faster than the decoder runs, intermediate pyramids are
+/// never shown anyway.
 fn latest_jobs(first: Job, jobs: &Receiver<Job>) -> Vec<Job> {
     let mut queue = vec![first];
     while let Ok(job) = jobs.try_recv() {
         queue.push(job);
     }
     let last_decode = queue.iter().rposition(|job| matches!(job, Job::Decode(_)));
+    let last_mix = queue.iter().rposition(|job| matches!(job, Job::DecodeMix(_)));
     queue
         .into_iter()
         .enumerate()
-        .filter(|(i, job)| !matches!(job, Job::Decode(_)) || Some(*i) == last_decode)
+        .filter(|(i, job)| match job {
+            Job::Decode(_) => Some(*i) == last_decode,
+            Job::DecodeMix(_) => Some(*i) == last_mix,
+            _ => true,
+        })
         .map(|(_, job)| job)
         .collect()
+}
+
+/// An image file's prepared pixels and pyramid.
+fn encode_only(model: &SpaeModel, path: &Path) -> Result<(RgbImage, Pyramid)> {
+    let original = image_io::load_prepared(path, model.config().resolution as u32)?;
+    let pyramid = model.encode(&original)?;
+    Ok((original, pyramid))
 }
 
 fn encode(
@@ -225,11 +263,13 @@ fn relevance(
     text: String,
 ) -> Result<Result<Vec<f32>, String>> {
     Ok(match teacher {
-        Ok(teacher) => teacher
-            .scores(&image_io::to_tensor(std::slice::from_ref(image))?, &[text], model.codebook().vocabulary())
-            .map(|mut scores| scores.remove(0))
-            .map_err(|e| format!("{e:#}")),
-        Err(reason) => Err(reason.clone()),
+        Ok(teacher) => {
+            let pixels = image_io::to_tensor(std::slice::from_ref(image))?;
+            teacher
+                .scores_or_why(&pixels, &text, model.codebook().vocabulary())
+                .unwrap_or_else(|e| Err(format!("{e:#}")))
+        }
+        Err(reason) => Err(format!("no teacher: {reason}")),
     })
 }
 

@@ -50,6 +50,7 @@ struct Judgement {
 
 pub struct SemanticTeacher {
     classifier: EfficientNetLite0,
+    class_names: Vec<String>,
     /// Vocabulary indices of each class name's words.
     class_words: Vec<Vec<u32>>,
     /// The codebook rows as a similarity space (centred, unit length, with hubness).
@@ -61,10 +62,11 @@ pub struct SemanticTeacher {
 impl SemanticTeacher {
     pub fn load(classifier_weights: &Path, class_names: &Path, codebook: &Codebook) -> Result<Self> {
         let classifier = EfficientNetLite0::load(classifier_weights)?;
-        let class_words = class_words(&read_class_names(class_names)?, codebook.vocabulary());
+        let class_names = read_class_names(class_names)?;
+        let class_words = class_words(&class_names, codebook.vocabulary());
         let space = WordSpace::new(codebook.embeddings())?;
         let allowed = allowed_words(codebook.vocabulary())?;
-        Ok(Self { classifier, class_words, space, allowed })
+        Ok(Self { classifier, class_names, class_words, space, allowed })
     }
 
     /// Relevance of the vocabulary to each image of a batch (pixels in -1..1) given each
@@ -93,6 +95,30 @@ impl SemanticTeacher {
     /// r(k) of every vocabulary word (indexed by codebook row) for each image of a batch.
     pub fn scores(&self, pixels: &Tensor, texts: &[String], vocabulary: &Vocabulary) -> Result<Vec<Vec<f32>>> {
         Ok(self.judge(pixels, texts, vocabulary)?.into_iter().map(|j| j.scores).collect())
+    }
+
+    /// r(k) of every vocabulary word for one image, or, where nothing anchors it (its text
+    /// and its top classes name no vocabulary word, so every word would score -1), why.
+    pub fn scores_or_why(
+        &self,
+        pixels: &Tensor,
+        text: &str,
+        vocabulary: &Vocabulary,
+    ) -> Result<Result<Vec<f32>, String>> {
+        let judgement = self.judge(pixels, &[text.to_string()], vocabulary)?.remove(0);
+        if !judgement.own.is_empty() || !class_anchors(&judgement.classes, &self.class_words).is_empty() {
+            return Ok(Ok(judgement.scores));
+        }
+        let classes: Vec<String> = judgement
+            .classes
+            .iter()
+            .map(|&(class, p)| format!("{} {:.0}%", self.class_names[class as usize], 100.0 * p))
+            .collect();
+        Ok(Err(format!(
+            "nothing to measure relevance against: the name \"{text}\" holds no vocabulary word, and neither do the \
+             teacher's top classes ({})",
+            classes.join(", ")
+        )))
     }
 
     fn judge(&self, pixels: &Tensor, texts: &[String], vocabulary: &Vocabulary) -> Result<Vec<Judgement>> {

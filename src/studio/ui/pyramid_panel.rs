@@ -24,6 +24,9 @@ impl StudioApp {
         if ui.add(slider).changed() {
             self.commands.push(Command::SetPrefixLayers(prefix));
         }
+        let zoom = egui::Slider::new(&mut self.settings.zoom, 1.0..=crate::studio::state::MAX_ZOOM)
+            .text("word grid zoom (scroll to pan)");
+        ui.add(zoom).on_hover_text("arrow keys move the selected cell; Enter edits its word");
         ui.separator();
         ui.horizontal(|ui| self.history_buttons_ui(ui));
         ui.separator();
@@ -47,8 +50,11 @@ impl StudioApp {
                 let k = i + 1;
                 ui.vertical(|ui| {
                     let current = k == self.settings.prefix_layers;
+                    ui.set_width(side);
                     let text = format!("layers 1–{k}: {}", super::decibels(view.decoded.psnr_db[i]));
-                    ui.label(if current { egui::RichText::new(text).strong() } else { egui::RichText::new(text) });
+                    let rich = if current { egui::RichText::new(&text).strong() } else { egui::RichText::new(&text) };
+                    // Cut short with an ellipsis in a narrow window, never wrapped letter by letter.
+                    ui.add(egui::Label::new(rich).truncate()).on_hover_text(text);
                     let image = egui::Image::new(egui::load::SizedTexture::new(texture, [side, side]))
                         .fit_to_exact_size(egui::vec2(side, side))
                         .sense(egui::Sense::click());

@@ -20,7 +20,7 @@ enum Apply {
 
 impl StudioApp {
     /// Opens a cell in the word editor.
-    pub(super) fn open_cell(&mut self, cell: Cell) {
+    pub(in super::super) fn open_cell(&mut self, cell: Cell) {
         let Some(document) = &self.document else { return };
         let word = document.pyramid().word(cell.layer, cell.row, cell.col);
         self.editor.word = self.model.codebook().vocabulary().word(word).to_string();
@@ -48,6 +48,9 @@ impl StudioApp {
                 .response
                 .response
                 .labelled_by(label.id);
+            if std::mem::take(&mut self.editor.focus_word) {
+                response.request_focus();
+            }
             if response.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
                 choice = Some((self.editor.word.trim().to_string(), Apply::ThisCell));
             }

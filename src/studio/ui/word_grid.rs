@@ -57,12 +57,11 @@ impl StudioApp {
             }
         }
         if let Some(cell) = self.editor.cell.filter(|c| c.layer == layer) {
-            painter.rect_stroke(
-                cell_rect(rect, s, cell.row, cell.col),
-                0.0,
-                Stroke::new(3.0, SELECTED),
-                StrokeKind::Inside,
-            );
+            let selected = cell_rect(rect, s, cell.row, cell.col);
+            painter.rect_stroke(selected, 0.0, Stroke::new(3.0, SELECTED), StrokeKind::Inside);
+            if std::mem::take(&mut self.editor.reveal_cell) {
+                ui.scroll_to_rect(selected, None);
+            }
         }
         if let Some((cell, _)) = &hovered {
             let word = vocabulary.word(pyramid.word(layer, cell.row, cell.col));
@@ -207,8 +206,6 @@ fn cell_rect(image: Rect, s: usize, row: usize, col: usize) -> Rect {
     Rect::from_min_size(image.min + egui::vec2(col as f32 * cell, row as f32 * cell), egui::vec2(cell, cell))
 }
 
-/// The largest font at which `word` fits its cell's width (proportional glyphs are about
-/// 0.55 em wide), within [`MIN_FONT`]..[`MAX_FONT`].
 /// How a word is written in a cell `width` x `height` points: the text (one line, two
 /// hyphenated lines, or shortened with an ellipsis) and its font size, the largest up to
 /// [`MAX_FONT`] that fits, never below [`MIN_FONT`].

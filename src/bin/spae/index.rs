@@ -1,0 +1,55 @@
+//! `spae index` and `spae search`: a folder's images by their words, through the index
+//! cached beside the model.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use spae::model::SpaeModel;
+use spae::word_index::{self, WordIndex};
+
+/// The index of `folder`: the cached one where its files are unchanged, the rest encoded
+/// (with progress), then cached again. Says what was skipped and why.
+pub fn index_folder(model: &SpaeModel, folder: &Path) -> Result<WordIndex> {
+    anyhow::ensure!(folder.is_dir(), "{} is not a folder", folder.display());
+    let cache = word_index::cache_path(model, folder);
+    let previous = cache.as_deref().and_then(word_index::read_cache);
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("indexing [{bar:30}] {pos}/{len} {msg} ({eta} left)")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let (mut encoded, mut reused) = (0, 0);
+    let never = AtomicBool::new(false);
+    let index = word_index::index_folder(model, folder, previous.as_ref(), &never, |indexed| {
+        bar.set_length(indexed.total as u64);
+        bar.set_position(indexed.done as u64);
+        bar.set_message(indexed.entry.file.clone());
+        if indexed.image.is_some() {
+            encoded += 1;
+        } else if indexed.entry.words.is_some() {
+            reused += 1;
+        }
+        if bar.is_hidden() && (indexed.done % 100 == 0 || indexed.done == indexed.total) {
+            // Not a terminal: a plain line now and then instead.
+            eprintln!("indexing {}/{}", indexed.done, indexed.total);
+        }
+    })?;
+    bar.finish_and_clear();
+    for entry in index.skipped() {
+        eprintln!("skipped {}: {}", entry.file, entry.skipped.as_deref().unwrap_or_default());
+    }
+    if let Some(cache) = &cache {
+        word_index::write_cache(cache, &index)?;
+    }
+    eprintln!(
+        "{} images indexed ({encoded} encoded, {reused} unchanged since the cached index), {} skipped; index: {}",
+        index.images().count(),
+        index.skipped().count(),
+        cache.map_or("not cached (untrained model)".to_string(), |c| c.display().to_string())
+    );
+    Ok(index)
+}

@@ -1,0 +1,173 @@
+//! The gallery: a folder's images encoded on a background thread (cancellable, with
+//! progress), shown as thumbnails with their top words; a word search across every image
+//! and layer. The index is [`crate::word_index`]'s, cached beside the model, so a folder
+//! opened again is not encoded again.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
+
+use eframe::egui;
+use image::RgbImage;
+
+use super::view::texture;
+use super::StudioApp;
+use crate::image_io;
+use crate::model::SpaeModel;
+use crate::word_index::{self, Entry};
+
+/// One indexed image of the gallery.
+pub struct Item {
+    pub path: PathBuf,
+    pub entry: Entry,
+    pub(super) thumbnail: Option<egui::TextureHandle>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum IndexState {
+    Running,
+    Finished,
+    Cancelled,
+    Failed(String),
+}
+
+enum Event {
+    Indexed { entry: Entry, image: Option<RgbImage>, done: usize, total: usize },
+    Finished { cancelled: bool },
+    Failed(String),
+}
+
+pub struct Gallery {
+    pub folder: PathBuf,
+    pub items: Vec<Item>,
+    /// Files that are not in the index, with the reason.
+    pub skipped: Vec<Entry>,
+    pub done: usize,
+    pub total: usize,
+    pub state: IndexState,
+    /// The word searched for (empty: every image shown, in file order).
+    pub query: String,
+    cancel: Arc<AtomicBool>,
+    events: Receiver<Event>,
+}
+
+impl Gallery {
+    /// Starts indexing `folder` on its own thread; `ctx` is woken as images arrive.
+    pub fn open(model: Arc<SpaeModel>, folder: PathBuf, ctx: egui::Context) -> Self {
+        let (sender, events) = mpsc::channel();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let stop = cancel.clone();
+        let dir = folder.clone();
+        std::thread::Builder::new()
+            .name("spae-studio-gallery".into())
+            .spawn(move || {
+                let send = |event| {
+                    let _ = sender.send(event);
+                    ctx.request_repaint();
+                };
+                match index(&model, &dir, &stop, &send) {
+                    Ok(()) => send(Event::Finished { cancelled: stop.load(Ordering::Relaxed) }),
+                    Err(e) => send(Event::Failed(format!("{e:#}"))),
+                }
+            })
+            .expect("cannot spawn the gallery's thread");
+        Self {
+            folder,
+            items: Vec::new(),
+            skipped: Vec::new(),
+            done: 0,
+            total: 0,
+            state: IndexState::Running,
+            query: String::new(),
+            cancel,
+            events,
+        }
+    }
+
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+
+    /// Takes what the thread sent since the last poll.
+    pub(super) fn poll(&mut self, ctx: &egui::Context) {
+        for event in self.events.try_iter() {
+            match event {
+                Event::Indexed { entry, image, done, total } => {
+                    (self.done, self.total) = (done, total);
+                    if entry.words.is_some() {
+                        let thumbnail = image.map(|image| texture(ctx, format!("gallery {}", entry.file), &image));
+                        self.items.push(Item { path: self.folder.join(&entry.file), entry, thumbnail });
+                    } else {
+                        self.skipped.push(entry);
+                    }
+                }
+                Event::Finished { cancelled } => {
+                    self.state = if cancelled { IndexState::Cancelled } else { IndexState::Finished };
+                }
+                Event::Failed(message) => self.state = IndexState::Failed(message),
+            }
+        }
+    }
+
+    /// The items to show for the query, with each one's cells that hold the word: all
+    /// items in file order for an empty query, else those with the word, most cells first.
+    pub fn shown(&self) -> Vec<(usize, Vec<(usize, usize, usize)>)> {
+        let word = self.query.trim();
+        if word.is_empty() {
+            return (0..self.items.len()).map(|i| (i, Vec::new())).collect();
+        }
+        word_index::search(self.items.iter().map(|item| &item.entry), word)
+            .into_iter()
+            .map(|(i, hit)| (i, hit.cells))
+            .collect()
+    }
+}
+
+impl Drop for Gallery {
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}
+
+/// The thread's work: the index (cached entries reused), each image sent with its
+/// thumbnail, the cache written at the end (also after a cancel, so a reopen goes on).
+fn index(model: &SpaeModel, folder: &Path, cancel: &AtomicBool, send: &impl Fn(Event)) -> anyhow::Result<()> {
+    let cache = word_index::cache_path(model, folder);
+    let previous = cache.as_deref().and_then(word_index::read_cache);
+    let resolution = model.config().resolution as u32;
+    let index = word_index::index_folder(model, folder, previous.as_ref(), cancel, |indexed| {
+        let image = match indexed.image {
+            Some(image) => Some(image.clone()),
+            None if indexed.entry.words.is_some() => {
+                image_io::load_prepared(&folder.join(&indexed.entry.file), resolution).ok()
+            }
+            None => None,
+        };
+        send(Event::Indexed { entry: indexed.entry.clone(), image, done: indexed.done, total: indexed.total });
+    })?;
+    if let Some(cache) = &cache {
+        word_index::write_cache(cache, &index)?;
+    }
+    Ok(())
+}
+
+impl StudioApp {
+    /// Opens `folder` in the gallery, replacing (and stopping) the one shown.
+    pub(super) fn open_folder(&mut self, folder: PathBuf) {
+        if !folder.is_dir() {
+            self.notify_error(format!("{} is not a folder", folder.display()));
+            return;
+        }
+        self.gallery = Some(Gallery::open(self.model.clone(), folder, self.ctx.clone()));
+        self.settings.show_gallery = true;
+    }
+
+    pub fn gallery(&self) -> Option<&Gallery> {
+        self.gallery.as_ref()
+    }
+
+    pub fn gallery_mut(&mut self) -> Option<&mut Gallery> {
+        self.gallery.as_mut()
+    }
+}
