@@ -1,6 +1,8 @@
-//! Screenshots of the real studio for the README, rendered headless through wgpu (lavapipe
-//! works): `cargo test --release --test studio_screenshots -- --ignored`. Ignored by default
-//! because it rewrites the PNGs under `screenshots/`.
+//! Snapshot tests of the real studio, rendered headless through wgpu (lavapipe works): the
+//! editor, an edit, the finest layer with the pyramid text, the generation timeline, the
+//! Classify, Mix and Gallery panels, and a 1000 x 700 window. The committed pictures under
+//! `screenshots/` are the README's; after a deliberate change, rewrite them with
+//! `UPDATE_SNAPSHOTS=1 cargo test --release --test studio_screenshots`.
 
 mod common;
 
@@ -10,24 +12,30 @@ use std::sync::Arc;
 use common::studio::{wait_for_worker, wait_until};
 use eframe::egui::{Key, Modifiers};
 use egui_kittest::kittest::Queryable;
-use egui_kittest::Harness;
+use egui_kittest::{Harness, SnapshotOptions};
 use spae::model::SpaeModel;
 use spae::studio::file_dialog::ScriptedDialog;
 use spae::studio::{Command, DeviceChoice, StudioApp};
 
-fn save(harness: &mut Harness<'_, StudioApp>, name: &str) {
-    let image = harness.render().expect("render the studio");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut png = Vec::new();
-    image.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
-    spae::atomic_file::write(&dir.join(name), &png).unwrap();
+/// Compares the rendered studio with `screenshots/{name}.png` (the README's pictures), or
+/// writes it there when `UPDATE_SNAPSHOTS` is set. The tolerance absorbs the status bar's
+/// timings, which differ from run to run; a moved panel or a changed word does not pass.
+fn snapshot(harness: &mut Harness<'_, StudioApp>, name: &str) {
+    // Plots size their axes from the previous frame's labels: let them settle.
+    harness.run_steps(20);
+    let options = SnapshotOptions::new()
+        .output_path(Path::new(env!("CARGO_MANIFEST_DIR")).join("screenshots"))
+        .max_failed_pixels(MAX_FAILED_PIXELS);
+    harness.snapshot_options(name, &options);
 }
 
-/// Steps the UI until `done` holds (bounded: three minutes).
+/// Pixels that may differ from the committed picture (of about 1.45 million): a few
+/// numbers of the status bar and the LLM's load time.
+const MAX_FAILED_PIXELS: usize = 2500;
+
+/// The main views, one after another in one studio session, each against its picture.
 #[test]
-#[ignore = "writes screenshots/; run with --ignored"]
-fn screenshots() {
+fn the_main_views_match_their_snapshots() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(spae::paths::DEFAULT_MODEL_DIR);
     let model = Arc::new(SpaeModel::open(&dir, &common::llm_path(), true).unwrap());
     let codebook = model.codebook().clone();
@@ -47,7 +55,7 @@ fn screenshots() {
     let word = vocabulary.word(pyramid.word(4, 3, 2)).to_string();
     harness.get_by_label(&format!("layer 4, row 4, column 3: {word}")).hover();
     harness.run_steps(4);
-    save(&mut harness, "pyramid-words.png");
+    snapshot(&mut harness, "pyramid-words");
 
     // An edit of a layer-2 word, before and after.
     harness.get_by_label("Layer 2: 2x2, 4 words").click();
@@ -59,10 +67,10 @@ fn screenshots() {
     harness.key_press_modifiers(Modifiers::COMMAND, Key::A);
     harness.get_by_label("New word:").type_text("ocean");
     harness.run_steps(2);
-    save(&mut harness, "edit-before.png");
+    snapshot(&mut harness, "edit-before");
     harness.key_press(Key::Enter);
     wait_for_worker(&mut harness);
-    save(&mut harness, "edit-after.png");
+    snapshot(&mut harness, "edit-after");
 
     // The whole pyramid as text, beside the finest layer's words.
     harness.get_by_label("Layer 6: 16x16, 256 words").click();
@@ -71,7 +79,7 @@ fn screenshots() {
     harness.get_by_label("Pyramid as text").click();
     harness.key_press(Key::Escape);
     harness.run_steps(3);
-    save(&mut harness, "layer-6-and-text.png");
+    snapshot(&mut harness, "layer-6-and-text");
 
     // A generation, stopped mid-timeline, with the words that changed at that step.
     let checkbox = eframe::egui::accesskit::Role::CheckBox;
@@ -95,7 +103,7 @@ fn screenshots() {
     harness.state_mut().command(Command::ShowFrame(3));
     harness.get_by_label("layer 3").click();
     harness.run_steps(3);
-    save(&mut harness, "generate-timeline.png");
+    snapshot(&mut harness, "generate-timeline");
 
     // Few-shot classification of the open image (the cat) among three classes.
     harness.get_by_label("View").click();
@@ -108,13 +116,92 @@ fn screenshots() {
     harness.get_by_role_and_label(checkbox, "Classify").click();
     harness.key_press(Key::Escape);
     harness.run_steps(2);
+    // Commands rather than clicks: the button moves down as each image is added.
     for name in ["cat-face.png", "red-apple.png", "sunflower.png", "automobile.png"] {
         dialog.answer_next(common::sample(name));
-        harness.get_by_label("Add support image…").click();
+        harness.state_mut().command(Command::AddSupportImage);
         harness.run_steps(2);
     }
-    harness.get_by_label("Run classification").click();
+    assert_eq!(harness.state().classification().support.len(), 4);
+    harness.state_mut().command(Command::Classify);
     harness.run_steps(2);
     wait_until(&mut harness, "the LLM's work", |app| !app.classification().is_running());
-    save(&mut harness, "classify.png");
+    snapshot(&mut harness, "classify");
+    close_window(&mut harness, "Classify");
+
+    // Mixing: the cat's layers 1-3 with the sunflower's 4-6.
+    open_window(&mut harness, "Mix two pyramids");
+    dialog.answer_next(common::sample("sunflower.png"));
+    harness.get_by_label("Choose the second image…").click();
+    wait_until(&mut harness, "the mix", |app| app.mix_is_current());
+    snapshot(&mut harness, "mix");
+    close_window(&mut harness, "Mix two pyramids");
+
+    // The gallery: 24 images of the shipped pool, searched for the most common layer-1 word.
+    let folder = std::env::temp_dir().join(format!("spae-gallery-screenshot-{}", std::process::id()));
+    std::fs::create_dir_all(&folder).unwrap();
+    let pool = spae::context_pool::Pool::load(&spae::paths::resolve(spae::paths::POOL), 64).unwrap();
+    for i in 0..24 {
+        pool.image(i * 3).save(folder.join(format!("pool-{:03}.png", i * 3))).unwrap();
+    }
+    dialog.answer_next(&folder);
+    harness.get_by_label("File").click();
+    harness.run_steps(2);
+    harness.get_by_label("Open folder in the gallery…").click();
+    harness.run_steps(2);
+    wait_until(&mut harness, "the gallery", |app| {
+        app.gallery().is_some_and(|g| g.state != spae::studio::gallery::IndexState::Running)
+    });
+    let gallery = harness.state().gallery().unwrap();
+    assert_eq!(gallery.state, spae::studio::gallery::IndexState::Finished, "{} done", gallery.done);
+    let word = most_common_word(harness.state().gallery().unwrap(), 2);
+    harness.state_mut().gallery_mut().unwrap().query = word;
+    harness.run_steps(3);
+    snapshot(&mut harness, "gallery-search");
+    std::fs::remove_dir_all(&folder).unwrap();
+}
+
+/// The word that most images hold in layer `layer`.
+fn most_common_word(gallery: &spae::studio::gallery::Gallery, layer: usize) -> String {
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    for item in &gallery.items {
+        let words = item.entry.words.as_ref().unwrap();
+        let unique: std::collections::BTreeSet<&str> = words[layer - 1].iter().map(String::as_str).collect();
+        for word in unique {
+            *counts.entry(word).or_default() += 1;
+        }
+    }
+    counts.into_iter().max_by_key(|&(word, n)| (n, std::cmp::Reverse(word))).unwrap().0.to_string()
+}
+
+fn open_window(harness: &mut Harness<'_, StudioApp>, checkbox: &str) {
+    harness.get_by_label("View").click();
+    harness.run_steps(2);
+    harness.get_by_role_and_label(eframe::egui::accesskit::Role::CheckBox, checkbox).click();
+    harness.key_press(Key::Escape);
+    harness.run_steps(2);
+}
+
+fn close_window(harness: &mut Harness<'_, StudioApp>, checkbox: &str) {
+    open_window(harness, checkbox);
+}
+
+/// The editor in a 1000 x 700 window: nothing cut off, no label wrapped letter by letter.
+#[test]
+fn a_1000_by_700_window_fits_its_snapshot() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(spae::paths::DEFAULT_MODEL_DIR);
+    let model = Arc::new(SpaeModel::open(&dir, &common::llm_path(), true).unwrap());
+    let mut harness = Harness::builder().with_size([1000.0, 700.0]).wgpu().build_eframe(move |cc| {
+        StudioApp::new(
+            cc,
+            model,
+            Box::new(ScriptedDialog::default()),
+            &common::sample("cat-face.png"),
+            DeviceChoice::Gpu,
+        )
+    });
+    wait_for_worker(&mut harness);
+    harness.get_by_label("Layer 3: 4x4, 16 words").click();
+    harness.run_steps(3);
+    snapshot(&mut harness, "small-window");
 }

@@ -291,6 +291,7 @@ impl StudioApp {
         if changed {
             if let Some(document) = &self.document {
                 self.edit_started = Some((document.version(), std::time::Instant::now()));
+                self.edit_secs = None;
             }
             self.after_edit();
         }

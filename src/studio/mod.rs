@@ -118,8 +118,12 @@ pub struct StudioApp {
     decode_secs: Option<f64>,
     /// The latest edit's revision and when it was made, until its images are on screen.
     edit_started: Option<(document::Version, std::time::Instant)>,
-    /// From the latest edit to its images uploaded as textures, in seconds.
+    /// From the latest edit to its image on screen (the prefix shown), in seconds.
     edit_secs: Option<f64>,
+    /// From the latest edit to all its prefixes and measurements on screen, in seconds.
+    edit_all_secs: Option<f64>,
+    /// The shown prefix of an edit whose other prefixes are still decoding.
+    preview: Option<view::PreviewView>,
     /// The GPU decoder's texture layers (empty when decoding on the CPU).
     gpu_images: Vec<egui::TextureId>,
     /// Where decodes run, for the status bar.
@@ -178,6 +182,8 @@ impl StudioApp {
             decode_secs: None,
             edit_started: None,
             edit_secs: None,
+            edit_all_secs: None,
+            preview: None,
             gpu_images: device.images,
             device_status: device.status,
             llm,
@@ -264,9 +270,22 @@ impl StudioApp {
         &self.device_status
     }
 
-    /// Seconds from the latest edit to its decoded images on screen (textures uploaded).
+    /// Seconds from the latest edit to its image on screen (the prefix shown, as a texture).
     pub fn edit_secs(&self) -> Option<f64> {
         self.edit_secs
+    }
+
+    /// Seconds from the latest edit to every prefix, the plots and the strip on screen.
+    pub fn edit_all_secs(&self) -> Option<f64> {
+        self.edit_all_secs
+    }
+
+    /// Whether the main reconstruction on screen is of the document as it is now (the
+    /// other prefixes may still be decoding).
+    pub fn shows_current_edit(&self) -> bool {
+        let Some(document) = &self.document else { return false };
+        let version = Some(document.version());
+        self.view.as_ref().map(|v| v.version) == version || self.preview.as_ref().map(|p| p.version) == version
     }
 
     /// Whether the images on screen came from the GPU decoder's textures.
@@ -312,10 +331,23 @@ impl StudioApp {
                 let version = decoded.version;
                 self.view = Some(View::new(ctx, document, decoded, &self.gpu_images));
                 self.alternatives.clear();
+                self.preview = None;
                 if let Some((_, started)) = self.edit_started.filter(|(edited, _)| *edited == version) {
-                    self.edit_secs = Some(started.elapsed().as_secs_f64());
+                    let secs = started.elapsed().as_secs_f64();
+                    self.edit_all_secs = Some(secs);
+                    self.edit_secs.get_or_insert(secs);
                     self.edit_started = None;
                 }
+            }
+            Outcome::Preview(preview) => {
+                let Some(document) = &self.document else { return };
+                if preview.version != document.version() {
+                    return; // an older revision, or another image
+                }
+                if let Some((_, started)) = self.edit_started.filter(|(edited, _)| *edited == preview.version) {
+                    self.edit_secs = Some(started.elapsed().as_secs_f64());
+                }
+                self.preview = Some(view::PreviewView::new(ctx, preview));
             }
             Outcome::DecodeFailed(version, message) => {
                 self.failed = Some(version);
@@ -369,6 +401,7 @@ impl StudioApp {
             pyramid: document.pyramid().clone(),
             z: document.z.clone(),
             original: document.original.clone(),
+            shown: Some(self.settings.prefix_layers),
         }));
     }
 

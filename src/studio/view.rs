@@ -4,7 +4,7 @@ use eframe::egui;
 use image::RgbImage;
 
 use super::document::{Document, Version};
-use super::worker::Decoded;
+use super::worker::{Decoded, Preview};
 
 pub struct View {
     pub version: Version,
@@ -46,6 +46,21 @@ impl View {
             differences,
             decoded,
         }
+    }
+}
+
+/// The prefix on screen of an edit whose other prefixes are still decoding.
+pub struct PreviewView {
+    pub version: Version,
+    pub layers: usize,
+    pub psnr_db: f64,
+    pub texture: egui::TextureHandle,
+}
+
+impl PreviewView {
+    pub fn new(ctx: &egui::Context, preview: Preview) -> Self {
+        let texture = texture(ctx, "preview", &preview.image);
+        Self { version: preview.version, layers: preview.layers, psnr_db: preview.psnr_db, texture }
     }
 }
 

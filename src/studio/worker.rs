@@ -53,6 +53,9 @@ pub struct DecodeJob {
     pub pyramid: Pyramid,
     pub z: Tensor,
     pub original: RgbImage,
+    /// The prefix on screen: on the CPU it is decoded first and sent ahead as a
+    /// [`Outcome::Preview`], so an edit shows after one decode rather than six.
+    pub shown: Option<usize>,
 }
 
 pub enum Outcome {
@@ -61,6 +64,8 @@ pub enum Outcome {
     Adopted(Encoded),
     OpenFailed(PathBuf, String),
     Decoded(Decoded),
+    /// The prefix on screen of a decode still running (CPU only).
+    Preview(Preview),
     DecodeFailed(Version, String),
     MixImage {
         path: PathBuf,
@@ -85,6 +90,15 @@ pub struct Encoded {
     pub encode_secs: f64,
     /// The encoded pyramid decoded, so the first view and the plots' reference come with it.
     pub decoded: Decoded,
+}
+
+/// One prefix's image of a revision, ahead of the rest of its decode.
+pub struct Preview {
+    pub version: Version,
+    /// Decoded from layers 1..=`layers`.
+    pub layers: usize,
+    pub image: RgbImage,
+    pub psnr_db: f64,
 }
 
 /// A pyramid decoded from every prefix of its layers, with what the panels show about it.
@@ -167,7 +181,12 @@ fn run(
                 }
                 Job::Decode(job) => {
                     let version = job.version;
-                    decode(model, gpu, job)
+                    let preview = |preview| {
+                        if outcomes.send(Outcome::Preview(preview)).is_ok() {
+                            ctx.request_repaint();
+                        }
+                    };
+                    decode(model, gpu, job, preview)
                         .map_or_else(|e| Outcome::DecodeFailed(version, format!("{e:#}")), Outcome::Decoded)
                 }
                 Job::EncodeForMix { path } => match encode_only(model, &path) {
@@ -229,8 +248,12 @@ fn encode(
     let encode_secs = start.elapsed().as_secs_f64();
     let pyramid = quantized.pyramids.remove(0);
     let version = Version { document, revision: 0 };
-    let decoded =
-        decode(model, gpu, DecodeJob { version, pyramid: pyramid.clone(), z: z.clone(), original: original.clone() })?;
+    let decoded = decode(
+        model,
+        gpu,
+        DecodeJob { version, pyramid: pyramid.clone(), z: z.clone(), original: original.clone(), shown: None },
+        |_| {},
+    )?;
     // The teacher reads the file's name as the image's text ("cat-face.png": cat, face).
     let text = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let relevance = relevance(model, teacher, &original, text)?;
@@ -248,8 +271,12 @@ fn adopt(
     let AdoptJob { path, document, original, pyramid, text } = job;
     let z = saq::dequantize(std::slice::from_ref(&pyramid), model.codebook(), model.shape().layers())?;
     let version = Version { document, revision: 0 };
-    let decoded =
-        decode(model, gpu, DecodeJob { version, pyramid: pyramid.clone(), z: z.clone(), original: original.clone() })?;
+    let decoded = decode(
+        model,
+        gpu,
+        DecodeJob { version, pyramid: pyramid.clone(), z: z.clone(), original: original.clone(), shown: None },
+        |_| {},
+    )?;
     let relevance = relevance(model, teacher, &original, text)?;
     Ok(Encoded { path, original, relevance, z, pyramid, encode_secs: 0.0, decoded })
 }
@@ -273,7 +300,14 @@ fn relevance(
     })
 }
 
-fn decode(model: &SpaeModel, gpu: &mut Option<GpuDecoder>, job: DecodeJob) -> Result<Decoded> {
+/// Every prefix of `job`'s pyramid; on the CPU the prefix on screen comes first and goes
+/// to `preview` at once.
+fn decode(
+    model: &SpaeModel,
+    gpu: &mut Option<GpuDecoder>,
+    job: DecodeJob,
+    mut preview: impl FnMut(Preview),
+) -> Result<Decoded> {
     let layers = model.shape().layers();
     // zhat of every prefix, on the CPU: the quantization errors and SAQ targets need it.
     let zhats = (1..=layers)
@@ -292,11 +326,20 @@ fn decode(model: &SpaeModel, gpu: &mut Option<GpuDecoder>, job: DecodeJob) -> Re
                 gpu_failure = Some(format!("{e:#}"));
                 *gpu = None;
             }
-            // One prefix at a time: candle's CPU convolutions run three times slower on a
-            // batch of six (`cargo bench --bench decode`: 131 ms against 421 ms).
-            let images = zhats
-                .iter()
-                .map(|zhat| Ok(image_io::from_tensor(&model.decode_latent(zhat)?)?.remove(0)))
+            // One prefix at a time (candle's CPU convolutions are slower on a batch of six),
+            // the one on screen first.
+            let decode_prefix = |k: usize| Ok(image_io::from_tensor(&model.decode_latent(&zhats[k - 1])?)?.remove(0));
+            let mut images: Vec<Option<RgbImage>> = vec![None; layers];
+            if let Some(k) = job.shown.filter(|k| (1..=layers).contains(k)) {
+                let image: RgbImage = decode_prefix(k)?;
+                let psnr_db = metrics::psnr(&job.original, &image);
+                preview(Preview { version: job.version, layers: k, image: image.clone(), psnr_db });
+                images[k - 1] = Some(image);
+            }
+            let images = images
+                .into_iter()
+                .enumerate()
+                .map(|(i, image)| image.map_or_else(|| decode_prefix(i + 1), Ok))
                 .collect::<Result<Vec<_>>>()?;
             (images, false)
         }
@@ -349,6 +392,7 @@ mod tests {
                 pyramid: pyramid.clone(),
                 z: z.clone(),
                 original: original.clone(),
+                shown: None,
             }));
             match worker.outcomes.recv_timeout(std::time::Duration::from_secs(120)).unwrap() {
                 Outcome::Decoded(decoded) => decoded,

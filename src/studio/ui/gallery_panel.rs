@@ -4,9 +4,10 @@
 
 use eframe::egui::{self, Color32, Rect, Sense, Stroke, StrokeKind};
 
-use super::super::gallery::IndexState;
+use super::super::gallery::{IndexState, Item};
 use super::super::{Command, StudioApp};
 use super::display_name;
+use crate::pyramid::PyramidShape;
 
 /// Side of a thumbnail, in points.
 const THUMBNAIL: f32 = 112.0;
@@ -78,56 +79,74 @@ impl StudioApp {
             );
         }
         ui.separator();
-        let layers = self.model.shape().layers();
+        let shape = self.model.shape().clone();
         let mut clicked = None;
         egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| {
-            ui.horizontal_wrapped(|ui| {
-                for (i, cells) in &shown {
-                    let item = &gallery.items[*i];
-                    ui.vertical(|ui| {
-                        ui.set_width(THUMBNAIL);
-                        let (rect, response) = ui.allocate_exact_size(egui::vec2(THUMBNAIL, THUMBNAIL), Sense::click());
-                        let painter = ui.painter_at(rect);
-                        match &item.thumbnail {
-                            Some(texture) => {
-                                let uv = Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0));
-                                painter.image(texture.id(), rect, uv, Color32::WHITE);
-                            }
-                            None => {
-                                painter.rect_filled(rect, 0.0, ui.visuals().faint_bg_color);
-                            }
+            // Rows of as many thumbnails as the panel is wide.
+            let spacing = ui.spacing().item_spacing.x;
+            let columns = (((ui.available_width() + spacing) / (THUMBNAIL + spacing)) as usize).max(1);
+            for row in shown.chunks(columns) {
+                ui.horizontal_top(|ui| {
+                    for (i, cells) in row {
+                        let item = &gallery.items[*i];
+                        if let Some(path) = thumbnail_ui(ui, &shape, item, cells) {
+                            clicked = Some(path);
                         }
-                        for &(layer, row, col) in cells {
-                            let side = self.model.shape().grid_size(layer.min(layers)) as f32;
-                            let cell = rect.width() / side;
-                            let cell_rect = Rect::from_min_size(
-                                rect.min + egui::vec2(col as f32 * cell, row as f32 * cell),
-                                egui::vec2(cell, cell),
-                            );
-                            painter.rect_stroke(cell_rect, 0.0, Stroke::new(2.0, HIGHLIGHT), StrokeKind::Inside);
-                        }
-                        let response = response.on_hover_text(format!("open {} in the editor", item.path.display()));
-                        if response.clicked() {
-                            clicked = Some(item.path.clone());
-                        }
-                        let name = display_name(&item.path);
-                        ui.add(egui::Label::new(egui::RichText::new(name).small()).truncate());
-                        if let Some(words) = &item.entry.words {
-                            let top = words.first().map_or(String::new(), |w| w.join(" "));
-                            ui.add(egui::Label::new(egui::RichText::new(top).strong()).truncate());
-                            if let Some(second) = words.get(1) {
-                                ui.add(egui::Label::new(egui::RichText::new(second.join(" ")).small()).truncate());
-                            }
-                        }
-                        if !cells.is_empty() {
-                            ui.label(egui::RichText::new(format!("{} cells", cells.len())).small());
-                        }
-                    });
-                }
-            });
+                    }
+                });
+                ui.add_space(spacing);
+            }
         });
         if let Some(path) = clicked {
             self.commands.push(Command::Open(path));
         }
     }
+}
+
+/// One image of the gallery: its thumbnail with the cells that hold the searched word
+/// outlined, its name and its layer-1 and layer-2 words. Returns its path when clicked.
+fn thumbnail_ui(
+    ui: &mut egui::Ui,
+    shape: &PyramidShape,
+    item: &Item,
+    cells: &[(usize, usize, usize)],
+) -> Option<std::path::PathBuf> {
+    let mut clicked = None;
+    ui.vertical(|ui| {
+        ui.set_width(THUMBNAIL);
+        let (rect, response) = ui.allocate_exact_size(egui::vec2(THUMBNAIL, THUMBNAIL), Sense::click());
+        let painter = ui.painter_at(rect);
+        match &item.thumbnail {
+            Some(texture) => {
+                let uv = Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0));
+                painter.image(texture.id(), rect, uv, Color32::WHITE);
+            }
+            None => {
+                painter.rect_filled(rect, 0.0, ui.visuals().faint_bg_color);
+            }
+        }
+        for &(layer, row, col) in cells {
+            let cell = rect.width() / shape.grid_size(layer) as f32;
+            let cell_rect = Rect::from_min_size(
+                rect.min + egui::vec2(col as f32 * cell, row as f32 * cell),
+                egui::vec2(cell, cell),
+            );
+            painter.rect_stroke(cell_rect, 0.0, Stroke::new(2.0, HIGHLIGHT), StrokeKind::Inside);
+        }
+        if response.on_hover_text(format!("open {} in the editor", item.path.display())).clicked() {
+            clicked = Some(item.path.clone());
+        }
+        ui.add(egui::Label::new(egui::RichText::new(display_name(&item.path)).small()).truncate());
+        if let Some(words) = &item.entry.words {
+            let top = words.first().map_or(String::new(), |w| w.join(" "));
+            ui.add(egui::Label::new(egui::RichText::new(top).strong()).truncate());
+            if let Some(second) = words.get(1) {
+                ui.add(egui::Label::new(egui::RichText::new(second.join(" ")).small()).truncate());
+            }
+        }
+        if !cells.is_empty() {
+            ui.label(egui::RichText::new(format!("{} cells", cells.len())).small());
+        }
+    });
+    clicked
 }

@@ -7,6 +7,8 @@ use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints};
 
 use super::super::{relevance, view::Summary, StudioApp};
 
+/// Width of the plots' y axes, in points.
+const Y_AXIS_WIDTH: f32 = 40.0;
 /// The semantic layers (docs/method.md section 4: L_sem = 3) whose words' relevance is plotted.
 const SEMANTIC_LAYERS: usize = 3;
 
@@ -66,11 +68,16 @@ fn plot<'a>(
     build: impl FnOnce(&mut egui_plot::PlotUi<'a>) + 'a,
 ) {
     ui.vertical(|ui| {
-        ui.label(title);
+        ui.set_width(width);
+        // Cut short in a narrow window (whole on hover), so the plots keep their share.
+        ui.add(egui::Label::new(title).truncate());
         Plot::new(id)
             .width(width)
             .height(height - ui.text_style_height(&egui::TextStyle::Body))
             .legend(Legend::default())
+            // Wide enough for "0.018" and "-1.0": the axis then keeps its width from frame
+            // to frame instead of following the previous frame's labels.
+            .y_axis_min_width(Y_AXIS_WIDTH)
             .x_axis_label("layers")
             .allow_scroll(false)
             .show(ui, build);

@@ -51,10 +51,16 @@ impl StudioApp {
                 ui.vertical(|ui| {
                     let current = k == self.settings.prefix_layers;
                     ui.set_width(side);
-                    let text = format!("layers 1–{k}: {}", super::decibels(view.decoded.psnr_db[i]));
+                    let decibels = super::decibels(view.decoded.psnr_db[i]);
+                    // The short form where the long one would not fit (a narrow window).
+                    let text = if side >= 140.0 {
+                        format!("layers 1–{k}: {decibels}")
+                    } else {
+                        format!("1–{k}: {decibels}")
+                    };
                     let rich = if current { egui::RichText::new(&text).strong() } else { egui::RichText::new(&text) };
                     // Cut short with an ellipsis in a narrow window, never wrapped letter by letter.
-                    ui.add(egui::Label::new(rich).truncate()).on_hover_text(text);
+                    ui.add(egui::Label::new(rich).truncate()).on_hover_text(format!("layers 1–{k}: {decibels}"));
                     let image = egui::Image::new(egui::load::SizedTexture::new(texture, [side, side]))
                         .fit_to_exact_size(egui::vec2(side, side))
                         .sense(egui::Sense::click());

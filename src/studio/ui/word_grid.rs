@@ -81,9 +81,15 @@ impl StudioApp {
     pub(super) fn reconstruction_ui(&self, ui: &mut egui::Ui, side: f32) {
         let Some(view) = &self.view else { return };
         let k = self.settings.prefix_layers;
-        let psnr = view.decoded.psnr_db[k - 1];
+        // An edit's prefix on screen arrives before the others: show it at once.
+        let current = self.document.as_ref().map(|d| d.version());
+        let preview = self.preview.as_ref().filter(|p| Some(p.version) == current && p.layers == k);
+        let (psnr, texture) = match preview {
+            Some(p) => (p.psnr_db, p.texture.id()),
+            None => (view.decoded.psnr_db[k - 1], view.prefixes[k - 1]),
+        };
         ui.label(format!("Reconstruction from layers 1–{k}  (PSNR {})", super::decibels(psnr)));
-        self.gridded_image_ui(ui, view.prefixes[k - 1], side);
+        self.gridded_image_ui(ui, texture, side);
         ui.label("Difference |original − reconstruction|");
         self.gridded_image_ui(ui, view.differences[k - 1].id(), side);
     }
