@@ -9,6 +9,7 @@ use anyhow::{ensure, Result};
 use image::RgbImage;
 
 use crate::codebook::Codebook;
+use crate::context_pool::Pool;
 use crate::llm::model::SmolLm;
 use crate::llm::tokenizer::Tokenizer;
 use crate::vocabulary::Vocabulary;
@@ -102,6 +103,59 @@ pub fn complete(llm: &SmolLm, tokenizer: &Tokenizer, prompt: &[u32]) -> Result<S
     let generated = llm.greedy(prompt, MAX_ANSWER_TOKENS, &stop)?;
     let text = tokenizer.decode_skipping_control(&generated);
     Ok(text.lines().next().unwrap_or_default().trim().to_string())
+}
+
+/// A caption or an answer, with how it was made.
+pub struct Described {
+    /// The examples' indices among the candidates, nearest first.
+    pub chosen: Vec<usize>,
+    pub examples: Vec<Example>,
+    /// The question the examples answer from the data (their name, for a caption).
+    pub kind: DataQuestion,
+    pub prompt: Vec<u32>,
+    pub answer: String,
+}
+
+/// The images examples are chosen from: the first `words.len()` images of the pool, with
+/// their words (the same layers as the query's).
+pub struct Candidates<'a> {
+    pub pool: &'a Pool,
+    pub words: &'a [Vec<u32>],
+}
+
+/// The LLM captions the image whose words are `query` (no question) or answers
+/// `question` about it, after the `count` candidates whose words are nearest, each with
+/// its caption or the data's answer.
+pub fn describe(
+    llm: &SmolLm,
+    tokenizer: &Tokenizer,
+    codebook: &Codebook,
+    candidates: &Candidates,
+    query: &[u32],
+    count: usize,
+    question: Option<&str>,
+) -> Result<Described> {
+    let Candidates { pool, words: pool_words } = *candidates;
+    ensure!(count >= 1, "at least one example is needed");
+    ensure!(pool_words.len() <= pool.len(), "{} word lists for {} pool images", pool_words.len(), pool.len());
+    if let Some(question) = question {
+        ensure!(!question.trim().is_empty(), "the question is empty");
+    }
+    let chosen = nearest(codebook, query, pool_words, count);
+    let (ask, kind) = match question {
+        None => (Ask::Caption, DataQuestion::Name),
+        Some(q) => (Ask::Question(q.trim().to_string()), DataQuestion::closest(q)),
+    };
+    let examples: Vec<Example> = chosen
+        .iter()
+        .map(|&i| Example {
+            words: pool_words[i].clone(),
+            text: data_answer(kind, pool.text(i), pool.category(i), pool.image(i)),
+        })
+        .collect();
+    let prompt = prompt(tokenizer, codebook.vocabulary(), &ask, &examples, query);
+    let answer = complete(llm, tokenizer, &prompt)?;
+    Ok(Described { chosen, examples, kind, prompt, answer })
 }
 
 /// Questions whose answers the data itself gives, so examples can be made for them.

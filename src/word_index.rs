@@ -36,12 +36,15 @@ pub struct Entry {
     pub modified_ms: u64,
 }
 
+/// A cell of a pyramid: (layer, row, column), layer 1-based, row and column 0-based.
+pub type CellAt = (usize, usize, usize);
+
 /// Where a word occurs in one image.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hit {
     pub file: String,
     /// (layer, row, column) of each cell that holds the word, layer 1 first.
-    pub cells: Vec<(usize, usize, usize)>,
+    pub cells: Vec<CellAt>,
 }
 
 /// A folder's index.
@@ -127,12 +130,19 @@ pub fn list_files(folder: &Path) -> Result<Vec<String>> {
 /// folder's path and the model's weights file (size and time), so a retrained model
 /// indexes anew. None for a model without a weights file (an untrained one).
 pub fn cache_path(model: &SpaeModel, folder: &Path) -> Option<PathBuf> {
-    let crate::model::WeightsSource::File(weights) = model.source() else { return None };
     let folder = folder.canonicalize().unwrap_or_else(|_| folder.to_path_buf());
+    cache_file(model, &folder.display().to_string(), "jsonl")
+}
+
+/// A file in the model's cache folder for what `key` names, valid for these weights only
+/// (its name hashes the key with the weights file's size and time). None for a model
+/// without a weights file.
+pub fn cache_file(model: &SpaeModel, key: &str, extension: &str) -> Option<PathBuf> {
+    let crate::model::WeightsSource::File(weights) = model.source() else { return None };
     let (size, modified) = stamp(weights).unwrap_or((0, 0));
-    let digest = Sha256::digest(format!("{}\n{size}\n{modified}", folder.display()).as_bytes());
+    let digest = Sha256::digest(format!("{key}\n{size}\n{modified}").as_bytes());
     let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    Some(weights.parent()?.join(CACHE_FOLDER).join(format!("{name}.jsonl")))
+    Some(weights.parent()?.join(CACHE_FOLDER).join(format!("{name}.{extension}")))
 }
 
 /// A cached index, if there is a readable one.

@@ -240,3 +240,56 @@ fn a_one_class_support_set_shows_the_libraries_error() {
     assert!(message.contains("at least two classes"), "{message}");
     harness.get_by_label_contains("at least two classes");
 }
+
+#[test]
+fn describes_the_open_image_as_the_library_does_and_refuses_an_empty_question() {
+    let (mut harness, _) = studio_with("Describe");
+    {
+        let form = harness.state_mut().describe_form_mut();
+        form.layers = 2;
+        form.examples = 4;
+        form.question = "What colour is it?".into();
+    }
+    harness.get_by_label("Ask").click();
+    harness.run_steps(2);
+    wait_until(&mut harness, "the answer", |app| app.description().is_some_and(|d| !d.is_running()));
+    let done = match &harness.state().description().unwrap().state {
+        spae::studio::describe::DescribeState::Done(done) => done,
+        spae::studio::describe::DescribeState::Failed(message) => panic!("{message}"),
+        spae::studio::describe::DescribeState::Running => unreachable!("waited for it"),
+    };
+    // The same question through the library, from scratch: the same examples, prompt and answer.
+    let model = model();
+    let pool = spae::context_pool::Pool::load(&spae::paths::resolve(spae::paths::POOL), 64).unwrap();
+    let count = spae::studio::llm_worker::DESCRIBE_CANDIDATES;
+    let images: Vec<image::RgbImage> = (0..count).map(|i| pool.image(i).clone()).collect();
+    let words = model.encode_prefix_words(&images, 2).unwrap();
+    let query = model.encode(&harness.state().document().unwrap().original).unwrap().prefix_words(2);
+    let (llm, tokenizer) = common::language();
+    let candidates = spae::captioning::Candidates { pool: &pool, words: &words };
+    let expected = spae::captioning::describe(
+        llm,
+        tokenizer,
+        model.codebook(),
+        &candidates,
+        &query,
+        4,
+        Some("What colour is it?"),
+    )
+    .unwrap();
+    assert_eq!(done.answer, expected.answer);
+    assert_eq!(done.prompt, tokenizer.decode(&expected.prompt));
+    assert_eq!(done.examples.len(), 4);
+    assert_eq!(done.answered, "which colour is it mostly?");
+    harness.get_by_label("Q: What colour is it?");
+
+    // An empty question is refused with the library's message; nothing else changes.
+    harness.state_mut().describe_form_mut().question = "   ".into();
+    harness.get_by_label("Ask").click();
+    harness.run_steps(2);
+    wait_until(&mut harness, "the refusal", |app| app.description().is_some_and(|d| !d.is_running()));
+    match &harness.state().description().unwrap().state {
+        spae::studio::describe::DescribeState::Failed(message) => assert!(message.contains("empty"), "{message}"),
+        _ => panic!("an empty question was answered"),
+    }
+}

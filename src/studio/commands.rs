@@ -76,6 +76,11 @@ pub enum Command {
     OpenFolder(PathBuf),
     /// Stop indexing the gallery's folder (the images so far stay).
     CancelIndexing,
+    /// Caption the open image with the Describe panel's settings.
+    Caption,
+    /// Ask the Describe panel's question about the open image.
+    Ask,
+    CancelDescribe,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -273,6 +278,18 @@ impl StudioApp {
             }
             Command::OpenFolder(folder) => {
                 self.open_folder(folder);
+                false
+            }
+            Command::Caption => {
+                self.run_describe(false);
+                false
+            }
+            Command::Ask => {
+                self.run_describe(true);
+                false
+            }
+            Command::CancelDescribe => {
+                self.cancel_describe();
                 false
             }
             Command::CancelIndexing => {

@@ -15,7 +15,7 @@ use super::view::texture;
 use super::StudioApp;
 use crate::image_io;
 use crate::model::SpaeModel;
-use crate::word_index::{self, Entry};
+use crate::word_index::{self, CellAt, Entry};
 
 /// One indexed image of the gallery.
 pub struct Item {
@@ -112,7 +112,7 @@ impl Gallery {
 
     /// The items to show for the query, with each one's cells that hold the word: all
     /// items in file order for an empty query, else those with the word, most cells first.
-    pub fn shown(&self) -> Vec<(usize, Vec<(usize, usize, usize)>)> {
+    pub fn shown(&self) -> Vec<(usize, Vec<CellAt>)> {
         let word = self.query.trim();
         if word.is_empty() {
             return (0..self.items.len()).map(|i| (i, Vec::new())).collect();

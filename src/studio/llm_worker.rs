@@ -1,5 +1,6 @@
 //! The frozen LLM's work for the studio, on its own background thread: generation
-//! (progressive in-context denoising, streamed frame by frame) and few-shot classification.
+//! (progressive in-context denoising, streamed frame by frame), few-shot classification,
+//! and captions and answers about the open image.
 //! The LLM (about 0.7 GB) and the example pool load on the first job that needs them; a
 //! load that fails is reported with that job and tried again with the next.
 
@@ -17,13 +18,13 @@ use image::RgbImage;
 
 use crate::context_pool::{Pool, Task};
 use crate::denoising::{Condition, Denoiser, Frame, Options};
-use crate::fewshot;
 use crate::llm::gguf::LlmFile;
 use crate::llm::model::SmolLm;
 use crate::llm::tokenizer::Tokenizer;
 use crate::model::SpaeModel;
 use crate::paths;
 use crate::pyramid::Pyramid;
+use crate::{atomic_file, captioning, fewshot, word_index};
 
 pub struct GenerateJob {
     /// Tells this run's outcomes from those of earlier runs.
@@ -56,9 +57,38 @@ pub struct ClassifyJob {
     pub layers: usize,
 }
 
+/// How many pool images the studio's captions and answers choose their examples from
+/// (encoding all 512 took minutes on 2 cores; these are spread over the training split).
+pub const DESCRIBE_CANDIDATES: usize = 128;
+
+/// Caption the open image, or answer a question about it, after examples from the pool.
+pub struct DescribeJob {
+    pub run: u64,
+    /// The open image, prepared.
+    pub image: RgbImage,
+    pub layers: usize,
+    pub examples: usize,
+    /// None: a caption.
+    pub question: Option<String>,
+    /// Set by the UI to stop before the LLM runs (encoding the pool's words comes first).
+    pub cancel: Arc<AtomicBool>,
+}
+
 pub enum Job {
     Generate(GenerateJob),
     Classify(ClassifyJob),
+    Describe(DescribeJob),
+}
+
+/// The LLM's caption or answer, with the examples it read and its prompt.
+pub struct DescribedAnswer {
+    pub answer: String,
+    /// Each example as its words and the text paired with it.
+    pub examples: Vec<(String, String)>,
+    /// The question the examples answer from the data.
+    pub answered: String,
+    pub prompt: String,
+    pub prompt_tokens: usize,
 }
 
 /// One generation step with its words decoded.
@@ -107,6 +137,11 @@ pub enum Outcome {
     ClassifyFailed {
         run: u64,
         message: String,
+    },
+    /// A caption or an answer, or why there is none (a cancel included).
+    Described {
+        run: u64,
+        result: Result<DescribedAnswer, String>,
     },
 }
 
@@ -159,6 +194,8 @@ impl Reporter {
 struct Resources {
     llm: Option<(SmolLm, Tokenizer)>,
     pool: Option<Pool>,
+    /// The pool's images as the words of their first k layers, by k.
+    pool_words: std::collections::HashMap<usize, Vec<Vec<u32>>>,
 }
 
 impl Resources {
@@ -177,6 +214,13 @@ impl Resources {
                     match self.classify(model, job, reporter) {
                         Ok(classified) => Outcome::Classified { run, classified },
                         Err(e) => Outcome::ClassifyFailed { run, message: format!("{e:#}") },
+                    }
+                }
+                Job::Describe(job) => {
+                    let run = job.run;
+                    Outcome::Described {
+                        run,
+                        result: self.describe(model, job, reporter).map_err(|e| format!("{e:#}")),
                     }
                 }
             };
@@ -274,6 +318,75 @@ impl Resources {
             answer: answer.class,
             prompt: tokenizer.decode(&answer.prompt),
             prompt_tokens: answer.prompt.len(),
+        })
+    }
+}
+
+impl Resources {
+    /// The pool loaded, and the words of the first `layers` layers of its first
+    /// [`DESCRIBE_CANDIDATES`] images (encoded once per model and layer count, in chunks so
+    /// a cancel is seen, and cached beside the model).
+    fn pool_words(&mut self, model: &SpaeModel, layers: usize, cancel: &AtomicBool) -> Result<()> {
+        if self.pool.is_none() {
+            self.pool = Some(load_pool(model)?);
+        }
+        if self.pool_words.contains_key(&layers) {
+            return Ok(());
+        }
+        let pool = self.pool.as_ref().expect("loaded above");
+        let count = pool.len().min(DESCRIBE_CANDIDATES);
+        let cache = word_index::cache_file(model, &format!("pool words: {count} images, {layers} layers"), "json");
+        let cached: Option<Vec<Vec<u32>>> = cache
+            .as_deref()
+            .and_then(|path| std::fs::read_to_string(path).ok())
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .filter(|words: &Vec<Vec<u32>>| words.len() == count);
+        let words = match cached {
+            Some(words) => words,
+            None => {
+                let images: Vec<RgbImage> = (0..count).map(|i| pool.image(i).clone()).collect();
+                let mut words = Vec::with_capacity(count);
+                for chunk in images.chunks(16) {
+                    ensure!(!cancel.load(Ordering::Relaxed), "cancelled");
+                    words.extend(model.encode_prefix_words(chunk, layers)?);
+                }
+                if let Some(path) = &cache {
+                    // A cache that cannot be written only costs the next start this encoding.
+                    let _ = std::fs::create_dir_all(path.parent().expect("a cache file has a folder"))
+                        .map_err(anyhow::Error::from)
+                        .and_then(|()| atomic_file::write(path, serde_json::to_string(&words)?.as_bytes()));
+                }
+                words
+            }
+        };
+        self.pool_words.insert(layers, words);
+        Ok(())
+    }
+
+    fn describe(&mut self, model: &SpaeModel, job: DescribeJob, reporter: &Reporter) -> Result<DescribedAnswer> {
+        ensure!((1..=model.shape().layers()).contains(&job.layers), "layers must be 1..={}", model.shape().layers());
+        self.pool_words(model, job.layers, &job.cancel)?;
+        let query = model.encode(&job.image)?.prefix_words(job.layers);
+        self.llm(model, reporter)?;
+        ensure!(!job.cancel.load(Ordering::Relaxed), "cancelled");
+        let (llm, tokenizer) = self.llm.as_ref().expect("loaded above");
+        let pool = self.pool.as_ref().expect("loaded above");
+        let candidates = captioning::Candidates { pool, words: &self.pool_words[&job.layers] };
+        let codebook = model.codebook();
+        let described =
+            captioning::describe(llm, tokenizer, codebook, &candidates, &query, job.examples, job.question.as_deref())?;
+        let vocabulary = codebook.vocabulary();
+        let examples = described
+            .examples
+            .iter()
+            .map(|e| (e.words.iter().map(|&w| vocabulary.word(w)).collect::<Vec<_>>().join(" "), e.text.clone()))
+            .collect();
+        Ok(DescribedAnswer {
+            answer: described.answer,
+            examples,
+            answered: described.kind.question().to_string(),
+            prompt: tokenizer.decode(&described.prompt),
+            prompt_tokens: described.prompt.len(),
         })
     }
 }

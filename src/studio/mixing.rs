@@ -1,6 +1,6 @@
 //! Mixing two pyramids: layers 1..k from one image and k+1..L from another (and any one
-//! layer swapped), decoded on the worker. Upper layers carry content, lower ones
-//! appearance, so a mix shows what each layer contributes.
+//! layer swapped), decoded on the worker. SPAE means the upper layers to carry content and
+//! the lower ones appearance; a mix shows what each layer of a model contributes.
 
 use std::path::{Path, PathBuf};
 

@@ -10,6 +10,7 @@
 pub mod classification;
 mod commands;
 pub mod decoding;
+pub mod describe;
 pub mod document;
 mod export;
 pub mod file_dialog;
@@ -138,6 +139,8 @@ pub struct StudioApp {
     frame_layer: usize,
     classification: Classification,
     mixing: mixing::Mixing,
+    describe_form: describe::DescribeForm,
+    description: Option<describe::Description>,
     gallery: Option<gallery::Gallery>,
     /// The context, so background work started by a command can wake the UI.
     ctx: egui::Context,
@@ -194,6 +197,8 @@ impl StudioApp {
             frame_layer: 1,
             classification: Classification::default(),
             mixing: mixing::Mixing::new(model_layers),
+            describe_form: describe::DescribeForm::default(),
+            description: None,
             gallery: None,
             ctx: cc.egui_ctx.clone(),
             shown_title: String::new(),
@@ -391,6 +396,7 @@ impl StudioApp {
             Outcome::GenerateFailed { run, message } => self.finish_generation(run, RunState::Failed(message)),
             Outcome::Classified { run, classified } => self.receive_classification(run, Ok(classified)),
             Outcome::ClassifyFailed { run, message } => self.receive_classification(run, Err(message)),
+            Outcome::Described { run, result } => self.receive_description(run, result),
         }
     }
 

@@ -26,6 +26,7 @@ pub struct Settings {
     pub show_classify: bool,
     pub show_mix: bool,
     pub show_gallery: bool,
+    pub show_describe: bool,
     /// The folder the last export went to, where the next export's dialog starts (none:
     /// the open image's folder).
     pub export_folder: Option<PathBuf>,
@@ -44,6 +45,7 @@ impl Default for Settings {
             show_classify: false,
             show_mix: false,
             show_gallery: false,
+            show_describe: false,
             export_folder: None,
         }
     }

@@ -3,7 +3,7 @@
 use egui_kittest::Harness;
 use spae::studio::StudioApp;
 
-/// Steps until the worker's results are on screen (bounded at two minutes: a decode on
+/// Steps until the worker's results are on screen (bounded at five minutes: a decode on
 /// lavapipe takes a few seconds, many more on a loaded machine).
 pub fn wait_for_worker(harness: &mut Harness<'_, StudioApp>) {
     // One frame first: a command queued by the last input is handled in the next frame.
@@ -11,12 +11,13 @@ pub fn wait_for_worker(harness: &mut Harness<'_, StudioApp>) {
     wait_until(harness, "the studio's worker", |app| !app.is_busy());
 }
 
-/// Steps until `done` holds for the app (bounded at two minutes), then two more frames;
+/// Steps until `done` holds for the app (bounded at five minutes: the first caption encodes
+/// the pool's words), then two more frames;
 /// `what` names the wait in the failure message.
 pub fn wait_until(harness: &mut Harness<'_, StudioApp>, what: &str, done: impl Fn(&StudioApp) -> bool) {
     let start = std::time::Instant::now();
     while !done(harness.state()) {
-        assert!(start.elapsed() < std::time::Duration::from_secs(120), "timed out waiting for {what}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(300), "timed out waiting for {what}");
         harness.step();
         std::thread::sleep(std::time::Duration::from_millis(10));
     }

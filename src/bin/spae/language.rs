@@ -303,33 +303,23 @@ pub fn describe(model: &SpaeModel, llm_path: &Path, args: &DescribeArgs, questio
     eprintln!("encoding {} candidate examples from {}", pool.len(), args.pool.display());
     let images: Vec<image::RgbImage> = (0..pool.len()).map(|i| pool.image(i).clone()).collect();
     let words = model.encode_prefix_words(&images, layers)?;
-    let chosen = captioning::nearest(model.codebook(), &query, &words, args.examples);
-    let (ask, kind) = match question {
-        None => (captioning::Ask::Caption, captioning::DataQuestion::Name),
-        Some(q) => (captioning::Ask::Question(q.trim().to_string()), captioning::DataQuestion::closest(q)),
-    };
-    let examples: Vec<captioning::Example> = chosen
-        .iter()
-        .map(|&i| captioning::Example {
-            words: words[i].clone(),
-            text: captioning::data_answer(kind, pool.text(i), pool.category(i), pool.image(i)),
-        })
-        .collect();
+    let (llm, tokenizer) = open_llm(llm_path)?;
+    let codebook = model.codebook();
+    let candidates = captioning::Candidates { pool: &pool, words: &words };
+    let described = captioning::describe(&llm, &tokenizer, codebook, &candidates, &query, args.examples, question)?;
     if question.is_some() {
-        eprintln!("the examples answer \"{}\" from the data", kind.question());
+        eprintln!("the examples answer \"{}\" from the data", described.kind.question());
     }
-    let vocabulary = model.codebook().vocabulary();
-    for (&i, example) in chosen.iter().zip(&examples) {
+    let vocabulary = codebook.vocabulary();
+    for (&i, example) in described.chosen.iter().zip(&described.examples) {
         let shown: Vec<&str> = example.words.iter().map(|&w| vocabulary.word(w)).collect();
         eprintln!("example: {} -> {:?} ({})", shown.join(" "), example.text, pool.text(i));
     }
-    let (llm, tokenizer) = open_llm(llm_path)?;
-    let prompt = captioning::prompt(&tokenizer, vocabulary, &ask, &examples, &query);
     if args.show_prompt {
-        println!("{}", tokenizer.decode(&prompt));
-        println!("---- {} prompt tokens; the LLM writes:", prompt.len());
+        println!("{}", tokenizer.decode(&described.prompt));
+        println!("---- {} prompt tokens; the LLM writes:", described.prompt.len());
     }
-    println!("{}", captioning::complete(&llm, &tokenizer, &prompt)?);
+    println!("{}", described.answer);
     Ok(())
 }
 

@@ -622,8 +622,8 @@ fn pyramid_of(model: &SpaeModel, path: &Path) -> Result<spae::pyramid::Pyramid> 
 /// A pyramid text file, parsed for the model's shape and vocabulary.
 fn read_pyramid(model: &SpaeModel, path: &Path) -> Result<spae::pyramid::Pyramid> {
     let text = pyramid_text::read_file(path)?;
-    Ok(pyramid_text::parse(&text, model.shape(), model.codebook().vocabulary())
-        .with_context(|| format!("in {}", path.display()))?)
+    pyramid_text::parse(&text, model.shape(), model.codebook().vocabulary())
+        .with_context(|| format!("in {}", path.display()))
 }
 
 /// How an output is named in messages.

@@ -13,8 +13,8 @@ impl StudioApp {
     pub(super) fn mix_panel_ui(&mut self, ui: &mut egui::Ui) {
         let layers = self.model.shape().layers();
         ui.label(
-            "Upper layers carry what the image shows, lower layers how it looks: take layers 1..k from one \
-             pyramid and the rest from the other.",
+            "Take layers 1..k from one pyramid and the rest from the other: SPAE means the upper layers to \
+             say what the image shows and the lower ones how it looks; a mix shows what this model's layers carry.",
         );
         ui.horizontal(|ui| {
             if ui.button("Choose the second image…").clicked() {

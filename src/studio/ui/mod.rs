@@ -2,6 +2,7 @@
 //! else except what the user is typing and where the pointer is.
 
 mod classify_panel;
+mod describe_panel;
 pub mod file_browser;
 mod gallery_panel;
 mod generate_panel;
@@ -42,7 +43,8 @@ impl StudioApp {
         self.windows_ui(ui.ctx());
     }
 
-    /// The Generate, Classify, Mix and Gallery panels, each a window opened from the View menu.
+    /// The Generate, Classify, Describe, Mix and Gallery panels, each a window opened from the
+    /// View menu.
     fn windows_ui(&mut self, ctx: &egui::Context) {
         let mut open = self.settings.show_generate;
         egui::Window::new("Generate")
@@ -72,6 +74,13 @@ impl StudioApp {
             .default_size([900.0, 620.0])
             .show(ctx, |ui| self.gallery_panel_ui(ui));
         self.settings.show_gallery = open;
+        let mut open = self.settings.show_describe;
+        egui::Window::new("Describe")
+            .open(&mut open)
+            .default_pos([440.0, 90.0])
+            .default_size([620.0, 520.0])
+            .show(ctx, |ui| self.describe_panel_ui(ui));
+        self.settings.show_describe = open;
     }
 
     /// Where the frozen LLM stands, shared by the Generate and Classify panels.
@@ -131,6 +140,7 @@ impl StudioApp {
                 ui.separator();
                 ui.checkbox(&mut self.settings.show_generate, "Generate");
                 ui.checkbox(&mut self.settings.show_classify, "Classify");
+                ui.checkbox(&mut self.settings.show_describe, "Describe");
                 ui.checkbox(&mut self.settings.show_mix, "Mix two pyramids");
                 ui.checkbox(&mut self.settings.show_gallery, "Gallery");
             });
