@@ -247,13 +247,7 @@ fn encode(
     let (z, mut quantized) = model.quantize(&image_io::to_tensor(std::slice::from_ref(&original))?)?;
     let encode_secs = start.elapsed().as_secs_f64();
     let pyramid = quantized.pyramids.remove(0);
-    let version = Version { document, revision: 0 };
-    let decoded = decode(
-        model,
-        gpu,
-        DecodeJob { version, pyramid: pyramid.clone(), z: z.clone(), original: original.clone(), shown: None },
-        |_| {},
-    )?;
+    let decoded = decode_first_revision(model, gpu, document, &pyramid, &z, &original)?;
     // The teacher reads the file's name as the image's text ("cat-face.png": cat, face).
     let text = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let relevance = relevance(model, teacher, &original, text)?;
@@ -270,15 +264,23 @@ fn adopt(
 ) -> Result<Encoded> {
     let AdoptJob { path, document, original, pyramid, text } = job;
     let z = saq::dequantize(std::slice::from_ref(&pyramid), model.codebook(), model.shape().layers())?;
-    let version = Version { document, revision: 0 };
-    let decoded = decode(
-        model,
-        gpu,
-        DecodeJob { version, pyramid: pyramid.clone(), z: z.clone(), original: original.clone(), shown: None },
-        |_| {},
-    )?;
+    let decoded = decode_first_revision(model, gpu, document, &pyramid, &z, &original)?;
     let relevance = relevance(model, teacher, &original, text)?;
     Ok(Encoded { path, original, relevance, z, pyramid, encode_secs: 0.0, decoded })
+}
+
+/// Every prefix of a new document's pyramid (its revision 0), all at once.
+fn decode_first_revision(
+    model: &SpaeModel,
+    gpu: &mut Option<GpuDecoder>,
+    document: u64,
+    pyramid: &Pyramid,
+    z: &Tensor,
+    original: &RgbImage,
+) -> Result<Decoded> {
+    let version = Version { document, revision: 0 };
+    let job = DecodeJob { version, pyramid: pyramid.clone(), z: z.clone(), original: original.clone(), shown: None };
+    decode(model, gpu, job, |_| {})
 }
 
 /// The teacher's relevance of every vocabulary word to `image` described by `text`, or why

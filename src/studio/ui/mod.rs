@@ -15,6 +15,7 @@ mod word_grid;
 
 use eframe::egui;
 
+use super::state::Settings;
 use super::{Command, ExportKind, LlmStatus, StudioApp};
 
 /// Height of the strip of prefix reconstructions, their labels included.
@@ -46,44 +47,28 @@ impl StudioApp {
     /// The Generate, Classify, Describe, Mix and Gallery panels, each a window opened from the
     /// View menu.
     fn windows_ui(&mut self, ctx: &egui::Context) {
-        let mut open = self.settings.show_generate;
-        egui::Window::new("Generate")
-            .open(&mut open)
-            .default_pos([40.0, 60.0])
-            .default_size([1040.0, 640.0])
-            .show(ctx, |ui| self.generate_panel_ui(ui));
-        self.settings.show_generate = open;
-        let mut open = self.settings.show_classify;
-        egui::Window::new("Classify")
-            .open(&mut open)
-            .default_pos([420.0, 60.0])
-            .default_size([640.0, 720.0])
-            .show(ctx, |ui| self.classify_panel_ui(ui));
-        self.settings.show_classify = open;
-        let mut open = self.settings.show_mix;
-        egui::Window::new("Mix")
-            .open(&mut open)
-            .default_pos([300.0, 100.0])
-            .default_size([660.0, 420.0])
-            .show(ctx, |ui| self.mix_panel_ui(ui));
-        self.settings.show_mix = open;
-        let mut open = self.settings.show_gallery;
-        egui::Window::new("Gallery")
-            .open(&mut open)
-            .default_pos([60.0, 80.0])
-            .default_size([900.0, 620.0])
-            .show(ctx, |ui| self.gallery_panel_ui(ui));
-        self.settings.show_gallery = open;
-        let mut open = self.settings.show_describe;
-        egui::Window::new("Describe")
-            .open(&mut open)
-            .default_pos([440.0, 90.0])
-            .default_size([620.0, 520.0])
-            .show(ctx, |ui| self.describe_panel_ui(ui));
-        self.settings.show_describe = open;
+        /// Title, the setting that shows it, default place and size, and what it draws.
+        type PanelWindow =
+            (&'static str, fn(&mut Settings) -> &mut bool, [f32; 2], [f32; 2], fn(&mut StudioApp, &mut egui::Ui));
+        let windows: [PanelWindow; 5] = [
+            ("Generate", |s| &mut s.show_generate, [40.0, 60.0], [1040.0, 640.0], Self::generate_panel_ui),
+            ("Classify", |s| &mut s.show_classify, [420.0, 60.0], [640.0, 720.0], Self::classify_panel_ui),
+            ("Describe", |s| &mut s.show_describe, [440.0, 90.0], [620.0, 520.0], Self::describe_panel_ui),
+            ("Mix", |s| &mut s.show_mix, [300.0, 100.0], [660.0, 420.0], Self::mix_panel_ui),
+            ("Gallery", |s| &mut s.show_gallery, [60.0, 80.0], [900.0, 620.0], Self::gallery_panel_ui),
+        ];
+        for (title, flag, position, size, panel) in windows {
+            let mut open = *flag(&mut self.settings);
+            egui::Window::new(title)
+                .open(&mut open)
+                .default_pos(position)
+                .default_size(size)
+                .show(ctx, |ui| panel(self, ui));
+            *flag(&mut self.settings) = open;
+        }
     }
 
-    /// Where the frozen LLM stands, shared by the Generate and Classify panels.
+    /// Where the frozen LLM stands, shared by the Generate, Classify and Describe panels.
     fn llm_status_ui(&self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| match &self.llm_status {
             LlmStatus::NotLoaded => ui.label("LLM: loads on the first run (about 0.7 GB, a few seconds)"),
