@@ -98,3 +98,30 @@ fn relevance_ranks_the_image_text_first() {
     assert!(relevance.classes.windows(2).all(|w| w[0].1 >= w[1].1));
     assert_eq!(text_words("The cat, the CAT and a dog-house", vocabulary).len(), 3, "cat, dog, house once each");
 }
+
+/// Where neither the image's text nor its top classes name a vocabulary word, the relevance
+/// says why (naming the classes) instead of scoring every word -1; with anchors it scores.
+#[test]
+fn an_image_with_no_anchor_words_says_why() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let teacher_at = |codebook: &spae::codebook::Codebook| {
+        SemanticTeacher::load(&root.join(spae::paths::TEACHER), &root.join(spae::paths::IMAGENET_CLASSES), codebook)
+            .unwrap()
+    };
+    let image = spae::image_io::prepare(&spae::image_io::load(&common::sample("red-apple.png")).unwrap(), 64);
+    let pixels = spae::image_io::to_tensor(&[image]).unwrap();
+    // The first 64 lexical words: the teacher's top classes for the apple name none of them.
+    let small = common::small_codebook(64);
+    let teacher = teacher_at(&small);
+    let classes = teacher.relevance(&pixels, &["IMG_0042".to_string()], small.vocabulary(), 1).unwrap().remove(0);
+    assert!(classes.text_words.is_empty());
+    let why = teacher.scores_or_why(&pixels, "IMG_0042", small.vocabulary()).unwrap().unwrap_err();
+    assert!(why.contains("\"IMG_0042\" holds no vocabulary word"), "{why}");
+    assert_eq!(why.matches('%').count(), classes.classes.len(), "each top class with its probability: {why}");
+
+    let codebook = common::codebook();
+    let scores = teacher_at(&codebook).scores_or_why(&pixels, "IMG_0042", codebook.vocabulary()).unwrap();
+    let scores = scores.expect("the full vocabulary names the apple's classes");
+    assert_eq!(scores.len(), codebook.len());
+    assert!(scores.iter().any(|&s| s > -1.0));
+}

@@ -451,3 +451,47 @@ fn the_gallery_indexes_a_folder_finds_a_word_and_opens_an_image() {
     assert_eq!(harness.state().document().unwrap().path, apple_path);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// As on a desktop without a portal: the in-app browser answers File > Open and File >
+/// Export, and the exported PNG is the edited reconstruction.
+#[test]
+fn with_the_in_app_browser_an_image_opens_is_edited_and_exported_through_the_menus() {
+    // A folder of its own, so the export's default place (beside the image) is not the repository.
+    let dir = scratch_dir("in-app-browser");
+    std::fs::copy(common::sample("red-apple.png"), dir.join("red-apple.png")).unwrap();
+    let dialog = spae::studio::file_dialog::SystemDialog::in_app_only().starting_in(dir.clone());
+    let mut harness = Harness::builder().with_size([1480.0, 980.0]).build_eframe(move |cc| {
+        StudioApp::new(cc, model(), Box::new(dialog), &common::sample("cat-face.png"), DeviceChoice::Auto)
+    });
+    wait_for_worker(&mut harness);
+    click_menu(&mut harness, "File", "Open image… Ctrl+O");
+    harness.run_steps(3);
+    harness.get_by_label("red-apple.png").click();
+    harness.run_steps(2);
+    harness.get_by_label("Open").click();
+    wait_for_worker(&mut harness);
+    assert!(harness.state().document().unwrap().path.ends_with("red-apple.png"));
+
+    let before = harness.state().document().unwrap().pyramid().clone();
+    let word = if before.word(1, 0, 0) == word_index("ocean") { word_index("forest") } else { word_index("ocean") };
+    harness
+        .state_mut()
+        .command(spae::studio::Command::SetWord { cell: spae::studio::Cell { layer: 1, row: 0, col: 0 }, word });
+    wait_for_worker(&mut harness);
+    assert!(harness.state().document().unwrap().is_edited());
+
+    click_menu(&mut harness, "File", "Export reconstruction (PNG)…");
+    harness.run_steps(3);
+    let target = dir.join("apple-edited.png");
+    harness.get_by_label("File name:").focus();
+    harness.key_press_modifiers(Modifiers::COMMAND, Key::A);
+    harness.get_by_label("File name:").type_text("apple-edited.png");
+    harness.run_steps(2);
+    harness.get_by_label("Save").click();
+    harness.run_steps(3);
+    let notice = harness.state().notice().map(|n| n.text.clone());
+    let written =
+        spae::image_io::load(&target).unwrap_or_else(|e| panic!("{e:#}; the studio says {notice:?}")).to_rgb8();
+    assert_eq!(&written, harness.state().shown_reconstruction().unwrap());
+    std::fs::remove_dir_all(dir).unwrap();
+}

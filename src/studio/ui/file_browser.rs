@@ -143,8 +143,10 @@ impl FileBrowser {
                 ui.horizontal(|ui| {
                     let label =
                         if matches!(self.request, Request::Folder { .. }) { "Folder name:" } else { "File name:" };
-                    ui.label(label);
-                    let field = ui.add(egui::TextEdit::singleline(&mut self.name).desired_width(f32::INFINITY));
+                    let label = ui.label(label);
+                    let field = ui
+                        .add(egui::TextEdit::singleline(&mut self.name).desired_width(f32::INFINITY))
+                        .labelled_by(label.id);
                     if field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
                         answer = self.target().map(Answer::Chosen);
                     }
