@@ -189,9 +189,19 @@ fn close_window(harness: &mut Harness<'_, StudioApp>, checkbox: &str) {
 /// The editor in a 1000 x 700 window: nothing cut off, no label wrapped letter by letter.
 #[test]
 fn a_1000_by_700_window_fits_its_snapshot() {
+    window_snapshot([1000.0, 700.0], "small-window");
+}
+
+/// The editor in a 4K window (3840 x 2160 points): the views grow with it.
+#[test]
+fn a_4k_window_fits_its_snapshot() {
+    window_snapshot([3840.0, 2160.0], "4k-window");
+}
+
+fn window_snapshot(size: [f32; 2], name: &str) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(spae::paths::DEFAULT_MODEL_DIR);
     let model = Arc::new(SpaeModel::open(&dir, &common::llm_path(), true).unwrap());
-    let mut harness = Harness::builder().with_size([1000.0, 700.0]).wgpu().build_eframe(move |cc| {
+    let mut harness = Harness::builder().with_size(size).wgpu().build_eframe(move |cc| {
         StudioApp::new(
             cc,
             model,
@@ -203,5 +213,5 @@ fn a_1000_by_700_window_fits_its_snapshot() {
     wait_for_worker(&mut harness);
     harness.get_by_label("Layer 3: 4x4, 16 words").click();
     harness.run_steps(3);
-    snapshot(&mut harness, "small-window");
+    snapshot(&mut harness, name);
 }
