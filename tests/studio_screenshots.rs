@@ -1,6 +1,6 @@
 //! Snapshot tests of the real studio, rendered headless through wgpu (lavapipe works): the
 //! editor, an edit, the finest layer with the pyramid text, the generation timeline, the
-//! Classify, Mix and Gallery panels, and a 1000 x 700 window. The committed pictures under
+//! Classify, Mix and Gallery panels, and 1000 x 700 and 4K windows. The committed pictures under
 //! `screenshots/` are the README's; after a deliberate change, rewrite them with
 //! `UPDATE_SNAPSHOTS=1 cargo test --release --test studio_screenshots`.
 
