@@ -146,15 +146,34 @@ pub fn cache_file(model: &SpaeModel, key: &str, extension: &str) -> Option<PathB
 }
 
 /// A cached index, if there is a readable one.
-pub fn read_cache(path: &Path) -> Option<WordIndex> {
+fn read_cache(path: &Path) -> Option<WordIndex> {
     WordIndex::from_json_lines(&std::fs::read_to_string(path).ok()?).ok()
 }
 
-pub fn write_cache(path: &Path, index: &WordIndex) -> Result<()> {
+/// Writes a file of the model's cache folder (made where missing), atomically.
+pub fn write_cache_file(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    atomic_file::write(path, index.to_json_lines().as_bytes())
+    atomic_file::write(path, bytes)
+}
+
+/// [`index_folder`] through the cache beside the model: entries of unchanged files come
+/// from the cached index, and the new index is cached again (also after a cancel, so the
+/// next run goes on). Returns the index and where it is cached (none for an untrained model).
+pub fn index_cached(
+    model: &SpaeModel,
+    folder: &Path,
+    cancel: &AtomicBool,
+    each: impl FnMut(Indexed),
+) -> Result<(WordIndex, Option<PathBuf>)> {
+    let cache = cache_path(model, folder);
+    let previous = cache.as_deref().and_then(read_cache);
+    let index = index_folder(model, folder, previous.as_ref(), cancel, each)?;
+    if let Some(cache) = &cache {
+        write_cache_file(cache, index.to_json_lines().as_bytes())?;
+    }
+    Ok((index, cache))
 }
 
 /// A file's size and modification time in ms.

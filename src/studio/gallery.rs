@@ -133,10 +133,8 @@ impl Drop for Gallery {
 /// The thread's work: the index (cached entries reused), each image sent with its
 /// thumbnail, the cache written at the end (also after a cancel, so a reopen goes on).
 fn index(model: &SpaeModel, folder: &Path, cancel: &AtomicBool, send: &impl Fn(Event)) -> anyhow::Result<()> {
-    let cache = word_index::cache_path(model, folder);
-    let previous = cache.as_deref().and_then(word_index::read_cache);
     let resolution = model.config().resolution as u32;
-    let index = word_index::index_folder(model, folder, previous.as_ref(), cancel, |indexed| {
+    word_index::index_cached(model, folder, cancel, |indexed| {
         let image = match indexed.image {
             Some(image) => Some(image.clone()),
             None if indexed.entry.words.is_some() => {
@@ -146,9 +144,6 @@ fn index(model: &SpaeModel, folder: &Path, cancel: &AtomicBool, send: &impl Fn(E
         };
         send(Event::Indexed { entry: indexed.entry.clone(), image, done: indexed.done, total: indexed.total });
     })?;
-    if let Some(cache) = &cache {
-        word_index::write_cache(cache, &index)?;
-    }
     Ok(())
 }
 

@@ -24,7 +24,7 @@ use crate::llm::tokenizer::Tokenizer;
 use crate::model::SpaeModel;
 use crate::paths;
 use crate::pyramid::Pyramid;
-use crate::{atomic_file, captioning, fewshot, word_index};
+use crate::{captioning, fewshot, word_index};
 
 pub struct GenerateJob {
     /// Tells this run's outcomes from those of earlier runs.
@@ -352,9 +352,7 @@ impl Resources {
                 }
                 if let Some(path) = &cache {
                     // A cache that cannot be written only costs the next start this encoding.
-                    let _ = std::fs::create_dir_all(path.parent().expect("a cache file has a folder"))
-                        .map_err(anyhow::Error::from)
-                        .and_then(|()| atomic_file::write(path, serde_json::to_string(&words)?.as_bytes()));
+                    let _ = word_index::write_cache_file(path, serde_json::to_string(&words)?.as_bytes());
                 }
                 words
             }

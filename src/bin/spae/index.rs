@@ -14,8 +14,6 @@ use spae::word_index::{self, WordIndex};
 /// (with progress), then cached again. Says what was skipped and why.
 pub fn index_folder(model: &SpaeModel, folder: &Path) -> Result<WordIndex> {
     anyhow::ensure!(folder.is_dir(), "{} is not a folder", folder.display());
-    let cache = word_index::cache_path(model, folder);
-    let previous = cache.as_deref().and_then(word_index::read_cache);
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("indexing [{bar:30}] {pos}/{len} {msg} ({eta} left)")
@@ -24,7 +22,7 @@ pub fn index_folder(model: &SpaeModel, folder: &Path) -> Result<WordIndex> {
     );
     let (mut encoded, mut reused) = (0, 0);
     let never = AtomicBool::new(false);
-    let index = word_index::index_folder(model, folder, previous.as_ref(), &never, |indexed| {
+    let (index, cache) = word_index::index_cached(model, folder, &never, |indexed| {
         bar.set_length(indexed.total as u64);
         bar.set_position(indexed.done as u64);
         bar.set_message(indexed.entry.file.clone());
@@ -41,9 +39,6 @@ pub fn index_folder(model: &SpaeModel, folder: &Path) -> Result<WordIndex> {
     bar.finish_and_clear();
     for entry in index.skipped() {
         eprintln!("skipped {}: {}", entry.file, entry.skipped.as_deref().unwrap_or_default());
-    }
-    if let Some(cache) = &cache {
-        word_index::write_cache(cache, &index)?;
     }
     eprintln!(
         "{} images indexed ({encoded} encoded, {reused} unchanged since the cached index), {} skipped; index: {}",
