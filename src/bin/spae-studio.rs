@@ -13,8 +13,8 @@ use clap::Parser;
     about = "The SPAE studio: see, edit and generate images as pyramids of LLM words"
 )]
 struct Args {
-    /// An image to open (default: the last image opened, else the shipped sample
-    /// assets/samples/cat-face.png).
+    /// An image to open, or a folder to open in the gallery (default: the last image
+    /// opened, else the shipped sample assets/samples/cat-face.png).
     image: Option<PathBuf>,
     /// A model folder (config.json + model.safetensors) [default: weights/spae-default].
     #[arg(long)]
