@@ -138,7 +138,9 @@ fn the_main_views_match_their_snapshots() {
     close_window(&mut harness, "Mix two pyramids");
 
     // The gallery: 24 images of the shipped pool, searched for the most common layer-1 word.
-    let folder = std::env::temp_dir().join(format!("spae-gallery-screenshot-{}", std::process::id()));
+    // A fixed name: the panel shows the folder's path, and the picture must not change with it.
+    let folder = std::env::temp_dir().join("spae-gallery-screenshot");
+    let _ = std::fs::remove_dir_all(&folder);
     std::fs::create_dir_all(&folder).unwrap();
     let pool = spae::context_pool::Pool::load(&spae::paths::resolve(spae::paths::POOL), 64).unwrap();
     for i in 0..24 {

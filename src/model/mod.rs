@@ -54,6 +54,20 @@ impl std::fmt::Display for WeightsSource {
     }
 }
 
+impl WeightsSource {
+    /// The model's folder name (`spae-default` for `.../spae-default/model.safetensors`),
+    /// short enough for a status line; the full text is the `Display` form.
+    pub fn short_name(&self) -> String {
+        match self {
+            Self::File(path) => path
+                .parent()
+                .and_then(Path::file_name)
+                .map_or_else(|| path.display().to_string(), |name| name.to_string_lossy().into_owned()),
+            Self::Seed(seed) => format!("untrained (seed {seed})"),
+        }
+    }
+}
+
 pub struct SpaeModel {
     config: SpaeConfig,
     shape: PyramidShape,

@@ -170,7 +170,8 @@ impl StudioApp {
                     .on_hover_text(document.path.display().to_string());
                 ui.separator();
             }
-            ui.label(format!("model: {}", self.model.source()));
+            let source = self.model.source();
+            ui.label(format!("model: {}", source.short_name())).on_hover_text(source.to_string());
             ui.separator();
             ui.label(format!("vocabulary: {} words", self.model.codebook().len()));
             ui.separator();
