@@ -10,10 +10,12 @@ use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use spae::codebook::vocabulary;
 use spae::codebook::Codebook;
 use spae::model::{SpaeConfig, SpaeModel};
+use spae::pyramid::saq;
 use spae::pyramid::{CellTarget, PyramidShape};
-use spae::{image_io, paths, saq, vocabulary};
+use spae::{image_io, paths};
 
 fn codebook() -> Arc<Codebook> {
     Arc::new(Codebook::load(paths::LLM_GGUF, vocabulary::DEFAULT_SIZE).expect("codebook"))

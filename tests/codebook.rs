@@ -2,8 +2,8 @@
 
 mod common;
 
+use spae::codebook::vocabulary::{lexical_word, Vocabulary};
 use spae::llm::gguf::LlmFile;
-use spae::vocabulary::{lexical_word, Vocabulary};
 
 #[test]
 fn vocabulary_keeps_the_lowest_whole_word_tokens() {

@@ -4,7 +4,7 @@ mod common;
 
 use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use spae::model::conv::conv2d;
+use spae::compute::conv::conv2d;
 
 fn random(shape: &[usize], seed: u64) -> Tensor {
     let n = shape.iter().product();

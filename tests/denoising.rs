@@ -5,8 +5,8 @@ mod common;
 
 use std::ops::ControlFlow;
 
-use spae::denoising::{Condition, Denoiser, Example, Frame, Options};
 use spae::pyramid::PyramidShape;
+use spae::tasks::denoising::{Condition, Denoiser, Example, Frame, Options};
 
 fn word(text: &str) -> u32 {
     common::codebook().vocabulary().index_of_word(text).unwrap_or_else(|| panic!("`{text}` is a vocabulary word"))
@@ -20,7 +20,7 @@ fn examples() -> Vec<Example> {
     ]
 }
 
-fn run(options: &Options, stop_after: Option<usize>) -> spae::denoising::Generation {
+fn run(options: &Options, stop_after: Option<usize>) -> spae::tasks::denoising::Generation {
     let (llm, tokenizer) = common::language();
     let codebook = common::codebook();
     let shape = PyramidShape::new(16, 6).unwrap();
@@ -85,7 +85,7 @@ fn the_seed_decides_everything() {
     let a = run(&sampled(5), None);
     let b = run(&sampled(5), None);
     let c = run(&sampled(6), None);
-    let words = |g: &spae::denoising::Generation| g.frames.iter().map(|f| f.words.clone()).collect::<Vec<_>>();
+    let words = |g: &spae::tasks::denoising::Generation| g.frames.iter().map(|f| f.words.clone()).collect::<Vec<_>>();
     assert_eq!(words(&a), words(&b));
     assert_ne!(words(&a), words(&c));
 }

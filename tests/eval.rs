@@ -8,9 +8,9 @@ use std::path::Path;
 
 use spae::data::dataset::Sample;
 use spae::data::Dataset;
-use spae::eval::{evaluate, sheet_rows, SEMANTIC_LAYERS};
+use spae::eval::heldout::{evaluate, sheet_rows, SEMANTIC_LAYERS};
+use spae::eval::metrics::{psnr, ssim};
 use spae::image_io;
-use spae::metrics::{psnr, ssim};
 use spae::model::SpaeModel;
 use spae::teacher::relevance::Relevance;
 

@@ -4,8 +4,9 @@
 
 mod common;
 
-use spae::fewshot::{self, log_softmax, Task};
-use spae::fewshot_eval::{self, Classes};
+use spae::eval::fewshot::{self as fewshot_eval, Classes};
+use spae::llm::log_softmax;
+use spae::tasks::fewshot::{self, Task};
 
 fn word(text: &str) -> u32 {
     common::codebook().vocabulary().index_of_word(text).unwrap_or_else(|| panic!("`{text}` is a vocabulary word"))

@@ -10,8 +10,8 @@ use std::path::Path;
 use spae::gpu::{Gpu, GpuDecoder};
 use spae::image_io;
 use spae::model::{SpaeConfig, SpaeModel};
+use spae::pyramid::saq;
 use spae::pyramid::Pyramid;
-use spae::saq;
 
 const TOLERANCE: f32 = 1e-3;
 

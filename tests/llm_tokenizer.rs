@@ -4,10 +4,11 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use spae::codebook::vocabulary;
 use spae::codebook::Codebook;
 use spae::llm::gguf::LlmFile;
 use spae::llm::tokenizer::{pre_tokenize, Role, Tokenizer};
-use spae::{paths, vocabulary};
+use spae::paths;
 
 fn llm_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(paths::LLM_GGUF)

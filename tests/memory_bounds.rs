@@ -43,7 +43,7 @@ fn crafted_configs_and_the_largest_image_stay_within_bounds() {
     config.validate().unwrap();
     assert!(config.parameter_count() > 50_000_000, "{}", config.parameter_count());
     let large = dir.join("large");
-    SpaeModel::from_seed(config, Arc::new(Codebook::load(llm, spae::vocabulary::DEFAULT_SIZE).unwrap()), 0)
+    SpaeModel::from_seed(config, Arc::new(Codebook::load(llm, spae::codebook::vocabulary::DEFAULT_SIZE).unwrap()), 0)
         .unwrap()
         .save(&large)
         .unwrap();

@@ -2,8 +2,8 @@
 
 mod common;
 
+use spae::pyramid::text::{format, parse};
 use spae::pyramid::{Pyramid, PyramidShape};
-use spae::pyramid_text::{format, parse};
 
 fn random_pyramid(seed: u64) -> Pyramid {
     let shape = PyramidShape::new(16, 6).unwrap();
@@ -139,8 +139,8 @@ fn a_very_long_unknown_word_is_refused_briefly_without_suggestions() {
     assert!(message.contains("1000000-character word starting `qqqqqqqqqqqqqqqq`"), "{message}");
     assert!(message.len() < 200, "the message does not repeat the word ({} bytes)", message.len());
     // At the limit, suggestions still come.
-    assert!(vocabulary.suggestions(&"a".repeat(spae::vocabulary::MAX_SUGGESTION_BYTES), 3).len() == 3);
-    assert!(vocabulary.suggestions(&"a".repeat(spae::vocabulary::MAX_SUGGESTION_BYTES + 1), 3).is_empty());
+    assert!(vocabulary.suggestions(&"a".repeat(spae::codebook::vocabulary::MAX_SUGGESTION_BYTES), 3).len() == 3);
+    assert!(vocabulary.suggestions(&"a".repeat(spae::codebook::vocabulary::MAX_SUGGESTION_BYTES + 1), 3).is_empty());
 }
 
 #[test]
@@ -148,11 +148,11 @@ fn oversized_and_non_utf8_files_are_refused_by_name() {
     let dir = std::env::temp_dir().join(format!("spae-text-files-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let big = dir.join("big.txt");
-    std::fs::write(&big, vec![b'#'; spae::pyramid_text::MAX_FILE_BYTES as usize + 1]).unwrap();
-    let message = format!("{:#}", spae::pyramid_text::read_file(&big).unwrap_err());
+    std::fs::write(&big, vec![b'#'; spae::pyramid::text::MAX_FILE_BYTES as usize + 1]).unwrap();
+    let message = format!("{:#}", spae::pyramid::text::read_file(&big).unwrap_err());
     assert!(message.contains("big.txt") && message.contains("MiB"), "{message}");
     let binary = dir.join("binary.txt");
     std::fs::write(&binary, b"layer 1 1x1\n\xff\xfe").unwrap();
-    let message = format!("{:#}", spae::pyramid_text::read_file(&binary).unwrap_err());
+    let message = format!("{:#}", spae::pyramid::text::read_file(&binary).unwrap_err());
     assert!(message.contains("binary.txt") && message.contains("offset 12"), "{message}");
 }

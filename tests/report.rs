@@ -2,9 +2,9 @@
 //! what they were given (each model's line in its colour; the teacher's words marked).
 
 use image::RgbImage;
-use spae::eval::Report;
-use spae::eval::{SheetRow, SheetWords};
-use spae::report::{layer_chart, training_curves, word_sheet};
+use spae::eval::heldout::Report;
+use spae::eval::heldout::{SheetRow, SheetWords};
+use spae::eval::report::{layer_chart, training_curves, word_sheet};
 use spae::train::log::{read, StepRecord, TrainingLog};
 
 fn record(step: u64, psnr: f64, semantic: Option<f64>) -> StepRecord {

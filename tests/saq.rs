@@ -4,8 +4,8 @@ mod common;
 
 use candle_core::{Device, Tensor, Var};
 use spae::codebook::Codebook;
+use spae::pyramid::saq;
 use spae::pyramid::{CellTarget, Pyramid, PyramidShape};
-use spae::saq;
 
 const DIM: usize = 576;
 const G: usize = 16;

@@ -6,8 +6,8 @@ mod common;
 use std::path::Path;
 
 use candle_core::{Device, Tensor, Var};
+use spae::pyramid::saq;
 use spae::pyramid::{CellTarget, PyramidShape};
-use spae::saq;
 use spae::teacher::relevance::{text_words, SemanticTeacher};
 use spae::train::semantic::{loss, SemanticOptions, Target};
 

@@ -11,7 +11,8 @@ use eframe::egui::{self, Key, Modifiers};
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use spae::model::SpaeModel;
-use spae::studio::file_dialog::{Request, ScriptedDialog};
+use spae::studio::file_dialog::Request;
+use spae::studio::scripted_dialog::ScriptedDialog;
 use spae::studio::{DeviceChoice, StudioApp};
 
 fn model() -> Arc<SpaeModel> {
@@ -250,7 +251,7 @@ fn export_writes_a_png_that_decodes_to_the_shown_image() {
     );
     let text = std::fs::read_to_string(dir.join("pyramid.txt")).unwrap();
     let shape = model().shape().clone();
-    let parsed = spae::pyramid_text::parse(&text, &shape, model().codebook().vocabulary()).unwrap();
+    let parsed = spae::pyramid::text::parse(&text, &shape, model().codebook().vocabulary()).unwrap();
     assert_eq!(&parsed, harness.state().document().unwrap().pyramid());
 
     // A write that cannot succeed says why and changes nothing.
@@ -281,7 +282,7 @@ fn the_pyramid_text_editor_shows_errors_inline_and_applies_valid_text() {
 
     let mut edited = harness.state().document().unwrap().pyramid().clone();
     edited.set_word(1, 0, 0, word_index("cat"));
-    let text = spae::pyramid_text::format(&edited, model().codebook().vocabulary());
+    let text = spae::pyramid::text::format(&edited, model().codebook().vocabulary());
     harness.get_by_label("Edit any word, then apply:").focus();
     harness.key_press_modifiers(Modifiers::COMMAND, Key::A);
     harness.get_by_label("Edit any word, then apply:").type_text(&text);

@@ -13,8 +13,8 @@ use eframe::egui::Key;
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use spae::model::SpaeModel;
-use spae::studio::file_dialog::ScriptedDialog;
 use spae::studio::generation::RunState;
+use spae::studio::scripted_dialog::ScriptedDialog;
 use spae::studio::{Cell, Command, DeviceChoice, StudioApp};
 
 fn model() -> Arc<SpaeModel> {
@@ -260,14 +260,14 @@ fn describes_the_open_image_as_the_library_does_and_refuses_an_empty_question() 
     };
     // The same question through the library, from scratch: the same examples, prompt and answer.
     let model = model();
-    let pool = spae::context_pool::Pool::load(&spae::paths::resolve(spae::paths::POOL), 64).unwrap();
+    let pool = spae::tasks::context_pool::Pool::load(&spae::paths::resolve(spae::paths::POOL), 64).unwrap();
     let count = spae::studio::llm_worker::DESCRIBE_CANDIDATES;
     let images: Vec<image::RgbImage> = (0..count).map(|i| pool.image(i).clone()).collect();
     let words = model.encode_prefix_words(&images, 2).unwrap();
     let query = model.encode(&harness.state().document().unwrap().original).unwrap().prefix_words(2);
     let (llm, tokenizer) = common::language();
-    let candidates = spae::captioning::Candidates { pool: &pool, words: &words };
-    let expected = spae::captioning::describe(
+    let candidates = spae::tasks::captioning::Candidates { pool: &pool, words: &words };
+    let expected = spae::tasks::captioning::describe(
         llm,
         tokenizer,
         model.codebook(),

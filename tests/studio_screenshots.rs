@@ -14,7 +14,7 @@ use eframe::egui::{Key, Modifiers};
 use egui_kittest::kittest::Queryable;
 use egui_kittest::{Harness, SnapshotOptions};
 use spae::model::SpaeModel;
-use spae::studio::file_dialog::ScriptedDialog;
+use spae::studio::scripted_dialog::ScriptedDialog;
 use spae::studio::{Command, DeviceChoice, StudioApp};
 
 /// Compares the rendered studio with `screenshots/{name}.png` (the README's pictures), or
@@ -142,7 +142,7 @@ fn the_main_views_match_their_snapshots() {
     let folder = std::env::temp_dir().join("spae-gallery-screenshot");
     let _ = std::fs::remove_dir_all(&folder);
     std::fs::create_dir_all(&folder).unwrap();
-    let pool = spae::context_pool::Pool::load(&spae::paths::resolve(spae::paths::POOL), 64).unwrap();
+    let pool = spae::tasks::context_pool::Pool::load(&spae::paths::resolve(spae::paths::POOL), 64).unwrap();
     for i in 0..24 {
         pool.image(i * 3).save(folder.join(format!("pool-{:03}.png", i * 3))).unwrap();
     }

@@ -7,9 +7,9 @@ mod common;
 
 use std::path::Path;
 
-use spae::context_pool::Pool;
 use spae::model::SpaeModel;
-use spae::word_index::WordIndex;
+use spae::tasks::context_pool::Pool;
+use spae::tasks::word_index::WordIndex;
 
 /// CRC-32 (IEEE) of `bytes`, as PNG chunks carry it; written here so the test does not
 /// rely on the decoder's own.
@@ -92,7 +92,7 @@ fn index_and_search_a_folder_match_a_brute_force_scan() {
     let huge = index.entries.iter().find(|e| e.file == "huge.png").unwrap();
     assert!(huge.skipped.as_deref().unwrap().contains("20000"), "{huge:?}");
     assert_eq!(
-        std::fs::read_dir(model_dir.join(spae::word_index::CACHE_FOLDER)).unwrap().count(),
+        std::fs::read_dir(model_dir.join(spae::tasks::word_index::CACHE_FOLDER)).unwrap().count(),
         1,
         "one cached index beside the model"
     );

@@ -3,9 +3,9 @@
 
 use std::sync::OnceLock;
 
+use spae::codebook::vocabulary::Vocabulary;
+use spae::pyramid::text::{format, parse};
 use spae::pyramid::PyramidShape;
-use spae::pyramid_text::{format, parse};
-use spae::vocabulary::Vocabulary;
 
 /// A small vocabulary (whole-word tokens mixed with others) and a 3-layer shape keep the
 /// fuzzer fast while exercising every branch of the parser.

@@ -26,7 +26,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    spae::allocator::keep_freed_memory();
+    spae::compute::allocator::keep_freed_memory();
     let args = Args::parse();
     spae::gpu::ensure_runtime_dir();
     let launch = spae::studio::Launch { image: args.image, model: args.model, llm: args.llm };

@@ -8,8 +8,8 @@ use anyhow::{ensure, Context, Result};
 use indicatif::ProgressBar;
 
 use super::dataset::{Dataset, Sample, Split};
+use crate::codebook::vocabulary::Vocabulary;
 use crate::teacher::relevance::{Relevance, SemanticTeacher};
-use crate::vocabulary::Vocabulary;
 
 /// Relevant words kept per image.
 pub const TOP_WORDS: usize = 20;

@@ -505,7 +505,7 @@ mod tests {
                 let mut got = vec![0f32; t * rows];
                 quantized_matmul(quant, &bytes, &x, t, &mut got);
                 let mut want = vec![0f32; t * rows];
-                crate::matmul::matmul_transposed(&x, &dense, t, cols, rows, &mut want, rows);
+                crate::compute::matmul::matmul_transposed(&x, &dense, t, cols, rows, &mut want, rows);
                 for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                     assert!((g - w).abs() < 1e-4 * (1.0 + w.abs()), "{quant:?} t={t} output {i}: {g} vs {w}");
                 }

@@ -125,7 +125,7 @@ impl Linear {
         if t <= QUANTIZED_TOKENS {
             kernels::quantized_matmul(self.quant, &self.packed, &x[..t * self.cols], t, out);
         } else {
-            crate::matmul::matmul_transposed(x, &self.dense, t, self.cols, self.rows, out, self.rows);
+            crate::compute::matmul::matmul_transposed(x, &self.dense, t, self.cols, self.rows, out, self.rows);
         }
     }
 }

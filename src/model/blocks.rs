@@ -3,7 +3,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{group_norm, GroupNorm, VarBuilder};
 
-use super::conv::{conv2d, Conv2d};
+use crate::compute::conv::{conv2d, Conv2d};
 
 /// A 3 x 3 convolution with padding 1 (optionally stride 2).
 pub fn conv3x3(in_c: usize, out_c: usize, stride: usize, vb: VarBuilder) -> Result<Conv2d> {

@@ -63,7 +63,7 @@ impl Default for SpaeConfig {
             norm_groups: 8,
             latent_channels: 576,
             layers: 6,
-            vocabulary_size: crate::vocabulary::DEFAULT_SIZE,
+            vocabulary_size: crate::codebook::vocabulary::DEFAULT_SIZE,
             cell_target: CellTarget::Mean,
             semantic_branch: Some(SemanticBranchConfig { teacher_input: 128, hidden: 512, layers: 3 }),
         }

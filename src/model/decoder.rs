@@ -8,7 +8,7 @@ use candle_nn::{group_norm, GroupNorm, VarBuilder};
 
 use super::blocks::{conv1x1, conv3x3, Level, ResBlock, Resample};
 use super::config::SpaeConfig;
-use super::conv::Conv2d;
+use crate::compute::conv::Conv2d;
 
 pub struct Decoder {
     conv_in: Conv2d,

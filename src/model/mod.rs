@@ -5,7 +5,6 @@
 
 mod blocks;
 pub mod config;
-pub mod conv;
 mod decoder;
 mod encoder;
 pub mod semantic_branch;
@@ -28,8 +27,8 @@ use semantic_branch::SemanticBranch;
 
 use crate::codebook::Codebook;
 use crate::image_io;
+use crate::pyramid::saq::{self, Quantized};
 use crate::pyramid::{Pyramid, PyramidShape};
-use crate::saq::{self, Quantized};
 
 pub const CONFIG_FILE: &str = "config.json";
 /// Initial gain of the encoder's last convolution: LeCun initialisation gives outputs of

@@ -18,7 +18,7 @@ use candle_nn::VarBuilder;
 
 use super::blocks::conv1x1;
 use super::config::{SemanticBranchConfig, TEACHER_FEATURES};
-use super::conv::Conv2d;
+use crate::compute::conv::Conv2d;
 use crate::pyramid::PyramidShape;
 use crate::teacher::efficientnet::EfficientNetLite0;
 

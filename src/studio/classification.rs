@@ -8,7 +8,7 @@ use super::file_dialog::Request;
 use super::llm_worker::{self, Classified, ClassifyJob, ImageSource};
 use super::StudioApp;
 use crate::data::class_name;
-use crate::fewshot;
+use crate::tasks::fewshot;
 
 /// A support image and its class label, as the user typed it.
 pub struct SupportImage {

@@ -107,7 +107,7 @@ pub enum Choosing {
     Folder,
 }
 
-/// Where a support set comes from ([`crate::fewshot::read_support`] reads both).
+/// Where a support set comes from ([`crate::tasks::fewshot::read_support`] reads both).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SupportSource {
     /// A folder with one subfolder of images per class.

@@ -1,5 +1,5 @@
 //! Captions and answers about the open image: the frozen LLM writes them after examples
-//! from the pool whose words are nearest the image's ([`crate::captioning`]), on the LLM
+//! from the pool whose words are nearest the image's ([`crate::tasks::captioning`]), on the LLM
 //! worker, cancellable.
 
 use std::sync::atomic::{AtomicBool, Ordering};

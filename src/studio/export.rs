@@ -13,7 +13,9 @@ use super::commands::{Choosing, ExportKind, FrameExport};
 use super::file_dialog::Request;
 use super::generation::GeneratedFrame;
 use super::StudioApp;
-use crate::{atomic_file, denoising, image_io, pyramid_text};
+use crate::pyramid::text as pyramid_text;
+use crate::tasks::denoising;
+use crate::{atomic_file, image_io};
 
 /// How much the upscaled copy and the contact sheet enlarge the model's pixels.
 const UPSCALE: u32 = 8;

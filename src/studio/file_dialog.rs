@@ -3,12 +3,10 @@
 //! is open. [`SystemDialog`] shows the platform's dialog (rfd, run on its own thread and
 //! awaited through a poll-promise) and, where that cannot be shown (no desktop portal
 //! answers, as on a bare X server), says so once and uses the studio's own file browser
-//! ([`FileBrowser`]) from then on. Tests hand [`ScriptedDialog`] the files they chose. All of
+//! ([`FileBrowser`]) from then on. Tests hand `scripted_dialog::ScriptedDialog` the files they chose (the `testing` feature). All of
 //! them go through the same commands.
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use eframe::egui;
@@ -201,52 +199,5 @@ fn with_extension(path: PathBuf, request: &Request) -> PathBuf {
     match request {
         Request::Save { extension, .. } if path.extension().is_none() => path.with_extension(extension),
         _ => path,
-    }
-}
-
-/// Answers dialogs with paths queued by a test; an empty queue is a cancelled dialog.
-/// Clones share the queue and the log of requests, so a test keeps one clone and gives
-/// the other to the studio.
-#[derive(Clone, Default)]
-pub struct ScriptedDialog {
-    answers: Arc<Mutex<VecDeque<PathBuf>>>,
-    requests: Arc<Mutex<Vec<Request>>>,
-    open: bool,
-}
-
-impl ScriptedDialog {
-    /// The answer to the next dialog, whichever kind it is.
-    pub fn answer_next(&self, path: impl Into<PathBuf>) {
-        self.answers.lock().expect("dialog queue").push_back(path.into());
-    }
-
-    /// Every request made so far, oldest first.
-    pub fn requests(&self) -> Vec<Request> {
-        self.requests.lock().expect("dialog log").clone()
-    }
-}
-
-impl FileDialog for ScriptedDialog {
-    fn open(&mut self, request: Request) -> bool {
-        if self.open {
-            return false;
-        }
-        self.requests.lock().expect("dialog log").push(request);
-        self.open = true;
-        true
-    }
-
-    fn poll(&mut self, _ctx: &egui::Context) -> Option<Answer> {
-        if !std::mem::take(&mut self.open) {
-            return None;
-        }
-        Some(match self.answers.lock().expect("dialog queue").pop_front() {
-            Some(path) => Answer::Chosen(path),
-            None => Answer::Cancelled,
-        })
-    }
-
-    fn is_open(&self) -> bool {
-        self.open
     }
 }

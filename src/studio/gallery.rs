@@ -1,6 +1,6 @@
 //! The gallery: a folder's images encoded on a background thread (cancellable, with
 //! progress), shown as thumbnails with their top words; a word search across every image
-//! and layer. The index is [`crate::word_index`]'s, cached beside the model, so a folder
+//! and layer. The index is [`crate::tasks::word_index`]'s, cached beside the model, so a folder
 //! opened again is not encoded again.
 
 use std::path::{Path, PathBuf};
@@ -15,7 +15,7 @@ use super::view::texture;
 use super::StudioApp;
 use crate::image_io;
 use crate::model::SpaeModel;
-use crate::word_index::{self, CellAt, Entry};
+use crate::tasks::word_index::{self, CellAt, Entry};
 
 /// One indexed image of the gallery.
 pub struct Item {

@@ -12,9 +12,9 @@ use image::RgbImage;
 use super::llm_worker::{self, DecodedFrame, GenerateJob};
 use super::worker::{AdoptJob, Job};
 use super::{Cell, StudioApp};
-use crate::context_pool::Task;
-use crate::denoising::{Frame, Options};
 use crate::pyramid::{Pyramid, PyramidShape};
+use crate::tasks::context_pool::Task;
+use crate::tasks::denoising::{Frame, Options};
 
 /// Seconds each frame is shown while the timeline plays (2 frames per second).
 const PLAY_INTERVAL: f64 = 0.5;

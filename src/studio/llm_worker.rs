@@ -16,15 +16,15 @@ use anyhow::{anyhow, ensure, Context, Result};
 use eframe::egui;
 use image::RgbImage;
 
-use crate::context_pool::{Pool, Task};
-use crate::denoising::{Condition, Denoiser, Frame, Options};
 use crate::llm::gguf::LlmFile;
 use crate::llm::model::SmolLm;
 use crate::llm::tokenizer::Tokenizer;
 use crate::model::SpaeModel;
 use crate::paths;
 use crate::pyramid::Pyramid;
-use crate::{captioning, fewshot, word_index};
+use crate::tasks::context_pool::{Pool, Task};
+use crate::tasks::denoising::{Condition, Denoiser, Frame, Options};
+use crate::tasks::{captioning, fewshot, word_index};
 
 pub struct GenerateJob {
     /// Tells this run's outcomes from those of earlier runs.

@@ -19,6 +19,8 @@ pub mod generation;
 pub mod llm_worker;
 pub mod mixing;
 mod relevance;
+#[cfg(feature = "testing")]
+pub mod scripted_dialog;
 pub mod state;
 mod ui;
 mod view;
@@ -44,7 +46,7 @@ use view::View;
 use worker::{Outcome, Worker};
 
 use crate::model::SpaeModel;
-use crate::pyramid_text::ParseError;
+use crate::pyramid::text::ParseError;
 
 /// The image the studio opens on, so a first run shows words at once.
 pub const SAMPLE_IMAGE: &str = "assets/samples/cat-face.png";

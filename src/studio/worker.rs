@@ -13,11 +13,13 @@ use eframe::egui;
 use image::RgbImage;
 
 use super::document::Version;
+use crate::eval::metrics;
 use crate::gpu::GpuDecoder;
 use crate::model::SpaeModel;
+use crate::pyramid::saq;
 use crate::pyramid::Pyramid;
 use crate::teacher::relevance::SemanticTeacher;
-use crate::{image_io, metrics, paths, saq};
+use crate::{image_io, paths};
 
 pub enum Job {
     /// Read, prepare and encode an image file, and decode its pyramid as `document`'s

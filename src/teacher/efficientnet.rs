@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
 
-use crate::model::conv::{patches, shifted_views, Padding};
+use crate::compute::conv::{patches, shifted_views, Padding};
 
 /// Input side in pixels.
 pub const RESOLUTION: usize = 224;

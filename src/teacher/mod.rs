@@ -1,6 +1,5 @@
 //! The semantic teacher (docs/method.md section 5): what stands in for CLIP.
 
 pub mod efficientnet;
-pub mod minilm;
 pub mod relevance;
 pub mod word_space;

@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use super::efficientnet::EfficientNetLite0;
 use super::word_space::{best_words, WordSpace};
+use crate::codebook::vocabulary::Vocabulary;
 use crate::codebook::Codebook;
-use crate::vocabulary::Vocabulary;
 
 /// Classes of the classifier that anchor an image's relevance.
 const TOP_CLASSES: usize = 5;

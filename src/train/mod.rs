@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Dataset, Split};
 use crate::model::SpaeModel;
-use crate::saq;
+use crate::pyramid::saq;
 use checkpoint::Checkpoint;
 use log::{StepRecord, TrainingLog};
 use optimizer::AdamW;

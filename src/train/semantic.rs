@@ -13,11 +13,11 @@ use anyhow::{bail, Result};
 use candle_core::{Device, Tensor, D};
 use serde::{Deserialize, Serialize};
 
+use crate::codebook::vocabulary::Vocabulary;
 use crate::codebook::Codebook;
+use crate::pyramid::saq;
 use crate::pyramid::{CellTarget, PyramidShape};
-use crate::saq;
 use crate::teacher::relevance::Relevance;
-use crate::vocabulary::Vocabulary;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct SemanticOptions {

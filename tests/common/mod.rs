@@ -6,9 +6,9 @@ pub mod studio;
 use std::sync::{Arc, OnceLock};
 
 use candle_core::{Device, Tensor};
+use spae::codebook::vocabulary::{self, Vocabulary};
 use spae::codebook::Codebook;
 use spae::llm::gguf::LlmFile;
-use spae::vocabulary::{self, Vocabulary};
 
 pub fn llm_path() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(spae::paths::LLM_GGUF)

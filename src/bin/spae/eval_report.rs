@@ -1,14 +1,14 @@
-//! `spae eval`'s report: the pictures of [`spae::report`] written as PNG files.
+//! `spae eval`'s report: the pictures of [`spae::eval::report`] written as PNG files.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
 use spae::data::Dataset;
-use spae::eval::{sheet_rows, Report};
+use spae::eval::heldout::{sheet_rows, Report};
+use spae::eval::report::{layer_chart, training_curves, word_sheet};
 use spae::image_io;
 use spae::model::SpaeModel;
-use spae::report::{layer_chart, training_curves, word_sheet};
 use spae::teacher::relevance::Relevance;
 use spae::train::{log, EXPORTED_LOG};
 

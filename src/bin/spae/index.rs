@@ -8,7 +8,7 @@ use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use spae::model::SpaeModel;
-use spae::word_index::{self, WordIndex};
+use spae::tasks::word_index::{self, WordIndex};
 
 /// The index of `folder`: the cached one where its files are unchanged, the rest encoded
 /// (with progress), then cached again. Says what was skipped and why.

@@ -9,14 +9,17 @@ use std::time::Instant;
 use anyhow::{ensure, Result};
 use clap::ValueEnum;
 
-use spae::context_pool::{Pool, Task};
 use spae::data::{prepare, Dataset, Split};
-use spae::denoising::{Condition, Denoiser, Options};
+use spae::eval::fewshot as fewshot_eval;
+use spae::image_io;
 use spae::llm::gguf::LlmFile;
 use spae::llm::model::SmolLm;
 use spae::llm::tokenizer::Tokenizer;
 use spae::model::SpaeModel;
-use spae::{captioning, fewshot, fewshot_eval, image_io, pyramid_text};
+use spae::pyramid::text as pyramid_text;
+use spae::tasks::context_pool::{Pool, Task};
+use spae::tasks::denoising::{Condition, Denoiser, Options};
+use spae::tasks::{captioning, fewshot};
 
 /// The frozen LLM and its tokenizer, from one GGUF file.
 fn open_llm(path: &Path) -> Result<(SmolLm, Tokenizer)> {
@@ -161,7 +164,7 @@ pub fn generate(model: &SpaeModel, llm_path: &Path, args: &GenerateArgs) -> Resu
     let denoiser =
         Denoiser { llm: &llm, tokenizer: &tokenizer, vocabulary: model.codebook().vocabulary(), shape: model.shape() };
     denoiser.check(&examples, &query, &args.options)?;
-    let removed = spae::denoising::clear_output_folder(args.output, args.source)?;
+    let removed = spae::tasks::denoising::clear_output_folder(args.output, args.source)?;
     if removed > 0 {
         eprintln!("removed {removed} files of an earlier generation from {}", args.output.display());
     }
@@ -171,7 +174,7 @@ pub fn generate(model: &SpaeModel, llm_path: &Path, args: &GenerateArgs) -> Resu
     let generation = denoiser.generate(&examples, &query, &args.options, |frame| {
         let written = frame.pyramid(model).and_then(|pyramid| {
             let image = model.decode(&pyramid, model.shape().layers())?;
-            image_io::save_png(&image, &args.output.join(spae::denoising::frame_file_name(frame.step)))
+            image_io::save_png(&image, &args.output.join(spae::tasks::denoising::frame_file_name(frame.step)))
         });
         eprintln!(
             "step {:>2}: corruption {:.2}, {:>3} words changed ({:.1} s)",
@@ -236,7 +239,7 @@ pub fn eval_generate(
     json: bool,
 ) -> Result<()> {
     let pool = Pool::load(&spae::paths::resolve(spae::paths::POOL), model.config().resolution as u32)?;
-    let candidates = spae::generation_eval::categories(&pool, model, examples);
+    let candidates = spae::eval::generation::categories(&pool, model, examples);
     eprintln!("{} prompts: {}", candidates.len(), candidates.join(", "));
     let (llm, tokenizer) = open_llm(llm_path)?;
     let teacher = spae::teacher::relevance::SemanticTeacher::load(
@@ -247,8 +250,8 @@ pub fn eval_generate(
     let denoiser =
         Denoiser { llm: &llm, tokenizer: &tokenizer, vocabulary: model.codebook().vocabulary(), shape: model.shape() };
     let started = Instant::now();
-    let plan = spae::generation_eval::Plan { candidates: &candidates, examples, seeds, options };
-    let report = spae::generation_eval::evaluate(model, &denoiser, &teacher, &pool, &plan, |m| {
+    let plan = spae::eval::generation::Plan { candidates: &candidates, examples, seeds, options };
+    let report = spae::eval::generation::evaluate(model, &denoiser, &teacher, &pool, &plan, |m| {
         eprintln!("generated {m} ({:.0} s)", started.elapsed().as_secs_f64())
     })?;
     println!(

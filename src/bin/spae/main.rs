@@ -3,7 +3,6 @@
 mod eval_report;
 mod index;
 mod language;
-mod similarity;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -17,11 +16,12 @@ use spae::data::{relevance_cache, Dataset, Split};
 use spae::gpu::{DeviceChoice, Gpu, GpuDecoder};
 use spae::llm::gguf::LlmFile;
 use spae::model::SpaeModel;
+use spae::pyramid::text as pyramid_text;
 use spae::teacher::relevance::SemanticTeacher;
 use spae::train::schedule::Schedule;
 use spae::train::semantic::SemanticOptions;
 use spae::train::{Stop, TrainOptions};
-use spae::{image_io, paths, pyramid_text};
+use spae::{image_io, paths};
 
 #[derive(Parser)]
 #[command(name = "spae", version, about = "Images as pyramids of LLM words (SPAE)")]
@@ -282,19 +282,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Which word-similarity space (the LLM's embeddings or all-MiniLM-L6-v2) ranks the
-    /// held-out images' own words higher from their ImageNet classes.
-    CompareSimilarity {
-        #[arg(long, default_value_os_t = paths::resolve(spae::data::DEFAULT_CACHE))]
-        cache: PathBuf,
-        /// Print one JSON object as the last line.
-        #[arg(long)]
-        json: bool,
-    },
 }
 
 fn main() -> ExitCode {
-    spae::allocator::keep_freed_memory();
+    spae::compute::allocator::keep_freed_memory();
     let cli = Cli::parse();
     spae::gpu::ensure_runtime_dir();
     match run(cli) {
@@ -310,7 +301,7 @@ fn run(cli: Cli) -> Result<()> {
     if let Command::PrepareData { cache, resolution, seed } = &cli.command {
         let options = PrepareOptions { resolution: *resolution, seed: *seed, ..Default::default() };
         prepare::prepare(cache, &options)?;
-        let codebook = Codebook::load(&cli.llm, spae::vocabulary::DEFAULT_SIZE)?;
+        let codebook = Codebook::load(&cli.llm, spae::codebook::vocabulary::DEFAULT_SIZE)?;
         let teacher = SemanticTeacher::load(
             &paths::resolve(paths::TEACHER),
             &paths::resolve(paths::IMAGENET_CLASSES),
@@ -397,7 +388,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Search { word, folder } => {
             let index = index::index_folder(&model, &folder)?;
             let hits = index.search(&word);
-            spae::word_index::write_hits(&mut std::io::stdout().lock(), &hits)
+            spae::tasks::word_index::write_hits(&mut std::io::stdout().lock(), &hits)
                 .context("cannot write to standard output")?;
             eprintln!("{} of {} images hold \"{word}\"", hits.len(), index.images().count());
         }
@@ -471,13 +462,13 @@ fn run(cli: Cli) -> Result<()> {
             let relevances = relevance_cache::load(&dir, Split::HeldOut, data.len())
                 .map_err(|e| eprintln!("warning: no semantic precision: {e:#}"))
                 .ok();
-            let report = spae::eval::evaluate(&model, &data, relevances.as_deref(), limit, 32)?;
+            let report = spae::eval::heldout::evaluate(&model, &data, relevances.as_deref(), limit, 32)?;
             let control_folder = control;
             let control_model =
                 control_folder.as_deref().map(|dir| SpaeModel::open(dir, &cli.llm, false)).transpose()?;
             let control = match &control_model {
                 Some(control_model) => {
-                    Some(spae::eval::evaluate(control_model, &data, relevances.as_deref(), limit, 32)?)
+                    Some(spae::eval::heldout::evaluate(control_model, &data, relevances.as_deref(), limit, 32)?)
                 }
                 None => None,
             };
@@ -524,7 +515,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Classify { support, query, layers } => language::classify(&model, &cli.llm, &support, &query, layers)?,
         Command::EvalFewshot { cache, tasks, layers, seed, control, json } => {
-            let options = spae::fewshot_eval::Options { tasks, layers, seed, ..Default::default() };
+            let options = spae::eval::fewshot::Options { tasks, layers, seed, ..Default::default() };
             language::eval_fewshot(&model, &cli.llm, &cache, control.as_deref(), &options, json)?
         }
         Command::Generate {
@@ -541,7 +532,7 @@ fn run(cli: Cli) -> Result<()> {
             output,
         } => {
             let options =
-                spae::denoising::Options { steps, layers, ar_layers, temperature, seed, ..Default::default() };
+                spae::tasks::denoising::Options { steps, layers, ar_layers, temperature, seed, ..Default::default() };
             let args = language::GenerateArgs {
                 prompt: prompt.as_deref(),
                 source: source.as_deref(),
@@ -554,13 +545,12 @@ fn run(cli: Cli) -> Result<()> {
             language::generate(&model, &cli.llm, &args)?
         }
         Command::EvalGenerate { seeds, steps, layers, examples, json } => {
-            let options = spae::denoising::Options { steps, layers, ..Default::default() };
+            let options = spae::tasks::denoising::Options { steps, layers, ..Default::default() };
             language::eval_generate(&model, &cli.llm, seeds, examples, &options, json)?
         }
         Command::MakePool { cache, count, output } => {
             language::make_pool(&cache, model.config().resolution, count, &output)?
         }
-        Command::CompareSimilarity { cache, json } => similarity::compare(model.codebook(), &cache, json)?,
     }
     Ok(())
 }
@@ -660,7 +650,11 @@ fn train_options(
     }
 }
 
-fn print_report(model: &SpaeModel, report: &spae::eval::Report, control: Option<&spae::eval::Report>) {
+fn print_report(
+    model: &SpaeModel,
+    report: &spae::eval::heldout::Report,
+    control: Option<&spae::eval::heldout::Report>,
+) {
     println!("model: {}", model.source());
     println!("held-out images: {}", report.images);
     println!("layers  PSNR (dB)  SSIM{}", if control.is_some() { "    control: PSNR (dB)  SSIM" } else { "" });
@@ -669,21 +663,21 @@ fn print_report(model: &SpaeModel, report: &spae::eval::Report, control: Option<
         println!("{:>6}  {:>9.2}  {:.4}{control_columns}", l + 1, report.psnr_db[l], report.ssim[l]);
     }
     let percent = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{:.2}%", 100.0 * v));
-    let words = |who: &str, r: &spae::eval::Report| {
+    let words = |who: &str, r: &spae::eval::heldout::Report| {
         println!(
             "{who}words of layers 1-{}: {} among the teacher's top {} words, {} one of the image's own text words",
-            spae::eval::SEMANTIC_LAYERS,
+            spae::eval::heldout::SEMANTIC_LAYERS,
             percent(r.semantic_precision),
             relevance_cache::TOP_WORDS,
             percent(r.text_precision)
         )
     };
-    let variety = |who: &str, r: &spae::eval::Report| {
+    let variety = |who: &str, r: &spae::eval::heldout::Report| {
         let perplexities: Vec<String> = r.perplexity.iter().map(|p| format!("{p:.1}")).collect();
         println!(
             "{who}{} distinct words in layers 1-{}; {} specific own-text words; perplexity per layer {}",
             r.distinct_words,
-            spae::eval::SEMANTIC_LAYERS,
+            spae::eval::heldout::SEMANTIC_LAYERS,
             percent(r.specific_precision),
             perplexities.join(" ")
         )

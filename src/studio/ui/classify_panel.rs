@@ -5,7 +5,7 @@ use eframe::egui;
 use egui_plot::{Bar, BarChart, Plot};
 
 use super::super::{Command, StudioApp, SupportSource};
-use crate::fewshot::log_softmax;
+use crate::llm::log_softmax;
 
 /// Height of the prompt's scrolling box.
 const PROMPT_HEIGHT: f32 = 180.0;

@@ -109,7 +109,7 @@ fn thumbnail_ui(
     ui: &mut egui::Ui,
     shape: &PyramidShape,
     item: &Item,
-    cells: &[crate::word_index::CellAt],
+    cells: &[crate::tasks::word_index::CellAt],
 ) -> Option<std::path::PathBuf> {
     let mut clicked = None;
     ui.vertical(|ui| {

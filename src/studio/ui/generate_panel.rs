@@ -11,7 +11,7 @@ use super::super::generation::{changed_cells, Generation, RunState};
 use super::super::llm_worker::{missing_pool_message, pool_exists};
 use super::super::{Command, FrameExport, StudioApp};
 use super::word_grid::paint_words;
-use crate::context_pool::Task;
+use crate::tasks::context_pool::Task;
 
 /// Width of the form column.
 const FORM_WIDTH: f32 = 270.0;

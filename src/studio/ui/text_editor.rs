@@ -4,7 +4,7 @@
 use eframe::egui;
 
 use super::super::{Command, StudioApp};
-use crate::pyramid_text;
+use crate::pyramid::text as pyramid_text;
 
 impl StudioApp {
     pub(super) fn text_editor_ui(&mut self, ui: &mut egui::Ui) {

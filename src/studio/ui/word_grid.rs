@@ -5,8 +5,8 @@
 use eframe::egui::{self, Color32, FontId, Rect, Sense, Stroke, StrokeKind};
 
 use super::super::{relevance, Cell, StudioApp};
+use crate::codebook::vocabulary::Vocabulary;
 use crate::pyramid::Pyramid;
-use crate::vocabulary::Vocabulary;
 
 /// How many nearest alternative words a cell offers.
 const ALTERNATIVES: usize = 5;

@@ -1,5 +1,5 @@
 //! The few-shot evaluation: N-way K-shot tasks drawn with a fixed seed from the held-out
-//! split's categories, each classified by the frozen LLM ([`crate::fewshot`]); accuracy
+//! split's categories, each classified by the frozen LLM ([`crate::tasks::fewshot`]); accuracy
 //! per cell with a 95% Wilson interval, next to chance.
 //!
 //! The tasks depend only on the data and the seed, so a model and its control are asked
@@ -13,11 +13,11 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::data::{class_name, Dataset};
-use crate::fewshot::{self, Task};
 use crate::image_io;
 use crate::llm::model::SmolLm;
 use crate::llm::tokenizer::Tokenizer;
 use crate::model::SpaeModel;
+use crate::tasks::fewshot::{self, Task};
 
 pub struct Options {
     pub ways: Vec<usize>,

@@ -8,11 +8,11 @@
 use anyhow::{ensure, Result};
 use image::RgbImage;
 
+use crate::codebook::vocabulary::Vocabulary;
 use crate::codebook::Codebook;
-use crate::context_pool::Pool;
 use crate::llm::model::SmolLm;
 use crate::llm::tokenizer::Tokenizer;
-use crate::vocabulary::Vocabulary;
+use crate::tasks::context_pool::Pool;
 
 /// Tokens a caption or answer may run to before it is cut.
 pub const MAX_ANSWER_TOKENS: usize = 24;

@@ -26,13 +26,13 @@ use rand::rngs::StdRng;
 use rand::seq::index;
 use rand::{Rng, SeedableRng};
 
-use crate::fewshot::log_softmax;
+use crate::codebook::vocabulary::Vocabulary;
+use crate::llm::log_softmax;
 use crate::llm::model::SmolLm;
 use crate::llm::tokenizer::Tokenizer;
 use crate::model::SpaeModel;
+use crate::pyramid::saq;
 use crate::pyramid::{Pyramid, PyramidShape};
-use crate::saq;
-use crate::vocabulary::Vocabulary;
 
 /// What an image is generated from.
 #[derive(Clone, Debug)]

@@ -10,9 +10,10 @@
 
 use anyhow::{ensure, Result};
 
+use crate::codebook::vocabulary::Vocabulary;
+use crate::llm::log_softmax;
 use crate::llm::model::{KvCache, SmolLm};
 use crate::llm::tokenizer::Tokenizer;
-use crate::vocabulary::Vocabulary;
 
 /// One N-way K-shot problem: class names, labelled support images and a query image, each
 /// image as codebook rows (the words of its first layers, layer after layer).
@@ -95,12 +96,6 @@ fn score(llm: &SmolLm, first: &[f32], name: &[u32], after_prompt: &KvCache, cach
         }
     }
     Ok(total)
-}
-
-pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let log_sum = logits.iter().map(|&l| ((l - max) as f64).exp()).sum::<f64>().ln() as f32 + max;
-    logits.iter().map(|&l| l - log_sum).collect()
 }
 
 /// The words a prepared image shows in a prompt: its pyramid's first `layers` layers.

@@ -2,6 +2,9 @@
 //! s_l = min(2^(l-1), G) over a G x G latent; a layer-l token owns a cell of
 //! (G/s_l)^2 latent positions.
 
+pub mod saq;
+pub mod text;
+
 use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 

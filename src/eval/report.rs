@@ -9,7 +9,7 @@ use image::RgbImage;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::eval::{Report, SheetRow};
+use crate::eval::heldout::{Report, SheetRow};
 use crate::image_io;
 use crate::train::log::StepRecord;
 

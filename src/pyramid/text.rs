@@ -17,8 +17,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
+use crate::codebook::vocabulary::Vocabulary;
 use crate::pyramid::{Pyramid, PyramidShape};
-use crate::vocabulary::Vocabulary;
 
 /// Suggestions offered for a word that is not in the vocabulary.
 const SUGGESTIONS: usize = 5;
@@ -137,7 +137,7 @@ pub fn parse(text: &str, shape: &PyramidShape, vocabulary: &Vocabulary) -> Resul
 /// is short enough for them to mean anything (and to be cheap).
 fn unknown_word(line: usize, column: usize, word: &str, vocabulary: &Vocabulary) -> ParseError {
     let chars = word.chars().count();
-    if chars > QUOTED_CHARS || word.len() > crate::vocabulary::MAX_SUGGESTION_BYTES {
+    if chars > QUOTED_CHARS || word.len() > crate::codebook::vocabulary::MAX_SUGGESTION_BYTES {
         let start: String = word.chars().take(QUOTED_CHARS.min(16)).collect();
         let message = format!(
             "a {chars}-character word starting `{start}` is not in the vocabulary (too long for spelling suggestions)"

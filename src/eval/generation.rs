@@ -11,11 +11,11 @@ use image::RgbImage;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::context_pool::{Pool, Task};
 use crate::data::class_name;
-use crate::denoising::{Condition, Denoiser, Frame, Options};
 use crate::image_io;
 use crate::model::SpaeModel;
+use crate::tasks::context_pool::{Pool, Task};
+use crate::tasks::denoising::{Condition, Denoiser, Frame, Options};
 use crate::teacher::relevance::{text_words, SemanticTeacher};
 
 #[derive(Clone, Debug, Serialize)]

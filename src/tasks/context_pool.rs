@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::class_name;
 use crate::data::Dataset;
-use crate::denoising::{Condition, Example};
 use crate::image_io;
 use crate::model::SpaeModel;
+use crate::tasks::denoising::{Condition, Example};
 
 /// What the generated image is asked to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,8 +8,8 @@ use image::RgbImage;
 use serde::Serialize;
 
 use crate::data::{relevance_cache, Dataset};
+use crate::eval::metrics::{psnr, ssim};
 use crate::image_io;
-use crate::metrics::{psnr, ssim};
 use crate::model::SpaeModel;
 use crate::teacher::relevance::Relevance;
 

