@@ -8,8 +8,9 @@
 //! all of it, [`train`] fits the model on the [`data`] with the [`teacher`]'s semantic
 //! guidance. The studio and the command line sit on top of this library.
 //!
-//! Dependencies run one way: `studio` -> `tasks`, `eval`, `train` -> `model`, `gpu`,
-//! `data`, `teacher` -> `pyramid`, `codebook` -> `llm` -> `compute`.
+//! Dependencies run one way, each layer using only those below it: `studio`; `eval`;
+//! `tasks` and `train`; `data` and `gpu`; `model`; `teacher` and `pyramid`; `codebook`;
+//! `llm`; `compute`, `image_io` and `atomic_file`.
 
 pub mod atomic_file;
 pub mod codebook;

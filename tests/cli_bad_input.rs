@@ -229,3 +229,14 @@ fn a_gpu_capable_decode_prints_no_runtime_dir_error() {
     let made = std::fs::symlink_metadata(tmp.join(format!("spae-runtime-{uid}"))).unwrap();
     assert!(made.is_dir() && made.uid() == uid && made.mode() & 0o777 == 0o700, "mode {:o}", made.mode());
 }
+
+#[test]
+fn eval_caption_refuses_no_examples_and_a_missing_data_cache() {
+    let out = spae().args(["eval-caption", "--examples", "0"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--examples must be at least 1"), "{}", stderr(&out));
+    let missing = std::env::temp_dir().join("spae-no-such-cache");
+    let out = spae().args(["eval-ask", "--cache"]).arg(&missing).output().unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("spae-no-such-cache"), "{}", stderr(&out));
+}

@@ -55,8 +55,35 @@ fn the_log_reads_back_what_was_written() {
     assert!((back[0].pixel_mse - 4.0 / 10f64.powf(1.25)).abs() < 1e-6);
 
     std::fs::write(&path, "step,lr\n1,x\n").unwrap();
-    let error = read(&path).err().expect("a broken log is refused").to_string();
+    let error = read(&path).expect_err("a broken log is refused").to_string();
     assert!(error.contains("line 2") && error.contains("column 2"), "{error}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Resuming keeps the rows up to the checkpoint's step, drops a row cut off by a killed
+/// run, and reads a log of an older layout (fewer columns) with the missing values absent.
+#[test]
+fn reopening_the_log_keeps_the_checkpointed_rows() {
+    let dir = std::env::temp_dir().join(format!("spae-report-reopen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("log.csv");
+    let old_layout = "step,lr,loss,pixel_mse,commitment,psnr_db\n1,5e-4,0.5,0.25,0.1,12.5\n2,5e-4,0.4,0.2,0.1,13\n3,5e-4,0.3,0.1,0.1,14\n4,5e-";
+    std::fs::write(&path, old_layout).unwrap();
+    let mut log = TrainingLog::open(&path, 2).unwrap();
+    log.append(&record(3, 20.0, Some(0.5))).unwrap();
+    log.flush().unwrap();
+    let back = read(&path).unwrap();
+    assert_eq!(back.iter().map(|r| r.step).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!((back[0].psnr_db, back[1].psnr_db, back[2].psnr_db), (12.5, 13.0, 20.0));
+    assert_eq!((back[0].seconds_total, back[0].semantic), (0.0, None), "absent in the old layout");
+    assert_eq!(back[2].semantic, Some(0.5));
+    // A new log has no rows and no header until the first rows arrive.
+    let fresh = dir.join("fresh.csv");
+    let mut log = TrainingLog::open(&fresh, 0).unwrap();
+    assert!(read(&fresh).unwrap().is_empty());
+    log.append(&record(1, 10.0, None)).unwrap();
+    log.flush().unwrap();
+    assert!(std::fs::read_to_string(&fresh).unwrap().starts_with("step,lr,loss,"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

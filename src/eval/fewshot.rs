@@ -144,5 +144,6 @@ pub fn wilson(successes: usize, trials: usize) -> (f64, f64) {
     let (n, p, z) = (trials as f64, successes as f64 / trials as f64, 1.959964);
     let centre = (p + z * z / (2.0 * n)) / (1.0 + z * z / n);
     let half = z / (1.0 + z * z / n) * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt();
-    (centre - half, centre + half)
+    // Clamped: rounding can put an end a hair outside [0, 1] (printed as -0.000).
+    ((centre - half).max(0.0), (centre + half).min(1.0))
 }

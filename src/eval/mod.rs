@@ -3,6 +3,7 @@
 //! few-shot classification accuracy ([`fewshot`]) and whether generated images are what
 //! they were asked to be ([`generation`]).
 
+pub mod captioning;
 pub mod fewshot;
 pub mod generation;
 pub mod heldout;

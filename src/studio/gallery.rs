@@ -5,12 +5,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 
 use eframe::egui;
 use image::RgbImage;
 
+use super::background::Background;
 use super::view::texture;
 use super::StudioApp;
 use crate::image_io;
@@ -49,29 +49,25 @@ pub struct Gallery {
     /// The word searched for (empty: every image shown, in file order).
     pub query: String,
     cancel: Arc<AtomicBool>,
-    events: Receiver<Event>,
+    /// The indexing thread; it takes no jobs.
+    thread: Background<(), Event>,
 }
 
 impl Gallery {
     /// Starts indexing `folder` on its own thread; `ctx` is woken as images arrive.
     pub fn open(model: Arc<SpaeModel>, folder: PathBuf, ctx: egui::Context) -> Self {
-        let (sender, events) = mpsc::channel();
         let cancel = Arc::new(AtomicBool::new(false));
         let stop = cancel.clone();
         let dir = folder.clone();
-        std::thread::Builder::new()
-            .name("spae-studio-gallery".into())
-            .spawn(move || {
-                let send = |event| {
-                    let _ = sender.send(event);
-                    ctx.request_repaint();
-                };
-                match index(&model, &dir, &stop, &send) {
-                    Ok(()) => send(Event::Finished { cancelled: stop.load(Ordering::Relaxed) }),
-                    Err(e) => send(Event::Failed(format!("{e:#}"))),
-                }
-            })
-            .expect("cannot spawn the gallery's thread");
+        let thread = Background::start("gallery", ctx, move |_, reporter| {
+            let send = |event| {
+                reporter.send(event);
+            };
+            match index(&model, &dir, &stop, &send) {
+                Ok(()) => send(Event::Finished { cancelled: stop.load(Ordering::Relaxed) }),
+                Err(e) => send(Event::Failed(format!("{e:#}"))),
+            }
+        });
         Self {
             folder,
             items: Vec::new(),
@@ -81,7 +77,7 @@ impl Gallery {
             state: IndexState::Running,
             query: String::new(),
             cancel,
-            events,
+            thread,
         }
     }
 
@@ -91,7 +87,7 @@ impl Gallery {
 
     /// Takes what the thread sent since the last poll.
     pub(super) fn poll(&mut self, ctx: &egui::Context) {
-        for event in self.events.try_iter() {
+        for event in self.thread.poll() {
             match event {
                 Event::Indexed { entry, image, done, total } => {
                     (self.done, self.total) = (done, total);

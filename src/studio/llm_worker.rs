@@ -7,15 +7,15 @@
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Instant;
 
 use anyhow::{anyhow, ensure, Context, Result};
 use eframe::egui;
 use image::RgbImage;
 
+use super::background::{self, Background};
 use crate::llm::gguf::LlmFile;
 use crate::llm::model::SmolLm;
 use crate::llm::tokenizer::Tokenizer;
@@ -145,48 +145,14 @@ pub enum Outcome {
     },
 }
 
-pub struct LlmWorker {
-    jobs: Sender<Job>,
-    outcomes: Receiver<Outcome>,
-    /// Kept so the thread is owned here; it ends when `jobs` is dropped.
-    _thread: JoinHandle<()>,
-}
+pub type LlmWorker = Background<Job, Outcome>;
 
-impl LlmWorker {
-    /// Starts the thread (the LLM is not loaded yet); `ctx` is woken for every outcome.
-    pub fn start(model: Arc<SpaeModel>, ctx: egui::Context) -> Self {
-        let (jobs, job_rx) = mpsc::channel();
-        let (outcome_tx, outcomes) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("spae-studio-llm".into())
-            .spawn(move || Resources::default().run(&model, &job_rx, &Reporter { outcomes: outcome_tx, ctx }))
-            .expect("cannot spawn the studio's LLM thread");
-        Self { jobs, outcomes, _thread: thread }
-    }
+/// The thread's side: outcomes to the UI.
+type Reporter = background::Reporter<Outcome>;
 
-    pub fn send(&self, job: Job) {
-        // The thread only stops when this struct is dropped, so sending cannot fail here.
-        self.jobs.send(job).expect("the studio's LLM thread stopped");
-    }
-
-    /// Every outcome that arrived since the last poll.
-    pub fn poll(&self) -> Vec<Outcome> {
-        self.outcomes.try_iter().collect()
-    }
-}
-
-/// Sends outcomes and wakes the UI; false once the studio is gone.
-struct Reporter {
-    outcomes: Sender<Outcome>,
-    ctx: egui::Context,
-}
-
-impl Reporter {
-    fn send(&self, outcome: Outcome) -> bool {
-        let sent = self.outcomes.send(outcome).is_ok();
-        self.ctx.request_repaint();
-        sent
-    }
+/// Starts the LLM's thread (the LLM is not loaded yet); `ctx` is woken for every outcome.
+pub fn start(model: Arc<SpaeModel>, ctx: egui::Context) -> LlmWorker {
+    Background::start("LLM", ctx, move |jobs, reporter| Resources::default().run(&model, &jobs, &reporter))
 }
 
 /// What the thread loads once and keeps.

@@ -7,6 +7,7 @@
 //! [`worker`] thread, the frozen LLM's ([`generation`], [`classification`]) on the
 //! [`llm_worker`] thread; files are chosen through [`file_dialog`].
 
+mod background;
 pub mod classification;
 mod commands;
 pub mod decoding;
@@ -17,6 +18,7 @@ pub mod file_dialog;
 pub mod gallery;
 pub mod generation;
 pub mod llm_worker;
+mod menu_commands;
 pub mod mixing;
 mod relevance;
 #[cfg(feature = "testing")]
@@ -41,6 +43,7 @@ use document::Document;
 use file_dialog::{FileDialog, SystemDialog};
 use generation::{GenerateForm, Generation, RunState};
 use llm_worker::LlmWorker;
+use menu_commands::MenuCommand;
 use state::Settings;
 use view::View;
 use worker::{Outcome, Worker};
@@ -163,8 +166,8 @@ impl StudioApp {
         let mut settings = Settings::stored(cc.storage);
         settings.fit_to(model.shape().layers());
         let device = DecodeDevice::open(cc, &model, use_gpu);
-        let worker = Worker::start(model.clone(), device.decoder, cc.egui_ctx.clone());
-        let llm = LlmWorker::start(model.clone(), cc.egui_ctx.clone());
+        let worker = worker::start(model.clone(), device.decoder, cc.egui_ctx.clone());
+        let llm = llm_worker::start(model.clone(), cc.egui_ctx.clone());
         let model_layers = model.shape().layers();
         let mut app = Self {
             model,
@@ -442,14 +445,15 @@ impl StudioApp {
     }
 
     fn shortcuts(&mut self, ctx: &egui::Context) {
-        use egui::{Key, KeyboardShortcut, Modifiers};
-        let open = KeyboardShortcut::new(Modifiers::COMMAND, Key::O);
-        let redo = KeyboardShortcut::new(Modifiers::COMMAND | Modifiers::SHIFT, Key::Z);
-        let undo = KeyboardShortcut::new(Modifiers::COMMAND, Key::Z);
-        if ctx.input_mut(|i| i.consume_shortcut(&open)) {
-            self.commands.push(Command::PickImage);
+        use egui::{Key, Modifiers};
+        let text_focused = ctx.text_edit_focused();
+        for entry in MenuCommand::WITH_SHORTCUTS {
+            let Some(shortcut) = entry.shortcut() else { continue };
+            if !(text_focused && entry.yields_to_text_boxes()) && ctx.input_mut(|i| i.consume_shortcut(&shortcut)) {
+                self.commands.push(entry.command());
+            }
         }
-        if !ctx.text_edit_focused() {
+        if !text_focused {
             // Arrow keys move the selected cell, Enter starts editing its word.
             let moves =
                 [(Key::ArrowUp, -1, 0), (Key::ArrowDown, 1, 0), (Key::ArrowLeft, 0, -1), (Key::ArrowRight, 0, 1)];
@@ -460,15 +464,6 @@ impl StudioApp {
             }
             if self.editor.cell.is_some() && ctx.input_mut(|i| i.consume_key(Modifiers::NONE, Key::Enter)) {
                 self.editor.focus_word = true;
-            }
-        }
-        // A focused text box keeps Ctrl+Z for its own text.
-        if !ctx.text_edit_focused() {
-            // Redo first: consume_shortcut ignores extra Shift, so Ctrl+Z would eat Ctrl+Shift+Z.
-            if ctx.input_mut(|i| i.consume_shortcut(&redo)) {
-                self.commands.push(Command::Redo);
-            } else if ctx.input_mut(|i| i.consume_shortcut(&undo)) {
-                self.commands.push(Command::Undo);
             }
         }
         let dropped = ctx.input(|i| i.raw.dropped_files.first().map(|file| file.path().to_path_buf()));

@@ -2,9 +2,8 @@
 //! outcomes, so it never waits for the encoder or the decoder.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -12,6 +11,7 @@ use candle_core::Tensor;
 use eframe::egui;
 use image::RgbImage;
 
+use super::background::{Background, Reporter};
 use super::document::Version;
 use crate::eval::metrics;
 use crate::gpu::GpuDecoder;
@@ -122,43 +122,20 @@ pub struct Decoded {
     pub gpu_failure: Option<String>,
 }
 
-pub struct Worker {
-    jobs: Sender<Job>,
-    outcomes: Receiver<Outcome>,
-    /// Kept so the thread is owned here; it ends when `jobs` is dropped.
-    _thread: JoinHandle<()>,
-}
+pub type Worker = Background<Job, Outcome>;
 
-impl Worker {
-    /// Starts the thread; `ctx` is woken whenever an outcome is ready. Decodes run on `gpu`
-    /// until it fails, then on the CPU.
-    pub fn start(model: Arc<SpaeModel>, mut gpu: Option<GpuDecoder>, ctx: egui::Context) -> Self {
-        let (jobs, job_rx) = mpsc::channel();
-        let (outcome_tx, outcomes) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("spae-studio-worker".into())
-            .spawn(move || {
-                let teacher = SemanticTeacher::load(
-                    &paths::resolve(paths::TEACHER),
-                    &paths::resolve(paths::IMAGENET_CLASSES),
-                    model.codebook(),
-                )
-                .map_err(|e| format!("{e:#}"));
-                run(&model, &mut gpu, teacher.as_ref(), &job_rx, &outcome_tx, &ctx)
-            })
-            .expect("cannot spawn the studio's worker thread");
-        Self { jobs, outcomes, _thread: thread }
-    }
-
-    pub fn send(&self, job: Job) {
-        // The worker only stops when this struct is dropped, so sending cannot fail here.
-        self.jobs.send(job).expect("the studio's worker thread stopped");
-    }
-
-    /// Every outcome that arrived since the last poll.
-    pub fn poll(&self) -> Vec<Outcome> {
-        self.outcomes.try_iter().collect()
-    }
+/// Starts the model's thread; `ctx` is woken whenever an outcome is ready. Decodes run on
+/// `gpu` until it fails, then on the CPU.
+pub fn start(model: Arc<SpaeModel>, mut gpu: Option<GpuDecoder>, ctx: egui::Context) -> Worker {
+    Background::start("worker", ctx, move |jobs, reporter| {
+        let teacher = SemanticTeacher::load(
+            &paths::resolve(paths::TEACHER),
+            &paths::resolve(paths::IMAGENET_CLASSES),
+            model.codebook(),
+        )
+        .map_err(|e| format!("{e:#}"));
+        run(&model, &mut gpu, teacher.as_ref(), &jobs, &reporter)
+    })
 }
 
 fn run(
@@ -166,8 +143,7 @@ fn run(
     gpu: &mut Option<GpuDecoder>,
     teacher: Result<&SemanticTeacher, &String>,
     jobs: &Receiver<Job>,
-    outcomes: &Sender<Outcome>,
-    ctx: &egui::Context,
+    reporter: &Reporter<Outcome>,
 ) {
     while let Ok(first) = jobs.recv() {
         for job in latest_jobs(first, jobs) {
@@ -184,9 +160,7 @@ fn run(
                 Job::Decode(job) => {
                     let version = job.version;
                     let preview = |preview| {
-                        if outcomes.send(Outcome::Preview(preview)).is_ok() {
-                            ctx.request_repaint();
-                        }
+                        reporter.send(Outcome::Preview(preview));
                     };
                     decode(model, gpu, job, preview)
                         .map_or_else(|e| Outcome::DecodeFailed(version, format!("{e:#}")), Outcome::Decoded)
@@ -200,10 +174,9 @@ fn run(
                     Err(e) => Outcome::MixFailed(format!("decoding the mix failed: {e:#}")),
                 },
             };
-            if outcomes.send(outcome).is_err() {
+            if !reporter.send(outcome) {
                 return;
             }
-            ctx.request_repaint();
         }
     }
 }
@@ -383,7 +356,7 @@ mod tests {
         let gpu = Gpu::headless().expect("no GPU adapter: install mesa-vulkan-drivers for lavapipe");
         let device = gpu.device.clone();
         let decoder = GpuDecoder::new(gpu, &model, model.shape().layers()).unwrap();
-        let worker = Worker::start(model.clone(), Some(decoder), egui::Context::default());
+        let worker = start(model.clone(), Some(decoder), egui::Context::default());
         let original =
             image_io::load_prepared(&root.join(super::super::SAMPLE_IMAGE), model.config().resolution as u32).unwrap();
         let (z, mut quantized) =
@@ -398,7 +371,7 @@ mod tests {
                 original: original.clone(),
                 shown: None,
             }));
-            match worker.outcomes.recv_timeout(std::time::Duration::from_secs(120)).unwrap() {
+            match worker.wait(std::time::Duration::from_secs(120)).expect("the decode within two minutes") {
                 Outcome::Decoded(decoded) => decoded,
                 _ => panic!("the decode failed"),
             }

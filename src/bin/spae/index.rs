@@ -1,18 +1,55 @@
 //! `spae index` and `spae search`: a folder's images by their words, through the index
 //! cached beside the model.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use spae::model::SpaeModel;
 use spae::tasks::word_index::{self, WordIndex};
 
+use crate::{shown, write_output, Session};
+
+#[derive(clap::Args)]
+pub struct IndexArgs {
+    folder: PathBuf,
+    /// Also write the index here (`-`: standard output); it is always cached beside the model.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+impl IndexArgs {
+    pub fn run(self, session: &Session) -> Result<()> {
+        let index = index_folder(session.model, &self.folder)?;
+        if let Some(output) = self.output {
+            write_output(&output, index.to_json_lines().as_bytes())?;
+            eprintln!("wrote {}", shown(&output));
+        }
+        Ok(())
+    }
+}
+
+#[derive(clap::Args)]
+pub struct SearchArgs {
+    word: String,
+    folder: PathBuf,
+}
+
+impl SearchArgs {
+    pub fn run(self, session: &Session) -> Result<()> {
+        let index = index_folder(session.model, &self.folder)?;
+        let hits = index.search(&self.word);
+        word_index::write_hits(&mut std::io::stdout().lock(), &hits).context("cannot write to standard output")?;
+        eprintln!("{} of {} images hold \"{}\"", hits.len(), index.images().count(), self.word);
+        Ok(())
+    }
+}
+
 /// The index of `folder`: the cached one where its files are unchanged, the rest encoded
 /// (with progress), then cached again. Says what was skipped and why.
-pub fn index_folder(model: &SpaeModel, folder: &Path) -> Result<WordIndex> {
+fn index_folder(model: &SpaeModel, folder: &Path) -> Result<WordIndex> {
     anyhow::ensure!(folder.is_dir(), "{} is not a folder", folder.display());
     let bar = ProgressBar::new(0);
     bar.set_style(

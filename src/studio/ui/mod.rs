@@ -15,8 +15,9 @@ mod word_grid;
 
 use eframe::egui;
 
+use super::menu_commands::MenuCommand;
 use super::state::Settings;
-use super::{Command, ExportKind, LlmStatus, StudioApp};
+use super::{Command, LlmStatus, StudioApp};
 
 /// Height of the strip of prefix reconstructions, their labels included.
 const STRIP_HEIGHT: f32 = 150.0;
@@ -85,11 +86,10 @@ impl StudioApp {
         let has_document = self.document.is_some();
         egui::MenuBar::new().ui(ui, |ui| {
             ui.menu_button("File", |ui| {
-                if ui.add(egui::Button::new("Open image…").shortcut_text("Ctrl+O")).clicked() {
-                    self.commands.push(Command::PickImage);
-                }
-                if ui.button("Open folder in the gallery…").clicked() {
-                    self.commands.push(Command::PickFolder);
+                for entry in MenuCommand::OPEN {
+                    if entry.button(ui, true) {
+                        self.commands.push(entry.command());
+                    }
                 }
                 ui.menu_button("Open recent", |ui| {
                     if self.settings.recent_files.is_empty() {
@@ -102,15 +102,9 @@ impl StudioApp {
                     }
                 });
                 ui.separator();
-                let exports = [
-                    (ExportKind::Reconstruction, "Export reconstruction (PNG)…"),
-                    (ExportKind::ReconstructionUpscaled, "Export reconstruction, upscaled (PNG)…"),
-                    (ExportKind::PyramidText, "Export pyramid as text…"),
-                    (ExportKind::ContactSheet, "Export layer prefixes as a contact sheet (PNG)…"),
-                ];
-                for (kind, label) in exports {
-                    if ui.add_enabled(has_document, egui::Button::new(label)).clicked() {
-                        self.commands.push(Command::Export(kind));
+                for entry in MenuCommand::EXPORT {
+                    if entry.button(ui, has_document) {
+                        self.commands.push(entry.command());
                     }
                 }
                 ui.separator();
@@ -135,14 +129,14 @@ impl StudioApp {
     /// Undo, redo and reset, shared by the Edit menu and the pyramid panel.
     fn history_buttons_ui(&mut self, ui: &mut egui::Ui) {
         let Some(document) = &self.document else { return };
-        let buttons = [
-            (document.can_undo(), "Undo", "Ctrl+Z", Command::Undo),
-            (document.can_redo(), "Redo", "Ctrl+Shift+Z", Command::Redo),
-            (document.is_edited(), "Reset to encoded", "", Command::Reset),
-        ];
-        for (enabled, label, shortcut, command) in buttons {
-            if ui.add_enabled(enabled, egui::Button::new(label).shortcut_text(shortcut)).clicked() {
-                self.commands.push(command);
+        for entry in MenuCommand::HISTORY {
+            let enabled = match entry {
+                MenuCommand::Undo => document.can_undo(),
+                MenuCommand::Redo => document.can_redo(),
+                _ => document.is_edited(),
+            };
+            if entry.button(ui, enabled) {
+                self.commands.push(entry.command());
             }
         }
     }

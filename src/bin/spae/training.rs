@@ -1,0 +1,188 @@
+//! `spae prepare-data`, `train` and `bench-train`: the data, the training run and its
+//! timing.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use spae::codebook::Codebook;
+use spae::data::prepare::{self, PrepareOptions};
+use spae::data::{relevance_cache, Dataset, Split};
+use spae::paths;
+use spae::teacher::relevance::SemanticTeacher;
+use spae::train::log::StepRecord;
+use spae::train::schedule::Schedule;
+use spae::train::semantic::SemanticOptions;
+use spae::train::{Stop, TrainOptions};
+
+use crate::Session;
+
+#[derive(clap::Args)]
+pub struct PrepareDataArgs {
+    #[arg(long, default_value_os_t = paths::resolve(spae::data::DEFAULT_CACHE))]
+    cache: PathBuf,
+    #[arg(long, default_value_t = 64)]
+    resolution: u32,
+    /// Seed of the held-out split and the photo crops.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl PrepareDataArgs {
+    /// Prepares the splits, then annotates both with the teacher's relevances.
+    pub fn run(self, llm: &Path) -> Result<()> {
+        let options = PrepareOptions { resolution: self.resolution, seed: self.seed, ..Default::default() };
+        prepare::prepare(&self.cache, &options)?;
+        let codebook = Codebook::load(llm, spae::codebook::vocabulary::DEFAULT_SIZE)?;
+        let teacher = SemanticTeacher::load(
+            &paths::resolve(paths::TEACHER),
+            &paths::resolve(paths::IMAGENET_CLASSES),
+            &codebook,
+        )?;
+        let dir = prepare::data_dir(&self.cache);
+        for split in [Split::HeldOut, Split::Train] {
+            let data = Dataset::load(&dir, split, self.resolution as usize)?;
+            relevance_cache::annotate(&dir, split, &data, &teacher, codebook.vocabulary())?;
+        }
+        Ok(())
+    }
+}
+
+/// What a training step is: the data, the batch and the losses (`train` and
+/// `bench-train` alike).
+#[derive(clap::Args)]
+pub struct StepArgs {
+    #[arg(long, default_value_os_t = paths::resolve(spae::data::DEFAULT_CACHE))]
+    cache: PathBuf,
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// Weight of the semantic guidance; 0 trains the control model without it.
+    #[arg(long, default_value_t = SemanticOptions::default().weight)]
+    semantic_weight: f64,
+    /// Weight of the perceptual loss through the teacher's features (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    perceptual_weight: f64,
+    /// Weight beta of the commitment term (relative to the codebook's power).
+    #[arg(long, default_value_t = 1.0)]
+    commitment: f64,
+}
+
+impl StepArgs {
+    /// The training options for these steps under a schedule of `steps` steps peaking at
+    /// `lr`, with `seed`; `export_dir` receives the latest weights.
+    fn options(&self, steps: u64, lr: f64, seed: u64, run_dir: PathBuf, export_dir: Option<PathBuf>) -> TrainOptions {
+        TrainOptions {
+            data_dir: prepare::data_dir(&self.cache),
+            run_dir,
+            export_dir,
+            batch_size: self.batch_size,
+            schedule: Schedule { peak_lr: lr, warmup_steps: 200.min(steps / 10), total_steps: steps, floor: 0.1 },
+            weight_decay: 1e-4,
+            commitment: self.commitment,
+            full_prefix_share: 0.5,
+            seed,
+            checkpoint_minutes: 5.0,
+            semantic: (self.semantic_weight > 0.0)
+                .then(|| SemanticOptions { weight: self.semantic_weight, ..Default::default() }),
+            perceptual_weight: self.perceptual_weight,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    step: StepArgs,
+    /// Checkpoints and the CSV log.
+    #[arg(long, default_value_os_t = paths::resolve(paths::DEFAULT_RUN_DIR))]
+    run: PathBuf,
+    /// Continue from the run's newest checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Stop cleanly (with a checkpoint) after this many minutes.
+    #[arg(long, conflicts_with = "until_step")]
+    minutes: Option<f64>,
+    /// Stop cleanly (with a checkpoint) once the run has made this many steps.
+    #[arg(long)]
+    until_step: Option<u64>,
+    /// Length of the learning-rate schedule.
+    #[arg(long, default_value_t = 20_000)]
+    steps: u64,
+    #[arg(long, default_value_t = 5e-4)]
+    lr: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 5.0)]
+    checkpoint_minutes: f64,
+    /// Warm start: before the first step, copy every tensor that this model shares
+    /// (same name and shape) from another model folder's weights (a checkpoint, when
+    /// resuming, takes precedence).
+    #[arg(long)]
+    init_from: Option<PathBuf>,
+}
+
+impl TrainArgs {
+    /// The run's options; the model folder receives the latest weights.
+    fn options(&self, model_dir: &Path) -> TrainOptions {
+        TrainOptions {
+            checkpoint_minutes: self.checkpoint_minutes,
+            ..self.step.options(self.steps, self.lr, self.seed, self.run.clone(), Some(model_dir.to_path_buf()))
+        }
+    }
+
+    fn stop(&self) -> Stop {
+        match (self.minutes, self.until_step) {
+            (Some(m), _) => Stop::Minutes(m),
+            (None, Some(step)) => Stop::AtStep(step),
+            (None, None) => Stop::Schedule,
+        }
+    }
+
+    pub fn run(self, session: &Session) -> Result<()> {
+        if let Some(dir) = &self.init_from {
+            let fresh = session.model.warm_start_from(&dir.join(spae::model::WEIGHTS_FILE))?;
+            eprintln!("warm start from {}; {} tensor(s) start fresh: {}", dir.display(), fresh.len(), fresh.join(", "));
+        }
+        spae::train::train(session.model, &self.options(session.model_dir), self.resume, self.stop())
+    }
+}
+
+#[derive(clap::Args)]
+pub struct BenchTrainArgs {
+    #[command(flatten)]
+    step: StepArgs,
+    /// Timed steps (after one untimed warm-up step).
+    #[arg(long, default_value_t = 5)]
+    steps: u64,
+}
+
+impl BenchTrainArgs {
+    /// A step as `train` makes it by default; nothing is written.
+    fn options(&self) -> TrainOptions {
+        self.step.options(20_000, 5e-4, 0, paths::resolve(paths::DEFAULT_RUN_DIR), None)
+    }
+
+    pub fn run(self, session: &Session) -> Result<()> {
+        let records = spae::train::benchmark(session.model, &self.options(), Split::HeldOut, self.steps)?;
+        let mean = |f: fn(&StepRecord) -> f64| records.iter().map(f).sum::<f64>() / records.len() as f64;
+        let total = mean(|r| r.seconds_total);
+        let on = |w: f64| if w > 0.0 { "on" } else { "off" };
+        println!(
+            "{} timed steps of {} images (semantic guidance {}, perceptual loss {}):",
+            records.len(),
+            self.step.batch_size,
+            on(self.step.semantic_weight),
+            on(self.step.perceptual_weight)
+        );
+        println!("  {:.2} s per step, {:.2} images/s", total, self.step.batch_size as f64 / total);
+        for (part, secs) in [
+            ("encoder forward", mean(|r| r.seconds_encoder)),
+            ("nearest-word search (SAQ)", mean(|r| r.seconds_search)),
+            ("decoder forward and losses", mean(|r| r.seconds_decoder_and_losses)),
+            ("backward and AdamW", mean(|r| r.seconds_backward)),
+        ] {
+            println!("  {part:<28} {secs:>6.3} s  {:>5.1}%", 100.0 * secs / total);
+        }
+        Ok(())
+    }
+}
