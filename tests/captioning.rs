@@ -114,7 +114,7 @@ fn caption_metrics_match_hand_counts() {
     // {apples, apple} against {red, apple}: only the exact word counts.
     let score = score_caption("apples and an apple", "red apple").unwrap();
     assert_eq!((score.precision, score.recall, score.names), (0.5, 0.5, true));
-    // Repeats count once; three of the truth's four words.
+    // Repeats count once; three of the truth's five content words.
     let score = score_caption("ball ball red ball shoe", "red ball and blue shoe lace").unwrap();
     assert_eq!((score.precision, score.recall, score.names), (1.0, 0.6, false));
     let empty = score_caption("", "red apple").unwrap();

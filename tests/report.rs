@@ -61,22 +61,31 @@ fn the_log_reads_back_what_was_written() {
 }
 
 /// Resuming keeps the rows up to the checkpoint's step, drops a row cut off by a killed
-/// run, and reads a log of an older layout (fewer columns) with the missing values absent.
+/// run, and reads logs of older layouts (fewer columns, or empty padded fields).
 #[test]
 fn reopening_the_log_keeps_the_checkpointed_rows() {
     let dir = std::env::temp_dir().join(format!("spae-report-reopen-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("log.csv");
-    let old_layout = "step,lr,loss,pixel_mse,commitment,psnr_db\n1,5e-4,0.5,0.25,0.1,12.5\n2,5e-4,0.4,0.2,0.1,13\n3,5e-4,0.3,0.1,0.1,14\n4,5e-";
+    // Rows 1-3 in an older layout, then a row cut off inside its step number ("20,..."
+    // cut to "2"), which would parse as step 2.
+    let old_layout = "step,lr,loss,pixel_mse,commitment,psnr_db\n1,5e-4,0.5,0.25,0.1,12.5\n2,5e-4,0.4,0.2,0.1,13\n3,5e-4,0.3,0.1,0.1,14\n2";
     std::fs::write(&path, old_layout).unwrap();
-    let mut log = TrainingLog::open(&path, 2).unwrap();
-    log.append(&record(3, 20.0, Some(0.5))).unwrap();
+    let mut log = TrainingLog::open(&path, 3).unwrap();
+    log.append(&record(4, 20.0, Some(0.5))).unwrap();
     log.flush().unwrap();
     let back = read(&path).unwrap();
-    assert_eq!(back.iter().map(|r| r.step).collect::<Vec<_>>(), vec![1, 2, 3]);
-    assert_eq!((back[0].psnr_db, back[1].psnr_db, back[2].psnr_db), (12.5, 13.0, 20.0));
+    assert_eq!(back.iter().map(|r| r.step).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    let psnr: Vec<f64> = back.iter().map(|r| r.psnr_db).collect();
+    assert_eq!(psnr, [12.5, 13.0, 14.0, 20.0]);
     assert_eq!((back[0].seconds_total, back[0].semantic), (0.0, None), "absent in the old layout");
-    assert_eq!(back[2].semantic, Some(0.5));
+    assert_eq!(back[3].semantic, Some(0.5));
+    // An older version padded missing columns with empty fields: zero, or absent.
+    let padded = dir.join("padded.csv");
+    let header = "step,lr,loss,pixel_mse,commitment,psnr_db,seconds_encoder,seconds_search,seconds_decoder_and_losses,seconds_backward,seconds_total,semantic,perceptual";
+    std::fs::write(&padded, format!("{header}\n1,5e-4,0.5,0.25,0.1,12.5,,,,,,,\n")).unwrap();
+    let back = read(&padded).unwrap();
+    assert_eq!((back[0].psnr_db, back[0].seconds_total, back[0].perceptual), (12.5, 0.0, None));
     // A new log has no rows and no header until the first rows arrive.
     let fresh = dir.join("fresh.csv");
     let mut log = TrainingLog::open(&fresh, 0).unwrap();

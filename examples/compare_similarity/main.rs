@@ -13,7 +13,6 @@
 //! the same score; for the specific text words only (those in a few images: caption and
 //! name words rather than the categories that most images share); and, for reference,
 //! with the plain cosine in each space (no centring, no hubness).
-
 //!
 //! Its answer was the LLM's own space, which the teacher now uses; the comparison stays
 //! here, with its MiniLM port, to be rerun:

@@ -75,17 +75,23 @@ pub fn score_caption(caption: &str, truth: &str) -> Option<CaptionScore> {
 /// Whether an answer is the data's: equal ignoring case, surrounding space and a final
 /// full stop.
 pub fn same_answer(answer: &str, truth: &str) -> bool {
-    let clean = |s: &str| s.trim().trim_end_matches('.').trim().to_lowercase();
     clean(answer) == clean(truth)
 }
 
-/// The accuracy of guessing: an answer drawn from the examples' answers, against the
-/// queries' true answers (sum over answers of the two shares' product).
+/// An answer as answers are compared: lower case, without surrounding space or a final
+/// full stop.
+fn clean(answer: &str) -> String {
+    answer.trim().trim_end_matches('.').trim().to_lowercase()
+}
+
+/// The accuracy of guessing: an answer drawn from the candidate examples' answers (all
+/// of them, as a prior), against the queries' true answers (the sum over answers of the
+/// two shares' product).
 pub fn chance(example_answers: &[String], true_answers: &[String]) -> f64 {
     let shares = |answers: &[String]| {
         let mut counts = BTreeMap::<String, f64>::new();
         for answer in answers {
-            *counts.entry(answer.trim().to_lowercase()).or_default() += 1.0 / answers.len() as f64;
+            *counts.entry(clean(answer)).or_default() += 1.0 / answers.len() as f64;
         }
         counts
     };

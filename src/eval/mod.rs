@@ -1,7 +1,8 @@
 //! Measuring the model (docs/method.md section 8): reconstruction and semantic precision
 //! on the held-out split ([`heldout`], with [`metrics`]), the report's charts ([`report`]),
-//! few-shot classification accuracy ([`fewshot`]) and whether generated images are what
-//! they were asked to be ([`generation`]).
+//! few-shot classification accuracy ([`fewshot`]), captions and the data's questions
+//! ([`captioning`]), and whether generated images are what they were asked to be
+//! ([`generation`]).
 
 pub mod captioning;
 pub mod fewshot;

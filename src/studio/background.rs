@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use eframe::egui;
 
 pub struct Background<Job, Outcome> {
+    name: &'static str,
     jobs: Sender<Job>,
     outcomes: Receiver<Outcome>,
     /// Kept so the thread is owned here; a thread waiting for jobs ends when `jobs` is dropped.
@@ -31,25 +32,28 @@ impl<Outcome> Reporter<Outcome> {
 }
 
 impl<Job: Send + 'static, Outcome: Send + 'static> Background<Job, Outcome> {
-    /// Starts thread `name` running `body` with the job queue and the reporter; `ctx` is
+    /// Starts thread `spae-studio-{name}` running `body` with the job queue and the reporter; `ctx` is
     /// the UI woken for every outcome.
     pub fn start(
-        name: &str,
+        name: &'static str,
         ctx: egui::Context,
         body: impl FnOnce(Receiver<Job>, Reporter<Outcome>) + Send + 'static,
     ) -> Self {
         let (jobs, job_rx) = mpsc::channel();
         let (outcome_tx, outcomes) = mpsc::channel();
         let thread = std::thread::Builder::new()
-            .name(name.into())
+            .name(format!("spae-studio-{name}"))
             .spawn(move || body(job_rx, Reporter { outcomes: outcome_tx, ctx }))
             .unwrap_or_else(|e| panic!("cannot spawn the studio's {name} thread: {e}"));
-        Self { jobs, outcomes, _thread: thread }
+        Self { name, jobs, outcomes, _thread: thread }
     }
 
-    /// Queues a job. A thread that has finished its work (the gallery's) drops it.
+    /// Queues a job. A thread that takes jobs only stops when this is dropped, or when it
+    /// panicked: then this panics too, with its name, rather than leave the UI waiting.
     pub fn send(&self, job: Job) {
-        let _ = self.jobs.send(job);
+        if self.jobs.send(job).is_err() {
+            panic!("the studio's {} thread stopped", self.name);
+        }
     }
 
     /// Every outcome that arrived since the last poll.

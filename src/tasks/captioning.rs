@@ -102,7 +102,22 @@ pub fn complete(llm: &SmolLm, tokenizer: &Tokenizer, prompt: &[u32]) -> Result<S
         .collect();
     let generated = llm.greedy(prompt, MAX_ANSWER_TOKENS, &stop)?;
     let text = tokenizer.decode_skipping_control(&generated);
-    Ok(text.lines().next().unwrap_or_default().trim().to_string())
+    Ok(collapse_repeats(text.lines().next().unwrap_or_default().trim()))
+}
+
+/// The text with each run of three or more of one word written once ("ball ball ball" ->
+/// "ball"): greedy decoding on words that say little can loop on a word to the token
+/// limit. Two in a row ("walla walla") stay.
+pub fn collapse_repeats(text: &str) -> String {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let mut kept: Vec<&str> = Vec::new();
+    let mut start = 0;
+    while start < words.len() {
+        let run = words[start..].iter().take_while(|&&w| w == words[start]).count();
+        kept.extend(std::iter::repeat_n(words[start], if run >= 3 { 1 } else { run }));
+        start += run;
+    }
+    kept.join(" ")
 }
 
 /// A caption or an answer, with how it was made.
@@ -254,6 +269,14 @@ mod tests {
         }
         image.put_pixel(5, 5, image::Rgb([30, 80, 230]));
         assert_eq!(main_colour(&image), "red");
+    }
+
+    #[test]
+    fn repeated_words_are_written_once() {
+        assert_eq!(collapse_repeats("ball ball  ball ball"), "ball");
+        assert_eq!(collapse_repeats("red ball ball ball and ball"), "red ball and ball");
+        assert_eq!(collapse_repeats("walla walla"), "walla walla");
+        assert_eq!(collapse_repeats(""), "");
     }
 
     #[test]

@@ -8,25 +8,41 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 /// One training step. Every field has a default, so rows of an older log with fewer
-/// columns read their missing values as absent or zero.
+/// columns read their missing values as absent or zero; an empty number (a column an
+/// older version padded) reads as zero too.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct StepRecord {
     pub step: u64,
+    #[serde(deserialize_with = "zero_if_empty")]
     pub lr: f64,
+    #[serde(deserialize_with = "zero_if_empty")]
     pub loss: f64,
+    #[serde(deserialize_with = "zero_if_empty")]
     pub pixel_mse: f64,
+    #[serde(deserialize_with = "zero_if_empty")]
     pub commitment: f64,
+    #[serde(deserialize_with = "zero_if_empty")]
     pub psnr_db: f64,
+    #[serde(deserialize_with = "zero_if_empty")]
     pub seconds_encoder: f64,
+    #[serde(deserialize_with = "zero_if_empty")]
     pub seconds_search: f64,
+    #[serde(deserialize_with = "zero_if_empty")]
     pub seconds_decoder_and_losses: f64,
+    #[serde(deserialize_with = "zero_if_empty")]
     pub seconds_backward: f64,
+    #[serde(deserialize_with = "zero_if_empty")]
     pub seconds_total: f64,
     /// The weighted semantic term; `None` (an empty field) when training without it.
     pub semantic: Option<f64>,
     /// The weighted perceptual term; `None` (an empty field) when training without it.
     pub perceptual: Option<f64>,
+}
+
+/// A number, or zero for an empty field.
+fn zero_if_empty<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(0.0))
 }
 
 /// Reads a training log (for the report's curves and on resume).
@@ -35,13 +51,25 @@ pub fn read(path: &Path) -> Result<Vec<StepRecord>> {
 }
 
 /// Every row of a log, each read on its own; an unreadable row is an error naming its
-/// line and column.
+/// line (and column). A row with fewer fields than the file's header was cut off (a run
+/// killed while appending), even where its fields would parse ("1540,..." cut to "15").
 fn rows(path: &Path) -> Result<Vec<Result<StepRecord>>> {
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .from_path(path)
         .with_context(|| format!("cannot read the training log {}", path.display()))?;
-    let rows = reader.deserialize().map(|row| row.map_err(|e| row_error(path, &e))).collect();
+    let headers = reader.headers().map_err(|e| row_error(path, &e))?.clone();
+    let rows = reader
+        .records()
+        .map(|row| {
+            let row = row.map_err(|e| row_error(path, &e))?;
+            if row.len() < headers.len() {
+                let line = row.position().map_or(0, csv::Position::line);
+                anyhow::bail!("{} line {line}: {} of {} fields, cut off", path.display(), row.len(), headers.len());
+            }
+            row.deserialize(Some(&headers)).map_err(|e| row_error(path, &e))
+        })
+        .collect();
     Ok(rows)
 }
 
