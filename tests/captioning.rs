@@ -150,6 +150,7 @@ fn the_caption_evaluation_scores_the_captions_it_wrote() {
                     caption: None,
                     name: shipped.text(i).to_string(),
                     category: shipped.category(i).to_string(),
+                    subcategory: None,
                 })
                 .collect();
             let pixels = indices.iter().flat_map(|&i| shipped.image(i).as_raw().clone()).collect();

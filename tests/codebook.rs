@@ -82,3 +82,45 @@ fn suggestions_and_completions_come_from_the_vocabulary() {
     assert!(completions.iter().all(|w| w.to_ascii_lowercase().starts_with("eleph")));
     assert!(completions.contains(&"elephant"), "{completions:?}");
 }
+
+/// The brute-force nearest row: the smallest squared distance, the lower index on ties.
+fn brute_nearest(codebook: &spae::codebook::Codebook, target: &[f32]) -> u32 {
+    (0..codebook.len() as u32)
+        .map(|i| (spae::codebook::squared_distance(target, codebook.row(i)), i))
+        .fold((f32::INFINITY, 0), |best, (d, i)| if d < best.0 { (d, i) } else { best })
+        .1
+}
+
+#[test]
+fn the_candidate_search_probing_every_cluster_is_the_exact_search() {
+    use spae::codebook::candidates::{CandidateIndex, CandidateOptions};
+    let codebook = common::small_codebook(2_000);
+    let dim = codebook.dim();
+    // Targets: words plus noise (so the answer is usually, not always, the word itself),
+    // and pure noise.
+    let noise = common::random_values(40 * dim, 5, 0.05);
+    let mut targets: Vec<f32> =
+        (0..20u32).flat_map(|i| codebook.row(i * 97).to_vec()).zip(&noise).map(|(x, n)| x + n).collect();
+    targets.extend(common::random_values(20 * dim, 6, 0.1));
+    let expected: Vec<u32> = targets.chunks_exact(dim).map(|t| brute_nearest(&codebook, t)).collect();
+    let all = CandidateIndex::new(&codebook, CandidateOptions { clusters: 32, probes: 32 }).unwrap();
+    assert_eq!(all.nearest(&codebook, &targets), expected);
+    // Probing fewer clusters: every answer is a real word at least as far as the exact one.
+    let some = CandidateIndex::new(&codebook, CandidateOptions { clusters: 32, probes: 4 }).unwrap();
+    for ((target, found), best) in targets.chunks_exact(dim).zip(some.nearest(&codebook, &targets)).zip(&expected) {
+        let (d_found, d_best) = (
+            spae::codebook::squared_distance(target, codebook.row(found)),
+            spae::codebook::squared_distance(target, codebook.row(*best)),
+        );
+        assert!(d_found >= d_best - 1e-4, "found {found} at {d_found}, nearer than the exact {best} at {d_best}");
+    }
+    // A word's own row is found when its cluster is probed: each word's cluster is
+    // nearest to it in most cases, so agreement on exact rows is high.
+    let rows: Vec<f32> = (0..200u32).flat_map(|i| codebook.row(i * 10).to_vec()).collect();
+    let found = some.nearest(&codebook, &rows);
+    let same = found.iter().enumerate().filter(|(i, &w)| w == *i as u32 * 10).count();
+    assert!(same >= 180, "{same} of 200 words found themselves");
+    // Sizes that cannot work are refused.
+    assert!(CandidateIndex::new(&codebook, CandidateOptions { clusters: 8, probes: 9 }).is_err());
+    assert!(CandidateIndex::new(&codebook, CandidateOptions { clusters: 0, probes: 0 }).is_err());
+}

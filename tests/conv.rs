@@ -1,4 +1,5 @@
-//! The matrix-product convolution against candle's own conv2d: outputs and gradients.
+//! The matrix-product convolution against candle's own conv2d, and the fused GroupNorm + SiLU
+//! against candle's GroupNorm and silu: outputs and gradients.
 
 mod common;
 
@@ -42,6 +43,52 @@ fn matches_candle_conv2d_forward_and_backward() {
         for var in [&x, &weight, &bias] {
             let (a, b) = (g_ours.get(var).unwrap(), g_ref.get(var).unwrap());
             assert!(max_diff(a, b) < 1e-4, "gradient {in_c}->{out_c} k{k} s{stride}");
+        }
+    }
+}
+
+/// max |a - b| / max |b|: the relative difference of two tensors.
+fn relative_diff(a: &Tensor, b: &Tensor) -> f32 {
+    let scale: f32 = b.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap();
+    max_diff(a, b) / scale.max(1e-12)
+}
+
+#[test]
+fn fused_group_norm_silu_matches_candle_forward_and_backward() {
+    use spae::compute::group_norm::group_norm_silu;
+    for (batch, channels, groups, size, seed) in [(2, 8, 4, 5, 10), (3, 6, 1, 4, 20), (1, 16, 8, 3, 30)] {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let ours = group_norm_silu(groups, channels, 1e-6, vb).unwrap();
+        let (weight, bias) = {
+            let data = varmap.data().lock().unwrap();
+            (data["weight"].clone(), data["bias"].clone())
+        };
+        // Scales and shifts away from 1 and 0, and an input with a non-zero mean.
+        weight.set(&random(&[channels], seed).affine(1.0, 1.5).unwrap()).unwrap();
+        bias.set(&random(&[channels], seed + 1)).unwrap();
+        let x = Var::from_tensor(&random(&[batch, channels, size, size], seed + 2).affine(3.0, 0.7).unwrap()).unwrap();
+
+        let y = ours.forward(x.as_tensor()).unwrap();
+        let reference =
+            candle_nn::GroupNorm::new(weight.as_tensor().clone(), bias.as_tensor().clone(), channels, groups, 1e-6)
+                .unwrap()
+                .forward(x.as_tensor())
+                .unwrap()
+                .silu()
+                .unwrap();
+        assert!(relative_diff(&y, &reference) < 1e-5, "forward, {channels} channels in {groups} groups");
+
+        let upstream = random(y.dims(), seed + 3);
+        let g_ours = (y * &upstream).unwrap().sum_all().unwrap().backward().unwrap();
+        let g_reference = (reference * &upstream).unwrap().sum_all().unwrap().backward().unwrap();
+        for (name, var) in [("x", &x), ("weight", &weight), ("bias", &bias)] {
+            let (a, b) = (g_ours.get(var.as_tensor()).unwrap(), g_reference.get(var.as_tensor()).unwrap());
+            let diff = relative_diff(a, b);
+            assert!(
+                diff < 1e-4,
+                "gradient of {name} differs by {diff} (relative), {channels} channels in {groups} groups"
+            );
         }
     }
 }

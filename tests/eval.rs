@@ -35,6 +35,7 @@ fn samples(model: &SpaeModel) -> (Dataset, Vec<image::RgbImage>) {
             caption: None,
             name: n.replace(".png", ""),
             category: "test".into(),
+            subcategory: None,
         })
         .collect();
     let pixels = images.iter().flat_map(|i| i.as_raw().clone()).collect();

@@ -21,6 +21,7 @@ fn task() -> Task {
         classes: vec!["cat".into(), "apple".into()],
         support: vec![(words("orange fur tail small face"), 0), (words("red round fruit green leaf"), 1)],
         query: words("orange fur tail small face"),
+        induction: true,
     }
 }
 
@@ -41,6 +42,11 @@ fn image_words_enter_the_prompt_as_their_token_ids() {
     );
     assert!(text.contains("Input: orange fur tail small face\nOutput: cat\n"), "{text}");
     assert!(text.ends_with("###\nInput: orange fur tail small face\nOutput:"), "{text}");
+    // The open-ended protocol: the same prompt without the line naming the classes.
+    let open = fewshot::prompt(tokenizer, vocabulary, &Task { induction: false, ..task });
+    let open_text = tokenizer.decode(&open);
+    assert_eq!(open_text, format!("###\n{}", text.split_once("\n###\n").unwrap().1), "{open_text}");
+    assert!(!open_text.contains("one of"), "{open_text}");
 }
 
 #[test]
@@ -80,13 +86,15 @@ fn bad_tasks_get_clear_messages() {
     let (llm, tokenizer) = common::language();
     let codebook = common::codebook();
     let vocabulary = codebook.vocabulary();
-    let one_class = Task { classes: vec!["cat".into()], support: vec![(words("cat"), 0)], query: words("cat") };
+    let one_class =
+        Task { classes: vec!["cat".into()], support: vec![(words("cat"), 0)], query: words("cat"), induction: true };
     let error = fewshot::classify(llm, tokenizer, vocabulary, &one_class).err().unwrap().to_string();
     assert!(error.contains("at least two classes"), "{error}");
     let huge = Task {
         classes: vec!["cat".into(), "dog".into()],
         support: (0..40).map(|i| (vec![word("cat"); 597], i % 2)).collect(),
         query: words("cat"),
+        induction: false,
     };
     let error = fewshot::classify(llm, tokenizer, vocabulary, &huge).err().unwrap().to_string();
     assert!(error.contains("context holds"), "{error}");

@@ -5,6 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use spae::codebook::candidates::CandidateOptions;
 use spae::data::{Dataset, Sample, Split};
 use spae::image_io;
 use spae::model::{SpaeConfig, SpaeModel};
@@ -33,6 +34,7 @@ fn tiny_dataset(dir: &Path) {
                 caption: None,
                 name: name.to_string(),
                 category: "test".into(),
+                subcategory: None,
             }
         })
         .collect();
@@ -58,6 +60,7 @@ fn options(data: &Path, run: &Path, steps: u64) -> TrainOptions {
         checkpoint_minutes: 1e6,
         semantic: None,
         perceptual_weight: 0.0,
+        search: Some(CandidateOptions::default()),
     }
 }
 

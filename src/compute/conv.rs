@@ -4,8 +4,19 @@
 //! than candle's transposed-convolution gradient. Weights keep candle's layout
 //! (`out x in x k x k`, plus a bias), so files and names are unchanged.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
+
+/// Floating-point operations of every [`Conv2d`] forward pass so far (2 per multiply-add),
+/// for `spae bench-train`'s count of a step's arithmetic.
+static FORWARD_FLOPS: AtomicU64 = AtomicU64::new(0);
+
+/// The convolutions' forward floating-point operations since the last call.
+pub fn take_forward_flops() -> u64 {
+    FORWARD_FLOPS.swap(0, Ordering::Relaxed)
+}
 
 pub struct Conv2d {
     weight: Tensor,
@@ -88,6 +99,7 @@ impl Module for Conv2d {
         let b = x.dim(0)?;
         let (o, c, k, _) = self.weight.dims4()?;
         let (columns, oh, ow) = patches(x, self.kernel, self.stride, Padding::same(self.kernel))?;
+        FORWARD_FLOPS.fetch_add((2 * b * o * c * k * k * oh * ow) as u64, Ordering::Relaxed);
         let out = self.weight.reshape((o, c * k * k))?.broadcast_matmul(&columns)?;
         out.reshape((b, o, oh, ow))?.broadcast_add(&self.bias.reshape((1, o, 1, 1))?)
     }

@@ -37,6 +37,9 @@ pub struct Sample {
     pub name: String,
     /// The category folder or emoji category.
     pub category: String,
+    /// The emoji's subcategory ("animal-mammal", "food-fruit"); none for other sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subcategory: Option<String>,
 }
 
 pub struct Dataset {

@@ -33,9 +33,16 @@ impl Default for PrepareOptions {
     }
 }
 
+/// The prepared splits' format: a cache of an older one is prepared again (2: samples
+/// carry the emoji's subcategory).
+const FORMAT: u32 = 2;
+
 /// What was written.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Manifest {
+    /// [`FORMAT`] when written (absent before format 2).
+    #[serde(default)]
+    pub format: u32,
     pub options: PrepareOptions,
     pub train: usize,
     pub heldout: usize,
@@ -62,7 +69,7 @@ pub fn prepare(cache: &Path, options: &PrepareOptions) -> Result<Manifest> {
     let manifest_path = out.join("manifest.json");
     if let Ok(text) = std::fs::read_to_string(&manifest_path) {
         if let Ok(manifest) = serde_json::from_str::<Manifest>(&text) {
-            if &manifest.options == options {
+            if &manifest.options == options && manifest.format == FORMAT {
                 eprintln!("{} is up to date ({} train, {} held out)", out.display(), manifest.train, manifest.heldout);
                 return Ok(manifest);
             }
@@ -114,8 +121,13 @@ pub fn prepare(cache: &Path, options: &PrepareOptions) -> Result<Manifest> {
     std::fs::create_dir_all(&out)?;
     let [(train_samples, train_pixels), (heldout_samples, heldout_pixels)] = splits;
     let r = options.resolution as usize;
-    let manifest =
-        Manifest { options: options.clone(), train: train_samples.len(), heldout: heldout_samples.len(), skipped };
+    let manifest = Manifest {
+        format: FORMAT,
+        options: options.clone(),
+        train: train_samples.len(),
+        heldout: heldout_samples.len(),
+        skipped,
+    };
     Dataset::new(r, train_samples, train_pixels)?.save(&out, Split::Train)?;
     Dataset::new(r, heldout_samples, heldout_pixels)?.save(&out, Split::HeldOut)?;
     crate::atomic_file::write(&manifest_path, serde_json::to_string_pretty(&manifest)?.as_bytes())?;
@@ -161,6 +173,7 @@ fn sources_of(package: &Package, root: &Path, options: &PrepareOptions) -> Resul
         caption,
         name,
         category,
+        subcategory: None,
     };
     let whole = |path: PathBuf, sample: Sample| Source { path, sample, crop: None };
     Ok(match package.name {
@@ -175,7 +188,9 @@ fn sources_of(package: &Package, root: &Path, options: &PrepareOptions) -> Resul
                     let path = base.join("img/google/64").join(e["image"].as_str()?);
                     let name = e["name"].as_str().unwrap_or_default().to_lowercase();
                     let category = e["category"].as_str().unwrap_or_default().to_string();
-                    path.exists().then(|| whole(path.clone(), sample(&path, &base, None, name, category)))
+                    let mut s = sample(&path, &base, None, name, category);
+                    s.subcategory = e["subcategory"].as_str().map(str::to_string);
+                    path.exists().then(|| whole(path.clone(), s))
                 })
                 .collect()
         }

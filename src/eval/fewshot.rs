@@ -1,6 +1,7 @@
 //! The few-shot evaluation: N-way K-shot tasks drawn with a fixed seed from the held-out
-//! split's categories, each classified by the frozen LLM ([`crate::tasks::fewshot`]); accuracy
-//! per cell with a 95% Wilson interval, next to chance.
+//! split's classes (the concepts of [`super::concepts`], or the sources' own categories),
+//! each classified by the frozen LLM ([`crate::tasks::fewshot`]) with or without task
+//! induction; accuracy per cell with a 95% Wilson interval, next to chance.
 //!
 //! The tasks depend only on the data and the seed, so a model and its control are asked
 //! exactly the same questions.
@@ -12,6 +13,7 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
+use super::concepts::Concepts;
 use crate::data::{class_name, Dataset};
 use crate::image_io;
 use crate::llm::model::SmolLm;
@@ -19,6 +21,7 @@ use crate::llm::tokenizer::Tokenizer;
 use crate::model::SpaeModel;
 use crate::tasks::fewshot::{self, Task};
 
+#[derive(Clone)]
 pub struct Options {
     pub ways: Vec<usize>,
     pub shots: Vec<usize>,
@@ -26,11 +29,13 @@ pub struct Options {
     /// Pyramid layers per image in the prompt.
     pub layers: usize,
     pub seed: u64,
+    /// Whether the prompt opens by naming the classes (see [`Task::induction`]).
+    pub induction: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { ways: vec![2, 5], shots: vec![1, 3, 5], tasks: 200, layers: 2, seed: 0 }
+        Self { ways: vec![2, 5], shots: vec![1, 3, 5], tasks: 200, layers: 2, seed: 0, induction: true }
     }
 }
 
@@ -54,22 +59,42 @@ pub struct Classes {
     pub images: Vec<Vec<Vec<u32>>>,
 }
 
-/// Encodes every image of `data` with `model` and groups the words of its first `layers`
-/// layers by class, keeping classes with at least `min_images` images.
-pub fn classes(model: &SpaeModel, data: &Dataset, layers: usize, min_images: usize) -> Result<Classes> {
+/// Encodes every image of `data` with `model`: the words of its first `layers` layers.
+pub fn image_words(model: &SpaeModel, data: &Dataset, layers: usize) -> Result<Vec<Vec<u32>>> {
     ensure!((1..=model.shape().layers()).contains(&layers), "layers must be 1..={}", model.shape().layers());
-    let mut grouped: BTreeMap<String, Vec<Vec<u32>>> = BTreeMap::new();
     let indices: Vec<usize> = (0..data.len()).collect();
+    let mut words = Vec::with_capacity(data.len());
     for chunk in indices.chunks(32) {
         let images: Vec<_> = chunk.iter().map(|&i| data.image(i)).collect();
         let (_, quantized) = model.quantize(&image_io::to_tensor(&images)?)?;
-        for (&i, pyramid) in chunk.iter().zip(&quantized.pyramids) {
-            grouped.entry(class_name(&data.sample(i).category)).or_default().push(pyramid.prefix_words(layers));
+        words.extend(quantized.pyramids.iter().map(|pyramid| pyramid.prefix_words(layers)));
+    }
+    Ok(words)
+}
+
+/// Groups images (their words) by label, keeping labels with at least `min_images` images;
+/// unlabelled images are left out. Classes come in name order.
+pub fn group(words: &[Vec<u32>], labels: &[Option<String>], min_images: usize) -> Classes {
+    let mut grouped: BTreeMap<&str, Vec<Vec<u32>>> = BTreeMap::new();
+    for (image, label) in words.iter().zip(labels) {
+        if let Some(label) = label.as_deref().filter(|l| !l.is_empty()) {
+            grouped.entry(label).or_default().push(image.clone());
         }
     }
-    grouped.retain(|name, images| !name.is_empty() && images.len() >= min_images);
-    let (names, images) = grouped.into_iter().unzip();
-    Ok(Classes { names, images })
+    grouped.retain(|_, images| images.len() >= min_images);
+    let (names, images) = grouped.into_iter().map(|(name, images)| (name.to_string(), images)).unzip();
+    Classes { names, images }
+}
+
+/// The label of each image of `data` by the few-shot benchmark's rule: its concept.
+pub fn concept_labels(data: &Dataset, concepts: &Concepts) -> Vec<Option<String>> {
+    (0..data.len()).map(|i| concepts.concept(data.sample(i)).map(str::to_string)).collect()
+}
+
+/// The label of each image of `data` by its source's own category (the earlier
+/// benchmark, kept for comparison).
+pub fn category_labels(data: &Dataset) -> Vec<Option<String>> {
+    (0..data.len()).map(|i| Some(class_name(&data.sample(i).category))).collect()
 }
 
 /// Task `index` of the (ways, shots) cell, the same for every model given the seed, and
@@ -91,7 +116,7 @@ pub fn task(classes: &Classes, ways: usize, shots: usize, seed: u64, index: usiz
     }
     support.shuffle(&mut rng);
     let names = chosen.iter().map(|&c| classes.names[c].clone()).collect();
-    (Task { classes: names, support, query }, answer)
+    (Task { classes: names, support, query, induction: true }, answer)
 }
 
 /// Runs every cell; `progress` hears (cells done, tasks done in this cell).
@@ -116,7 +141,8 @@ pub fn evaluate(
         for &shots in &options.shots {
             let mut correct = 0;
             for index in 0..options.tasks {
-                let (task, expected) = task(classes, ways, shots, options.seed, index);
+                let (mut task, expected) = task(classes, ways, shots, options.seed, index);
+                task.induction = options.induction;
                 let answer = fewshot::classify(llm, tokenizer, vocabulary, &task)?;
                 correct += usize::from(answer.class == expected);
                 progress(&format!("{ways}-way {shots}-shot: task {}/{}, {correct} correct", index + 1, options.tasks));
@@ -146,4 +172,20 @@ pub fn wilson(successes: usize, trials: usize) -> (f64, f64) {
     let half = z / (1.0 + z * z / n) * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt();
     // Clamped: rounding can put an end a hair outside [0, 1] (printed as -0.000).
     ((centre - half).max(0.0), (centre + half).min(1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_group_by_label_with_small_and_unlabelled_left_out() {
+        let words = vec![vec![1], vec![2], vec![3], vec![4], vec![5]];
+        let labels = [Some("b"), None, Some("a"), Some("b"), Some("")].map(|l| l.map(str::to_string));
+        let classes = group(&words, &labels, 2);
+        assert_eq!(classes.names, vec!["b"]);
+        assert_eq!(classes.images, vec![vec![vec![1], vec![4]]]);
+        let classes = group(&words, &labels, 1);
+        assert_eq!(classes.names, vec!["a", "b"]);
+    }
 }

@@ -1,9 +1,10 @@
 //! Building blocks shared by the encoder and the decoder.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{group_norm, GroupNorm, VarBuilder};
+use candle_nn::VarBuilder;
 
 use crate::compute::conv::{conv2d, Conv2d};
+use crate::compute::group_norm::{group_norm_silu, GroupNormSilu};
 
 /// A 3 x 3 convolution with padding 1 (optionally stride 2).
 pub fn conv3x3(in_c: usize, out_c: usize, stride: usize, vb: VarBuilder) -> Result<Conv2d> {
@@ -17,9 +18,9 @@ pub fn conv1x1(in_c: usize, out_c: usize, vb: VarBuilder) -> Result<Conv2d> {
 
 /// GroupNorm, SiLU, conv, GroupNorm, SiLU, conv, plus a (projected) skip connection.
 pub struct ResBlock {
-    norm1: GroupNorm,
+    norm1: GroupNormSilu,
     conv1: Conv2d,
-    norm2: GroupNorm,
+    norm2: GroupNormSilu,
     conv2: Conv2d,
     skip: Option<Conv2d>,
 }
@@ -27,9 +28,9 @@ pub struct ResBlock {
 impl ResBlock {
     pub fn new(in_c: usize, out_c: usize, groups: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            norm1: group_norm(groups, in_c, 1e-6, vb.pp("norm1"))?,
+            norm1: group_norm_silu(groups, in_c, 1e-6, vb.pp("norm1"))?,
             conv1: conv3x3(in_c, out_c, 1, vb.pp("conv1"))?,
-            norm2: group_norm(groups, out_c, 1e-6, vb.pp("norm2"))?,
+            norm2: group_norm_silu(groups, out_c, 1e-6, vb.pp("norm2"))?,
             conv2: conv3x3(out_c, out_c, 1, vb.pp("conv2"))?,
             skip: if in_c == out_c { None } else { Some(conv1x1(in_c, out_c, vb.pp("skip"))?) },
         })
@@ -38,8 +39,8 @@ impl ResBlock {
 
 impl Module for ResBlock {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.conv1.forward(&self.norm1.forward(x)?.silu()?)?;
-        let h = self.conv2.forward(&self.norm2.forward(&h)?.silu()?)?;
+        let h = self.conv1.forward(&self.norm1.forward(x)?)?;
+        let h = self.conv2.forward(&self.norm2.forward(&h)?)?;
         let skip = match &self.skip {
             Some(conv) => conv.forward(x)?,
             None => x.clone(),

@@ -4,16 +4,17 @@
 //! in place of downsampling.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{group_norm, GroupNorm, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::blocks::{conv1x1, conv3x3, Level, ResBlock, Resample};
 use super::config::SpaeConfig;
 use crate::compute::conv::Conv2d;
+use crate::compute::group_norm::{group_norm_silu, GroupNormSilu};
 
 pub struct Decoder {
     conv_in: Conv2d,
     levels: Vec<Level>,
-    norm_out: GroupNorm,
+    norm_out: GroupNormSilu,
     conv_out: Conv2d,
 }
 
@@ -44,7 +45,7 @@ impl Decoder {
         Ok(Self {
             conv_in,
             levels,
-            norm_out: group_norm(cfg.norm_groups, in_c, 1e-6, vb.pp("norm_out"))?,
+            norm_out: group_norm_silu(cfg.norm_groups, in_c, 1e-6, vb.pp("norm_out"))?,
             conv_out: conv3x3(in_c, 3, 1, vb.pp("conv_out"))?,
         })
     }
@@ -56,6 +57,6 @@ impl Module for Decoder {
         for level in &self.levels {
             h = level.forward(&h)?;
         }
-        self.conv_out.forward(&self.norm_out.forward(&h)?.silu()?)
+        self.conv_out.forward(&self.norm_out.forward(&h)?)
     }
 }

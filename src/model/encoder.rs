@@ -2,16 +2,17 @@
 //! (`batch x latent_channels x G x G`) that SAQ quantizes.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{group_norm, GroupNorm, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::blocks::{conv1x1, conv3x3, Level, ResBlock, Resample};
 use super::config::SpaeConfig;
 use crate::compute::conv::Conv2d;
+use crate::compute::group_norm::{group_norm_silu, GroupNormSilu};
 
 pub struct Encoder {
     conv_in: Conv2d,
     levels: Vec<Level>,
-    norm_out: GroupNorm,
+    norm_out: GroupNormSilu,
     conv_out: Conv2d,
 }
 
@@ -34,7 +35,7 @@ impl Encoder {
         Ok(Self {
             conv_in,
             levels,
-            norm_out: group_norm(cfg.norm_groups, in_c, 1e-6, vb.pp("norm_out"))?,
+            norm_out: group_norm_silu(cfg.norm_groups, in_c, 1e-6, vb.pp("norm_out"))?,
             conv_out: conv1x1(in_c, cfg.latent_channels, vb.pp("conv_out"))?,
         })
     }
@@ -46,6 +47,6 @@ impl Module for Encoder {
         for level in &self.levels {
             h = level.forward(&h)?;
         }
-        self.conv_out.forward(&self.norm_out.forward(&h)?.silu()?)
+        self.conv_out.forward(&self.norm_out.forward(&h)?)
     }
 }

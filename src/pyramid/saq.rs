@@ -9,6 +9,7 @@
 use anyhow::Result;
 use candle_core::{Device, Tensor};
 
+use crate::codebook::candidates::CandidateIndex;
 use crate::codebook::Codebook;
 use crate::pyramid::{CellTarget, Pyramid, PyramidShape};
 
@@ -24,6 +25,43 @@ pub struct Quantized {
 /// SAQ passes no gradient (the straight-through estimator does that), so the bookkeeping
 /// runs on plain channel-last buffers; only the searches are heavy.
 pub fn quantize(z: &Tensor, codebook: &Codebook, shape: &PyramidShape, cell_target: CellTarget) -> Result<Quantized> {
+    quantize_with(z, codebook, shape, cell_target, Search::Exact)
+}
+
+/// How SAQ finds each target's nearest word.
+#[derive(Clone, Copy)]
+pub enum Search<'a> {
+    /// The exact search ([`Codebook::nearest`]): encoding, evaluation, the studio.
+    Exact,
+    /// The candidate search ([`CandidateIndex`]): training only.
+    Candidates(&'a CandidateIndex),
+}
+
+impl Search<'_> {
+    /// Floating-point operations of one target's search.
+    pub fn flops_per_target(self, codebook: &Codebook) -> f64 {
+        match self {
+            Self::Exact => 2.0 * codebook.len() as f64 * codebook.dim() as f64,
+            Self::Candidates(index) => index.flops_per_target(codebook),
+        }
+    }
+
+    fn nearest(self, codebook: &Codebook, targets: &[f32]) -> Vec<u32> {
+        match self {
+            Self::Exact => codebook.nearest(targets),
+            Self::Candidates(index) => index.nearest(codebook, targets),
+        }
+    }
+}
+
+/// [`quantize`] with the given search.
+pub fn quantize_with(
+    z: &Tensor,
+    codebook: &Codebook,
+    shape: &PyramidShape,
+    cell_target: CellTarget,
+    search: Search,
+) -> Result<Quantized> {
     let (batch, dim, g, _) = z.dims4()?;
     anyhow::ensure!(g == shape.latent_size(), "latent is {g} wide, the pyramid wants {}", shape.latent_size());
     anyhow::ensure!(dim == codebook.dim(), "latent has {dim} channels, the codebook {}", codebook.dim());
@@ -32,7 +70,7 @@ pub fn quantize(z: &Tensor, codebook: &Codebook, shape: &PyramidShape, cell_targ
     let mut prefixes = Vec::with_capacity(shape.layers());
     let mut words: Vec<Vec<Vec<u32>>> = vec![Vec::with_capacity(shape.layers()); batch];
     for layer in 1..=shape.layers() {
-        let found = quantize_layer(&z, &mut sum, codebook, shape, layer, cell_target);
+        let found = quantize_layer(&z, &mut sum, codebook, shape, layer, cell_target, search);
         for (b, image_words) in found.chunks(shape.tokens_in_layer(layer)).enumerate() {
             words[b].push(image_words.to_vec());
         }
@@ -60,7 +98,7 @@ pub fn prefix_words(
     let mut sum = vec![0f32; z.len()];
     let mut words = vec![Vec::with_capacity(shape.tokens_in_prefix(layers)); batch];
     for layer in 1..=layers {
-        let found = quantize_layer(&z, &mut sum, codebook, shape, layer, cell_target);
+        let found = quantize_layer(&z, &mut sum, codebook, shape, layer, cell_target, Search::Exact);
         for (image, layer_words) in words.iter_mut().zip(found.chunks(shape.tokens_in_layer(layer))) {
             image.extend_from_slice(layer_words);
         }
@@ -119,7 +157,7 @@ pub fn complete(
     let z: Vec<f32> = sum.iter().map(|s| s / k as f32).collect();
     let mut layers = prefix.to_vec();
     for layer in k + 1..=shape.layers() {
-        layers.push(quantize_layer(&z, &mut sum, codebook, shape, layer, cell_target));
+        layers.push(quantize_layer(&z, &mut sum, codebook, shape, layer, cell_target, Search::Exact));
     }
     Pyramid::new(shape.clone(), layers)
 }
@@ -134,8 +172,32 @@ fn quantize_layer(
     shape: &PyramidShape,
     layer: usize,
     cell_target: CellTarget,
+    search: Search,
 ) -> Vec<u32> {
-    let dim = codebook.dim();
+    let targets = layer_targets(z, sum, shape, layer, cell_target, codebook.dim());
+    let found = search.nearest(codebook, &targets);
+    add_batch_layer(sum, codebook, shape, layer, &found);
+    found
+}
+
+/// Adds one layer's words (image after image) to a batch's channel-last sums.
+fn add_batch_layer(sum: &mut [f32], codebook: &Codebook, shape: &PyramidShape, layer: usize, words: &[u32]) {
+    let image_len = shape.latent_size().pow(2) * codebook.dim();
+    for (sum_image, image_words) in sum.chunks_mut(image_len).zip(words.chunks(shape.tokens_in_layer(layer))) {
+        add_layer(sum_image, codebook, shape, layer, image_words);
+    }
+}
+
+/// Every cell's SAQ target of one layer over a batch of channel-last latents, row-major
+/// (`cells x dim`, image after image).
+fn layer_targets(
+    z: &[f32],
+    sum: &[f32],
+    shape: &PyramidShape,
+    layer: usize,
+    cell_target: CellTarget,
+    dim: usize,
+) -> Vec<f32> {
     let image_len = shape.latent_size().pow(2) * dim;
     let l = layer as f32;
     let mut targets = Vec::with_capacity(z.len() / image_len * shape.tokens_in_layer(layer) * dim);
@@ -145,11 +207,33 @@ fn quantize_layer(
         let sum_cells = cell_values(sum_image, shape, layer, cell_target, dim);
         targets.extend(z_cells.iter().zip(&sum_cells).map(|(zc, sc)| l * zc - sc));
     }
-    let found = codebook.nearest(&targets);
-    for (sum_image, words) in sum.chunks_mut(image_len).zip(found.chunks(shape.tokens_in_layer(layer))) {
-        add_layer(sum_image, codebook, shape, layer, words);
+    targets
+}
+
+/// For each layer, the share of SAQ's targets for which the candidate search finds the
+/// exact search's word. The pyramid is built with the exact search, so every layer's
+/// targets are the ones encoding would search.
+pub fn search_agreement(
+    z: &Tensor,
+    codebook: &Codebook,
+    shape: &PyramidShape,
+    cell_target: CellTarget,
+    index: &CandidateIndex,
+) -> Result<Vec<f64>> {
+    let (_, dim, g, _) = z.dims4()?;
+    anyhow::ensure!(g == shape.latent_size() && dim == codebook.dim(), "the latent does not fit the pyramid");
+    let z: Vec<f32> = z.detach().permute((0, 2, 3, 1))?.flatten_all()?.to_vec1()?;
+    let mut sum = vec![0f32; z.len()];
+    let mut agreement = Vec::with_capacity(shape.layers());
+    for layer in 1..=shape.layers() {
+        let targets = layer_targets(&z, &sum, shape, layer, cell_target, dim);
+        let exact = codebook.nearest(&targets);
+        let approximate = index.nearest(codebook, &targets);
+        let same = exact.iter().zip(&approximate).filter(|(a, b)| a == b).count();
+        agreement.push(same as f64 / exact.len().max(1) as f64);
+        add_batch_layer(&mut sum, codebook, shape, layer, &exact);
     }
-    found
+    Ok(agreement)
 }
 
 /// The SAQ targets of a layer as a differentiable tensor (`batch x dim x s x s`):

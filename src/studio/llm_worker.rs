@@ -275,7 +275,7 @@ impl Resources {
             ImageSource::File(path) => fewshot::file_words(model, path, job.layers)?,
             ImageSource::Prepared(image) => fewshot::image_words(model, image, job.layers)?,
         };
-        let task = fewshot::Task { classes: job.classes, support, query };
+        let task = fewshot::Task { classes: job.classes, support, query, induction: true };
         let (llm, tokenizer) = self.llm(model, reporter)?;
         let answer = fewshot::classify(llm, tokenizer, model.codebook().vocabulary(), &task)?;
         Ok(Classified {

@@ -22,6 +22,10 @@ pub struct Task {
     /// (words, index into `classes`).
     pub support: Vec<(Vec<u32>, usize)>,
     pub query: Vec<u32>,
+    /// Task induction: the prompt opens by naming the classes. Without it (the open-ended
+    /// protocol) the LLM sees only the examples; the answer is still the best of the
+    /// class names.
+    pub induction: bool,
 }
 
 /// The LLM's reading of a task.
@@ -37,10 +41,14 @@ pub struct Answer {
 /// The prompt of docs/method.md section 6 as token ids.
 pub fn prompt(tokenizer: &Tokenizer, vocabulary: &Vocabulary, task: &Task) -> Vec<u32> {
     let image = |words: &[u32]| words.iter().map(|&w| vocabulary.token_id(w)).collect::<Vec<_>>();
-    let mut tokens = tokenizer.encode(&format!(
-        "For each of the following input output pairs, output is one of [{}]\n###\n",
-        task.classes.join(", ")
-    ));
+    let mut tokens = if task.induction {
+        tokenizer.encode(&format!(
+            "For each of the following input output pairs, output is one of [{}]\n###\n",
+            task.classes.join(", ")
+        ))
+    } else {
+        tokenizer.encode("###\n")
+    };
     for (words, label) in &task.support {
         tokens.extend(tokenizer.encode("Input:"));
         tokens.extend(image(words));

@@ -25,6 +25,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use crate::codebook::candidates::{CandidateIndex, CandidateOptions};
 use crate::data::{Dataset, Split};
 use crate::model::SpaeModel;
 use crate::pyramid::saq;
@@ -57,6 +58,9 @@ pub struct TrainOptions {
     pub semantic: Option<SemanticOptions>,
     /// Weight of the perceptual loss through the teacher's features (0: off).
     pub perceptual_weight: f64,
+    /// SAQ's search in training: the candidate search so sized, or `None` for the exact one.
+    #[serde(default)]
+    pub search: Option<CandidateOptions>,
 }
 
 /// The run's log as copied beside the exported model.
@@ -81,6 +85,7 @@ struct Inputs {
     targets: Option<Vec<Target>>,
     grids: Option<Tensor>,
     teacher: Option<EfficientNetLite0>,
+    search: Option<CandidateIndex>,
 }
 
 impl Inputs {
@@ -100,7 +105,8 @@ impl Inputs {
             None
         };
         let grids = crate::data::feature_cache::load_or_compute(&options.data_dir, split, &data, model)?;
-        Ok(Self { data, targets, grids, teacher })
+        let search = options.search.map(|o| CandidateIndex::new(model.codebook(), o)).transpose()?;
+        Ok(Self { data, targets, grids, teacher, search })
     }
 }
 
@@ -109,13 +115,50 @@ fn optimizer_for(model: &SpaeModel, options: &TrainOptions) -> Result<AdamW> {
     AdamW::new(vars, options.weight_decay)
 }
 
-/// `spae bench train`: `steps` timed training steps (after one untimed) on `split`,
+/// What `spae bench-train` measures: timed steps and the arithmetic they stand for.
+pub struct Benchmark {
+    pub records: Vec<StepRecord>,
+    /// Floating-point operations of one image's step: the convolutions' forward pass
+    /// (counted as they run) times 3 for the backward pass, SAQ's search, and the semantic
+    /// loss's distances (forward and backward) where it is on.
+    pub flops_per_image: f64,
+    /// For the candidate search: per layer, the share of held-out targets where it finds
+    /// the exact search's word.
+    pub search_agreement: Option<Vec<f64>>,
+}
+
+/// `spae bench-train`: `steps` timed training steps (after one untimed) on `split`,
 /// touching no checkpoint or log; the model's weights change.
-pub fn benchmark(model: &SpaeModel, options: &TrainOptions, split: Split, steps: u64) -> Result<Vec<StepRecord>> {
+pub fn benchmark(model: &SpaeModel, options: &TrainOptions, split: Split, steps: u64) -> Result<Benchmark> {
     let inputs = Inputs::load(model, options, split)?;
     let mut optimizer = optimizer_for(model, options)?;
+    crate::compute::conv::take_forward_flops();
     train_step(model, &inputs, &mut optimizer, options, 0)?;
-    (1..=steps).map(|step| train_step(model, &inputs, &mut optimizer, options, step)).collect()
+    let conv_flops = crate::compute::conv::take_forward_flops() as f64 / options.batch_size as f64;
+    let records =
+        (1..=steps).map(|step| train_step(model, &inputs, &mut optimizer, options, step)).collect::<Result<_>>()?;
+    let (codebook, shape) = (model.codebook(), model.shape());
+    let search = inputs.search.as_ref().map_or(saq::Search::Exact, saq::Search::Candidates);
+    let semantic_flops = options.semantic.as_ref().map_or(0.0, |s| 3.0 * semantic::forward_flops(shape, codebook, s));
+    let flops_per_image = 3.0 * conv_flops
+        + shape.tokens_in_prefix(shape.layers()) as f64 * search.flops_per_target(codebook)
+        + semantic_flops;
+    let search_agreement = match &inputs.search {
+        Some(index) => {
+            // The first 64 images of the split, as encoding sees them.
+            let indices: Vec<usize> = (0..inputs.data.len().min(64)).collect();
+            let pixels = inputs.data.batch(&indices, &vec![false; indices.len()])?;
+            let grid = inputs
+                .grids
+                .as_ref()
+                .map(|g| crate::data::feature_cache::batch(g, &indices, &vec![false; indices.len()]))
+                .transpose()?;
+            let z = model.encode_latent_with(&pixels, grid.as_ref())?;
+            Some(saq::search_agreement(&z, codebook, shape, model.config().cell_target, index)?)
+        }
+        None => None,
+    };
+    Ok(Benchmark { records, flops_per_image, search_agreement })
 }
 
 /// Trains `model` (fresh, or restored from the run's checkpoint when `resume`).
@@ -226,7 +269,8 @@ fn train_step(
     let grid = inputs.grids.as_ref().map(|g| crate::data::feature_cache::batch(g, &indices, &flips)).transpose()?;
     let z = model.encode_latent_with(&pixels, grid.as_ref())?;
     let t1 = Instant::now();
-    let quantized = saq::quantize(&z, model.codebook(), model.shape(), model.config().cell_target)?;
+    let search = inputs.search.as_ref().map_or(saq::Search::Exact, saq::Search::Candidates);
+    let quantized = saq::quantize_with(&z, model.codebook(), model.shape(), model.config().cell_target, search)?;
     let t2 = Instant::now();
     // Each image decodes from all layers or from a random shorter prefix.
     let prefixes: Vec<usize> = (0..indices.len())

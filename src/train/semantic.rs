@@ -78,6 +78,13 @@ pub fn targets(relevances: &[Relevance], vocabulary: &Vocabulary, options: &Sema
         .collect()
 }
 
+/// Floating-point operations of [`loss`]'s forward pass for one image: each guided
+/// cell's distances to every word (its backward pass costs about twice as much).
+pub fn forward_flops(shape: &PyramidShape, codebook: &Codebook, options: &SemanticOptions) -> f64 {
+    let cells: usize = (1..=options.layers.min(shape.layers())).map(|l| shape.tokens_in_layer(l)).sum();
+    2.0 * cells as f64 * codebook.len() as f64 * codebook.dim() as f64
+}
+
 /// The semantic loss for a batch. `z` is the encoder output (`batch x dim x G x G`),
 /// `prefixes` SAQ's zhat_l, `batch_targets` one target per image.
 pub fn loss(

@@ -11,7 +11,8 @@ use clap::ValueEnum;
 
 use spae::data::{prepare, Dataset, Split};
 use spae::eval::captioning as caption_eval;
-use spae::eval::fewshot as fewshot_eval;
+use spae::eval::concepts::{Concepts, MIN_IMAGES};
+use spae::eval::fewshot::{self as fewshot_eval, Cell};
 use spae::image_io;
 use spae::llm::gguf::LlmFile;
 use spae::llm::model::SmolLm;
@@ -41,32 +42,32 @@ pub struct ClassifyArgs {
     /// Pyramid layers per image in the prompt.
     #[arg(long, default_value_t = 2)]
     layers: usize,
+    /// The open-ended protocol: no line naming the classes opens the prompt.
+    #[arg(long)]
+    no_induction: bool,
 }
 
 impl ClassifyArgs {
     /// One few-shot task from support images and a query image file.
     pub fn run(self, session: &Session) -> Result<()> {
-        classify(session.model, session.llm, &self.support, &self.query, self.layers)
+        let (model, layers) = (session.model, self.layers);
+        let (classes, images) = fewshot::read_support(&self.support)?;
+        let support = images
+            .iter()
+            .map(|(path, class)| Ok((fewshot::file_words(model, path, layers)?, *class)))
+            .collect::<Result<_>>()?;
+        let query = fewshot::file_words(model, &self.query, layers)?;
+        let (llm, tokenizer) = open_llm(session.llm)?;
+        let task = fewshot::Task { classes, support, query, induction: !self.no_induction };
+        let answer = fewshot::classify(&llm, &tokenizer, model.codebook().vocabulary(), &task)?;
+        println!("{}", tokenizer.decode(&answer.prompt));
+        println!("---- {} prompt tokens; log-probability of each class:", answer.prompt.len());
+        for (name, score) in task.classes.iter().zip(&answer.scores) {
+            println!("{score:>10.3}  {name}");
+        }
+        println!("answer: {}", task.classes[answer.class]);
+        Ok(())
     }
-}
-
-fn classify(model: &SpaeModel, llm_path: &Path, support: &Path, query: &Path, layers: usize) -> Result<()> {
-    let (classes, images) = fewshot::read_support(support)?;
-    let support = images
-        .iter()
-        .map(|(path, class)| Ok((fewshot::file_words(model, path, layers)?, *class)))
-        .collect::<Result<_>>()?;
-    let query = fewshot::file_words(model, query, layers)?;
-    let (llm, tokenizer) = open_llm(llm_path)?;
-    let task = fewshot::Task { classes, support, query };
-    let answer = fewshot::classify(&llm, &tokenizer, model.codebook().vocabulary(), &task)?;
-    println!("{}", tokenizer.decode(&answer.prompt));
-    println!("---- {} prompt tokens; log-probability of each class:", answer.prompt.len());
-    for (name, score) in task.classes.iter().zip(&answer.scores) {
-        println!("{score:>10.3}  {name}");
-    }
-    println!("answer: {}", task.classes[answer.class]);
-    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -81,6 +82,9 @@ pub struct EvalFewshotArgs {
     layers: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Shots per class of the tasks, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1, 3, 5])]
+    shots: Vec<usize>,
     /// A control model folder (trained without semantic guidance) asked the same tasks.
     #[arg(long)]
     control: Option<PathBuf>,
@@ -91,43 +95,111 @@ pub struct EvalFewshotArgs {
 
 impl EvalFewshotArgs {
     fn options(&self) -> fewshot_eval::Options {
-        fewshot_eval::Options { tasks: self.tasks, layers: self.layers, seed: self.seed, ..Default::default() }
+        fewshot_eval::Options {
+            tasks: self.tasks,
+            layers: self.layers,
+            seed: self.seed,
+            shots: self.shots.clone(),
+            ..Default::default()
+        }
     }
 
     pub fn run(self, session: &Session) -> Result<()> {
         let options = self.options();
-        eval_fewshot(session.model, session.llm, &self.cache, self.control.as_deref(), &options, self.json)
+        let data = Dataset::load(&prepare::data_dir(&self.cache), Split::HeldOut, session.model.config().resolution)?;
+        let (llm, tokenizer) = open_llm(session.llm)?;
+        let concepts = Concepts::shipped();
+        let most_shots = options.shots.iter().copied().max().unwrap_or(1);
+        let concept_labels = fewshot_eval::concept_labels(&data, &concepts);
+        let category_labels = fewshot_eval::category_labels(&data);
+        // Every table of one model, from one encoding of the split.
+        let run = |model: &SpaeModel, label: &str| -> Result<Tables> {
+            eprintln!("{label}: encoding {} held-out images", data.len());
+            let words = fewshot_eval::image_words(model, &data, options.layers)?;
+            let by_concept = fewshot_eval::group(&words, &concept_labels, MIN_IMAGES.max(most_shots + 1));
+            let by_category = fewshot_eval::group(&words, &category_labels, most_shots + 1);
+            let bar = indicatif::ProgressBar::new_spinner();
+            let table = |classes: &fewshot_eval::Classes, induction: bool, name: &str| {
+                let options = fewshot_eval::Options { induction, ..options.clone() };
+                let mut calls = 0usize;
+                fewshot_eval::evaluate(&llm, &tokenizer, model, classes, &options, |m| {
+                    bar.set_message(format!("{label}, {name}: {m}"));
+                    calls += 1;
+                    // Not a terminal: a plain line every 50 tasks.
+                    if bar.is_hidden() && calls.is_multiple_of(50) {
+                        eprintln!("{label}, {name}: {m}");
+                    }
+                })
+            };
+            let tables = Tables {
+                concepts: table(&by_concept, true, "concepts")?,
+                open: table(&by_concept, false, "concepts, open-ended")?,
+                categories: table(&by_category, true, "source categories")?,
+                concept_names: by_concept
+                    .names
+                    .iter()
+                    .zip(&by_concept.images)
+                    .map(|(n, i)| (n.clone(), i.len()))
+                    .collect(),
+            };
+            bar.finish_and_clear();
+            Ok(tables)
+        };
+        let tables = run(session.model, "model")?;
+        let control = self
+            .control
+            .as_deref()
+            .map(|dir| run(&SpaeModel::open(dir, session.llm, false)?, "control"))
+            .transpose()?;
+        let shown: Vec<String> = tables.concept_names.iter().map(|(n, count)| format!("{n} ({count})")).collect();
+        println!(
+            "{} tasks per cell, {} layers per image, seed {}; {} concept classes: {}",
+            options.tasks,
+            options.layers,
+            options.seed,
+            shown.len(),
+            shown.join(", ")
+        );
+        for (title, pick) in [
+            ("Concept classes, with task induction", (|t: &Tables| &t.concepts) as fn(&Tables) -> &Vec<Cell>),
+            ("Concept classes, open-ended (no class list in the prompt)", |t: &Tables| &t.open),
+            ("Source categories, with task induction (the earlier benchmark)", |t: &Tables| &t.categories),
+        ] {
+            println!("{title}:");
+            print_cells(pick(&tables), control.as_ref().map(pick).map(Vec::as_slice));
+        }
+        if self.json {
+            let with_control = |cells: &[Cell], control: Option<&[Cell]>| {
+                let mut table = cells_json(cells);
+                table["control"] = control.map_or(serde_json::Value::Null, cells_json);
+                table
+            };
+            let mut line = with_control(&tables.concepts, control.as_ref().map(|c| c.concepts.as_slice()));
+            line["open"] = with_control(&tables.open, control.as_ref().map(|c| c.open.as_slice()));
+            line["source_categories"] =
+                with_control(&tables.categories, control.as_ref().map(|c| c.categories.as_slice()));
+            line["classes"] = serde_json::json!(tables.concept_names.iter().map(|(n, _)| n).collect::<Vec<_>>());
+            line["tasks"] = serde_json::json!(options.tasks);
+            println!("{line}");
+        }
+        Ok(())
     }
 }
 
-fn eval_fewshot(
-    model: &SpaeModel,
-    llm_path: &Path,
-    cache: &Path,
-    control: Option<&Path>,
-    options: &fewshot_eval::Options,
-    json: bool,
-) -> Result<()> {
-    let data = Dataset::load(&prepare::data_dir(cache), Split::HeldOut, model.config().resolution)?;
-    let (llm, tokenizer) = open_llm(llm_path)?;
-    let most_shots = options.shots.iter().copied().max().unwrap_or(1);
-    let run = |model: &SpaeModel, label: &str| -> Result<Vec<fewshot_eval::Cell>> {
-        eprintln!("{label}: encoding {} held-out images", data.len());
-        let classes = fewshot_eval::classes(model, &data, options.layers, most_shots + 1)?;
-        eprintln!("{label}: {} classes with more than {most_shots} images", classes.names.len());
-        let bar = indicatif::ProgressBar::new_spinner();
-        let cells =
-            fewshot_eval::evaluate(&llm, &tokenizer, model, &classes, options, |m| bar.set_message(m.to_string()))?;
-        bar.finish_and_clear();
-        Ok(cells)
-    };
-    let cells = run(model, "model")?;
-    let control_cells = control.map(|dir| run(&SpaeModel::open(dir, llm_path, false)?, "control")).transpose()?;
-    println!("{} tasks per cell, {} layers per image, seed {}", options.tasks, options.layers, options.seed);
+/// One model's few-shot tables.
+struct Tables {
+    concepts: Vec<Cell>,
+    open: Vec<Cell>,
+    categories: Vec<Cell>,
+    /// The concept classes and their held-out image counts.
+    concept_names: Vec<(String, usize)>,
+}
+
+fn print_cells(cells: &[Cell], control: Option<&[Cell]>) {
     println!("{:<8} {:>5}  {:>22}  {:>22}  {:>6}", "", "shots", "accuracy [95% CI]", "control [95% CI]", "chance");
+    let show = |c: &Cell| format!("{:.3} [{:.3}, {:.3}]", c.accuracy, c.interval.0, c.interval.1);
     for (i, cell) in cells.iter().enumerate() {
-        let show = |c: &fewshot_eval::Cell| format!("{:.3} [{:.3}, {:.3}]", c.accuracy, c.interval.0, c.interval.1);
-        let control = control_cells.as_ref().map_or("-".to_string(), |c| show(&c[i]));
+        let control = control.map_or("-".to_string(), |c| show(&c[i]));
         println!(
             "{:<8} {:>5}  {:>22}  {:>22}  {:>6.3}",
             format!("{}-way", cell.ways),
@@ -137,21 +209,16 @@ fn eval_fewshot(
             cell.chance
         );
     }
-    if json {
-        let table = |cells: &[fewshot_eval::Cell]| {
-            let mut table = serde_json::Map::new();
-            for cell in cells {
-                let row = table.entry(format!("{}way", cell.ways)).or_insert_with(|| serde_json::json!({}));
-                row[cell.shots.to_string()] = serde_json::json!(cell.accuracy);
-            }
-            serde_json::Value::Object(table)
-        };
-        let mut line = table(&cells);
-        line["control"] = control_cells.as_deref().map_or(serde_json::Value::Null, table);
-        line["tasks"] = serde_json::json!(options.tasks);
-        println!("{line}");
+}
+
+/// `{"2way": {"1": accuracy, ...}, "5way": {...}}`.
+fn cells_json(cells: &[Cell]) -> serde_json::Value {
+    let mut table = serde_json::Map::new();
+    for cell in cells {
+        let row = table.entry(format!("{}way", cell.ways)).or_insert_with(|| serde_json::json!({}));
+        row[cell.shots.to_string()] = serde_json::json!(cell.accuracy);
     }
-    Ok(())
+    serde_json::Value::Object(table)
 }
 
 /// `generate`'s task.

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
+use spae::codebook::candidates::CandidateOptions;
 use spae::codebook::Codebook;
 use spae::data::prepare::{self, PrepareOptions};
 use spae::data::{relevance_cache, Dataset, Split};
@@ -65,6 +66,23 @@ pub struct StepArgs {
     /// Weight beta of the commitment term (relative to the codebook's power).
     #[arg(long, default_value_t = 1.0)]
     commitment: f64,
+    /// SAQ's nearest-word search in training: `exact`, or `candidates` (the codebook in
+    /// clusters, each target searched exactly in its nearest few; faster, but it finds
+    /// the exact word for only 78-97% of targets: see the README's training speed).
+    #[arg(long, value_enum, default_value_t = SearchChoice::Exact)]
+    search: SearchChoice,
+    /// Clusters of the candidate search.
+    #[arg(long, default_value_t = CandidateOptions::default().clusters)]
+    search_clusters: usize,
+    /// Clusters the candidate search probes per target.
+    #[arg(long, default_value_t = CandidateOptions::default().probes)]
+    search_probes: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SearchChoice {
+    Exact,
+    Candidates,
 }
 
 impl StepArgs {
@@ -85,6 +103,8 @@ impl StepArgs {
             semantic: (self.semantic_weight > 0.0)
                 .then(|| SemanticOptions { weight: self.semantic_weight, ..Default::default() }),
             perceptual_weight: self.perceptual_weight,
+            search: (self.search == SearchChoice::Candidates)
+                .then_some(CandidateOptions { clusters: self.search_clusters, probes: self.search_probes }),
         }
     }
 }
@@ -154,7 +174,18 @@ pub struct BenchTrainArgs {
     /// Timed steps (after one untimed warm-up step).
     #[arg(long, default_value_t = 5)]
     steps: u64,
+    /// End with one JSON line of the figures.
+    #[arg(long)]
+    json: bool,
 }
+
+/// The matrix product timed beside the steps: the exact search's shape (a 64 x 64
+/// image's 597 SAQ targets against 16,384 words of 576 dimensions).
+const GEMM_SHAPE: (usize, usize, usize) = (597, 576, 16_384);
+
+/// The development machine's speed for [`GEMM_SHAPE`] (GFLOP/s), the unit images/s are
+/// normalised to.
+const REFERENCE_GEMM_GFLOPS: f64 = 168.0;
 
 impl BenchTrainArgs {
     /// A step as `train` makes it by default; nothing is written.
@@ -163,25 +194,66 @@ impl BenchTrainArgs {
     }
 
     pub fn run(self, session: &Session) -> Result<()> {
-        let records = spae::train::benchmark(session.model, &self.options(), Split::HeldOut, self.steps)?;
+        let options = self.options();
+        let bench = spae::train::benchmark(session.model, &options, Split::HeldOut, self.steps)?;
+        let (m, k, n) = GEMM_SHAPE;
+        let gemm_gflops = spae::compute::matmul::measure_gflops(m, k, n, 5);
+        let records = &bench.records;
         let mean = |f: fn(&StepRecord) -> f64| records.iter().map(f).sum::<f64>() / records.len() as f64;
         let total = mean(|r| r.seconds_total);
+        let images_per_s = self.step.batch_size as f64 / total;
+        let gflop_per_image = bench.flops_per_image / 1e9;
         let on = |w: f64| if w > 0.0 { "on" } else { "off" };
+        let search = match options.search {
+            Some(c) => format!("candidates, {} of {} clusters", c.probes, c.clusters),
+            None => "exact".to_string(),
+        };
         println!(
-            "{} timed steps of {} images (semantic guidance {}, perceptual loss {}):",
+            "{} timed steps of {} images (semantic guidance {}, perceptual loss {}, search {search}):",
             records.len(),
             self.step.batch_size,
             on(self.step.semantic_weight),
             on(self.step.perceptual_weight)
         );
-        println!("  {:.2} s per step, {:.2} images/s", total, self.step.batch_size as f64 / total);
-        for (part, secs) in [
-            ("encoder forward", mean(|r| r.seconds_encoder)),
-            ("nearest-word search (SAQ)", mean(|r| r.seconds_search)),
-            ("decoder forward and losses", mean(|r| r.seconds_decoder_and_losses)),
-            ("backward and AdamW", mean(|r| r.seconds_backward)),
-        ] {
+        println!("  {total:.2} s per step, {images_per_s:.2} images/s");
+        let parts = [
+            ("encoder", "encoder forward", mean(|r| r.seconds_encoder)),
+            ("search", "nearest-word search (SAQ)", mean(|r| r.seconds_search)),
+            ("decoder_and_losses", "decoder forward and losses", mean(|r| r.seconds_decoder_and_losses)),
+            ("backward", "backward and AdamW", mean(|r| r.seconds_backward)),
+        ];
+        for (_, part, secs) in parts {
             println!("  {part:<28} {secs:>6.3} s  {:>5.1}%", 100.0 * secs / total);
+        }
+        println!(
+            "  {gflop_per_image:.2} GFLOP per image, {:.1} GFLOP/s achieved; a plain {m} x {k} x {n} product runs at \
+             {gemm_gflops:.1} GFLOP/s here ({:.2} images/s at the reference {REFERENCE_GEMM_GFLOPS} GFLOP/s)",
+            images_per_s * gflop_per_image,
+            images_per_s * REFERENCE_GEMM_GFLOPS / gemm_gflops
+        );
+        if let Some(agreement) = &bench.search_agreement {
+            let shown: Vec<String> = agreement.iter().map(|a| format!("{a:.3}")).collect();
+            println!("  candidate search = exact search, per layer (64 held-out images): {}", shown.join(" "));
+        }
+        if self.json {
+            let split: serde_json::Map<String, serde_json::Value> =
+                parts.iter().map(|(key, _, secs)| (key.to_string(), (secs / total).into())).collect();
+            let line = serde_json::json!({
+                "images_per_s": images_per_s,
+                "seconds_per_step": total,
+                "gflop_per_image": gflop_per_image,
+                "achieved_gflops": images_per_s * gflop_per_image,
+                "gemm_gflops": gemm_gflops,
+                "normalised_images_per_s": images_per_s * REFERENCE_GEMM_GFLOPS / gemm_gflops,
+                "split": split,
+                "batch_size": self.step.batch_size,
+                "semantic": self.step.semantic_weight > 0.0,
+                "search": options.search.map_or("exact", |_| "candidates"),
+                "search_clusters": options.search.map(|c| c.clusters),
+                "search_probes": options.search.map(|c| c.probes),
+                "search_agreement": bench.search_agreement,
+            });
+            println!("{line}");
         }
         Ok(())
     }

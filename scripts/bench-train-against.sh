@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The training step of an earlier revision and of this checkout, side by side:
+# builds REVISION's `spae` in a git worktree, then runs `bench-train --steps 4` with each
+# binary in turn, twice, on the same prepared data and the same model folder.
+#
+#   scripts/bench-train-against.sh REVISION [extra bench-train options]
+#
+# Run it with nothing else busy: the figures are wall-clock times.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+revision="${1:?usage: scripts/bench-train-against.sh REVISION [bench-train options]}"
+shift
+root="$(pwd)"
+old="${TMPDIR:-/tmp}/spae-bench-$(git rev-parse --short "$revision")"
+if [ ! -d "$old" ]; then
+  git worktree add --detach "$old" "$revision" >/dev/null
+fi
+echo "building $revision in $old" >&2
+(cd "$old" && cargo build --release --bin spae --no-default-features >&2)
+cargo build --release --bin spae >&2
+for round in 1 2; do
+  echo "== round $round: $revision"
+  "$old/target/release/spae" --model "$root/weights/spae-default" bench-train --cache "$root/cache" --steps 4 "$@"
+  echo "== round $round: this checkout"
+  "$root/target/release/spae" bench-train --steps 4 "$@"
+done

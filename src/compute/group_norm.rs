@@ -1,0 +1,211 @@
+//! GroupNorm followed by SiLU, as one operation with a hand-written backward pass.
+//!
+//! Every normalisation in the encoder and decoder is followed by SiLU. Built from candle's
+//! tensor ops, the pair is about a dozen operations forward (each allocating its output)
+//! and more backward; here the forward pass is one loop over each (image, group) and the
+//! backward pass one more, computing the gradients of the input, the scale and the shift
+//! together. Numbers match candle's `GroupNorm` + `silu` and their autograd (`tests/conv.rs`
+//! checks both on small shapes). The variables keep candle's names (`weight`, `bias`), so
+//! model files are unchanged.
+//!
+//! With xhat = (x - mean) / sqrt(var + eps) over a group's channels and positions,
+//! a = gamma * xhat + beta and y = a * sigmoid(a):
+//!   da = dy * s (1 + a (1 - s)),  s = sigmoid(a)
+//!   dgamma = sum da * xhat,  dbeta = sum da  (over images and positions)
+//!   dx = rstd * (g - mean(g) - xhat * mean(g * xhat)),  g = da * gamma  (means over the group)
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Module, Result, Shape, Tensor};
+use candle_nn::{Init, VarBuilder};
+use rayon::prelude::*;
+
+pub struct GroupNormSilu {
+    weight: Tensor,
+    bias: Tensor,
+    op: Forward,
+}
+
+/// GroupNorm over `channels` in `groups` groups, then SiLU; `weight` starts at 1, `bias` at 0.
+pub fn group_norm_silu(groups: usize, channels: usize, eps: f64, vb: VarBuilder) -> Result<GroupNormSilu> {
+    if groups == 0 || !channels.is_multiple_of(groups) {
+        candle_core::bail!("GroupNorm: {groups} groups must divide {channels} channels");
+    }
+    let weight = vb.get_with_hints(channels, "weight", Init::Const(1.0))?;
+    let bias = vb.get_with_hints(channels, "bias", Init::Const(0.0))?;
+    Ok(GroupNormSilu { weight, bias, op: Forward { groups, eps: eps as f32 } })
+}
+
+impl Module for GroupNormSilu {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.contiguous()?.apply_op3(&self.weight, &self.bias, self.op)
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Forward {
+    groups: usize,
+    eps: f32,
+}
+
+/// The gradients' op: inputs x, [gamma | beta] and dy; output [dx | dgamma | dbeta] flat.
+#[derive(Clone, Copy)]
+struct Backward {
+    groups: usize,
+    eps: f32,
+}
+
+/// A contiguous f32 storage's slice.
+fn slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&storage.as_slice::<f32>()?[start..end]),
+        None => candle_core::bail!("group_norm_silu: a non-contiguous input"),
+    }
+}
+
+/// (images, channels, positions) of an input at least 3-dimensional.
+fn dims(layout: &Layout, groups: usize) -> Result<(usize, usize, usize)> {
+    let d = layout.shape().dims();
+    if d.len() < 3 || !d[1].is_multiple_of(groups) {
+        candle_core::bail!("group_norm_silu: input {:?} for {groups} groups", d);
+    }
+    Ok((d[0], d[1], d[2..].iter().product()))
+}
+
+/// Mean and 1 / sqrt(var + eps) of one group's values.
+fn statistics(values: &[f32], eps: f32) -> (f32, f32) {
+    let n = values.len() as f64;
+    let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let var = values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+    (mean as f32, 1.0 / (var as f32 + eps).sqrt())
+}
+
+fn sigmoid(a: f32) -> f32 {
+    1.0 / (1.0 + (-a).exp())
+}
+
+impl CustomOp3 for Forward {
+    fn name(&self) -> &'static str {
+        "group-norm-silu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, gamma, beta) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        let (_, channels, positions) = dims(l1, self.groups)?;
+        let per_group = channels / self.groups;
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(per_group * positions).zip(x.par_chunks(per_group * positions)).enumerate().for_each(
+            |(index, (y, x))| {
+                let first_channel = (index % self.groups) * per_group;
+                let (mean, rstd) = statistics(x, self.eps);
+                for (c, (y, x)) in y.chunks_mut(positions).zip(x.chunks(positions)).enumerate() {
+                    let (g, b) = (
+                        gamma[first_channel + c] * rstd,
+                        beta[first_channel + c] - gamma[first_channel + c] * rstd * mean,
+                    );
+                    for (y, &x) in y.iter_mut().zip(x) {
+                        let a = g * x + b;
+                        *y = a * sigmoid(a);
+                    }
+                }
+            },
+        );
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let channels = gamma.elem_count();
+        let scale_shift = Tensor::cat(&[gamma, beta], 0)?;
+        let backward = Backward { groups: self.groups, eps: self.eps };
+        let all = x.contiguous()?.apply_op3_no_bwd(&scale_shift, &dy.contiguous()?, &backward)?;
+        let n = x.elem_count();
+        let dx = all.narrow(0, 0, n)?.reshape(x.shape())?;
+        let dgamma = all.narrow(0, n, channels)?;
+        let dbeta = all.narrow(0, n + channels, channels)?;
+        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+    }
+}
+
+impl CustomOp3 for Backward {
+    fn name(&self) -> &'static str {
+        "group-norm-silu-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, scale_shift, dy) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        let (_, channels, positions) = dims(l1, self.groups)?;
+        let (gamma, beta) = scale_shift.split_at(channels);
+        let per_group = channels / self.groups;
+        let group_len = per_group * positions;
+        let mut dx = vec![0f32; x.len()];
+        // Per (image, group): dx, and that group's share of dgamma and dbeta.
+        let partial: Vec<(usize, Vec<f32>, Vec<f32>)> = dx
+            .par_chunks_mut(group_len)
+            .zip(x.par_chunks(group_len).zip(dy.par_chunks(group_len)))
+            .enumerate()
+            .map(|(index, (dx, (x, dy)))| {
+                let first_channel = (index % self.groups) * per_group;
+                let (mean, rstd) = statistics(x, self.eps);
+                let (mut dgamma, mut dbeta) = (vec![0f32; per_group], vec![0f32; per_group]);
+                // g = da * gamma is kept in dx until the means are known.
+                let (mut sum_g, mut sum_g_xhat) = (0f64, 0f64);
+                for c in 0..per_group {
+                    let (gc, bc) = (gamma[first_channel + c], beta[first_channel + c]);
+                    let range = c * positions..(c + 1) * positions;
+                    let (mut dg, mut db) = (0f64, 0f64);
+                    for ((dx, &x), &dy) in dx[range.clone()].iter_mut().zip(&x[range.clone()]).zip(&dy[range]) {
+                        let xhat = (x - mean) * rstd;
+                        let a = gc * xhat + bc;
+                        let s = sigmoid(a);
+                        let da = dy * s * (1.0 + a * (1.0 - s));
+                        dg += (da * xhat) as f64;
+                        db += da as f64;
+                        let g = da * gc;
+                        sum_g += g as f64;
+                        sum_g_xhat += (g * xhat) as f64;
+                        *dx = g;
+                    }
+                    dgamma[c] = dg as f32;
+                    dbeta[c] = db as f32;
+                }
+                let (mean_g, mean_g_xhat) = ((sum_g / group_len as f64) as f32, (sum_g_xhat / group_len as f64) as f32);
+                for (dx, &x) in dx.iter_mut().zip(x) {
+                    let xhat = (x - mean) * rstd;
+                    *dx = rstd * (*dx - mean_g - xhat * mean_g_xhat);
+                }
+                (first_channel, dgamma, dbeta)
+            })
+            .collect();
+        let mut out = dx;
+        let (mut dgamma, mut dbeta) = (vec![0f32; channels], vec![0f32; channels]);
+        for (first, dg, db) in partial {
+            dgamma[first..first + per_group].iter_mut().zip(&dg).for_each(|(a, b)| *a += b);
+            dbeta[first..first + per_group].iter_mut().zip(&db).for_each(|(a, b)| *a += b);
+        }
+        out.extend_from_slice(&dgamma);
+        out.extend_from_slice(&dbeta);
+        let len = out.len();
+        Ok((CpuStorage::F32(out), Shape::from(len)))
+    }
+}
