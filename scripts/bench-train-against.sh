@@ -5,6 +5,9 @@
 #
 #   scripts/bench-train-against.sh REVISION [extra bench-train options]
 #
+# The extra options go to both binaries, so use only options both revisions know
+# (38d0cec's bench-train has no --json or --search).
+#
 # Run it with nothing else busy: the figures are wall-clock times.
 set -euo pipefail
 cd "$(dirname "$0")/.."

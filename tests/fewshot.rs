@@ -132,9 +132,13 @@ fn tasks_are_drawn_by_seed_with_the_query_apart_from_the_support() {
     };
     for (ways, shots) in [(2, 1), (5, 5)] {
         for index in 0..20 {
-            let (task, answer) = fewshot_eval::task(&classes, ways, shots, 7, index);
-            let (again, same_answer) = fewshot_eval::task(&classes, ways, shots, 7, index);
+            let (task, answer) = fewshot_eval::task(&classes, ways, shots, 7, index, true);
+            let (again, same_answer) = fewshot_eval::task(&classes, ways, shots, 7, index, true);
             assert_eq!((task.support.clone(), task.query.clone(), answer), (again.support, again.query, same_answer));
+            // The open-ended protocol asks the very same task, without the class list.
+            let (open, open_answer) = fewshot_eval::task(&classes, ways, shots, 7, index, false);
+            assert_eq!((&open.support, &open.query, open_answer), (&task.support, &task.query, answer));
+            assert!(task.induction && !open.induction);
             assert_eq!(task.classes.len(), ways);
             assert_eq!(task.support.len(), ways * shots);
             for label in 0..ways {
@@ -146,7 +150,7 @@ fn tasks_are_drawn_by_seed_with_the_query_apart_from_the_support() {
             assert!(task.support.iter().all(|(w, _)| w != &task.query));
         }
     }
-    let answers: Vec<usize> = (0..40).map(|i| fewshot_eval::task(&classes, 2, 1, 7, i).1).collect();
+    let answers: Vec<usize> = (0..40).map(|i| fewshot_eval::task(&classes, 2, 1, 7, i, true).1).collect();
     assert!(answers.contains(&0) && answers.contains(&1), "both positions are asked");
 }
 

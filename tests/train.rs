@@ -5,7 +5,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use spae::codebook::candidates::CandidateOptions;
 use spae::data::{Dataset, Sample, Split};
 use spae::image_io;
 use spae::model::{SpaeConfig, SpaeModel};
@@ -60,7 +59,7 @@ fn options(data: &Path, run: &Path, steps: u64) -> TrainOptions {
         checkpoint_minutes: 1e6,
         semantic: None,
         perceptual_weight: 0.0,
-        search: Some(CandidateOptions::default()),
+        search: None,
     }
 }
 

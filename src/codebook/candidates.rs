@@ -5,7 +5,8 @@
 //! A target's search then costs its distances to the cluster centres plus an exact search
 //! over about `probes / clusters` of the codebook. Within the probed clusters the
 //! comparison is the exact search's (||e||^2 - 2 t.e, ties to the lower index), so the
-//! two disagree only when the nearest word lies in a cluster that was not probed.
+//! two disagree when the nearest word lies in a cluster that was not probed (or, rarely,
+//! where two words are so nearly tied that the products' rounding orders them apart).
 //! `encode`, `eval` and the studio keep the exact search ([`Codebook::nearest`]);
 //! `spae bench-train` reports how often the two agree, per layer.
 
@@ -75,21 +76,21 @@ impl CandidateIndex {
         for (word, &c) in assignment.iter().enumerate() {
             members[c].push(word as u32);
         }
+        // A cluster left empty would waste a probe: it goes, with its centre.
+        let kept: Vec<usize> = (0..k).filter(|&c| !members[c].is_empty()).collect();
+        let centroids: Vec<f32> = kept.iter().flat_map(|&c| centroids[c * dim..(c + 1) * dim].to_vec()).collect();
+        let members: Vec<Vec<u32>> = kept.iter().map(|&c| std::mem::take(&mut members[c])).collect();
         let member_rows =
             members.iter().map(|words| words.iter().flat_map(|&w| codebook.row(w).to_vec()).collect()).collect();
         let centroid_norms = centroids.chunks_exact(dim).map(|c| c.iter().map(|x| x * x).sum()).collect();
         Ok(Self { options, dim, centroids, centroid_norms, members, member_rows })
     }
 
-    pub fn options(&self) -> CandidateOptions {
-        self.options
-    }
-
     /// Floating-point operations of one target's search: its distances to the cluster
     /// centres, and the exact search of the probed clusters' words (counted at their mean
     /// size).
     pub fn flops_per_target(&self, codebook: &Codebook) -> f64 {
-        let (k, probes) = (self.options.clusters as f64, self.options.probes as f64);
+        let (k, probes) = (self.members.len() as f64, self.options.probes.min(self.members.len()) as f64);
         2.0 * self.dim as f64 * (k + probes * codebook.len() as f64 / k)
     }
 
@@ -97,7 +98,7 @@ impl CandidateIndex {
     /// `probes` nearest clusters; ties go to the lower index, as in the exact search.
     pub fn nearest(&self, codebook: &Codebook, targets: &[f32]) -> Vec<u32> {
         assert_eq!(targets.len() % self.dim, 0, "targets must be whole rows of width {}", self.dim);
-        let (m, k, dim) = (targets.len() / self.dim, self.options.clusters, self.dim);
+        let (m, k, dim) = (targets.len() / self.dim, self.members.len(), self.dim);
         let mut dots = vec![0f32; m * k];
         matmul_transposed(targets, &self.centroids, m, dim, k, &mut dots, k);
         // Which targets probe each cluster.
@@ -105,7 +106,7 @@ impl CandidateIndex {
         let chosen: Vec<Vec<u32>> = dots
             .par_chunks_exact(k)
             .map(|row| {
-                let mut list = Shortlist::new(self.options.probes);
+                let mut list = Shortlist::new(self.options.probes.min(k));
                 for (c, (&dot, &norm)) in row.iter().zip(&self.centroid_norms).enumerate() {
                     list.offer(norm - 2.0 * dot, c as u32);
                 }
@@ -121,7 +122,7 @@ impl CandidateIndex {
         let found: Vec<Vec<(usize, f32, u32)>> = probing
             .par_iter()
             .enumerate()
-            .filter(|(c, ts)| !ts.is_empty() && !self.members[*c].is_empty())
+            .filter(|(_, ts)| !ts.is_empty())
             .map(|(c, ts)| {
                 let words = &self.members[c];
                 let gathered: Vec<f32> =

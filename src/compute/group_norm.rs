@@ -61,13 +61,15 @@ fn slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
     }
 }
 
-/// (images, channels, positions) of an input at least 3-dimensional.
-fn dims(layout: &Layout, groups: usize) -> Result<(usize, usize, usize)> {
+/// (images, channels, positions) of an input at least 3-dimensional, with `channels`
+/// channels in `groups` groups and at least one position.
+fn dims(layout: &Layout, groups: usize, channels: usize) -> Result<(usize, usize, usize)> {
     let d = layout.shape().dims();
-    if d.len() < 3 || !d[1].is_multiple_of(groups) {
-        candle_core::bail!("group_norm_silu: input {:?} for {groups} groups", d);
+    let positions: usize = d.iter().skip(2).product();
+    if d.len() < 3 || d[1] != channels || !d[1].is_multiple_of(groups) || positions == 0 {
+        candle_core::bail!("group_norm_silu: input {d:?} for {channels} channels in {groups} groups");
     }
-    Ok((d[0], d[1], d[2..].iter().product()))
+    Ok((d[0], d[1], positions))
 }
 
 /// Mean and 1 / sqrt(var + eps) of one group's values.
@@ -97,7 +99,7 @@ impl CustomOp3 for Forward {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (x, gamma, beta) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
-        let (_, channels, positions) = dims(l1, self.groups)?;
+        let (_, channels, positions) = dims(l1, self.groups, gamma.len())?;
         let per_group = channels / self.groups;
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(per_group * positions).zip(x.par_chunks(per_group * positions)).enumerate().for_each(
@@ -154,7 +156,7 @@ impl CustomOp3 for Backward {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (x, scale_shift, dy) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
-        let (_, channels, positions) = dims(l1, self.groups)?;
+        let (_, channels, positions) = dims(l1, self.groups, scale_shift.len() / 2)?;
         let (gamma, beta) = scale_shift.split_at(channels);
         let per_group = channels / self.groups;
         let group_len = per_group * positions;

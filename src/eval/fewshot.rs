@@ -87,8 +87,16 @@ pub fn group(words: &[Vec<u32>], labels: &[Option<String>], min_images: usize) -
 }
 
 /// The label of each image of `data` by the few-shot benchmark's rule: its concept.
-pub fn concept_labels(data: &Dataset, concepts: &Concepts) -> Vec<Option<String>> {
-    (0..data.len()).map(|i| concepts.concept(data.sample(i)).map(str::to_string)).collect()
+/// Refuses data prepared before samples carried the emoji subcategories (the emoji
+/// would silently fall out of every class).
+pub fn concept_labels(data: &Dataset, concepts: &Concepts) -> Result<Vec<Option<String>>> {
+    let samples = (0..data.len()).map(|i| data.sample(i));
+    let emoji_without = samples.clone().filter(|s| s.package.starts_with("emoji") && s.subcategory.is_none()).count();
+    ensure!(
+        emoji_without == 0,
+        "{emoji_without} emoji have no subcategory: the data was prepared by an older version; run `spae prepare-data`"
+    );
+    Ok(samples.map(|s| concepts.concept(s).map(str::to_string)).collect())
 }
 
 /// The label of each image of `data` by its source's own category (the earlier
@@ -98,8 +106,8 @@ pub fn category_labels(data: &Dataset) -> Vec<Option<String>> {
 }
 
 /// Task `index` of the (ways, shots) cell, the same for every model given the seed, and
-/// the index of its query's class.
-pub fn task(classes: &Classes, ways: usize, shots: usize, seed: u64, index: usize) -> (Task, usize) {
+/// the index of its query's class; `induction` as in [`Task::induction`].
+pub fn task(classes: &Classes, ways: usize, shots: usize, seed: u64, index: usize, induction: bool) -> (Task, usize) {
     let cell_seed = seed ^ ((ways as u64) << 48) ^ ((shots as u64) << 40) ^ index as u64;
     let mut rng = rand::rngs::StdRng::seed_from_u64(cell_seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let eligible: Vec<usize> = (0..classes.names.len()).filter(|&c| classes.images[c].len() > shots).collect();
@@ -116,7 +124,7 @@ pub fn task(classes: &Classes, ways: usize, shots: usize, seed: u64, index: usiz
     }
     support.shuffle(&mut rng);
     let names = chosen.iter().map(|&c| classes.names[c].clone()).collect();
-    (Task { classes: names, support, query, induction: true }, answer)
+    (Task { classes: names, support, query, induction }, answer)
 }
 
 /// Runs every cell; `progress` hears (cells done, tasks done in this cell).
@@ -141,8 +149,7 @@ pub fn evaluate(
         for &shots in &options.shots {
             let mut correct = 0;
             for index in 0..options.tasks {
-                let (mut task, expected) = task(classes, ways, shots, options.seed, index);
-                task.induction = options.induction;
+                let (task, expected) = task(classes, ways, shots, options.seed, index, options.induction);
                 let answer = fewshot::classify(llm, tokenizer, vocabulary, &task)?;
                 correct += usize::from(answer.class == expected);
                 progress(&format!("{ways}-way {shots}-shot: task {}/{}, {correct} correct", index + 1, options.tasks));
@@ -187,5 +194,23 @@ mod tests {
         assert_eq!(classes.images, vec![vec![vec![1], vec![4]]]);
         let classes = group(&words, &labels, 1);
         assert_eq!(classes.names, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn data_without_emoji_subcategories_is_refused() {
+        let emoji = |subcategory: Option<&str>| crate::data::Sample {
+            package: "emoji-datasource-google".into(),
+            file: "img/google/64/1f436.png".into(),
+            caption: None,
+            name: "dog face".into(),
+            category: "Animals & Nature".into(),
+            subcategory: subcategory.map(str::to_string),
+        };
+        let concepts = Concepts::shipped();
+        let fresh = Dataset::new(1, vec![emoji(Some("animal-mammal"))], vec![0; 3]).unwrap();
+        assert_eq!(concept_labels(&fresh, &concepts).unwrap(), vec![Some("mammal".to_string())]);
+        let old = Dataset::new(1, vec![emoji(Some("animal-mammal")), emoji(None)], vec![0; 6]).unwrap();
+        let error = concept_labels(&old, &concepts).unwrap_err().to_string();
+        assert!(error.contains("prepare-data"), "{error}");
     }
 }

@@ -120,7 +120,9 @@ pub struct Benchmark {
     pub records: Vec<StepRecord>,
     /// Floating-point operations of one image's step: the convolutions' forward pass
     /// (counted as they run) times 3 for the backward pass, SAQ's search, and the semantic
-    /// loss's distances (forward and backward) where it is on.
+    /// loss's distances (forward and backward) where it is on. Slightly high: the first
+    /// convolution needs no input gradient, and the perceptual loss's teacher pass on the
+    /// target pixels none at all.
     pub flops_per_image: f64,
     /// For the candidate search: per layer, the share of held-out targets where it finds
     /// the exact search's word.

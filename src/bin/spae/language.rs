@@ -110,7 +110,7 @@ impl EvalFewshotArgs {
         let (llm, tokenizer) = open_llm(session.llm)?;
         let concepts = Concepts::shipped();
         let most_shots = options.shots.iter().copied().max().unwrap_or(1);
-        let concept_labels = fewshot_eval::concept_labels(&data, &concepts);
+        let concept_labels = fewshot_eval::concept_labels(&data, &concepts)?;
         let category_labels = fewshot_eval::category_labels(&data);
         // Every table of one model, from one encoding of the split.
         let run = |model: &SpaeModel, label: &str| -> Result<Tables> {

@@ -68,7 +68,8 @@ pub struct StepArgs {
     commitment: f64,
     /// SAQ's nearest-word search in training: `exact`, or `candidates` (the codebook in
     /// clusters, each target searched exactly in its nearest few; faster, but it finds
-    /// the exact word for only 78-97% of targets: see the README's training speed).
+    /// the exact word for fewer than 98% of targets in most layers: see the README's
+    /// training speed).
     #[arg(long, value_enum, default_value_t = SearchChoice::Exact)]
     search: SearchChoice,
     /// Clusters of the candidate search.
@@ -183,8 +184,9 @@ pub struct BenchTrainArgs {
 /// image's 597 SAQ targets against 16,384 words of 576 dimensions).
 const GEMM_SHAPE: (usize, usize, usize) = (597, 576, 16_384);
 
-/// The development machine's speed for [`GEMM_SHAPE`] (GFLOP/s), the unit images/s are
-/// normalised to.
+/// The speed images/s are normalised to (GFLOP/s): the one the training-speed target was
+/// stated in, the fused nearest-word search's under criterion on the development machine
+/// (where [`GEMM_SHAPE`]'s plain product measures 390-410).
 const REFERENCE_GEMM_GFLOPS: f64 = 168.0;
 
 impl BenchTrainArgs {
