@@ -72,12 +72,12 @@ pub struct StepArgs {
     /// training speed).
     #[arg(long, value_enum, default_value_t = SearchChoice::Exact)]
     search: SearchChoice,
-    /// Clusters of the candidate search.
-    #[arg(long, default_value_t = CandidateOptions::default().clusters)]
-    search_clusters: usize,
-    /// Clusters the candidate search probes per target.
-    #[arg(long, default_value_t = CandidateOptions::default().probes)]
-    search_probes: usize,
+    /// Clusters of the candidate search (default 256).
+    #[arg(long)]
+    search_clusters: Option<usize>,
+    /// Clusters the candidate search probes per target (default 16).
+    #[arg(long)]
+    search_probes: Option<usize>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -89,8 +89,25 @@ enum SearchChoice {
 impl StepArgs {
     /// The training options for these steps under a schedule of `steps` steps peaking at
     /// `lr`, with `seed`; `export_dir` receives the latest weights.
-    fn options(&self, steps: u64, lr: f64, seed: u64, run_dir: PathBuf, export_dir: Option<PathBuf>) -> TrainOptions {
-        TrainOptions {
+    fn options(
+        &self,
+        steps: u64,
+        lr: f64,
+        seed: u64,
+        run_dir: PathBuf,
+        export_dir: Option<PathBuf>,
+    ) -> Result<TrainOptions> {
+        let sized = self.search_clusters.is_some() || self.search_probes.is_some();
+        anyhow::ensure!(
+            self.search == SearchChoice::Candidates || !sized,
+            "--search-clusters and --search-probes size the candidate search: add --search candidates"
+        );
+        let defaults = CandidateOptions::default();
+        let candidates = CandidateOptions {
+            clusters: self.search_clusters.unwrap_or(defaults.clusters),
+            probes: self.search_probes.unwrap_or(defaults.probes),
+        };
+        Ok(TrainOptions {
             data_dir: prepare::data_dir(&self.cache),
             run_dir,
             export_dir,
@@ -104,9 +121,8 @@ impl StepArgs {
             semantic: (self.semantic_weight > 0.0)
                 .then(|| SemanticOptions { weight: self.semantic_weight, ..Default::default() }),
             perceptual_weight: self.perceptual_weight,
-            search: (self.search == SearchChoice::Candidates)
-                .then_some(CandidateOptions { clusters: self.search_clusters, probes: self.search_probes }),
-        }
+            search: (self.search == SearchChoice::Candidates).then_some(candidates),
+        })
     }
 }
 
@@ -144,11 +160,11 @@ pub struct TrainArgs {
 
 impl TrainArgs {
     /// The run's options; the model folder receives the latest weights.
-    fn options(&self, model_dir: &Path) -> TrainOptions {
-        TrainOptions {
+    fn options(&self, model_dir: &Path) -> Result<TrainOptions> {
+        Ok(TrainOptions {
             checkpoint_minutes: self.checkpoint_minutes,
-            ..self.step.options(self.steps, self.lr, self.seed, self.run.clone(), Some(model_dir.to_path_buf()))
-        }
+            ..self.step.options(self.steps, self.lr, self.seed, self.run.clone(), Some(model_dir.to_path_buf()))?
+        })
     }
 
     fn stop(&self) -> Stop {
@@ -164,7 +180,7 @@ impl TrainArgs {
             let fresh = session.model.warm_start_from(&dir.join(spae::model::WEIGHTS_FILE))?;
             eprintln!("warm start from {}; {} tensor(s) start fresh: {}", dir.display(), fresh.len(), fresh.join(", "));
         }
-        spae::train::train(session.model, &self.options(session.model_dir), self.resume, self.stop())
+        spae::train::train(session.model, &self.options(session.model_dir)?, self.resume, self.stop())
     }
 }
 
@@ -191,12 +207,13 @@ const REFERENCE_GEMM_GFLOPS: f64 = 168.0;
 
 impl BenchTrainArgs {
     /// A step as `train` makes it by default; nothing is written.
-    fn options(&self) -> TrainOptions {
+    fn options(&self) -> Result<TrainOptions> {
         self.step.options(20_000, 5e-4, 0, paths::resolve(paths::DEFAULT_RUN_DIR), None)
     }
 
     pub fn run(self, session: &Session) -> Result<()> {
-        let options = self.options();
+        anyhow::ensure!(self.steps >= 1, "--steps must be at least 1");
+        let options = self.options()?;
         let bench = spae::train::benchmark(session.model, &options, Split::HeldOut, self.steps)?;
         let (m, k, n) = GEMM_SHAPE;
         let gemm_gflops = spae::compute::matmul::measure_gflops(m, k, n, 5);
