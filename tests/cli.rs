@@ -22,6 +22,31 @@ fn encode_then_decode_every_prefix() {
 }
 
 #[test]
+fn encode_on_the_gpu_writes_the_cpu_pyramid_and_says_where() {
+    let dir = common::fresh_dir("cli-encode-device");
+    let mut written = Vec::new();
+    for device in ["cpu", "gpu", "auto"] {
+        let text = dir.join(format!("{device}.txt"));
+        let out = spae()
+            .args(["encode", "assets/samples/red-apple.png", "--device", device, "-o"])
+            .arg(&text)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let expected = match device {
+            "gpu" => "encoded on the GPU, ",
+            // On a software adapter (lavapipe here) auto keeps the CPU, and says why.
+            _ => "encoded on the CPU",
+        };
+        assert!(stderr.contains(expected) || device == "auto", "--device {device}: {stderr}");
+        written.push(std::fs::read_to_string(&text).unwrap());
+    }
+    assert_eq!(written[0], written[1], "the GPU's pyramid is the CPU's");
+    assert_eq!(written[0], written[2]);
+}
+
+#[test]
 fn decode_reports_an_unknown_word_with_its_place() {
     let dir = std::env::temp_dir().join(format!("spae-cli-bad-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

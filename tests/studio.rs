@@ -331,11 +331,36 @@ fn with_a_wgpu_renderer_edits_decode_on_the_gpu_and_match_the_cpu() {
 }
 
 #[test]
+fn with_a_wgpu_renderer_images_encode_on_the_gpu_as_on_the_cpu() {
+    // eframe's wgpu device (lavapipe here), shared with the encoder.
+    let mut harness = Harness::builder().with_size([1480.0, 980.0]).wgpu().build_eframe(|cc| {
+        StudioApp::new(
+            cc,
+            model(),
+            Box::new(ScriptedDialog::default()),
+            &common::sample("sunflower.png"),
+            DeviceChoice::Gpu,
+        )
+    });
+    wait_for_worker(&mut harness);
+    let status = harness.state().encode_status().to_string();
+    assert!(status.starts_with("GPU: "), "{status}");
+    harness.get_by_label(&format!("encoding on: {status}"));
+    let prepared = spae::image_io::load_prepared(&common::sample("sunflower.png"), 64).unwrap();
+    let (z, cpu) = model().quantize(&spae::image_io::to_tensor(std::slice::from_ref(&prepared)).unwrap()).unwrap();
+    let document = harness.state().document().unwrap();
+    assert_eq!(document.encoded(), &cpu.pyramids[0], "the GPU pyramid differs from the CPU's");
+    let worst = (&document.z - &z).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(worst <= 1e-4, "the GPU latent differs from the CPU's by {worst}");
+}
+
+#[test]
 fn without_a_wgpu_renderer_decodes_on_the_cpu_and_says_so() {
     let (harness, _) = studio();
     assert_eq!(harness.state().device_status(), "CPU (no wgpu renderer)");
     assert!(!harness.state().shown_on_gpu());
     harness.get_by_label("decoding on: CPU (no wgpu renderer)");
+    harness.get_by_label("encoding on: CPU (no wgpu renderer)");
 }
 
 #[test]

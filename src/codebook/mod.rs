@@ -73,6 +73,11 @@ impl Codebook {
     }
 
     /// Embedding width (576 for SmolLM2-135M).
+    /// Each row's squared length, as the nearest-word search uses it.
+    pub fn squared_norms(&self) -> &[f32] {
+        &self.squared_norms
+    }
+
     pub fn dim(&self) -> usize {
         self.dim
     }

@@ -53,7 +53,7 @@ impl Padding {
         Self { before: total / 2, after: total - total / 2 }
     }
 
-    fn output_size(self, n: usize, kernel: usize, stride: usize) -> usize {
+    pub fn output_size(self, n: usize, kernel: usize, stride: usize) -> usize {
         (n + self.before + self.after - kernel) / stride + 1
     }
 }

@@ -54,13 +54,21 @@ impl Kernel {
     }
 }
 
-/// Every kernel the decoder runs.
+/// Every kernel the decoder and the encoder run.
 pub struct Kernels {
     pub dequantize: Kernel,
     pub conv2d: Kernel,
+    pub depthwise: Kernel,
     pub group_norm_statistics: Kernel,
     pub group_norm_apply: Kernel,
     pub to_rgba: Kernel,
+    pub teacher_input: Kernel,
+    pub average_pool: Kernel,
+    pub add_cells: Kernel,
+    pub cell_targets: Kernel,
+    pub nearest: Kernel,
+    pub choose: Kernel,
+    pub add_words: Kernel,
 }
 
 impl Kernels {
@@ -70,7 +78,12 @@ impl Kernels {
         let conv2d = shader(device, "conv2d", include_str!("../../shaders/conv2d.wgsl"));
         let group_norm = shader(device, "group_norm", include_str!("../../shaders/group_norm.wgsl"));
         let to_rgba = shader(device, "to_rgba", include_str!("../../shaders/to_rgba.wgsl"));
+        let branch = shader(device, "semantic_branch", include_str!("../../shaders/semantic_branch.wgsl"));
+        let saq = shader(device, "saq", include_str!("../../shaders/saq.wgsl"));
+        let conv_layout = layout(device, &[Uniform, Read, Read, Read, Read, ReadWrite]);
         let group_norm_layout = layout(device, &[Uniform, Read, Read, Read, ReadWrite, ReadWrite]);
+        let branch_layout = layout(device, &[Uniform, Read, Read, ReadWrite]);
+        let saq_layout = layout(device, &[Uniform, Read, ReadWrite, Read, Read, ReadWrite, ReadWrite, ReadWrite]);
         Self {
             dequantize: Kernel::new(
                 device,
@@ -78,15 +91,18 @@ impl Kernels {
                 "main",
                 &layout(device, &[Uniform, Read, Read, Read, ReadWrite]),
             ),
-            conv2d: Kernel::new(
-                device,
-                &conv2d,
-                "main",
-                &layout(device, &[Uniform, Read, Read, Read, Read, ReadWrite]),
-            ),
+            conv2d: Kernel::new(device, &conv2d, "main", &conv_layout),
+            depthwise: Kernel::new(device, &conv2d, "depthwise", &conv_layout),
             group_norm_statistics: Kernel::new(device, &group_norm, "statistics", &group_norm_layout),
             group_norm_apply: Kernel::new(device, &group_norm, "apply", &group_norm_layout),
             to_rgba: Kernel::new(device, &to_rgba, "main", &layout(device, &[Read, ReadWrite, Image])),
+            teacher_input: Kernel::new(device, &branch, "teacher_input", &branch_layout),
+            average_pool: Kernel::new(device, &branch, "average_pool", &branch_layout),
+            add_cells: Kernel::new(device, &branch, "add_cells", &branch_layout),
+            cell_targets: Kernel::new(device, &saq, "cell_targets", &saq_layout),
+            nearest: Kernel::new(device, &saq, "nearest", &saq_layout),
+            choose: Kernel::new(device, &saq, "choose", &saq_layout),
+            add_words: Kernel::new(device, &saq, "add_words", &saq_layout),
         }
     }
 }

@@ -1,17 +1,26 @@
-//! Decoding on the GPU with the WGSL compute kernels in `shaders/` (through wgpu): SAQ
-//! dequantization from token ids, the decoder's convolutions, group normalizations,
-//! activations, upsampling and residual adds, and the conversion to RGBA pixels.
+//! The autoencoder on the GPU, with the WGSL compute kernels in `shaders/` (through wgpu).
+//! Encoding ([`GpuEncoder`]): the encoder's convolutions, group normalizations and
+//! activations, the semantic branch's frozen teacher (depthwise convolutions, ReLU6) and
+//! projector, and SAQ's layers with a fused nearest-word search. Decoding
+//! ([`GpuDecoder`]): SAQ dequantization from token ids, the decoder, and the conversion to
+//! RGBA pixels.
 //!
 //! The studio hands in eframe's own device and queue ([`Gpu::shared`]); the command line
 //! and the tests open a headless one ([`Gpu::headless`]). Where no adapter is usable,
-//! callers decode on the CPU with [`crate::model::SpaeModel::decode`].
+//! callers encode and decode on the CPU with [`crate::model::SpaeModel`];
+//! [`EncodeDevice`] makes that choice, and falls back on a GPU error.
 
 mod decoder;
+mod encode_device;
+mod encoder;
 mod kernels;
+mod plan;
 
 use anyhow::{anyhow, Result};
 
 pub use decoder::{GpuDecode, GpuDecoder};
+pub use encode_device::EncodeDevice;
+pub use encoder::{EncodedBatch, GpuEncoder};
 
 /// Where a GPU-capable job runs, for the command line (`--device`) and the studio alike.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -50,15 +59,23 @@ impl Gpu {
     /// Opens the best available adapter with no window. Software adapters (Mesa's lavapipe)
     /// count: they run the same kernels, slowly.
     pub fn headless() -> Result<Self> {
+        Self::headless_with_limits(|_| {})
+    }
+
+    /// [`Self::headless`] with the adapter's limits changed by `adjust` (lowered, to see
+    /// how the kernels behave on a smaller device).
+    pub fn headless_with_limits(adjust: impl FnOnce(&mut wgpu::Limits)) -> Result<Self> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
             power_preference: wgpu::PowerPreference::HighPerformance,
             ..Default::default()
         }))
         .map_err(|e| anyhow!("no usable GPU adapter: {e}"))?;
+        let mut limits = adapter.limits();
+        adjust(&mut limits);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("spae"),
-            required_limits: wgpu::Limits { ..adapter.limits() },
+            required_limits: limits,
             ..Default::default()
         }))
         .map_err(|e| anyhow!("the GPU adapter refused a device: {e}"))?;

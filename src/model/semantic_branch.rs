@@ -53,6 +53,14 @@ impl SemanticBranch {
         })
     }
 
+    pub fn config(&self) -> &SemanticBranchConfig {
+        &self.config
+    }
+
+    pub fn teacher(&self) -> &EfficientNetLite0 {
+        &self.teacher
+    }
+
     /// Side of the feature grid the branch reads: the deepest shaped layer's grid.
     pub fn grid(&self, shape: &PyramidShape) -> usize {
         shape.grid_size(self.config.layers)

@@ -13,6 +13,7 @@ use image::RgbImage;
 use super::background::Background;
 use super::view::texture;
 use super::StudioApp;
+use crate::gpu::{EncodeDevice, Gpu, GpuEncoder};
 use crate::image_io;
 use crate::model::SpaeModel;
 use crate::tasks::word_index::{self, CellAt, Entry};
@@ -33,8 +34,17 @@ pub enum IndexState {
 }
 
 enum Event {
-    Indexed { entry: Entry, image: Option<RgbImage>, done: usize, total: usize },
-    Finished { cancelled: bool },
+    Indexed {
+        entry: Entry,
+        image: Option<RgbImage>,
+        done: usize,
+        total: usize,
+    },
+    /// The GPU encoder failed; the batch that met the error and the rest ran on the CPU.
+    GpuFailed(String),
+    Finished {
+        cancelled: bool,
+    },
     Failed(String),
 }
 
@@ -54,8 +64,9 @@ pub struct Gallery {
 }
 
 impl Gallery {
-    /// Starts indexing `folder` on its own thread; `ctx` is woken as images arrive.
-    pub fn open(model: Arc<SpaeModel>, folder: PathBuf, ctx: egui::Context) -> Self {
+    /// Starts indexing `folder` on its own thread, encoding in batches on `gpu` where one
+    /// is given (else on the CPU); `ctx` is woken as images arrive.
+    pub fn open(model: Arc<SpaeModel>, folder: PathBuf, gpu: Option<Gpu>, ctx: egui::Context) -> Self {
         let cancel = Arc::new(AtomicBool::new(false));
         let stop = cancel.clone();
         let dir = folder.clone();
@@ -63,7 +74,19 @@ impl Gallery {
             let send = |event| {
                 reporter.send(event);
             };
-            match index(&model, &dir, &stop, &send) {
+            let mut device = match gpu.map(|gpu| GpuEncoder::new(gpu, &model, word_index::INDEX_BATCH)) {
+                Some(Ok(encoder)) => EncodeDevice::gpu(encoder),
+                Some(Err(e)) => {
+                    send(Event::GpuFailed(format!("{e:#}")));
+                    EncodeDevice::cpu()
+                }
+                None => EncodeDevice::cpu(),
+            };
+            let indexed = index(&model, &mut device, &dir, &stop, &send);
+            if let Some(reason) = device.take_failure() {
+                send(Event::GpuFailed(reason));
+            }
+            match indexed {
                 Ok(()) => send(Event::Finished { cancelled: stop.load(Ordering::Relaxed) }),
                 Err(e) => send(Event::Failed(format!("{e:#}"))),
             }
@@ -85,8 +108,10 @@ impl Gallery {
         self.cancel.store(true, Ordering::Relaxed);
     }
 
-    /// Takes what the thread sent since the last poll.
-    pub(super) fn poll(&mut self, ctx: &egui::Context) {
+    /// Takes what the thread sent since the last poll; returns why the GPU encoder was
+    /// given up, where it was.
+    pub(super) fn poll(&mut self, ctx: &egui::Context) -> Option<String> {
+        let mut gpu_failure = None;
         for event in self.thread.poll() {
             match event {
                 Event::Indexed { entry, image, done, total } => {
@@ -102,8 +127,10 @@ impl Gallery {
                     self.state = if cancelled { IndexState::Cancelled } else { IndexState::Finished };
                 }
                 Event::Failed(message) => self.state = IndexState::Failed(message),
+                Event::GpuFailed(reason) => gpu_failure = Some(reason),
             }
         }
+        gpu_failure
     }
 
     /// The items to show for the query, with each one's cells that hold the word: all
@@ -128,9 +155,15 @@ impl Drop for Gallery {
 
 /// The thread's work: the index (cached entries reused), each image sent with its
 /// thumbnail, the cache written at the end (also after a cancel, so a reopen goes on).
-fn index(model: &SpaeModel, folder: &Path, cancel: &AtomicBool, send: &impl Fn(Event)) -> anyhow::Result<()> {
+fn index(
+    model: &SpaeModel,
+    device: &mut EncodeDevice,
+    folder: &Path,
+    cancel: &AtomicBool,
+    send: &impl Fn(Event),
+) -> anyhow::Result<()> {
     let resolution = model.config().resolution as u32;
-    word_index::index_cached(model, folder, cancel, |indexed| {
+    word_index::index_cached(model, device, folder, cancel, |indexed| {
         let image = match indexed.image {
             Some(image) => Some(image.clone()),
             None if indexed.entry.words.is_some() => {
@@ -150,7 +183,8 @@ impl StudioApp {
             self.notify_error(format!("{} is not a folder", folder.display()));
             return;
         }
-        self.gallery = Some(Gallery::open(self.model.clone(), folder, self.ctx.clone()));
+        let gpu = self.encode_gpu.clone();
+        self.gallery = Some(Gallery::open(self.model.clone(), folder, gpu, self.ctx.clone()));
         self.settings.show_gallery = true;
     }
 

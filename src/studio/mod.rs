@@ -10,8 +10,8 @@
 mod background;
 pub mod classification;
 mod commands;
-pub mod decoding;
 pub mod describe;
+pub mod devices;
 pub mod document;
 mod export;
 pub mod file_dialog;
@@ -38,7 +38,7 @@ use eframe::egui;
 pub use crate::gpu::DeviceChoice;
 use classification::Classification;
 pub use commands::{Command, ExportKind, FrameExport, SupportSource};
-use decoding::DecodeDevice;
+use devices::Devices;
 use document::Document;
 use file_dialog::{FileDialog, SystemDialog};
 use generation::{GenerateForm, Generation, RunState};
@@ -134,6 +134,10 @@ pub struct StudioApp {
     gpu_images: Vec<egui::TextureId>,
     /// Where decodes run, for the status bar.
     device_status: String,
+    /// Where images are encoded, for the status bar.
+    encode_status: String,
+    /// The GPU the gallery encodes on (none: the CPU).
+    encode_gpu: Option<crate::gpu::Gpu>,
     llm: LlmWorker,
     llm_status: LlmStatus,
     /// Numbers generation and classification runs, so stale outcomes are dropped.
@@ -165,8 +169,8 @@ impl StudioApp {
     ) -> Self {
         let mut settings = Settings::stored(cc.storage);
         settings.fit_to(model.shape().layers());
-        let device = DecodeDevice::open(cc, &model, use_gpu);
-        let worker = worker::start(model.clone(), device.decoder, cc.egui_ctx.clone());
+        let devices = Devices::open(cc, &model, use_gpu);
+        let worker = worker::start(model.clone(), devices.decoder, devices.encoder, cc.egui_ctx.clone());
         let llm = llm_worker::start(model.clone(), cc.egui_ctx.clone());
         let model_layers = model.shape().layers();
         let mut app = Self {
@@ -192,8 +196,10 @@ impl StudioApp {
             edit_secs: None,
             edit_all_secs: None,
             preview: None,
-            gpu_images: device.images,
-            device_status: device.status,
+            gpu_images: devices.images,
+            device_status: devices.decode_status,
+            encode_status: devices.encode_status,
+            encode_gpu: devices.gpu,
             llm,
             llm_status: LlmStatus::NotLoaded,
             next_run: 0,
@@ -278,6 +284,10 @@ impl StudioApp {
     /// Where decodes run: "GPU: <adapter>" or "CPU (<why>)".
     pub fn device_status(&self) -> &str {
         &self.device_status
+    }
+
+    pub fn encode_status(&self) -> &str {
+        &self.encode_status
     }
 
     /// Seconds from the latest edit to its image on screen (the prefix shown, as a texture).
@@ -376,6 +386,13 @@ impl StudioApp {
     fn show_encoded(&mut self, ctx: &egui::Context, encoded: worker::Encoded) {
         self.opening = None;
         self.encode_secs = Some(encoded.encode_secs);
+        if let Some(reason) = &encoded.encode_gpu_failure {
+            self.encode_status = "CPU (after a GPU error)".into();
+            self.encode_gpu = None;
+            self.notify_error(format!(
+                "the GPU encoder failed ({reason}); this image and later ones are encoded on the CPU, nothing is lost"
+            ));
+        }
         let mut document =
             Document::new(encoded.decoded.version.document, encoded.path, encoded.original, encoded.z, encoded.pyramid);
         document.relevance = encoded.relevance;
@@ -481,8 +498,8 @@ impl eframe::App for StudioApp {
         for outcome in self.llm.poll() {
             self.receive_llm(ctx, outcome);
         }
-        if let Some(gallery) = &mut self.gallery {
-            gallery.poll(ctx);
+        if let Some(reason) = self.gallery.as_mut().and_then(|gallery| gallery.poll(ctx)) {
+            self.notify_error(format!("the gallery's GPU encoder failed ({reason}); it encodes on the CPU"));
         }
         self.tick_timeline(ctx);
         self.update_mix();
@@ -554,7 +571,7 @@ pub fn run(launch: &Launch) -> Result<()> {
                 .or_else(|| Settings::stored(cc.storage).last_file().map(Path::to_path_buf))
                 .unwrap_or_else(|| crate::paths::resolve(SAMPLE_IMAGE));
             let dialog = Box::new(SystemDialog::default());
-            let app = StudioApp::new(cc, model, dialog, &image, decoding::choice_from_env());
+            let app = StudioApp::new(cc, model, dialog, &image, devices::choice_from_env());
             Ok(Box::new(app) as Box<dyn eframe::App>)
         }),
     )

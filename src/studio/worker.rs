@@ -14,7 +14,7 @@ use image::RgbImage;
 use super::background::{Background, Reporter};
 use super::document::Version;
 use crate::eval::metrics;
-use crate::gpu::GpuDecoder;
+use crate::gpu::{EncodeDevice, GpuDecoder};
 use crate::model::SpaeModel;
 use crate::pyramid::saq;
 use crate::pyramid::Pyramid;
@@ -90,6 +90,9 @@ pub struct Encoded {
     pub z: Tensor,
     pub pyramid: Pyramid,
     pub encode_secs: f64,
+    /// Why the GPU encoder failed on this image; it and every later image were encoded
+    /// on the CPU.
+    pub encode_gpu_failure: Option<String>,
     /// The encoded pyramid decoded, so the first view and the plots' reference come with it.
     pub decoded: Decoded,
 }
@@ -125,8 +128,13 @@ pub struct Decoded {
 pub type Worker = Background<Job, Outcome>;
 
 /// Starts the model's thread; `ctx` is woken whenever an outcome is ready. Decodes run on
-/// `gpu` until it fails, then on the CPU.
-pub fn start(model: Arc<SpaeModel>, mut gpu: Option<GpuDecoder>, ctx: egui::Context) -> Worker {
+/// `gpu` until it fails, then on the CPU; images are encoded on `encoder`.
+pub fn start(
+    model: Arc<SpaeModel>,
+    mut gpu: Option<GpuDecoder>,
+    mut encoder: EncodeDevice,
+    ctx: egui::Context,
+) -> Worker {
     Background::start("worker", ctx, move |jobs, reporter| {
         let teacher = SemanticTeacher::load(
             &paths::resolve(paths::TEACHER),
@@ -134,13 +142,14 @@ pub fn start(model: Arc<SpaeModel>, mut gpu: Option<GpuDecoder>, ctx: egui::Cont
             model.codebook(),
         )
         .map_err(|e| format!("{e:#}"));
-        run(&model, &mut gpu, teacher.as_ref(), &jobs, &reporter)
+        run(&model, &mut gpu, &mut encoder, teacher.as_ref(), &jobs, &reporter)
     })
 }
 
 fn run(
     model: &SpaeModel,
     gpu: &mut Option<GpuDecoder>,
+    encoder: &mut EncodeDevice,
     teacher: Result<&SemanticTeacher, &String>,
     jobs: &Receiver<Job>,
     reporter: &Reporter<Outcome>,
@@ -148,7 +157,7 @@ fn run(
     while let Ok(first) = jobs.recv() {
         for job in latest_jobs(first, jobs) {
             let outcome = match job {
-                Job::Encode { path, document } => match encode(model, gpu, teacher, &path, document) {
+                Job::Encode { path, document } => match encode(model, gpu, encoder, teacher, &path, document) {
                     Ok(encoded) => Outcome::Encoded(encoded),
                     Err(e) => Outcome::OpenFailed(path, format!("{e:#}")),
                 },
@@ -165,7 +174,7 @@ fn run(
                     decode(model, gpu, job, preview)
                         .map_or_else(|e| Outcome::DecodeFailed(version, format!("{e:#}")), Outcome::Decoded)
                 }
-                Job::EncodeForMix { path } => match encode_only(model, &path) {
+                Job::EncodeForMix { path } => match encode_only(model, encoder, &path) {
                     Ok((original, pyramid)) => Outcome::MixImage { path, original, pyramid },
                     Err(e) => Outcome::MixFailed(format!("cannot open {}: {e:#}", path.display())),
                 },
@@ -204,29 +213,31 @@ fn latest_jobs(first: Job, jobs: &Receiver<Job>) -> Vec<Job> {
 }
 
 /// An image file's prepared pixels and pyramid.
-fn encode_only(model: &SpaeModel, path: &Path) -> Result<(RgbImage, Pyramid)> {
+fn encode_only(model: &SpaeModel, encoder: &mut EncodeDevice, path: &Path) -> Result<(RgbImage, Pyramid)> {
     let original = image_io::load_prepared(path, model.config().resolution as u32)?;
-    let pyramid = model.encode(&original)?;
+    let pyramid = encoder.encode(model, std::slice::from_ref(&original))?.pyramids.remove(0);
     Ok((original, pyramid))
 }
 
 fn encode(
     model: &SpaeModel,
     gpu: &mut Option<GpuDecoder>,
+    encoder: &mut EncodeDevice,
     teacher: Result<&SemanticTeacher, &String>,
     path: &Path,
     document: u64,
 ) -> Result<Encoded> {
     let original = image_io::load_prepared(path, model.config().resolution as u32)?;
     let start = Instant::now();
-    let (z, mut quantized) = model.quantize(&image_io::to_tensor(std::slice::from_ref(&original))?)?;
+    let mut batch = encoder.encode(model, std::slice::from_ref(&original))?;
     let encode_secs = start.elapsed().as_secs_f64();
-    let pyramid = quantized.pyramids.remove(0);
+    let encode_gpu_failure = encoder.take_failure();
+    let (z, pyramid) = (batch.latent, batch.pyramids.remove(0));
     let decoded = decode_first_revision(model, gpu, document, &pyramid, &z, &original)?;
     // The teacher reads the file's name as the image's text ("cat-face.png": cat, face).
     let text = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let relevance = relevance(model, teacher, &original, text)?;
-    Ok(Encoded { path: path.to_path_buf(), original, relevance, z, pyramid, encode_secs, decoded })
+    Ok(Encoded { path: path.to_path_buf(), original, relevance, z, pyramid, encode_secs, encode_gpu_failure, decoded })
 }
 
 /// A pyramid that no encoder made: the latent z is its own dequantized latent (all
@@ -241,7 +252,7 @@ fn adopt(
     let z = saq::dequantize(std::slice::from_ref(&pyramid), model.codebook(), model.shape().layers())?;
     let decoded = decode_first_revision(model, gpu, document, &pyramid, &z, &original)?;
     let relevance = relevance(model, teacher, &original, text)?;
-    Ok(Encoded { path, original, relevance, z, pyramid, encode_secs: 0.0, decoded })
+    Ok(Encoded { path, original, relevance, z, pyramid, encode_secs: 0.0, encode_gpu_failure: None, decoded })
 }
 
 /// Every prefix of a new document's pyramid (its revision 0), all at once.
@@ -356,7 +367,7 @@ mod tests {
         let gpu = Gpu::headless().expect("no GPU adapter: install mesa-vulkan-drivers for lavapipe");
         let device = gpu.device.clone();
         let decoder = GpuDecoder::new(gpu, &model, model.shape().layers()).unwrap();
-        let worker = start(model.clone(), Some(decoder), egui::Context::default());
+        let worker = start(model.clone(), Some(decoder), EncodeDevice::cpu(), egui::Context::default());
         let original =
             image_io::load_prepared(&root.join(super::super::SAMPLE_IMAGE), model.config().resolution as u32).unwrap();
         let (z, mut quantized) =

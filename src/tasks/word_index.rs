@@ -14,6 +14,7 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::gpu::EncodeDevice;
 use crate::model::SpaeModel;
 use crate::{atomic_file, image_io};
 
@@ -163,13 +164,14 @@ pub fn write_cache_file(path: &Path, bytes: &[u8]) -> Result<()> {
 /// next run goes on). Returns the index and where it is cached (none for an untrained model).
 pub fn index_cached(
     model: &SpaeModel,
+    device: &mut EncodeDevice,
     folder: &Path,
     cancel: &AtomicBool,
     each: impl FnMut(Indexed),
 ) -> Result<(WordIndex, Option<PathBuf>)> {
     let cache = cache_path(model, folder);
     let previous = cache.as_deref().and_then(read_cache);
-    let index = index_folder(model, folder, previous.as_ref(), cancel, each)?;
+    let index = index_folder(model, device, folder, previous.as_ref(), cancel, each)?;
     if let Some(cache) = &cache {
         write_cache_file(cache, index.to_json_lines().as_bytes())?;
     }
@@ -193,11 +195,16 @@ pub struct Indexed<'a> {
     pub total: usize,
 }
 
-/// Indexes the files of `folder`, reusing `previous` entries whose file is unchanged;
-/// `each` sees every file as it is done. Stops early, with the entries so far, when
+/// Images encoded per batch while indexing (the GPU encoder's batch).
+pub const INDEX_BATCH: usize = 16;
+
+/// Indexes the files of `folder`, reusing `previous` entries whose file is unchanged and
+/// encoding the others on `device` in batches of [`INDEX_BATCH`]; `each` sees every file,
+/// in the folder's order, as it is done. Stops early, with the entries so far, when
 /// `cancel` is set. Files that cannot be read as images are entries with a reason.
 pub fn index_folder(
     model: &SpaeModel,
+    device: &mut EncodeDevice,
     folder: &Path,
     previous: Option<&WordIndex>,
     cancel: &AtomicBool,
@@ -205,9 +212,9 @@ pub fn index_folder(
 ) -> Result<WordIndex> {
     let files = list_files(folder)?;
     let total = files.len();
-    let vocabulary = model.codebook().vocabulary();
     let mut index = WordIndex::default();
-    for (i, file) in files.into_iter().enumerate() {
+    let mut pending: Vec<Pending> = Vec::new();
+    for file in files {
         if cancel.load(Ordering::Relaxed) {
             break;
         }
@@ -216,26 +223,60 @@ pub fn index_folder(
         let cached = previous.and_then(|p| {
             p.entries.iter().find(|e| e.file == file && e.size == size && e.modified_ms == modified_ms && size > 0)
         });
-        if let Some(entry) = cached {
-            index.entries.push(entry.clone());
-            each(Indexed { entry: index.entries.last().expect("just pushed"), image: None, done: i + 1, total });
-            continue;
+        pending.push(match cached {
+            Some(entry) => Pending { entry: entry.clone(), image: None },
+            None => match image_io::load_prepared(&path, model.config().resolution as u32) {
+                Ok(image) => {
+                    Pending { entry: Entry { file, words: None, skipped: None, size, modified_ms }, image: Some(image) }
+                }
+                Err(e) => Pending {
+                    entry: Entry { file, words: None, skipped: Some(format!("{e:#}")), size, modified_ms },
+                    image: None,
+                },
+            },
+        });
+        // A batch is full, or nothing awaits encoding (cached and unreadable files pass at once).
+        let waiting = pending.iter().filter(|p| p.image.is_some()).count();
+        if waiting == 0 || waiting == INDEX_BATCH {
+            flush(model, device, &mut pending, &mut index, total, &mut each)?;
         }
-        let encoded = image_io::load_prepared(&path, model.config().resolution as u32)
-            .and_then(|image| Ok((model.encode(&image)?, image)));
-        let (entry, image) = match encoded {
-            Ok((pyramid, image)) => {
-                let words = (1..=pyramid.shape().layers())
-                    .map(|l| pyramid.layer(l).iter().map(|&w| vocabulary.word(w).to_string()).collect())
-                    .collect();
-                (Entry { file, words: Some(words), skipped: None, size, modified_ms }, Some(image))
-            }
-            Err(e) => (Entry { file, words: None, skipped: Some(format!("{e:#}")), size, modified_ms }, None),
-        };
-        index.entries.push(entry);
-        each(Indexed { entry: index.entries.last().expect("just pushed"), image: image.as_ref(), done: i + 1, total });
     }
+    flush(model, device, &mut pending, &mut index, total, &mut each)?;
     Ok(index)
+}
+
+/// A file read but not yet in the index: its entry, and its image while it awaits encoding.
+struct Pending {
+    entry: Entry,
+    image: Option<RgbImage>,
+}
+
+/// Encodes the pending images as one batch and moves every pending file into the index.
+fn flush(
+    model: &SpaeModel,
+    device: &mut EncodeDevice,
+    pending: &mut Vec<Pending>,
+    index: &mut WordIndex,
+    total: usize,
+    each: &mut impl FnMut(Indexed),
+) -> Result<()> {
+    let images: Vec<RgbImage> = pending.iter().filter_map(|p| p.image.clone()).collect();
+    let mut pyramids = if images.is_empty() { Vec::new() } else { device.encode(model, &images)?.pyramids }.into_iter();
+    let vocabulary = model.codebook().vocabulary();
+    for Pending { mut entry, image } in pending.drain(..) {
+        if image.is_some() {
+            let pyramid = pyramids.next().expect("a pyramid per image");
+            entry.words = Some(
+                (1..=pyramid.shape().layers())
+                    .map(|l| pyramid.layer(l).iter().map(|&w| vocabulary.word(w).to_string()).collect())
+                    .collect(),
+            );
+        }
+        index.entries.push(entry);
+        let done = index.entries.len();
+        each(Indexed { entry: index.entries.last().expect("just pushed"), image: image.as_ref(), done, total });
+    }
+    Ok(())
 }
 
 /// Writes the hits of a search as plain lines: the file, the cell count, and each cell as

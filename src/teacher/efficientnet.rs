@@ -32,14 +32,14 @@ const STAGES: [(usize, usize, usize, usize, usize); 7] = [
 ];
 
 /// A convolution with its batch norm folded in, followed by ReLU6 or nothing.
-struct ConvBn {
+pub struct ConvBn {
     /// `out x in x k x k`, or `channels x k*k` for a depthwise convolution.
-    weight: Tensor,
-    bias: Tensor,
-    kernel: usize,
-    stride: usize,
-    depthwise: bool,
-    relu6: bool,
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub kernel: usize,
+    pub stride: usize,
+    pub depthwise: bool,
+    pub relu6: bool,
 }
 
 impl ConvBn {
@@ -65,9 +65,14 @@ impl ConvBn {
         Ok(Self { weight, bias, kernel, stride, depthwise, relu6 })
     }
 
+    /// TensorFlow's "SAME" padding of an input `side` pixels wide.
+    pub fn padding(&self, side: usize) -> Padding {
+        Padding::tensorflow_same(side, self.kernel, self.stride)
+    }
+
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, _, h, _) = x.dims4()?;
-        let padding = Padding::tensorflow_same(h, self.kernel, self.stride);
+        let padding = self.padding(h);
         let out_c = self.bias.dim(0)?;
         let y = if self.depthwise {
             // Sum of k*k shifted views, each scaled per channel: far less memory than
@@ -92,11 +97,12 @@ impl ConvBn {
 }
 
 /// Inverted residual block: 1x1 expansion, depthwise k x k, 1x1 projection.
-struct MbConv {
-    expand: Option<ConvBn>,
-    depthwise: ConvBn,
-    project: ConvBn,
-    residual: bool,
+pub struct MbConv {
+    pub expand: Option<ConvBn>,
+    pub depthwise: ConvBn,
+    pub project: ConvBn,
+    /// The block's input is added to its output.
+    pub residual: bool,
 }
 
 impl MbConv {
@@ -196,6 +202,20 @@ impl EfficientNetLite0 {
             fc_weight: vb.get((1000, 1280), "_fc.weight")?,
             fc_bias: vb.get(1000, "_fc.bias")?,
         })
+    }
+
+    /// The stem, every block in order, and the head: the layers that
+    /// [`Self::grid_features`] runs (the GPU encoder builds the same network from them).
+    pub fn stem(&self) -> &ConvBn {
+        &self.stem
+    }
+
+    pub fn blocks(&self) -> impl Iterator<Item = &MbConv> {
+        self.stages.iter().flatten()
+    }
+
+    pub fn head(&self) -> &ConvBn {
+        &self.head
     }
 
     /// Runs the network on normalized input (`batch x 3 x H x W`, see [`normalize`]).

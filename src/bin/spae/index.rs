@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use spae::gpu::{DeviceChoice, EncodeDevice};
 use spae::model::SpaeModel;
 use spae::tasks::word_index::{self, WordIndex};
 
@@ -18,11 +19,14 @@ pub struct IndexArgs {
     /// Also write the index here (`-`: standard output); it is always cached beside the model.
     #[arg(short, long)]
     output: Option<PathBuf>,
+    /// Where to encode: auto takes a hardware GPU if there is one, else the CPU.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
 }
 
 impl IndexArgs {
     pub fn run(self, session: &Session) -> Result<()> {
-        let index = index_folder(session.model, &self.folder)?;
+        let index = index_folder(session.model, &self.folder, self.device)?;
         if let Some(output) = self.output {
             write_output(&output, index.to_json_lines().as_bytes())?;
             eprintln!("wrote {}", shown(&output));
@@ -35,11 +39,15 @@ impl IndexArgs {
 pub struct SearchArgs {
     word: String,
     folder: PathBuf,
+    /// Where to encode the files not yet indexed: auto takes a hardware GPU if there is
+    /// one, else the CPU.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
 }
 
 impl SearchArgs {
     pub fn run(self, session: &Session) -> Result<()> {
-        let index = index_folder(session.model, &self.folder)?;
+        let index = index_folder(session.model, &self.folder, self.device)?;
         let hits = index.search(&self.word);
         word_index::write_hits(&mut std::io::stdout().lock(), &hits).context("cannot write to standard output")?;
         eprintln!("{} of {} images hold \"{}\"", hits.len(), index.images().count(), self.word);
@@ -49,8 +57,10 @@ impl SearchArgs {
 
 /// The index of `folder`: the cached one where its files are unchanged, the rest encoded
 /// (with progress), then cached again. Says what was skipped and why.
-fn index_folder(model: &SpaeModel, folder: &Path) -> Result<WordIndex> {
+fn index_folder(model: &SpaeModel, folder: &Path, on: DeviceChoice) -> Result<WordIndex> {
     anyhow::ensure!(folder.is_dir(), "{} is not a folder", folder.display());
+    let (mut device, where_) = EncodeDevice::open(on, model, word_index::INDEX_BATCH)?;
+    eprintln!("encoding {where_}");
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("indexing [{bar:30}] {pos}/{len} {msg} ({eta} left)")
@@ -59,7 +69,7 @@ fn index_folder(model: &SpaeModel, folder: &Path) -> Result<WordIndex> {
     );
     let (mut encoded, mut reused) = (0, 0);
     let never = AtomicBool::new(false);
-    let (index, cache) = word_index::index_cached(model, folder, &never, |indexed| {
+    let (index, cache) = word_index::index_cached(model, &mut device, folder, &never, |indexed| {
         bar.set_length(indexed.total as u64);
         bar.set_position(indexed.done as u64);
         bar.set_message(indexed.entry.file.clone());
@@ -74,6 +84,9 @@ fn index_folder(model: &SpaeModel, folder: &Path) -> Result<WordIndex> {
         }
     })?;
     bar.finish_and_clear();
+    if let Some(reason) = device.take_failure() {
+        eprintln!("the GPU encoder failed ({reason}); the rest was encoded on the CPU");
+    }
     for entry in index.skipped() {
         eprintln!("skipped {}: {}", entry.file, entry.skipped.as_deref().unwrap_or_default());
     }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use spae::gpu::{DeviceChoice, Gpu, GpuDecoder};
+use spae::gpu::{DeviceChoice, EncodeDevice, Gpu, GpuDecoder};
 use spae::image_io;
 use spae::model::SpaeModel;
 use spae::pyramid::text as pyramid_text;
@@ -18,6 +18,9 @@ pub struct EncodeArgs {
     /// Where to write the pyramid (`-`: standard output).
     #[arg(short, long)]
     output: PathBuf,
+    /// Where to encode: auto takes a hardware GPU if there is one, else the CPU.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
 }
 
 impl EncodeArgs {
@@ -25,11 +28,15 @@ impl EncodeArgs {
         let model = session.model;
         spae::atomic_file::check_not_input(&self.image, &self.output)?;
         let prepared = image_io::load_prepared(&self.image, model.config().resolution as u32)?;
-        let pyramid = model.encode(&prepared)?;
+        let (mut device, mut on) = EncodeDevice::open(self.device, model, 1)?;
+        let pyramid = device.encode(model, std::slice::from_ref(&prepared))?.pyramids.remove(0);
+        if let Some(reason) = device.take_failure() {
+            on = format!("on the CPU, after the GPU encoder failed: {reason}");
+        }
         let text = pyramid_text::format(&pyramid, model.codebook().vocabulary());
         write_output(&self.output, text.as_bytes())?;
         let words = model.shape().tokens_in_prefix(model.shape().layers());
-        eprintln!("wrote {} ({words} words)", shown(&self.output));
+        eprintln!("wrote {} ({words} words, encoded {on})", shown(&self.output));
         Ok(())
     }
 }

@@ -170,6 +170,7 @@ impl StudioApp {
             ui.label(format!("vocabulary: {} words", self.model.codebook().len()));
             ui.separator();
             ui.label(format!("decoding on: {}", self.device_status));
+            ui.label(format!("encoding on: {}", self.encode_status));
             ui.separator();
             ui.label(format!("last encode: {}", millis(self.encode_secs)));
             ui.separator();

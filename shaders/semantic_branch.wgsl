@@ -1,0 +1,99 @@
+// The semantic branch's glue around the teacher's and the projector's convolutions
+// (docs/method.md section 2a), on batch x channels x height x width tensors:
+//   `teacher_input`  pixels in -1..1 resized bilinearly (half-pixel centres, as candle's
+//                    upsample_bilinear2d without aligned corners) to the teacher's input
+//                    side, then normalized to the EfficientNet-Lite convention;
+//   `average_pool`   means over f x f windows (the teacher's grid, a layer's cells);
+//   `add_cells`      a layer's projected cell values plus its learned offset, spread over
+//                    each cell's latent positions and added to the latent z.
+
+struct Params {
+    channels: u32,
+    // Side of the input (pixels, features, projected cells).
+    in_side: u32,
+    // Side of the output (teacher input, pooled features, latent).
+    out_side: u32,
+    // add_cells: the layer, 0-based, whose offset row is added.
+    layer: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> input: array<f32>;
+// add_cells: layers x channels.
+@group(0) @binding(2) var<storage, read> offsets: array<f32>;
+@group(0) @binding(3) var<storage, read_write> output: array<f32>;
+
+// Source row (column) of output row (column) `o` and its weight, as candle computes them.
+fn source(o: u32) -> vec3<f32> {
+    let scale = f32(params.in_side) / f32(params.out_side);
+    let s = max(scale * (f32(o) + 0.5) - 0.5, 0.0);
+    let i0 = floor(s);
+    let i1 = min(i0 + 1.0, f32(params.in_side - 1u));
+    return vec3<f32>(i0, i1, clamp(s - i0, 0.0, 1.0));
+}
+
+// Invocation x: value of one image's output; workgroup y: batch item.
+@compute @workgroup_size(256, 1, 1)
+fn teacher_input(@builtin(global_invocation_id) id: vec3<u32>) {
+    let n = params.out_side;
+    let plane = n * n;
+    if id.x >= params.channels * plane {
+        return;
+    }
+    let c = id.x / plane;
+    let oy = (id.x % plane) / n;
+    let ox = id.x % n;
+    let base = (id.y * params.channels + c) * params.in_side * params.in_side;
+    var value = 0.0;
+    if params.in_side == n {
+        value = input[base + oy * n + ox];
+    } else {
+        let h = source(oy);
+        let w = source(ox);
+        let row0 = base + u32(h.x) * params.in_side;
+        let row1 = base + u32(h.y) * params.in_side;
+        let top = input[row0 + u32(w.x)] * (1.0 - w.z) + input[row0 + u32(w.y)] * w.z;
+        let bottom = input[row1 + u32(w.x)] * (1.0 - w.z) + input[row1 + u32(w.y)] * w.z;
+        value = top * (1.0 - h.z) + bottom * h.z;
+    }
+    output[id.y * params.channels * plane + id.x] = ((value + 1.0) * 0.5 - 0.498) / 0.502;
+}
+
+// Invocation x: value of one image's pooled output; workgroup y: batch item.
+@compute @workgroup_size(256, 1, 1)
+fn average_pool(@builtin(global_invocation_id) id: vec3<u32>) {
+    let n = params.out_side;
+    let plane = n * n;
+    if id.x >= params.channels * plane {
+        return;
+    }
+    let c = id.x / plane;
+    let oy = (id.x % plane) / n;
+    let ox = id.x % n;
+    let f = params.in_side / n;
+    let base = (id.y * params.channels + c) * params.in_side * params.in_side;
+    var sum = 0.0;
+    for (var y = oy * f; y < (oy + 1u) * f; y++) {
+        for (var x = ox * f; x < (ox + 1u) * f; x++) {
+            sum += input[base + y * params.in_side + x];
+        }
+    }
+    output[id.y * params.channels * plane + id.x] = sum / f32(f * f);
+}
+
+// Invocation x: latent value of one image; workgroup y: batch item.
+@compute @workgroup_size(256, 1, 1)
+fn add_cells(@builtin(global_invocation_id) id: vec3<u32>) {
+    let g = params.out_side;
+    let plane = g * g;
+    if id.x >= params.channels * plane {
+        return;
+    }
+    let c = id.x / plane;
+    let y = (id.x % plane) / g;
+    let x = id.x % g;
+    let s = params.in_side;
+    let f = g / s;
+    let cell = input[((id.y * params.channels + c) * s + y / f) * s + x / f];
+    output[id.y * params.channels * plane + id.x] += cell + offsets[params.layer * params.channels + c];
+}

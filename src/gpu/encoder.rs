@@ -1,0 +1,365 @@
+//! The encoder as a fixed sequence of GPU dispatches ([`super::plan`]): pixels to the
+//! latent z (the CNN, plus the semantic branch's frozen teacher and projector where the
+//! model has one), then SAQ's layers one after another (cell targets, the fused
+//! nearest-word search, the chosen words added to the running sums), all in one command
+//! buffer. Only the token ids and z are read back.
+//!
+//! The same arithmetic as the CPU path (`model::SpaeModel::quantize`), in another order
+//! of summation: z agrees to about 1e-5, and the words agree except where two words are
+//! equally near a target to within that rounding (ties of exactly equal scores go to the
+//! lower id, as on the CPU).
+
+use anyhow::{ensure, Result};
+use candle_core::{Device, Tensor};
+use image::RgbImage;
+
+use super::kernels::Kernels;
+use super::plan::{self, Activate, Activation, ConvOptions, Plan, Step, Weights};
+use super::Gpu;
+use crate::model::semantic_branch::SemanticBranch;
+use crate::model::SpaeModel;
+use crate::pyramid::{CellTarget, Pyramid, PyramidShape};
+use crate::teacher::efficientnet::ConvBn;
+
+/// Words of the vocabulary one workgroup of the search scans (a multiple of the
+/// kernel's 64-word tile); more chunks give a small batch more parallel work.
+const CHUNK_WORDS: usize = 1024;
+/// Targets per workgroup of the search (`TILE_TARGETS` in saq.wgsl).
+const TILE_TARGETS: usize = 16;
+
+pub struct GpuEncoder {
+    gpu: Gpu,
+    kernels: Kernels,
+    shape: PyramidShape,
+    resolution: usize,
+    dim: usize,
+    max_batch: usize,
+    pixels: wgpu::Buffer,
+    latent: Activation,
+    sums: wgpu::Buffer,
+    tokens: wgpu::Buffer,
+    readback: wgpu::Buffer,
+    steps: Vec<Step>,
+}
+
+/// What an encode returns: each image's pyramid and the latent z it was quantized from.
+pub struct EncodedBatch {
+    pub pyramids: Vec<Pyramid>,
+    /// `batch x dim x G x G`, as [`SpaeModel::encode_latent`] gives it.
+    pub latent: Tensor,
+}
+
+impl EncodedBatch {
+    /// The same on the CPU ([`SpaeModel::quantize`]), image after image.
+    pub fn on_cpu(model: &SpaeModel, images: &[RgbImage]) -> Result<Self> {
+        ensure!(!images.is_empty(), "nothing to encode");
+        let mut pyramids = Vec::with_capacity(images.len());
+        let mut latents = Vec::with_capacity(images.len());
+        for image in images {
+            let (z, mut quantized) = model.quantize(&crate::image_io::to_tensor(std::slice::from_ref(image))?)?;
+            pyramids.push(quantized.pyramids.remove(0));
+            latents.push(z);
+        }
+        Ok(Self { pyramids, latent: Tensor::cat(&latents, 0)? })
+    }
+}
+
+impl GpuEncoder {
+    /// Uploads `model`'s encoder (and semantic branch), and its codebook, to `gpu`, and
+    /// prepares the dispatches for batches of up to `max_batch` images. Fails, saying
+    /// which, where a buffer would exceed what the device can bind.
+    pub fn new(gpu: Gpu, model: &SpaeModel, max_batch: usize) -> Result<Self> {
+        ensure!(max_batch >= 1, "a GPU encoder needs room for at least one image");
+        let device = &gpu.device;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let kernels = Kernels::new(device);
+        let config = model.config();
+        let shape = model.shape().clone();
+        let weights = Weights::of(model, &["encoder.", "branch."])?;
+        let mut plan = Plan::new(device, &kernels, max_batch);
+        let resolution = config.resolution;
+        let pixels = plan.activation(3, resolution)?;
+
+        // The CNN of `model::encoder`, layer by layer.
+        let groups = config.norm_groups;
+        let mut h = plan.named_conv(&weights, "encoder.conv_in", &pixels, ConvOptions::default())?;
+        for (level, _) in config.channels.iter().enumerate() {
+            for block in 0..config.res_blocks {
+                let name = format!("encoder.levels.{level}.blocks.{block}");
+                let skip = if weights.get(&format!("{name}.skip.weight")).is_ok() {
+                    plan.named_conv(&weights, &format!("{name}.skip"), &h, ConvOptions::default())?
+                } else {
+                    h.clone()
+                };
+                let t = plan.named_group_norm_silu(&weights, &format!("{name}.norm1"), &h, groups)?;
+                let t = plan.named_conv(&weights, &format!("{name}.conv1"), &t, ConvOptions::default())?;
+                let t = plan.named_group_norm_silu(&weights, &format!("{name}.norm2"), &t, groups)?;
+                let options = ConvOptions { residual: Some(&skip), ..Default::default() };
+                h = plan.named_conv(&weights, &format!("{name}.conv2"), &t, options)?;
+            }
+            if level + 1 < config.channels.len() {
+                let options = ConvOptions { stride: 2, ..Default::default() };
+                h = plan.named_conv(&weights, &format!("encoder.levels.{level}.downsample"), &h, options)?;
+            }
+        }
+        let t = plan.named_group_norm_silu(&weights, "encoder.norm_out", &h, groups)?;
+        let latent = plan.named_conv(&weights, "encoder.conv_out", &t, ConvOptions::default())?;
+        ensure!(
+            latent.channels == config.latent_channels && latent.side == shape.latent_size(),
+            "the encoder's output is {} x {}^2, expected {} x {}^2",
+            latent.channels,
+            latent.side,
+            config.latent_channels,
+            shape.latent_size()
+        );
+        if let Some(branch) = model.branch() {
+            add_branch(&mut plan, &weights, branch, &shape, &pixels, &latent)?;
+        }
+
+        let codebook = model.codebook();
+        let dim = codebook.dim();
+        let codebook_buffer = plan.upload("codebook", codebook.embeddings())?;
+        let norms = plan.upload_values("codebook norms", codebook.squared_norms())?;
+        let g = shape.latent_size();
+        let sums = plan.storage("running sums", max_batch * dim * g * g * 4, wgpu::BufferUsages::COPY_DST)?;
+        let most_cells = (1..=shape.layers()).map(|l| shape.tokens_in_layer(l)).max().unwrap_or(1);
+        let targets = plan.storage("targets", max_batch * most_cells * dim * 4, wgpu::BufferUsages::empty())?;
+        let chunks = codebook.len().div_ceil(CHUNK_WORDS);
+        let partial =
+            plan.storage("search partials", max_batch * most_cells * chunks * 8, wgpu::BufferUsages::empty())?;
+        let tokens_per_image = shape.tokens_in_prefix(shape.layers());
+        let tokens = plan.storage("tokens", max_batch * tokens_per_image * 4, wgpu::BufferUsages::COPY_SRC)?;
+        let dilated = match config.cell_target {
+            CellTarget::Mean => 0,
+            CellTarget::Dilated => 1,
+        };
+        for layer in 1..=shape.layers() {
+            let (s, cells) = (shape.grid_size(layer), shape.tokens_in_layer(layer));
+            let params = plan.uniform(&[
+                dim as u32,
+                g as u32,
+                s as u32,
+                shape.cell_size(layer) as u32,
+                layer as u32,
+                dilated,
+                tokens_per_image as u32,
+                shape.tokens_in_prefix(layer - 1) as u32,
+                codebook.len() as u32,
+                CHUNK_WORDS as u32,
+                chunks as u32,
+                0,
+            ]);
+            let resources = [
+                params.as_entire_binding(),
+                latent.buffer.as_entire_binding(),
+                sums.as_entire_binding(),
+                codebook_buffer.as_entire_binding(),
+                norms.as_entire_binding(),
+                targets.as_entire_binding(),
+                partial.as_entire_binding(),
+                tokens.as_entire_binding(),
+            ];
+            let cells = cells as u32;
+            plan.push(|k| &k.cell_targets, &resources, [(cells * dim as u32).div_ceil(256), 1, 1], 1);
+            plan.push(|k| &k.nearest, &resources, [cells.div_ceil(TILE_TARGETS as u32), chunks as u32, 1], 2);
+            plan.push(|k| &k.choose, &resources, [cells.div_ceil(64), 1, 1], 1);
+            plan.push(|k| &k.add_words, &resources, [((dim * g * g) as u32).div_ceil(256), 1, 1], 1);
+        }
+        let steps = plan.into_steps();
+        let readback = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("encode read-back"),
+            size: latent.buffer.size().max(tokens.size()),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        if let Some(error) = pollster::block_on(scope.pop()) {
+            anyhow::bail!("the GPU refused the encoder: {error}");
+        }
+        Ok(Self {
+            gpu,
+            kernels,
+            shape,
+            resolution,
+            dim,
+            max_batch,
+            pixels: pixels.buffer,
+            latent,
+            sums,
+            tokens,
+            readback,
+            steps,
+        })
+    }
+
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    /// Encodes prepared images (R x R, as [`crate::image_io::prepare`] makes them), up to
+    /// [`Self::max_batch`] per submission.
+    pub fn encode(&self, images: &[RgbImage]) -> Result<EncodedBatch> {
+        ensure!(!images.is_empty(), "nothing to encode");
+        let mut pyramids = Vec::with_capacity(images.len());
+        let mut latents = Vec::with_capacity(images.len().div_ceil(self.max_batch));
+        for chunk in images.chunks(self.max_batch) {
+            let (chunk_pyramids, latent) = self.encode_batch(chunk)?;
+            pyramids.extend(chunk_pyramids);
+            latents.push(latent);
+        }
+        Ok(EncodedBatch { pyramids, latent: Tensor::cat(&latents, 0)? })
+    }
+
+    fn encode_batch(&self, images: &[RgbImage]) -> Result<(Vec<Pyramid>, Tensor)> {
+        let side = self.resolution as u32;
+        if let Some(image) = images.iter().find(|i| i.dimensions() != (side, side)) {
+            let (w, h) = image.dimensions();
+            anyhow::bail!("the GPU encoder takes prepared {side} x {side} images, not {w} x {h}");
+        }
+        let pixels: Vec<f32> = crate::image_io::to_tensor(images)?.flatten_all()?.to_vec1()?;
+        let bytes: Vec<u8> = pixels.iter().flat_map(|v| v.to_le_bytes()).collect();
+        plan::run(&self.gpu, "encoding", |queue, encoder| {
+            queue.write_buffer(&self.pixels, 0, &bytes);
+            encoder.clear_buffer(&self.sums, 0, None);
+            plan::record(&self.kernels, &self.steps, encoder, images.len());
+        })?;
+
+        let batch = images.len();
+        let per_image = self.shape.tokens_in_prefix(self.shape.layers());
+        let tokens = plan::read_words(&self.gpu, &self.tokens, &self.readback, (batch * per_image * 4) as u64)?;
+        let tokens: Vec<u32> = tokens.into_iter().map(u32::from_le_bytes).collect();
+        let pyramids = tokens
+            .chunks(per_image)
+            .map(|words| {
+                let mut layers = Vec::with_capacity(self.shape.layers());
+                let mut start = 0;
+                for layer in 1..=self.shape.layers() {
+                    let n = self.shape.tokens_in_layer(layer);
+                    layers.push(words[start..start + n].to_vec());
+                    start += n;
+                }
+                Pyramid::new(self.shape.clone(), layers)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let g = self.shape.latent_size();
+        let values = batch * self.dim * g * g;
+        let latent = plan::read_words(&self.gpu, &self.latent.buffer, &self.readback, (values * 4) as u64)?;
+        let latent: Vec<f32> = latent.into_iter().map(f32::from_le_bytes).collect();
+        Ok((pyramids, Tensor::from_vec(latent, (batch, self.dim, g, g), &Device::Cpu)?))
+    }
+}
+
+/// The semantic branch of `model::semantic_branch`: the frozen teacher on the resized
+/// pixels, its head features averaged over each shaped layer's cells, projected, and
+/// added with the layer's offset to the latent.
+fn add_branch(
+    plan: &mut Plan,
+    weights: &Weights,
+    branch: &SemanticBranch,
+    shape: &PyramidShape,
+    pixels: &Activation,
+    latent: &Activation,
+) -> Result<()> {
+    let input = branch.config().teacher_input;
+    let teacher = branch.teacher();
+    let resized = plan.activation(3, input)?;
+    let params = plan.uniform(&[3, pixels.side as u32, input as u32, 0]);
+    plan.push(
+        |k| &k.teacher_input,
+        &[
+            params.as_entire_binding(),
+            pixels.buffer.as_entire_binding(),
+            // Unread here (the offsets of `add_cells`).
+            pixels.buffer.as_entire_binding(),
+            resized.buffer.as_entire_binding(),
+        ],
+        [((3 * input * input) as u32).div_ceil(256), 1, 1],
+        1,
+    );
+    let mut h = teacher_conv(plan, "teacher stem", teacher.stem(), &resized, None)?;
+    for block in teacher.blocks() {
+        let expanded = match &block.expand {
+            Some(expand) => teacher_conv(plan, "teacher expansion", expand, &h, None)?,
+            None => h.clone(),
+        };
+        let t = teacher_conv(plan, "teacher depthwise", &block.depthwise, &expanded, None)?;
+        h = teacher_conv(plan, "teacher projection", &block.project, &t, block.residual.then_some(&h))?;
+    }
+    let head = teacher_conv(plan, "teacher head", teacher.head(), &h, None)?;
+    let grid = average_pool(plan, &head, branch.grid(shape))?;
+
+    let offsets = weights.get("branch.layer_offsets")?;
+    let offsets = plan.upload("branch offsets", offsets)?;
+    for layer in 1..=branch.config().layers {
+        let s = shape.grid_size(layer);
+        let cells = average_pool(plan, &grid, s)?;
+        let silu = ConvOptions { activate: Activate::Silu, ..Default::default() };
+        let hidden = plan.named_conv(weights, "branch.project_in", &cells, silu)?;
+        let projected = plan.named_conv(weights, "branch.project_out", &hidden, ConvOptions::default())?;
+        let params = plan.uniform(&[projected.channels as u32, s as u32, latent.side as u32, (layer - 1) as u32]);
+        plan.push(
+            |k| &k.add_cells,
+            &[
+                params.as_entire_binding(),
+                projected.buffer.as_entire_binding(),
+                offsets.as_entire_binding(),
+                latent.buffer.as_entire_binding(),
+            ],
+            [((latent.channels * latent.side * latent.side) as u32).div_ceil(256), 1, 1],
+            1,
+        );
+    }
+    Ok(())
+}
+
+/// One of the teacher's convolutions (batch norm folded in), with TensorFlow's padding.
+fn teacher_conv(
+    plan: &mut Plan,
+    name: &str,
+    layer: &ConvBn,
+    input: &Activation,
+    residual: Option<&Activation>,
+) -> Result<Activation> {
+    let weight = if layer.depthwise {
+        let channels = layer.weight.dim(0)?;
+        layer.weight.reshape((channels, 1, layer.kernel, layer.kernel))?
+    } else {
+        layer.weight.clone()
+    };
+    let options = ConvOptions {
+        stride: layer.stride,
+        padding: Some(layer.padding(input.side)),
+        upsample: false,
+        depthwise: layer.depthwise,
+        activate: if layer.relu6 { Activate::Relu6 } else { Activate::None },
+        residual,
+    };
+    plan.conv(name, &weight, &layer.bias, input, options)
+}
+
+/// Means of `input` over the windows of an `side` x `side` grid (itself where it is that
+/// wide already).
+fn average_pool(plan: &mut Plan, input: &Activation, side: usize) -> Result<Activation> {
+    if side == input.side {
+        return Ok(input.clone());
+    }
+    ensure!(input.side.is_multiple_of(side), "a {} wide map pooled to {side}", input.side);
+    let output = plan.activation(input.channels, side)?;
+    let params = plan.uniform(&[input.channels as u32, input.side as u32, side as u32, 0]);
+    plan.push(
+        |k| &k.average_pool,
+        &[
+            params.as_entire_binding(),
+            input.buffer.as_entire_binding(),
+            // Unread here (the offsets of `add_cells`).
+            input.buffer.as_entire_binding(),
+            output.buffer.as_entire_binding(),
+        ],
+        [((input.channels * side * side) as u32).div_ceil(256), 1, 1],
+        1,
+    );
+    Ok(output)
+}
