@@ -111,8 +111,9 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     }
 }
 
-// The depthwise form (in_channels = out_channels, no upsampling). Invocation x, y: output
-// pixel; z: batch item and channel.
+// The depthwise form (in_channels = out_channels, no upsampling), CHANNELS_PER_INVOCATION
+// channels per invocation. Invocation x, y: output pixel; z: batch item and block of
+// channels.
 @compute @workgroup_size(8, 8, 1)
 fn depthwise(@builtin(global_invocation_id) id: vec3<u32>) {
     let x = id.x;
@@ -121,27 +122,33 @@ fn depthwise(@builtin(global_invocation_id) id: vec3<u32>) {
         return;
     }
     let channels = params.out_channels;
-    let b = id.z / channels;
-    let c = id.z % channels;
+    let channel_blocks = (channels + CHANNELS_PER_INVOCATION - 1u) / CHANNELS_PER_INVOCATION;
+    let b = id.z / channel_blocks;
     let k = params.kernel;
     let h = i32(params.in_height);
     let w = i32(params.in_width);
-    let in_base = (b * channels + c) * params.in_height * params.in_width;
     let top = i32(y * params.stride) - i32(params.pad_before);
     let left = i32(x * params.stride) - i32(params.pad_before);
-    var sum = 0.0;
-    for (var ky = 0u; ky < k; ky++) {
-        let sy = top + i32(ky);
-        if sy < 0 || sy >= h {
-            continue;
+    for (var j = 0u; j < CHANNELS_PER_INVOCATION; j++) {
+        let c = (id.z % channel_blocks) * CHANNELS_PER_INVOCATION + j;
+        if c >= channels {
+            return;
         }
-        for (var kx = 0u; kx < k; kx++) {
-            let sx = left + i32(kx);
-            if sx < 0 || sx >= w {
+        let in_base = (b * channels + c) * params.in_height * params.in_width;
+        var sum = 0.0;
+        for (var ky = 0u; ky < k; ky++) {
+            let sy = top + i32(ky);
+            if sy < 0 || sy >= h {
                 continue;
             }
-            sum += input[in_base + u32(sy) * params.in_width + u32(sx)] * weight[(c * k + ky) * k + kx];
+            for (var kx = 0u; kx < k; kx++) {
+                let sx = left + i32(kx);
+                if sx < 0 || sx >= w {
+                    continue;
+                }
+                sum += input[in_base + u32(sy) * params.in_width + u32(sx)] * weight[(c * k + ky) * k + kx];
+            }
         }
+        store(b, c, y, x, sum);
     }
-    store(b, c, y, x, sum);
 }

@@ -102,8 +102,18 @@ fn another_configuration_encodes_as_on_the_cpu() {
     };
     let model = SpaeModel::from_seed(config, common::codebook(), 7).unwrap();
     let encoder = GpuEncoder::new(gpu(), &model, 2).unwrap();
-    let images: Vec<RgbImage> = ["automobile.png", "sunflower.png"].iter().map(|n| sample(n, 32)).collect();
-    assert_parity(&encoder, &model, &images, "second configuration");
+    let mut images: Vec<RgbImage> =
+        ["automobile.png", "sunflower.png", "cat-face.png", "red-apple.png"].iter().map(|n| sample(n, 32)).collect();
+    assert_parity(&encoder, &model, &images[..2], "second configuration");
+
+    // A device that dispatches at most 600 workgroups along an axis: the step widest along
+    // the batch axis (the last convolution, 576 / 4 channel blocks per image) fits four
+    // images, so a batch of five goes in two submissions, with the same words.
+    let narrow = Gpu::headless_with_limits(|limits| limits.max_compute_workgroups_per_dimension = 600).unwrap();
+    let encoder = GpuEncoder::new(narrow, &model, 8).unwrap();
+    assert_eq!(encoder.max_batch(), 4);
+    images.push(RgbImage::from_pixel(32, 32, Rgb([200, 30, 30])));
+    assert_parity(&encoder, &model, &images, "second configuration, dispatch-limited");
 }
 
 #[test]

@@ -135,7 +135,11 @@ impl GpuDecoder {
             [resolution.div_ceil(8), resolution.div_ceil(8), 1],
             2,
         );
-        let steps = plan.into_steps();
+        let (steps, dispatchable) = plan.into_steps();
+        ensure!(
+            dispatchable == max_batch,
+            "the GPU dispatches at most {dispatchable} images at once, {max_batch} were asked for"
+        );
         let readback = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("pixels read back"),
             size: pixels.size(),

@@ -23,8 +23,9 @@ impl EncodeDevice {
     }
 
     /// The device `choice` asks for, on a headless adapter, with batches of up to
-    /// `max_batch` images; with `auto`, the CPU where no hardware adapter is usable or the
-    /// encoder does not fit it. The second value says where and, for the CPU, why.
+    /// `max_batch` images; with `auto`, the CPU where no hardware adapter is usable. Where
+    /// the encoder does not fit the adapter (buffers over its limits), the CPU, whatever
+    /// the choice. The second value says where and, for the CPU, why.
     pub fn open(choice: DeviceChoice, model: &SpaeModel, max_batch: usize) -> Result<(Self, String)> {
         if choice == DeviceChoice::Cpu {
             return Ok((Self::cpu(), "on the CPU".into()));
@@ -38,11 +39,10 @@ impl EncodeDevice {
             return Ok((Self::cpu(), format!("on the CPU ({why}; --device gpu uses it)")));
         }
         let adapter = gpu.adapter.clone();
-        match (GpuEncoder::new(gpu, model, max_batch), choice) {
-            (Ok(encoder), _) => Ok((Self::gpu(encoder), format!("on the GPU, {adapter}"))),
-            (Err(e), DeviceChoice::Gpu) => Err(e),
-            (Err(e), _) => Ok((Self::cpu(), format!("on the CPU (the GPU encoder does not fit: {e:#})"))),
-        }
+        Ok(match GpuEncoder::new(gpu, model, max_batch) {
+            Ok(encoder) => (Self::gpu(encoder), format!("on the GPU, {adapter}")),
+            Err(e) => (Self::cpu(), format!("on the CPU (the GPU encoder does not fit {adapter}: {e:#})")),
+        })
     }
 
     /// Whether the next batch goes to the GPU.

@@ -80,92 +80,13 @@ impl GpuEncoder {
         let resolution = config.resolution;
         let pixels = plan.activation(3, resolution)?;
 
-        // The CNN of `model::encoder`, layer by layer.
-        let groups = config.norm_groups;
-        let mut h = plan.named_conv(&weights, "encoder.conv_in", &pixels, ConvOptions::default())?;
-        for (level, _) in config.channels.iter().enumerate() {
-            for block in 0..config.res_blocks {
-                let name = format!("encoder.levels.{level}.blocks.{block}");
-                let skip = if weights.get(&format!("{name}.skip.weight")).is_ok() {
-                    plan.named_conv(&weights, &format!("{name}.skip"), &h, ConvOptions::default())?
-                } else {
-                    h.clone()
-                };
-                let t = plan.named_group_norm_silu(&weights, &format!("{name}.norm1"), &h, groups)?;
-                let t = plan.named_conv(&weights, &format!("{name}.conv1"), &t, ConvOptions::default())?;
-                let t = plan.named_group_norm_silu(&weights, &format!("{name}.norm2"), &t, groups)?;
-                let options = ConvOptions { residual: Some(&skip), ..Default::default() };
-                h = plan.named_conv(&weights, &format!("{name}.conv2"), &t, options)?;
-            }
-            if level + 1 < config.channels.len() {
-                let options = ConvOptions { stride: 2, ..Default::default() };
-                h = plan.named_conv(&weights, &format!("encoder.levels.{level}.downsample"), &h, options)?;
-            }
-        }
-        let t = plan.named_group_norm_silu(&weights, "encoder.norm_out", &h, groups)?;
-        let latent = plan.named_conv(&weights, "encoder.conv_out", &t, ConvOptions::default())?;
-        ensure!(
-            latent.channels == config.latent_channels && latent.side == shape.latent_size(),
-            "the encoder's output is {} x {}^2, expected {} x {}^2",
-            latent.channels,
-            latent.side,
-            config.latent_channels,
-            shape.latent_size()
-        );
+        let latent = cnn(&mut plan, &weights, model, &pixels)?;
         if let Some(branch) = model.branch() {
             add_branch(&mut plan, &weights, branch, &shape, &pixels, &latent)?;
         }
 
-        let codebook = model.codebook();
-        let dim = codebook.dim();
-        let codebook_buffer = plan.upload("codebook", codebook.embeddings())?;
-        let norms = plan.upload_values("codebook norms", codebook.squared_norms())?;
-        let g = shape.latent_size();
-        let sums = plan.storage("running sums", max_batch * dim * g * g * 4, wgpu::BufferUsages::COPY_DST)?;
-        let most_cells = (1..=shape.layers()).map(|l| shape.tokens_in_layer(l)).max().unwrap_or(1);
-        let targets = plan.storage("targets", max_batch * most_cells * dim * 4, wgpu::BufferUsages::empty())?;
-        let chunks = codebook.len().div_ceil(CHUNK_WORDS);
-        let partial =
-            plan.storage("search partials", max_batch * most_cells * chunks * 8, wgpu::BufferUsages::empty())?;
-        let tokens_per_image = shape.tokens_in_prefix(shape.layers());
-        let tokens = plan.storage("tokens", max_batch * tokens_per_image * 4, wgpu::BufferUsages::COPY_SRC)?;
-        let dilated = match config.cell_target {
-            CellTarget::Mean => 0,
-            CellTarget::Dilated => 1,
-        };
-        for layer in 1..=shape.layers() {
-            let (s, cells) = (shape.grid_size(layer), shape.tokens_in_layer(layer));
-            let params = plan.uniform(&[
-                dim as u32,
-                g as u32,
-                s as u32,
-                shape.cell_size(layer) as u32,
-                layer as u32,
-                dilated,
-                tokens_per_image as u32,
-                shape.tokens_in_prefix(layer - 1) as u32,
-                codebook.len() as u32,
-                CHUNK_WORDS as u32,
-                chunks as u32,
-                0,
-            ]);
-            let resources = [
-                params.as_entire_binding(),
-                latent.buffer.as_entire_binding(),
-                sums.as_entire_binding(),
-                codebook_buffer.as_entire_binding(),
-                norms.as_entire_binding(),
-                targets.as_entire_binding(),
-                partial.as_entire_binding(),
-                tokens.as_entire_binding(),
-            ];
-            let cells = cells as u32;
-            plan.push(|k| &k.cell_targets, &resources, [(cells * dim as u32).div_ceil(256), 1, 1], 1);
-            plan.push(|k| &k.nearest, &resources, [cells.div_ceil(TILE_TARGETS as u32), chunks as u32, 1], 2);
-            plan.push(|k| &k.choose, &resources, [cells.div_ceil(64), 1, 1], 1);
-            plan.push(|k| &k.add_words, &resources, [((dim * g * g) as u32).div_ceil(256), 1, 1], 1);
-        }
-        let steps = plan.into_steps();
+        let (sums, tokens) = saq(&mut plan, model, &latent)?;
+        let (steps, max_batch) = plan.into_steps();
         let readback = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("encode read-back"),
             size: latent.buffer.size().max(tokens.size()),
@@ -180,7 +101,7 @@ impl GpuEncoder {
             kernels,
             shape,
             resolution,
-            dim,
+            dim: model.codebook().dim(),
             max_batch,
             pixels: pixels.buffer,
             latent,
@@ -195,6 +116,8 @@ impl GpuEncoder {
         &self.gpu
     }
 
+    /// The most images one submission encodes (at most the batch asked for at creation;
+    /// fewer where the device's dispatch limits require it).
     pub fn max_batch(&self) -> usize {
         self.max_batch
     }
@@ -250,6 +173,98 @@ impl GpuEncoder {
         let latent: Vec<f32> = latent.into_iter().map(f32::from_le_bytes).collect();
         Ok((pyramids, Tensor::from_vec(latent, (batch, self.dim, g, g), &Device::Cpu)?))
     }
+}
+
+/// The CNN of `model::encoder`, layer by layer: pixels to the latent z.
+fn cnn(plan: &mut Plan, weights: &Weights, model: &SpaeModel, pixels: &Activation) -> Result<Activation> {
+    let (config, shape) = (model.config(), model.shape());
+    let groups = config.norm_groups;
+    let mut h = plan.named_conv(weights, "encoder.conv_in", pixels, ConvOptions::default())?;
+    for level in 0..config.channels.len() {
+        for block in 0..config.res_blocks {
+            let name = format!("encoder.levels.{level}.blocks.{block}");
+            let skip = if weights.get(&format!("{name}.skip.weight")).is_ok() {
+                plan.named_conv(weights, &format!("{name}.skip"), &h, ConvOptions::default())?
+            } else {
+                h.clone()
+            };
+            let t = plan.named_group_norm_silu(weights, &format!("{name}.norm1"), &h, groups)?;
+            let t = plan.named_conv(weights, &format!("{name}.conv1"), &t, ConvOptions::default())?;
+            let t = plan.named_group_norm_silu(weights, &format!("{name}.norm2"), &t, groups)?;
+            let options = ConvOptions { residual: Some(&skip), ..Default::default() };
+            h = plan.named_conv(weights, &format!("{name}.conv2"), &t, options)?;
+        }
+        if level + 1 < config.channels.len() {
+            let options = ConvOptions { stride: 2, ..Default::default() };
+            h = plan.named_conv(weights, &format!("encoder.levels.{level}.downsample"), &h, options)?;
+        }
+    }
+    let t = plan.named_group_norm_silu(weights, "encoder.norm_out", &h, groups)?;
+    let latent = plan.named_conv(weights, "encoder.conv_out", &t, ConvOptions::default())?;
+    ensure!(
+        latent.channels == config.latent_channels && latent.side == shape.latent_size(),
+        "the encoder's output is {} x {}^2, expected {} x {}^2",
+        latent.channels,
+        latent.side,
+        config.latent_channels,
+        shape.latent_size()
+    );
+    Ok(latent)
+}
+
+/// SAQ's layers on the latent z: per layer, the cell targets, the search, the choice and
+/// the running sums. Returns the running sums (cleared before each run) and the tokens.
+fn saq(plan: &mut Plan, model: &SpaeModel, latent: &Activation) -> Result<(wgpu::Buffer, wgpu::Buffer)> {
+    let (config, shape, max_batch) = (model.config(), model.shape(), plan.max_batch);
+    let codebook = model.codebook();
+    let dim = codebook.dim();
+    let codebook_buffer = plan.upload("codebook", codebook.embeddings())?;
+    let norms = plan.upload_values("codebook norms", codebook.squared_norms())?;
+    let g = shape.latent_size();
+    let sums = plan.storage("running sums", max_batch * dim * g * g * 4, wgpu::BufferUsages::COPY_DST)?;
+    let most_cells = (1..=shape.layers()).map(|l| shape.tokens_in_layer(l)).max().unwrap_or(1);
+    let targets = plan.storage("targets", max_batch * most_cells * dim * 4, wgpu::BufferUsages::empty())?;
+    let chunks = codebook.len().div_ceil(CHUNK_WORDS);
+    let partial = plan.storage("search partials", max_batch * most_cells * chunks * 8, wgpu::BufferUsages::empty())?;
+    let tokens_per_image = shape.tokens_in_prefix(shape.layers());
+    let tokens = plan.storage("tokens", max_batch * tokens_per_image * 4, wgpu::BufferUsages::COPY_SRC)?;
+    let dilated = match config.cell_target {
+        CellTarget::Mean => 0,
+        CellTarget::Dilated => 1,
+    };
+    for layer in 1..=shape.layers() {
+        let (s, cells) = (shape.grid_size(layer), shape.tokens_in_layer(layer));
+        let params = plan.uniform(&[
+            dim as u32,
+            g as u32,
+            s as u32,
+            shape.cell_size(layer) as u32,
+            layer as u32,
+            dilated,
+            tokens_per_image as u32,
+            shape.tokens_in_prefix(layer - 1) as u32,
+            codebook.len() as u32,
+            CHUNK_WORDS as u32,
+            chunks as u32,
+            0,
+        ]);
+        let resources = [
+            params.as_entire_binding(),
+            latent.buffer.as_entire_binding(),
+            sums.as_entire_binding(),
+            codebook_buffer.as_entire_binding(),
+            norms.as_entire_binding(),
+            targets.as_entire_binding(),
+            partial.as_entire_binding(),
+            tokens.as_entire_binding(),
+        ];
+        let cells = cells as u32;
+        plan.push(|k| &k.cell_targets, &resources, [(cells * dim as u32).div_ceil(256), 1, 1], 1);
+        plan.push(|k| &k.nearest, &resources, [cells.div_ceil(TILE_TARGETS as u32), chunks as u32, 1], 2);
+        plan.push(|k| &k.choose, &resources, [cells.div_ceil(64), 1, 1], 1);
+        plan.push(|k| &k.add_words, &resources, [((dim * g * g) as u32).div_ceil(256), 1, 1], 1);
+    }
+    Ok((sums, tokens))
 }
 
 /// The semantic branch of `model::semantic_branch`: the frozen teacher on the resized

@@ -116,17 +116,23 @@ impl Default for ConvOptions<'_> {
 pub struct Plan<'a> {
     pub device: &'a wgpu::Device,
     pub kernels: &'a Kernels,
+    /// The batch the buffers are made for.
     pub max_batch: usize,
     steps: Vec<Step>,
+    /// The largest batch every step can dispatch within the device's workgroup limit.
+    dispatchable: usize,
 }
 
 impl<'a> Plan<'a> {
     pub fn new(device: &'a wgpu::Device, kernels: &'a Kernels, max_batch: usize) -> Self {
-        Self { device, kernels, max_batch, steps: Vec::new() }
+        Self { device, kernels, max_batch, steps: Vec::new(), dispatchable: max_batch }
     }
 
-    pub fn into_steps(self) -> Vec<Step> {
-        self.steps
+    /// The steps, and the largest batch (at most `max_batch`) one submission can run: a
+    /// step's workgroup count along its batch axis grows with the batch, and the device
+    /// caps it (65,535 by default).
+    pub fn into_steps(self) -> (Vec<Step>, usize) {
+        (self.steps, self.dispatchable)
     }
 
     /// Appends a dispatch of `kernel` over `resources` (in binding order).
@@ -138,6 +144,8 @@ impl<'a> Plan<'a> {
         batch_axis: usize,
     ) {
         let bind_group = kernel(self.kernels).bind(self.device, resources);
+        let limit = self.device.limits().max_compute_workgroups_per_dimension as usize;
+        self.dispatchable = self.dispatchable.min(limit / workgroups[batch_axis].max(1) as usize).max(1);
         self.steps.push(Step { kernel, bind_group, workgroups, batch_axis });
     }
 
@@ -243,10 +251,10 @@ impl<'a> Plan<'a> {
             output.buffer.as_entire_binding(),
         ];
         let tiles = (side as u32).div_ceil(8);
+        let blocks = (out_c as u32).div_ceil(CONV_CHANNELS_PER_INVOCATION);
         if options.depthwise {
-            self.push(|k| &k.depthwise, &resources, [tiles, tiles, out_c as u32], 2);
+            self.push(|k| &k.depthwise, &resources, [tiles, tiles, blocks], 2);
         } else {
-            let blocks = (out_c as u32).div_ceil(CONV_CHANNELS_PER_INVOCATION);
             self.push(|k| &k.conv2d, &resources, [tiles, tiles, blocks], 2);
         }
         Ok(output)

@@ -404,4 +404,40 @@ mod tests {
         assert!(!third.on_gpu && third.gpu_failure.is_none(), "the GPU is not retried");
         assert_eq!(third.version.revision, 2);
     }
+
+    /// A GPU that stops working mid-session while encoding: the image that meets the
+    /// error is encoded on the CPU instead and the outcome says why; later images stay on
+    /// the CPU; every document opens.
+    #[test]
+    fn a_gpu_error_while_encoding_falls_back_to_the_cpu() {
+        use crate::gpu::GpuEncoder;
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let model = Arc::new(
+            SpaeModel::open(&root.join(paths::DEFAULT_MODEL_DIR), &root.join(paths::LLM_GGUF), false).unwrap(),
+        );
+        let gpu = Gpu::headless().expect("no GPU adapter: install mesa-vulkan-drivers for lavapipe");
+        let device = gpu.device.clone();
+        let encoder = EncodeDevice::gpu(GpuEncoder::new(gpu, &model, 1).unwrap());
+        let worker = start(model.clone(), None, encoder, egui::Context::default());
+        let path = root.join(super::super::SAMPLE_IMAGE);
+        let original = image_io::load_prepared(&path, model.config().resolution as u32).unwrap();
+        let cpu = model.encode(&original).unwrap();
+        let open = |document| {
+            worker.send(Job::Encode { path: path.clone(), document });
+            match worker.wait(std::time::Duration::from_secs(300)).expect("the encode within five minutes") {
+                Outcome::Encoded(encoded) => encoded,
+                _ => panic!("the image did not open"),
+            }
+        };
+        let first = open(0);
+        assert!(first.encode_gpu_failure.is_none());
+        assert_eq!(first.pyramid, cpu);
+        device.destroy();
+        let second = open(1);
+        assert!(second.encode_gpu_failure.is_some(), "the failure is reported");
+        assert_eq!(second.pyramid, cpu, "the CPU encodes the image instead");
+        let third = open(2);
+        assert!(third.encode_gpu_failure.is_none(), "reported once; the GPU is not retried");
+        assert_eq!(third.pyramid, cpu);
+    }
 }
