@@ -1,6 +1,7 @@
 //! Encode latency, GPU (WGSL kernels through wgpu) against CPU (candle and the fused
-//! nearest-word search), with the shipped model (CNN + semantic branch): one image, and a
-//! batch of 64 (the gallery's case). Every row goes from prepared pixels to pyramids and
+//! nearest-word search), with the shipped model (CNN + semantic branch): one image (the
+//! studio's case), and a batch of 64 (many images at once, as the gallery's batches of 16
+//! are, only larger). Every row goes from prepared pixels to pyramids and
 //! latents on the CPU side: GPU times include uploading the pixels, the whole encoder and
 //! SAQ's six layers in one submission, and reading the token ids and the latent back.
 //! Prints the adapter. Run with `cargo bench --bench encode`; the GPU rows need an

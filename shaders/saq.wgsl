@@ -112,7 +112,7 @@ fn nearest(
         var acc = vec4<f32>(0.0);
         for (var k0 = 0u; k0 < dim; k0 += TILE_DIMS) {
             let k = k0 + local.x;
-            tile_targets[lane] = select(0.0, targets[target_row + k], valid && k < dim);
+            tile_targets[lane] = select(0.0, targets[target_row + min(k, dim - 1u)], valid && k < dim);
             for (var r = 0u; r < WORDS_PER_THREAD; r++) {
                 let e = lane + 256u * r;
                 let word = w0 + e / TILE_DIMS;

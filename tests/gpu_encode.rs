@@ -89,8 +89,8 @@ fn the_shipped_model_encodes_as_on_the_cpu() {
 
 #[test]
 fn another_configuration_encodes_as_on_the_cpu() {
-    // No branch, narrower, two blocks per level, dilated cell targets, four layers over an
-    // 8 x 8 latent.
+    // No branch, narrower, two blocks per level, dilated cell targets, four layers over a
+    // 16 x 16 latent.
     let config = SpaeConfig {
         resolution: 32,
         channels: vec![16, 32],

@@ -72,12 +72,12 @@ impl Codebook {
         self.squared_norms.is_empty()
     }
 
-    /// Embedding width (576 for SmolLM2-135M).
     /// Each row's squared length, as the nearest-word search uses it.
     pub fn squared_norms(&self) -> &[f32] {
         &self.squared_norms
     }
 
+    /// Embedding width (576 for SmolLM2-135M).
     pub fn dim(&self) -> usize {
         self.dim
     }

@@ -50,8 +50,12 @@ impl GpuDecoder {
     /// for batches of up to `max_batch` items.
     pub fn new(gpu: Gpu, model: &SpaeModel, max_batch: usize) -> Result<Self> {
         ensure!(max_batch >= 1, "a GPU decoder needs room for at least one image");
+        let device = gpu.device.clone();
+        plan::catching(&device, "building the decoder", || Self::build(gpu, model, max_batch))?
+    }
+
+    fn build(gpu: Gpu, model: &SpaeModel, max_batch: usize) -> Result<Self> {
         let device = &gpu.device;
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let kernels = Kernels::new(device);
         let config = model.config();
         let shape = model.shape().clone();
@@ -78,7 +82,7 @@ impl GpuDecoder {
             ],
             [per_image.div_ceil(256), 1, 1],
             1,
-        );
+        )?;
 
         // The decoder of `model::decoder`, layer by layer.
         let groups = config.norm_groups;
@@ -134,7 +138,7 @@ impl GpuDecoder {
             ],
             [resolution.div_ceil(8), resolution.div_ceil(8), 1],
             2,
-        );
+        )?;
         let (steps, dispatchable) = plan.into_steps();
         ensure!(
             dispatchable == max_batch,
@@ -146,9 +150,6 @@ impl GpuDecoder {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        if let Some(error) = pollster::block_on(scope.pop()) {
-            bail!("the GPU refused the decoder: {error}");
-        }
         Ok(Self {
             gpu,
             kernels,

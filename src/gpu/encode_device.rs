@@ -5,6 +5,7 @@
 use anyhow::Result;
 use image::RgbImage;
 
+use super::encoder::check_prepared;
 use super::{DeviceChoice, EncodedBatch, Gpu, GpuEncoder};
 use crate::model::SpaeModel;
 
@@ -55,8 +56,10 @@ impl EncodeDevice {
         self.failure.take()
     }
 
-    /// Each prepared image's pyramid and latent.
+    /// Each prepared image's pyramid and latent. Bad input (no images, images not
+    /// prepared) is refused before the GPU sees it, so it never turns the GPU off.
     pub fn encode(&mut self, model: &SpaeModel, images: &[RgbImage]) -> Result<EncodedBatch> {
+        check_prepared(images, model.config().resolution)?;
         if let Some(encoder) = &self.gpu {
             match encoder.encode(images) {
                 Ok(batch) => return Ok(batch),

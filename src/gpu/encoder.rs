@@ -5,7 +5,7 @@
 //! buffer. Only the token ids and z are read back.
 //!
 //! The same arithmetic as the CPU path (`model::SpaeModel::quantize`), in another order
-//! of summation: z agrees to about 1e-5, and the words agree except where two words are
+//! of summation: z agrees to about 1e-6, and the words agree except where two words are
 //! equally near a target to within that rounding (ties of exactly equal scores go to the
 //! lower id, as on the CPU).
 
@@ -33,6 +33,7 @@ pub struct GpuEncoder {
     shape: PyramidShape,
     resolution: usize,
     dim: usize,
+    vocabulary: usize,
     max_batch: usize,
     pixels: wgpu::Buffer,
     latent: Activation,
@@ -52,7 +53,7 @@ pub struct EncodedBatch {
 impl EncodedBatch {
     /// The same on the CPU ([`SpaeModel::quantize`]), image after image.
     pub fn on_cpu(model: &SpaeModel, images: &[RgbImage]) -> Result<Self> {
-        ensure!(!images.is_empty(), "nothing to encode");
+        check_prepared(images, model.config().resolution)?;
         let mut pyramids = Vec::with_capacity(images.len());
         let mut latents = Vec::with_capacity(images.len());
         for image in images {
@@ -70,8 +71,12 @@ impl GpuEncoder {
     /// which, where a buffer would exceed what the device can bind.
     pub fn new(gpu: Gpu, model: &SpaeModel, max_batch: usize) -> Result<Self> {
         ensure!(max_batch >= 1, "a GPU encoder needs room for at least one image");
+        let device = gpu.device.clone();
+        plan::catching(&device, "building the encoder", || Self::build(gpu, model, max_batch))?
+    }
+
+    fn build(gpu: Gpu, model: &SpaeModel, max_batch: usize) -> Result<Self> {
         let device = &gpu.device;
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let kernels = Kernels::new(device);
         let config = model.config();
         let shape = model.shape().clone();
@@ -93,15 +98,13 @@ impl GpuEncoder {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        if let Some(error) = pollster::block_on(scope.pop()) {
-            anyhow::bail!("the GPU refused the encoder: {error}");
-        }
         Ok(Self {
             gpu,
             kernels,
             shape,
             resolution,
             dim: model.codebook().dim(),
+            vocabulary: model.codebook().len(),
             max_batch,
             pixels: pixels.buffer,
             latent,
@@ -125,7 +128,7 @@ impl GpuEncoder {
     /// Encodes prepared images (R x R, as [`crate::image_io::prepare`] makes them), up to
     /// [`Self::max_batch`] per submission.
     pub fn encode(&self, images: &[RgbImage]) -> Result<EncodedBatch> {
-        ensure!(!images.is_empty(), "nothing to encode");
+        check_prepared(images, self.resolution)?;
         let mut pyramids = Vec::with_capacity(images.len());
         let mut latents = Vec::with_capacity(images.len().div_ceil(self.max_batch));
         for chunk in images.chunks(self.max_batch) {
@@ -137,11 +140,7 @@ impl GpuEncoder {
     }
 
     fn encode_batch(&self, images: &[RgbImage]) -> Result<(Vec<Pyramid>, Tensor)> {
-        let side = self.resolution as u32;
-        if let Some(image) = images.iter().find(|i| i.dimensions() != (side, side)) {
-            let (w, h) = image.dimensions();
-            anyhow::bail!("the GPU encoder takes prepared {side} x {side} images, not {w} x {h}");
-        }
+        check_prepared(images, self.resolution)?;
         let pixels: Vec<f32> = crate::image_io::to_tensor(images)?.flatten_all()?.to_vec1()?;
         let bytes: Vec<u8> = pixels.iter().flat_map(|v| v.to_le_bytes()).collect();
         plan::run(&self.gpu, "encoding", |queue, encoder| {
@@ -154,6 +153,11 @@ impl GpuEncoder {
         let per_image = self.shape.tokens_in_prefix(self.shape.layers());
         let tokens = plan::read_words(&self.gpu, &self.tokens, &self.readback, (batch * per_image * 4) as u64)?;
         let tokens: Vec<u32> = tokens.into_iter().map(u32::from_le_bytes).collect();
+        // A target whose every score is not finite keeps the search's "no word" mark.
+        ensure!(
+            tokens.iter().all(|&t| (t as usize) < self.vocabulary),
+            "the GPU search found no word for a target (a latent that is not finite?)"
+        );
         let pyramids = tokens
             .chunks(per_image)
             .map(|words| {
@@ -173,6 +177,17 @@ impl GpuEncoder {
         let latent: Vec<f32> = latent.into_iter().map(f32::from_le_bytes).collect();
         Ok((pyramids, Tensor::from_vec(latent, (batch, self.dim, g, g), &Device::Cpu)?))
     }
+}
+
+/// Refuses an empty batch and images that are not prepared (`resolution` square).
+pub fn check_prepared(images: &[RgbImage], resolution: usize) -> Result<()> {
+    ensure!(!images.is_empty(), "nothing to encode");
+    let side = resolution as u32;
+    if let Some(image) = images.iter().find(|i| i.dimensions() != (side, side)) {
+        let (w, h) = image.dimensions();
+        anyhow::bail!("the encoder takes prepared {side} x {side} images, not {w} x {h}");
+    }
+    Ok(())
 }
 
 /// The CNN of `model::encoder`, layer by layer: pixels to the latent z.
@@ -259,10 +274,10 @@ fn saq(plan: &mut Plan, model: &SpaeModel, latent: &Activation) -> Result<(wgpu:
             tokens.as_entire_binding(),
         ];
         let cells = cells as u32;
-        plan.push(|k| &k.cell_targets, &resources, [(cells * dim as u32).div_ceil(256), 1, 1], 1);
-        plan.push(|k| &k.nearest, &resources, [cells.div_ceil(TILE_TARGETS as u32), chunks as u32, 1], 2);
-        plan.push(|k| &k.choose, &resources, [cells.div_ceil(64), 1, 1], 1);
-        plan.push(|k| &k.add_words, &resources, [((dim * g * g) as u32).div_ceil(256), 1, 1], 1);
+        plan.push(|k| &k.cell_targets, &resources, [(cells * dim as u32).div_ceil(256), 1, 1], 1)?;
+        plan.push(|k| &k.nearest, &resources, [cells.div_ceil(TILE_TARGETS as u32), chunks as u32, 1], 2)?;
+        plan.push(|k| &k.choose, &resources, [cells.div_ceil(64), 1, 1], 1)?;
+        plan.push(|k| &k.add_words, &resources, [((dim * g * g) as u32).div_ceil(256), 1, 1], 1)?;
     }
     Ok((sums, tokens))
 }
@@ -293,7 +308,7 @@ fn add_branch(
         ],
         [((3 * input * input) as u32).div_ceil(256), 1, 1],
         1,
-    );
+    )?;
     let mut h = teacher_conv(plan, "teacher stem", teacher.stem(), &resized, None)?;
     for block in teacher.blocks() {
         let expanded = match &block.expand {
@@ -325,7 +340,7 @@ fn add_branch(
             ],
             [((latent.channels * latent.side * latent.side) as u32).div_ceil(256), 1, 1],
             1,
-        );
+        )?;
     }
     Ok(())
 }
@@ -375,6 +390,6 @@ fn average_pool(plan: &mut Plan, input: &Activation, side: usize) -> Result<Acti
         ],
         [((input.channels * side * side) as u32).div_ceil(256), 1, 1],
         1,
-    );
+    )?;
     Ok(output)
 }

@@ -37,16 +37,30 @@ pub fn record(kernels: &Kernels, steps: &[Step], encoder: &mut wgpu::CommandEnco
     }
 }
 
-/// Runs one submission: `prepare` writes the inputs through the queue and records the
-/// commands; then the GPU's work is waited for, and validation errors become errors.
-pub fn run(gpu: &Gpu, what: &str, prepare: impl FnOnce(&wgpu::Queue, &mut wgpu::CommandEncoder)) -> Result<()> {
-    let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
-    let mut encoder = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(what) });
-    prepare(&gpu.queue, &mut encoder);
-    let submission = gpu.queue.submit([encoder.finish()]);
-    if let Some(error) = pollster::block_on(scope.pop()) {
-        anyhow::bail!("{what} failed on the GPU: {error}");
+/// Runs `work` with the device's errors caught (validation, out of memory, internal)
+/// instead of reaching wgpu's default handler, which panics; `what` names the work in the
+/// error.
+pub fn catching<T>(device: &wgpu::Device, what: &str, work: impl FnOnce() -> T) -> Result<T> {
+    let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
+    let memory = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+    let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let value = work();
+    // Innermost first.
+    let errors = [validation, memory, internal].map(|scope| pollster::block_on(scope.pop()));
+    match errors.into_iter().flatten().next() {
+        Some(error) => anyhow::bail!("{what} failed on the GPU: {error}"),
+        None => Ok(value),
     }
+}
+
+/// Runs one submission: `prepare` writes the inputs through the queue and records the
+/// commands; then the GPU's work is waited for, and device errors become errors.
+pub fn run(gpu: &Gpu, what: &str, prepare: impl FnOnce(&wgpu::Queue, &mut wgpu::CommandEncoder)) -> Result<()> {
+    let submission = catching(&gpu.device, what, || {
+        let mut encoder = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(what) });
+        prepare(&gpu.queue, &mut encoder);
+        gpu.queue.submit([encoder.finish()])
+    })?;
     gpu.device
         .poll(wgpu::PollType::Wait { submission_index: Some(submission), timeout: None })
         .with_context(|| format!("waiting for the GPU ({what})"))?;
@@ -57,12 +71,15 @@ pub fn run(gpu: &Gpu, what: &str, prepare: impl FnOnce(&wgpu::Queue, &mut wgpu::
 /// `readback` (a `MAP_READ` buffer at least as large) and returned as 4-byte words.
 pub fn read_words(gpu: &Gpu, buffer: &wgpu::Buffer, readback: &wgpu::Buffer, bytes: u64) -> Result<Vec<[u8; 4]>> {
     let device = &gpu.device;
-    let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read back") });
-    encoder.copy_buffer_to_buffer(buffer, 0, readback, 0, bytes);
-    let submission = gpu.queue.submit([encoder.finish()]);
     let slice = readback.slice(..bytes);
     let (sender, receiver) = mpsc::channel();
-    slice.map_async(wgpu::MapMode::Read, move |result| drop(sender.send(result)));
+    let submission = catching(device, "reading back", || {
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read back") });
+        encoder.copy_buffer_to_buffer(buffer, 0, readback, 0, bytes);
+        let submission = gpu.queue.submit([encoder.finish()]);
+        slice.map_async(wgpu::MapMode::Read, move |result| drop(sender.send(result)));
+        submission
+    })?;
     device
         .poll(wgpu::PollType::Wait { submission_index: Some(submission), timeout: None })
         .context("waiting for the GPU read-back")?;
@@ -135,18 +152,24 @@ impl<'a> Plan<'a> {
         (self.steps, self.dispatchable)
     }
 
-    /// Appends a dispatch of `kernel` over `resources` (in binding order).
+    /// Appends a dispatch of `kernel` over `resources` (in binding order); refuses one that
+    /// exceeds the device's workgroup limit for a single image.
     pub fn push(
         &mut self,
         kernel: fn(&Kernels) -> &Kernel,
         resources: &[wgpu::BindingResource<'_>],
         workgroups: [u32; 3],
         batch_axis: usize,
-    ) {
+    ) -> Result<()> {
+        let limit = self.device.limits().max_compute_workgroups_per_dimension;
+        ensure!(
+            workgroups.iter().all(|&count| count <= limit),
+            "a step needs {workgroups:?} workgroups, and the GPU dispatches at most {limit} along an axis"
+        );
         let bind_group = kernel(self.kernels).bind(self.device, resources);
-        let limit = self.device.limits().max_compute_workgroups_per_dimension as usize;
-        self.dispatchable = self.dispatchable.min(limit / workgroups[batch_axis].max(1) as usize).max(1);
+        self.dispatchable = self.dispatchable.min((limit / workgroups[batch_axis].max(1)) as usize);
         self.steps.push(Step { kernel, bind_group, workgroups, batch_axis });
+        Ok(())
     }
 
     pub fn upload(&self, label: &str, tensor: &Tensor) -> Result<wgpu::Buffer> {
@@ -214,7 +237,10 @@ impl<'a> Plan<'a> {
         let (out_c, weight_in, k, _) = weight.dims4()?;
         let in_c = if options.depthwise { out_c } else { weight_in };
         ensure!(in_c == input.channels, "{name} takes {in_c} channels, its input has {}", input.channels);
-        ensure!(!(options.upsample && options.stride != 1), "{name}: upsampling with a stride");
+        ensure!(
+            !(options.upsample && (options.stride != 1 || options.depthwise)),
+            "{name}: upsampling is for plain stride-1 convolutions"
+        );
         let weight_buffer = self.upload(name, weight)?;
         let bias_buffer = self.upload(name, bias)?;
         let in_side = input.side * if options.upsample { 2 } else { 1 };
@@ -253,9 +279,9 @@ impl<'a> Plan<'a> {
         let tiles = (side as u32).div_ceil(8);
         let blocks = (out_c as u32).div_ceil(CONV_CHANNELS_PER_INVOCATION);
         if options.depthwise {
-            self.push(|k| &k.depthwise, &resources, [tiles, tiles, blocks], 2);
+            self.push(|k| &k.depthwise, &resources, [tiles, tiles, blocks], 2)?;
         } else {
-            self.push(|k| &k.conv2d, &resources, [tiles, tiles, blocks], 2);
+            self.push(|k| &k.conv2d, &resources, [tiles, tiles, blocks], 2)?;
         }
         Ok(output)
     }
@@ -311,9 +337,9 @@ impl<'a> Plan<'a> {
             stats.as_entire_binding(),
             output.buffer.as_entire_binding(),
         ];
-        self.push(|k| &k.group_norm_statistics, &resources, [groups as u32, 1, 1], 1);
+        self.push(|k| &k.group_norm_statistics, &resources, [groups as u32, 1, 1], 1)?;
         let per_image = (input.channels * plane) as u32;
-        self.push(|k| &k.group_norm_apply, &resources, [per_image.div_ceil(256), 1, 1], 1);
+        self.push(|k| &k.group_norm_apply, &resources, [per_image.div_ceil(256), 1, 1], 1)?;
         Ok(output)
     }
 }

@@ -313,6 +313,14 @@ impl StudioApp {
         self.view.as_ref().is_some_and(|view| view.decoded.on_gpu)
     }
 
+    /// The GPU encoder failed (`what`): images are encoded on the CPU from now on, the
+    /// gallery's included.
+    fn encoder_fell_back(&mut self, what: &str) {
+        self.encode_status = "CPU (after a GPU error)".into();
+        self.encode_gpu = None;
+        self.notify_error(format!("{what}; encoding on the CPU from now on, nothing is lost"));
+    }
+
     fn note_gpu_failure(&mut self, decoded: &worker::Decoded) {
         if let Some(reason) = &decoded.gpu_failure {
             self.gpu_images.clear();
@@ -379,6 +387,7 @@ impl StudioApp {
                 self.mixing.opening = None;
                 self.notify_error(message);
             }
+            Outcome::EncoderFellBack(reason) => self.encoder_fell_back(&format!("the GPU encoder failed ({reason})")),
         }
     }
 
@@ -386,13 +395,6 @@ impl StudioApp {
     fn show_encoded(&mut self, ctx: &egui::Context, encoded: worker::Encoded) {
         self.opening = None;
         self.encode_secs = Some(encoded.encode_secs);
-        if let Some(reason) = &encoded.encode_gpu_failure {
-            self.encode_status = "CPU (after a GPU error)".into();
-            self.encode_gpu = None;
-            self.notify_error(format!(
-                "the GPU encoder failed ({reason}); this image and later ones are encoded on the CPU, nothing is lost"
-            ));
-        }
         let mut document =
             Document::new(encoded.decoded.version.document, encoded.path, encoded.original, encoded.z, encoded.pyramid);
         document.relevance = encoded.relevance;
@@ -499,7 +501,7 @@ impl eframe::App for StudioApp {
             self.receive_llm(ctx, outcome);
         }
         if let Some(reason) = self.gallery.as_mut().and_then(|gallery| gallery.poll(ctx)) {
-            self.notify_error(format!("the gallery's GPU encoder failed ({reason}); it encodes on the CPU"));
+            self.encoder_fell_back(&format!("the gallery's GPU encoder failed ({reason})"));
         }
         self.tick_timeline(ctx);
         self.update_mix();

@@ -80,6 +80,9 @@ pub enum Outcome {
     },
     /// A mix's image or its decode failed.
     MixFailed(String),
+    /// The GPU encoder failed (why); the image that met the error was encoded on the CPU,
+    /// and so is every later one. Sent after that job's own outcome.
+    EncoderFellBack(String),
 }
 
 pub struct Encoded {
@@ -90,9 +93,6 @@ pub struct Encoded {
     pub z: Tensor,
     pub pyramid: Pyramid,
     pub encode_secs: f64,
-    /// Why the GPU encoder failed on this image; it and every later image were encoded
-    /// on the CPU.
-    pub encode_gpu_failure: Option<String>,
     /// The encoded pyramid decoded, so the first view and the plots' reference come with it.
     pub decoded: Decoded,
 }
@@ -186,6 +186,11 @@ fn run(
             if !reporter.send(outcome) {
                 return;
             }
+            if let Some(reason) = encoder.take_failure() {
+                if !reporter.send(Outcome::EncoderFellBack(reason)) {
+                    return;
+                }
+            }
         }
     }
 }
@@ -231,13 +236,12 @@ fn encode(
     let start = Instant::now();
     let mut batch = encoder.encode(model, std::slice::from_ref(&original))?;
     let encode_secs = start.elapsed().as_secs_f64();
-    let encode_gpu_failure = encoder.take_failure();
     let (z, pyramid) = (batch.latent, batch.pyramids.remove(0));
     let decoded = decode_first_revision(model, gpu, document, &pyramid, &z, &original)?;
     // The teacher reads the file's name as the image's text ("cat-face.png": cat, face).
     let text = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let relevance = relevance(model, teacher, &original, text)?;
-    Ok(Encoded { path: path.to_path_buf(), original, relevance, z, pyramid, encode_secs, encode_gpu_failure, decoded })
+    Ok(Encoded { path: path.to_path_buf(), original, relevance, z, pyramid, encode_secs, decoded })
 }
 
 /// A pyramid that no encoder made: the latent z is its own dequantized latent (all
@@ -252,7 +256,7 @@ fn adopt(
     let z = saq::dequantize(std::slice::from_ref(&pyramid), model.codebook(), model.shape().layers())?;
     let decoded = decode_first_revision(model, gpu, document, &pyramid, &z, &original)?;
     let relevance = relevance(model, teacher, &original, text)?;
-    Ok(Encoded { path, original, relevance, z, pyramid, encode_secs: 0.0, encode_gpu_failure: None, decoded })
+    Ok(Encoded { path, original, relevance, z, pyramid, encode_secs: 0.0, decoded })
 }
 
 /// Every prefix of a new document's pyramid (its revision 0), all at once.
@@ -422,22 +426,23 @@ mod tests {
         let path = root.join(super::super::SAMPLE_IMAGE);
         let original = image_io::load_prepared(&path, model.config().resolution as u32).unwrap();
         let cpu = model.encode(&original).unwrap();
+        let next = || worker.wait(std::time::Duration::from_secs(300)).expect("an outcome within five minutes");
         let open = |document| {
             worker.send(Job::Encode { path: path.clone(), document });
-            match worker.wait(std::time::Duration::from_secs(300)).expect("the encode within five minutes") {
+            match next() {
                 Outcome::Encoded(encoded) => encoded,
                 _ => panic!("the image did not open"),
             }
         };
-        let first = open(0);
-        assert!(first.encode_gpu_failure.is_none());
-        assert_eq!(first.pyramid, cpu);
+        assert_eq!(open(0).pyramid, cpu);
         device.destroy();
-        let second = open(1);
-        assert!(second.encode_gpu_failure.is_some(), "the failure is reported");
-        assert_eq!(second.pyramid, cpu, "the CPU encodes the image instead");
-        let third = open(2);
-        assert!(third.encode_gpu_failure.is_none(), "reported once; the GPU is not retried");
-        assert_eq!(third.pyramid, cpu);
+        assert_eq!(open(1).pyramid, cpu, "the CPU encodes the image instead");
+        assert!(matches!(next(), Outcome::EncoderFellBack(_)), "the failure is reported after the image");
+        assert_eq!(open(2).pyramid, cpu);
+        // Reported once: the GPU is not retried, so the mix's image brings no second report.
+        worker.send(Job::EncodeForMix { path: path.clone() });
+        assert!(matches!(next(), Outcome::MixImage { .. }));
+        worker.send(Job::Encode { path: path.clone(), document: 3 });
+        assert!(matches!(next(), Outcome::Encoded(_)), "no report between the two");
     }
 }

@@ -122,7 +122,8 @@ pub fn collapse_repeats(text: &str) -> String {
 
 /// A caption or an answer, with how it was made.
 pub struct Described {
-    /// The examples' indices among the candidates, nearest first.
+    /// The examples' indices among the candidates, nearest first (the prompt holds them
+    /// in the reverse order, the nearest next to the query).
     pub chosen: Vec<usize>,
     pub examples: Vec<Example>,
     /// The question the examples answer from the data (their name, for a caption).
@@ -168,7 +169,9 @@ pub fn describe(
             text: data_answer(kind, pool.text(i), pool.category(i), pool.image(i)),
         })
         .collect();
-    let prompt = prompt(tokenizer, codebook.vocabulary(), &ask, &examples, query);
+    // Nearest last, next to the query: the example the LLM leans on most is the most alike.
+    let ordered: Vec<Example> = examples.iter().rev().cloned().collect();
+    let prompt = prompt(tokenizer, codebook.vocabulary(), &ask, &ordered, query);
     let answer = complete(llm, tokenizer, &prompt)?;
     Ok(Described { chosen, examples, kind, prompt, answer })
 }

@@ -201,7 +201,8 @@ pub const INDEX_BATCH: usize = 16;
 /// Indexes the files of `folder`, reusing `previous` entries whose file is unchanged and
 /// encoding the others on `device` in batches of [`INDEX_BATCH`]; `each` sees every file,
 /// in the folder's order, as it is done. Stops early, with the entries so far, when
-/// `cancel` is set. Files that cannot be read as images are entries with a reason.
+/// `cancel` is set (images read but not yet encoded are left for the next run). Files that
+/// cannot be read or encoded are entries with a reason.
 pub fn index_folder(
     model: &SpaeModel,
     device: &mut EncodeDevice,
@@ -216,6 +217,7 @@ pub fn index_folder(
     let mut pending: Vec<Pending> = Vec::new();
     for file in files {
         if cancel.load(Ordering::Relaxed) {
+            pending.retain(|p| p.image.is_none());
             break;
         }
         let path = folder.join(&file);
@@ -251,7 +253,8 @@ struct Pending {
     image: Option<RgbImage>,
 }
 
-/// Encodes the pending images as one batch and moves every pending file into the index.
+/// Encodes the pending images as one batch and moves every pending file into the index;
+/// where the batch cannot be encoded, its files are entries with the reason.
 fn flush(
     model: &SpaeModel,
     device: &mut EncodeDevice,
@@ -261,17 +264,26 @@ fn flush(
     each: &mut impl FnMut(Indexed),
 ) -> Result<()> {
     let images: Vec<RgbImage> = pending.iter().filter_map(|p| p.image.clone()).collect();
-    let mut pyramids = if images.is_empty() { Vec::new() } else { device.encode(model, &images)?.pyramids }.into_iter();
+    let encoded = if images.is_empty() { Ok(Vec::new()) } else { device.encode(model, &images).map(|b| b.pyramids) };
+    let (mut pyramids, failure) = match encoded {
+        Ok(pyramids) => (pyramids.into_iter(), None),
+        Err(e) => (Vec::new().into_iter(), Some(format!("{e:#}"))),
+    };
     let vocabulary = model.codebook().vocabulary();
     for Pending { mut entry, image } in pending.drain(..) {
         if image.is_some() {
-            let pyramid = pyramids.next().expect("a pyramid per image");
-            entry.words = Some(
-                (1..=pyramid.shape().layers())
-                    .map(|l| pyramid.layer(l).iter().map(|&w| vocabulary.word(w).to_string()).collect())
-                    .collect(),
-            );
+            match (&failure, pyramids.next()) {
+                (None, Some(pyramid)) => {
+                    entry.words = Some(
+                        (1..=pyramid.shape().layers())
+                            .map(|l| pyramid.layer(l).iter().map(|&w| vocabulary.word(w).to_string()).collect())
+                            .collect(),
+                    )
+                }
+                _ => entry.skipped = Some(failure.clone().unwrap_or_else(|| "not encoded".into())),
+            }
         }
+        let image = image.filter(|_| entry.words.is_some());
         index.entries.push(entry);
         let done = index.entries.len();
         each(Indexed { entry: index.entries.last().expect("just pushed"), image: image.as_ref(), done, total });

@@ -69,7 +69,7 @@ fn index_folder(model: &SpaeModel, folder: &Path, on: DeviceChoice) -> Result<Wo
     );
     let (mut encoded, mut reused) = (0, 0);
     let never = AtomicBool::new(false);
-    let (index, cache) = word_index::index_cached(model, &mut device, folder, &never, |indexed| {
+    let indexed = word_index::index_cached(model, &mut device, folder, &never, |indexed| {
         bar.set_length(indexed.total as u64);
         bar.set_position(indexed.done as u64);
         bar.set_message(indexed.entry.file.clone());
@@ -82,11 +82,12 @@ fn index_folder(model: &SpaeModel, folder: &Path, on: DeviceChoice) -> Result<Wo
             // Not a terminal: a plain line now and then instead.
             eprintln!("indexing {}/{}", indexed.done, indexed.total);
         }
-    })?;
+    });
     bar.finish_and_clear();
     if let Some(reason) = device.take_failure() {
         eprintln!("the GPU encoder failed ({reason}); the rest was encoded on the CPU");
     }
+    let (index, cache) = indexed?;
     for entry in index.skipped() {
         eprintln!("skipped {}: {}", entry.file, entry.skipped.as_deref().unwrap_or_default());
     }
