@@ -33,9 +33,23 @@ fn relative_difference(a: &[f32], b: &[f32]) -> f32 {
 fn greedy_answer_names_paris() {
     let Llm { model, tokenizer } = llm();
     let prompt = tokenizer.encode_chat(&[(Role::User, "What is the capital of France?")], true);
-    let answer = model.greedy(&prompt, 24, &[tokenizer.eos()]).unwrap();
+    let answer = model.greedy(&prompt, 24, 0, &[tokenizer.eos()]).unwrap();
     let text = tokenizer.decode_skipping_control(&answer);
     assert!(text.contains("Paris"), "answer: {text:?}");
+}
+
+#[test]
+fn greedy_never_stops_before_its_minimum() {
+    let Llm { model, tokenizer } = llm();
+    let prompt = tokenizer.encode_chat(&[(Role::User, "What is the capital of France?")], true);
+    let logits = model.logits_last(&prompt, 0, &mut model.new_cache()).unwrap();
+    let mut ranked: Vec<u32> = (0..logits.len() as u32).collect();
+    ranked.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
+    // With the most likely first token as a stop token: without a minimum it is taken and
+    // ends the answer; with a minimum of one the runner-up comes first instead.
+    let stop = [ranked[0]];
+    assert_eq!(model.greedy(&prompt, 8, 0, &stop).unwrap(), vec![ranked[0]]);
+    assert_eq!(model.greedy(&prompt, 8, 1, &stop).unwrap()[0], ranked[1]);
 }
 
 #[test]

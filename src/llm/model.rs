@@ -273,8 +273,9 @@ impl SmolLm {
     }
 
     /// Greedy decoding: the prompt, then up to `max_new` tokens, each the most likely one,
-    /// stopping after any token in `stop`. Returns the new tokens only.
-    pub fn greedy(&self, prompt: &[u32], max_new: usize, stop: &[u32]) -> Result<Vec<u32>> {
+    /// stopping after any token in `stop`; the first `min_new` tokens are never stop tokens
+    /// (the most likely of the others). Returns the new tokens only.
+    pub fn greedy(&self, prompt: &[u32], max_new: usize, min_new: usize, stop: &[u32]) -> Result<Vec<u32>> {
         let mut cache = self.new_cache();
         let mut generated = Vec::new();
         if max_new == 0 {
@@ -282,6 +283,13 @@ impl SmolLm {
         }
         let mut logits = self.logits_last(prompt, 0, &mut cache)?;
         loop {
+            if generated.len() < min_new {
+                for &id in stop {
+                    if let Some(logit) = logits.get_mut(id as usize) {
+                        *logit = f32::NEG_INFINITY;
+                    }
+                }
+            }
             let next = argmax(&logits);
             generated.push(next);
             if generated.len() == max_new || stop.contains(&next) {

@@ -100,7 +100,8 @@ pub fn complete(llm: &SmolLm, tokenizer: &Tokenizer, prompt: &[u32]) -> Result<S
     let stop: Vec<u32> = (0..tokenizer.vocab_size() as u32)
         .filter(|&id| id == tokenizer.eos() || tokenizer.token(id).is_some_and(|t| t.contains('\u{010A}')))
         .collect();
-    let generated = llm.greedy(prompt, MAX_ANSWER_TOKENS, &stop)?;
+    // At least one token before the line may end: an empty answer says nothing.
+    let generated = llm.greedy(prompt, MAX_ANSWER_TOKENS, 1, &stop)?;
     let text = tokenizer.decode_skipping_control(&generated);
     Ok(collapse_repeats(text.lines().next().unwrap_or_default().trim()))
 }
