@@ -32,68 +32,64 @@ fn source(o: u32) -> vec3<f32> {
     return vec3<f32>(i0, i1, clamp(s - i0, 0.0, 1.0));
 }
 
+// Channel, row and column of value `i` of a channels x n x n image.
+fn position(i: u32, n: u32) -> vec3<u32> {
+    return vec3<u32>(i / (n * n), (i % (n * n)) / n, i % n);
+}
+
 // Invocation x: value of one image's output; workgroup y: batch item.
 @compute @workgroup_size(256, 1, 1)
 fn teacher_input(@builtin(global_invocation_id) id: vec3<u32>) {
     let n = params.out_side;
-    let plane = n * n;
-    if id.x >= params.channels * plane {
+    if id.x >= params.channels * n * n {
         return;
     }
-    let c = id.x / plane;
-    let oy = (id.x % plane) / n;
-    let ox = id.x % n;
-    let base = (id.y * params.channels + c) * params.in_side * params.in_side;
+    let at = position(id.x, n);
+    let base = (id.y * params.channels + at.x) * params.in_side * params.in_side;
     var value = 0.0;
     if params.in_side == n {
-        value = input[base + oy * n + ox];
+        value = input[base + at.y * n + at.z];
     } else {
-        let h = source(oy);
-        let w = source(ox);
+        let h = source(at.y);
+        let w = source(at.z);
         let row0 = base + u32(h.x) * params.in_side;
         let row1 = base + u32(h.y) * params.in_side;
         let top = input[row0 + u32(w.x)] * (1.0 - w.z) + input[row0 + u32(w.y)] * w.z;
         let bottom = input[row1 + u32(w.x)] * (1.0 - w.z) + input[row1 + u32(w.y)] * w.z;
         value = top * (1.0 - h.z) + bottom * h.z;
     }
-    output[id.y * params.channels * plane + id.x] = ((value + 1.0) * 0.5 - 0.498) / 0.502;
+    output[id.y * params.channels * n * n + id.x] = ((value + 1.0) * 0.5 - 0.498) / 0.502;
 }
 
 // Invocation x: value of one image's pooled output; workgroup y: batch item.
 @compute @workgroup_size(256, 1, 1)
 fn average_pool(@builtin(global_invocation_id) id: vec3<u32>) {
     let n = params.out_side;
-    let plane = n * n;
-    if id.x >= params.channels * plane {
+    if id.x >= params.channels * n * n {
         return;
     }
-    let c = id.x / plane;
-    let oy = (id.x % plane) / n;
-    let ox = id.x % n;
+    let at = position(id.x, n);
     let f = params.in_side / n;
-    let base = (id.y * params.channels + c) * params.in_side * params.in_side;
+    let base = (id.y * params.channels + at.x) * params.in_side * params.in_side;
     var sum = 0.0;
-    for (var y = oy * f; y < (oy + 1u) * f; y++) {
-        for (var x = ox * f; x < (ox + 1u) * f; x++) {
+    for (var y = at.y * f; y < (at.y + 1u) * f; y++) {
+        for (var x = at.z * f; x < (at.z + 1u) * f; x++) {
             sum += input[base + y * params.in_side + x];
         }
     }
-    output[id.y * params.channels * plane + id.x] = sum / f32(f * f);
+    output[id.y * params.channels * n * n + id.x] = sum / f32(f * f);
 }
 
 // Invocation x: latent value of one image; workgroup y: batch item.
 @compute @workgroup_size(256, 1, 1)
 fn add_cells(@builtin(global_invocation_id) id: vec3<u32>) {
     let g = params.out_side;
-    let plane = g * g;
-    if id.x >= params.channels * plane {
+    if id.x >= params.channels * g * g {
         return;
     }
-    let c = id.x / plane;
-    let y = (id.x % plane) / g;
-    let x = id.x % g;
+    let at = position(id.x, g);
     let s = params.in_side;
     let f = g / s;
-    let cell = input[((id.y * params.channels + c) * s + y / f) * s + x / f];
-    output[id.y * params.channels * plane + id.x] += cell + offsets[params.layer * params.channels + c];
+    let cell = input[((id.y * params.channels + at.x) * s + at.y / f) * s + at.z / f];
+    output[id.y * params.channels * g * g + id.x] += cell + offsets[params.layer * params.channels + at.x];
 }
