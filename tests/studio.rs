@@ -307,7 +307,7 @@ fn with_a_wgpu_renderer_edits_decode_on_the_gpu_and_match_the_cpu() {
     wait_for_worker(&mut harness);
     assert!(harness.state().device_status().starts_with("GPU: "), "{}", harness.state().device_status());
     assert!(harness.state().shown_on_gpu());
-    harness.get_by_label(&format!("decoding on: {}", harness.state().device_status())).hover();
+    harness.get_by_label(&format!("encoding and decoding on: {}", harness.state().device_status())).hover();
 
     let mut edited = harness.state().document().unwrap().pyramid().clone();
     let old = model().codebook().vocabulary().word(edited.word(2, 0, 1)).to_string();
@@ -345,7 +345,8 @@ fn with_a_wgpu_renderer_images_encode_on_the_gpu_as_on_the_cpu() {
     wait_for_worker(&mut harness);
     let status = harness.state().encode_status().to_string();
     assert!(status.starts_with("GPU: "), "{status}");
-    harness.get_by_label(&format!("encoding on: {status}"));
+    assert_eq!(status, harness.state().device_status());
+    harness.get_by_label(&format!("encoding and decoding on: {status}"));
     let prepared = spae::image_io::load_prepared(&common::sample("sunflower.png"), 64).unwrap();
     let (z, cpu) = model().quantize(&spae::image_io::to_tensor(std::slice::from_ref(&prepared)).unwrap()).unwrap();
     let document = harness.state().document().unwrap();
@@ -359,8 +360,8 @@ fn without_a_wgpu_renderer_decodes_on_the_cpu_and_says_so() {
     let (harness, _) = studio();
     assert_eq!(harness.state().device_status(), "CPU (no wgpu renderer)");
     assert!(!harness.state().shown_on_gpu());
-    harness.get_by_label("decoding on: CPU (no wgpu renderer)");
-    harness.get_by_label("encoding on: CPU (no wgpu renderer)");
+    assert_eq!(harness.state().encode_status(), "CPU (no wgpu renderer)");
+    harness.get_by_label("encoding and decoding on: CPU (no wgpu renderer)");
 }
 
 #[test]

@@ -169,8 +169,13 @@ impl StudioApp {
             ui.separator();
             ui.label(format!("vocabulary: {} words", self.model.codebook().len()));
             ui.separator();
-            ui.label(format!("decoding on: {}", self.device_status));
-            ui.label(format!("encoding on: {}", self.encode_status));
+            if self.device_status == self.encode_status {
+                ui.label(format!("encoding and decoding on: {}", self.device_status));
+            } else {
+                ui.label(format!("encoding on: {}", self.encode_status));
+                ui.separator();
+                ui.label(format!("decoding on: {}", self.device_status));
+            }
             ui.separator();
             ui.label(format!("last encode: {}", millis(self.encode_secs)));
             ui.separator();
