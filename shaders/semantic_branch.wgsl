@@ -5,7 +5,9 @@
 //                    side, then normalized to the EfficientNet-Lite convention;
 //   `average_pool`   means over f x f windows (the teacher's grid, a layer's cells);
 //   `add_cells`      a layer's projected cell values plus its learned offset, spread over
-//                    each cell's latent positions and added to the latent z.
+//                    each cell's latent positions and added to the latent z;
+//   `named_targets`  the same values as that layer's SAQ targets, where the branch names
+//                    the upper words.
 
 struct Params {
     channels: u32,
@@ -92,4 +94,19 @@ fn add_cells(@builtin(global_invocation_id) id: vec3<u32>) {
     let f = g / s;
     let cell = input[((id.y * params.channels + at.x) * s + at.y / f) * s + at.z / f];
     output[id.y * params.channels * g * g + id.x] += cell + offsets[params.layer * params.channels + at.x];
+}
+
+// Invocation x: target value of one image (cells x channels, channel-last, as SAQ's search
+// reads its targets); workgroup y: batch item. A layer's projected cell values plus its
+// offset, where the branch names that layer's words.
+@compute @workgroup_size(256, 1, 1)
+fn named_targets(@builtin(global_invocation_id) id: vec3<u32>) {
+    let cells = params.in_side * params.in_side;
+    if id.x >= params.channels * cells {
+        return;
+    }
+    let cell = id.x / params.channels;
+    let c = id.x % params.channels;
+    let value = input[(id.y * params.channels + c) * cells + cell];
+    output[id.y * params.channels * cells + id.x] = value + offsets[params.layer * params.channels + c];
 }

@@ -12,6 +12,7 @@ use std::path::Path;
 use image::{Rgb, RgbImage};
 use spae::gpu::{EncodeDevice, EncodedBatch, Gpu, GpuEncoder};
 use spae::image_io;
+use spae::model::config::{BranchMode, SemanticBranchConfig};
 use spae::model::{SpaeConfig, SpaeModel};
 use spae::pyramid::CellTarget;
 use spae::tasks::context_pool::Pool;
@@ -35,17 +36,21 @@ fn sample(name: &str, resolution: u32) -> RgbImage {
 /// returns the largest latent difference.
 fn assert_parity(encoder: &GpuEncoder, model: &SpaeModel, images: &[RgbImage], what: &str) -> f32 {
     let gpu = encoder.encode(images).unwrap();
-    let (z, cpu) = model.quantize(&image_io::to_tensor(images).unwrap()).unwrap();
+    let (latent, cpu) = model.quantize(&image_io::to_tensor(images).unwrap()).unwrap();
     assert_eq!(gpu.pyramids.len(), images.len());
     for (i, (g, c)) in gpu.pyramids.iter().zip(&cpu.pyramids).enumerate() {
         for layer in 1..=model.shape().layers() {
             assert_eq!(g.layer(layer), c.layer(layer), "{what}, image {i}, layer {layer}: the words differ");
         }
     }
-    let gpu_z: Vec<f32> = gpu.latent.flatten_all().unwrap().to_vec1().unwrap();
-    let cpu_z: Vec<f32> = z.flatten_all().unwrap().to_vec1().unwrap();
-    assert_eq!(gpu_z.len(), cpu_z.len());
-    let worst = gpu_z.iter().zip(&cpu_z).map(|(g, c)| (g - c).abs()).fold(0.0, f32::max);
+    // z, then each layer's targets where the semantic branch names them.
+    assert_eq!(gpu.latent.named.len(), latent.named.len(), "{what}: the named layers differ");
+    let flat = |t: &candle_core::Tensor| -> Vec<f32> { t.flatten_all().unwrap().to_vec1().unwrap() };
+    let mut worst = 0.0f32;
+    for (g, c) in std::iter::once((&gpu.latent.z, &latent.z)).chain(gpu.latent.named.iter().zip(&latent.named)) {
+        assert_eq!(g.dims(), c.dims(), "{what}: shapes differ");
+        worst = flat(g).iter().zip(&flat(c)).map(|(g, c)| (g - c).abs()).fold(worst, f32::max);
+    }
     eprintln!("{what}: {} images on {}, latent differs by at most {worst:.2e}", images.len(), encoder.gpu().adapter);
     assert!(worst <= LATENT_TOLERANCE, "{what}: the latent differs by {worst}");
     worst
@@ -114,6 +119,35 @@ fn another_configuration_encodes_as_on_the_cpu() {
     assert_eq!(encoder.max_batch(), 4);
     images.push(RgbImage::from_pixel(32, 32, Rgb([200, 30, 30])));
     assert_parity(&encoder, &model, &images, "second configuration, dispatch-limited");
+}
+
+#[test]
+fn a_branch_that_names_the_upper_words_encodes_as_on_the_cpu() {
+    // A small model whose branch (the teacher at 64 px, a 2 x 2 grid) names layers 1-2.
+    let config = SpaeConfig {
+        resolution: 32,
+        channels: vec![16, 32],
+        layers: 4,
+        semantic_branch: Some(SemanticBranchConfig {
+            teacher_input: 64,
+            hidden: 32,
+            layers: 2,
+            mode: BranchMode::Name,
+        }),
+        ..SpaeConfig::default()
+    };
+    let model = SpaeModel::from_seed(config, common::codebook(), 3).unwrap();
+    {
+        let data = model.varmap().data().lock().unwrap();
+        for (name, seed, scale) in [("branch.project_out.weight", 1, 0.2), ("branch.layer_offsets", 2, 0.3)] {
+            let var = &data[name];
+            let values = common::random_values(var.elem_count(), seed, scale);
+            var.set(&candle_core::Tensor::from_vec(values, var.dims(), &candle_core::Device::Cpu).unwrap()).unwrap();
+        }
+    }
+    let encoder = GpuEncoder::new(gpu(), &model, 2).unwrap();
+    let images: Vec<RgbImage> = ["automobile.png", "red-apple.png"].iter().map(|n| sample(n, 32)).collect();
+    assert_parity(&encoder, &model, &images, "naming branch");
 }
 
 #[test]

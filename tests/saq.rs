@@ -213,3 +213,50 @@ fn completing_a_prefix_searches_the_rest_against_the_prefix_s_own_latent() {
     assert!(saq::complete(&[vec![0, 1]], &codebook, &shape, CellTarget::Mean).is_err());
     assert!(saq::complete(&[vec![5000]], &codebook, &shape, CellTarget::Mean).is_err());
 }
+
+/// Targets given for the first layers (the semantic branch naming them): those layers'
+/// words are the targets' nearest words, and the layers below follow from z with the
+/// named words in the running means.
+#[test]
+fn given_targets_name_the_first_layers_and_the_rest_follow_from_z() {
+    let codebook = common::small_codebook(512);
+    let shape = PyramidShape::new(G, 6).unwrap();
+    let z_values = latent(21);
+    let z = Tensor::from_vec(z_values.clone(), (1, DIM, G, G), &Device::Cpu).unwrap();
+    let named: Vec<Tensor> = (1..=2)
+        .map(|l| {
+            let s = shape.grid_size(l);
+            let values = common::random_values(DIM * s * s, 30 + l as u64, 0.3);
+            Tensor::from_vec(values, (1, DIM, s, s), &Device::Cpu).unwrap()
+        })
+        .collect();
+    let got = saq::quantize_with(&z, &named, &codebook, &shape, CellTarget::Mean, saq::Search::Exact).unwrap();
+
+    let fixed: Vec<Vec<u32>> = named
+        .iter()
+        .map(|t| {
+            let s = t.dim(2).unwrap();
+            let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+            (0..s * s)
+                .map(|cell| {
+                    let target: Vec<f32> = (0..DIM).map(|d| v[d * s * s + cell]).collect();
+                    common::brute_force_nearest(&codebook, &target)
+                })
+                .collect()
+        })
+        .collect();
+    let expected = reference_after(&z_values, &codebook, &shape, CellTarget::Mean, &fixed);
+    for layer in 1..=shape.layers() {
+        assert_eq!(got.pyramids[0].layer(layer), expected[layer - 1].as_slice(), "layer {layer}");
+    }
+    let free = saq::quantize(&z, &codebook, &shape, CellTarget::Mean).unwrap();
+    assert_ne!(free.pyramids[0].layer(1), got.pyramids[0].layer(1), "the given targets decide layer 1");
+
+    let words = saq::prefix_words(&z, &named, &codebook, &shape, CellTarget::Mean, 3).unwrap();
+    assert_eq!(words[0], got.pyramids[0].prefix_words(3));
+    // Targets of the wrong shape (layer 2's given for layer 1) are refused.
+    let error = saq::quantize_with(&z, &named[1..], &codebook, &shape, CellTarget::Mean, saq::Search::Exact)
+        .err()
+        .expect("refused");
+    assert!(format!("{error}").contains("layer 1's given targets"), "{error}");
+}

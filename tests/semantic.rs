@@ -30,7 +30,8 @@ fn loss_matches_a_scalar_cross_entropy() {
         frequency_penalty: 0.0,
     };
     let value =
-        loss(z.as_tensor(), &quantized.prefixes, &codebook, &shape, CellTarget::Mean, &[&target], &options).unwrap();
+        loss(z.as_tensor(), &[], &quantized.prefixes, &codebook, &shape, CellTarget::Mean, &[&target], &options)
+            .unwrap();
 
     let prefix: Vec<Vec<f32>> =
         quantized.prefixes.iter().map(|p| p.flatten_all().unwrap().to_vec1().unwrap()).collect();
@@ -73,6 +74,64 @@ fn loss_matches_a_scalar_cross_entropy() {
     let grads = value.backward().unwrap();
     let grad = grads.get(&z).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
     assert!(grad > 0.0, "the loss reaches the encoder output");
+}
+
+/// Where the semantic branch names the first layers, their cell targets are its
+/// projections, and the loss reaches them (and not z).
+#[test]
+fn the_loss_of_named_targets_matches_a_scalar_cross_entropy() {
+    let codebook = common::small_codebook(512);
+    let shape = PyramidShape::new(G, 6).unwrap();
+    let z = Var::from_tensor(&Tensor::zeros((1, DIM, G, G), candle_core::DType::F32, &Device::Cpu).unwrap()).unwrap();
+    let quantized = saq::quantize(z.as_tensor(), &codebook, &shape, CellTarget::Mean).unwrap();
+    let named: Vec<Var> = (1..=2)
+        .map(|l| {
+            let s = shape.grid_size(l);
+            let values = common::random_values(DIM * s * s, 50 + l as u64, 0.4);
+            Var::from_tensor(&Tensor::from_vec(values, (1, DIM, s, s), &Device::Cpu).unwrap()).unwrap()
+        })
+        .collect();
+    let given: Vec<Tensor> = named.iter().map(|v| v.as_tensor().clone()).collect();
+    let target: Target = vec![(7, 0.6), (300, 0.4)];
+    let options = SemanticOptions {
+        weight: 1.0,
+        layers: 2,
+        temperature: 1.0,
+        relevance_temperature: 0.05,
+        frequency_penalty: 0.0,
+    };
+    let value =
+        loss(z.as_tensor(), &given, &quantized.prefixes, &codebook, &shape, CellTarget::Mean, &[&target], &options)
+            .unwrap();
+
+    let (mut expected, mut weights) = (0.0f64, 0.0f64);
+    for (i, t) in given.iter().enumerate() {
+        let s = t.dim(2).unwrap();
+        let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+        let mut layer_sum = 0.0;
+        for cell in 0..s * s {
+            let logits: Vec<f64> = (0..codebook.len() as u32)
+                .map(|k| {
+                    -(0..DIM).map(|d| (v[d * s * s + cell] as f64 - codebook.row(k)[d] as f64).powi(2)).sum::<f64>()
+                })
+                .collect();
+            let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let lse = max + logits.iter().map(|l| (l - max).exp()).sum::<f64>().ln();
+            layer_sum += -target.iter().map(|&(k, q)| q as f64 * (logits[k as usize] - lse)).sum::<f64>();
+        }
+        let w = 0.5f64.powi(i as i32);
+        expected += w * layer_sum / (s * s) as f64;
+        weights += w;
+    }
+    expected /= weights;
+    let got = value.to_scalar::<f32>().unwrap() as f64;
+    assert!((got - expected).abs() < 1e-3 * expected.abs().max(1.0), "{got} vs {expected}");
+    let grads = value.backward().unwrap();
+    for v in &named {
+        let grad = grads.get(v).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(grad > 0.0, "the loss reaches the named targets");
+    }
+    assert!(grads.get(&z).is_none(), "the named layers' loss does not reach z");
 }
 
 #[test]

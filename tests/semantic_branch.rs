@@ -4,6 +4,7 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
+use spae::model::config::BranchMode;
 use spae::model::{SpaeConfig, SpaeModel, CONFIG_FILE, WEIGHTS_FILE};
 
 fn set(model: &SpaeModel, name: &str, seed: u64, scale: f32) {
@@ -36,7 +37,7 @@ fn branch_adds_the_projected_mean_feature_of_each_cell() {
 
     let pixels = pixels();
     let added: Vec<f32> =
-        values(&(model.encode_latent(&pixels).unwrap() - cnn.encode_latent(&pixels).unwrap()).unwrap());
+        values(&(model.encode_latent(&pixels).unwrap().z - cnn.encode_latent(&pixels).unwrap().z).unwrap());
     let grid = model.branch().unwrap().teacher_grid(&pixels, model.shape()).unwrap();
     assert_eq!(grid.dims(), &[1, 1280, 4, 4]);
     let grid = values(&grid);
@@ -113,9 +114,59 @@ fn a_new_branch_adds_nothing_and_warm_starts_keep_the_cnn() {
         ]
     );
     let pixels = pixels();
-    let difference = (model.encode_latent(&pixels).unwrap() - cnn.encode_latent(&pixels).unwrap()).unwrap();
+    let difference = (model.encode_latent(&pixels).unwrap().z - cnn.encode_latent(&pixels).unwrap().z).unwrap();
     let largest = difference.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
     assert_eq!(largest, 0.0, "a branch initialised at zero leaves the CNN's latent as it was");
+}
+
+/// In `name` mode the branch's cell projections are the upper layers' targets: z is the
+/// CNN's alone, and the upper words do not change with the CNN's weights.
+#[test]
+fn a_naming_branch_gives_the_upper_targets_and_leaves_z_to_the_cnn() {
+    let named_config = |seed| {
+        let mut config = SpaeConfig::default();
+        config.semantic_branch.as_mut().unwrap().mode = BranchMode::Name;
+        let model = SpaeModel::from_seed(config, common::codebook(), seed).unwrap();
+        set(&model, "branch.project_out.weight", 1, 0.05);
+        set(&model, "branch.layer_offsets", 2, 0.1);
+        model
+    };
+    let (model, other_cnn) = (named_config(0), named_config(9));
+    {
+        // The same branch in both (projector and offsets); the CNNs stay different.
+        let (from, to) = (model.varmap().data().lock().unwrap(), other_cnn.varmap().data().lock().unwrap());
+        for (name, var) in from.iter().filter(|(name, _)| name.starts_with("branch.")) {
+            to[name].set(var.as_tensor()).unwrap();
+        }
+    }
+    let adding = SpaeModel::from_seed(SpaeConfig::default(), common::codebook(), 5).unwrap();
+    let dir = common::fresh_dir("branch-name");
+    model.save(&dir).unwrap();
+    assert!(adding.warm_start_from(&dir.join(WEIGHTS_FILE)).unwrap().is_empty());
+
+    let pixels = pixels();
+    let latent = model.encode_latent(&pixels).unwrap();
+    let added = adding.encode_latent(&pixels).unwrap();
+    assert!(added.named.is_empty(), "in add mode nothing is named");
+    let grid = model.branch().unwrap().teacher_grid(&pixels, model.shape()).unwrap();
+    let projections = model.branch().unwrap().cell_projections(&grid, model.shape()).unwrap();
+    assert_eq!(latent.named.len(), 3);
+    for (named, projection) in latent.named.iter().zip(&projections) {
+        assert_eq!(values(named), values(projection));
+    }
+    // z without the branch: the add-mode model's latent less what its branch adds.
+    let branch_part = adding.branch().unwrap().forward(&grid, adding.shape()).unwrap();
+    let cnn_z = (&added.z - branch_part).unwrap();
+    let worst = (&latent.z - cnn_z).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(worst < 1e-5, "z is the CNN's alone (differs by {worst})");
+
+    // Another CNN (seed 9) with the same branch weights names the same upper words.
+    let (_, first) = model.quantize(&pixels).unwrap();
+    let (_, second) = other_cnn.quantize(&pixels).unwrap();
+    for layer in 1..=3 {
+        assert_eq!(first.pyramids[0].layer(layer), second.pyramids[0].layer(layer), "layer {layer}");
+    }
+    assert_ne!(first.pyramids[0].layer(6), second.pyramids[0].layer(6), "the CNN still decides the lower layers");
 }
 
 #[test]

@@ -348,10 +348,10 @@ fn with_a_wgpu_renderer_images_encode_on_the_gpu_as_on_the_cpu() {
     assert_eq!(status, harness.state().device_status());
     harness.get_by_label(&format!("encoding and decoding on: {status}"));
     let prepared = spae::image_io::load_prepared(&common::sample("sunflower.png"), 64).unwrap();
-    let (z, cpu) = model().quantize(&spae::image_io::to_tensor(std::slice::from_ref(&prepared)).unwrap()).unwrap();
+    let (latent, cpu) = model().quantize(&spae::image_io::to_tensor(std::slice::from_ref(&prepared)).unwrap()).unwrap();
     let document = harness.state().document().unwrap();
     assert_eq!(document.encoded(), &cpu.pyramids[0], "the GPU pyramid differs from the CPU's");
-    let worst = (&document.z - &z).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let worst = (&document.latent.z - &latent.z).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
     assert!(worst <= 1e-4, "the GPU latent differs from the CPU's by {worst}");
 }
 

@@ -3,6 +3,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use image::RgbImage;
+use spae::model::Latent;
 use spae::pyramid::{Pyramid, PyramidShape};
 use spae::studio::document::Document;
 
@@ -11,7 +12,7 @@ fn document() -> Document {
     let layers = (1..=6).map(|l| vec![0u32; shape.tokens_in_layer(l)]).collect();
     let pyramid = Pyramid::new(shape, layers).unwrap();
     let z = Tensor::zeros((1, 4, 16, 16), DType::F32, &Device::Cpu).unwrap();
-    Document::new(0, "test.png".into(), RgbImage::new(64, 64), z, pyramid)
+    Document::new(0, "test.png".into(), RgbImage::new(64, 64), Latent { z, named: Vec::new() }, pyramid)
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! latent z (the CNN, plus the semantic branch's frozen teacher and projector where the
 //! model has one), then SAQ's layers one after another (cell targets, the fused
 //! nearest-word search, the chosen words added to the running sums), all in one command
-//! buffer. Only the token ids and z are read back.
+//! buffer. Only the token ids, z and (where the branch names the upper words) those
+//! layers' targets are read back.
 //!
 //! The same arithmetic as the CPU path (`model::SpaeModel::quantize`), in another order
 //! of summation: z agrees to about 1e-6, and the words agree except where two words are
@@ -13,11 +14,12 @@ use anyhow::{ensure, Result};
 use candle_core::{Device, Tensor};
 use image::RgbImage;
 
-use super::kernels::Kernels;
+use super::kernels::{Kernel, Kernels};
 use super::plan::{self, Activate, Activation, ConvOptions, Plan, Step, Weights};
 use super::Gpu;
+use crate::model::config::BranchMode;
 use crate::model::semantic_branch::SemanticBranch;
-use crate::model::SpaeModel;
+use crate::model::{Latent, SpaeModel};
 use crate::pyramid::{CellTarget, Pyramid, PyramidShape};
 use crate::teacher::efficientnet::ConvBn;
 
@@ -37,17 +39,19 @@ pub struct GpuEncoder {
     max_batch: usize,
     pixels: wgpu::Buffer,
     latent: Activation,
+    /// Where the branch names the upper words: layer l's targets (`batch x cells x dim`).
+    named: Vec<wgpu::Buffer>,
     sums: wgpu::Buffer,
     tokens: wgpu::Buffer,
     readback: wgpu::Buffer,
     steps: Vec<Step>,
 }
 
-/// What an encode returns: each image's pyramid and the latent z it was quantized from.
+/// What an encode returns: each image's pyramid and the latent it was quantized from.
 pub struct EncodedBatch {
     pub pyramids: Vec<Pyramid>,
-    /// `batch x dim x G x G`, as [`SpaeModel::encode_latent`] gives it.
-    pub latent: Tensor,
+    /// As [`SpaeModel::encode_latent`] gives it.
+    pub latent: Latent,
 }
 
 impl EncodedBatch {
@@ -57,11 +61,11 @@ impl EncodedBatch {
         let mut pyramids = Vec::with_capacity(images.len());
         let mut latents = Vec::with_capacity(images.len());
         for image in images {
-            let (z, mut quantized) = model.quantize(&crate::image_io::to_tensor(std::slice::from_ref(image))?)?;
+            let (latent, mut quantized) = model.quantize(&crate::image_io::to_tensor(std::slice::from_ref(image))?)?;
             pyramids.push(quantized.pyramids.remove(0));
-            latents.push(z);
+            latents.push(latent);
         }
-        Ok(Self { pyramids, latent: Tensor::cat(&latents, 0)? })
+        Ok(Self { pyramids, latent: Latent::cat(&latents)? })
     }
 }
 
@@ -86,11 +90,12 @@ impl GpuEncoder {
         let pixels = plan.activation(3, resolution)?;
 
         let latent = cnn(&mut plan, &weights, model, &pixels)?;
-        if let Some(branch) = model.branch() {
-            add_branch(&mut plan, &weights, branch, &shape, &pixels, &latent)?;
-        }
+        let named = match model.branch() {
+            Some(branch) => semantic_branch(&mut plan, &weights, branch, &shape, &pixels, &latent)?,
+            None => Vec::new(),
+        };
 
-        let (sums, tokens) = saq(&mut plan, model, &latent)?;
+        let (sums, tokens) = saq(&mut plan, model, &latent, &named)?;
         let (steps, max_batch) = plan.into_steps();
         let readback = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("encode read-back"),
@@ -108,6 +113,7 @@ impl GpuEncoder {
             max_batch,
             pixels: pixels.buffer,
             latent,
+            named,
             sums,
             tokens,
             readback,
@@ -136,10 +142,10 @@ impl GpuEncoder {
             pyramids.extend(chunk_pyramids);
             latents.push(latent);
         }
-        Ok(EncodedBatch { pyramids, latent: Tensor::cat(&latents, 0)? })
+        Ok(EncodedBatch { pyramids, latent: Latent::cat(&latents)? })
     }
 
-    fn encode_batch(&self, images: &[RgbImage]) -> Result<(Vec<Pyramid>, Tensor)> {
+    fn encode_batch(&self, images: &[RgbImage]) -> Result<(Vec<Pyramid>, Latent)> {
         check_prepared(images, self.resolution)?;
         let pixels: Vec<f32> = crate::image_io::to_tensor(images)?.flatten_all()?.to_vec1()?;
         let bytes: Vec<u8> = pixels.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -173,9 +179,24 @@ impl GpuEncoder {
             .collect::<Result<Vec<_>>>()?;
         let g = self.shape.latent_size();
         let values = batch * self.dim * g * g;
-        let latent = plan::read_words(&self.gpu, &self.latent.buffer, &self.readback, (values * 4) as u64)?;
-        let latent: Vec<f32> = latent.into_iter().map(f32::from_le_bytes).collect();
-        Ok((pyramids, Tensor::from_vec(latent, (batch, self.dim, g, g), &Device::Cpu)?))
+        let read = |buffer: &wgpu::Buffer, values: usize| -> Result<Vec<f32>> {
+            let words = plan::read_words(&self.gpu, buffer, &self.readback, (values * 4) as u64)?;
+            Ok(words.into_iter().map(f32::from_le_bytes).collect())
+        };
+        let z = Tensor::from_vec(read(&self.latent.buffer, values)?, (batch, self.dim, g, g), &Device::Cpu)?;
+        let named = self
+            .named
+            .iter()
+            .enumerate()
+            .map(|(i, buffer)| {
+                let s = self.shape.grid_size(i + 1);
+                let rows = read(buffer, batch * s * s * self.dim)?;
+                Ok(Tensor::from_vec(rows, (batch, s, s, self.dim), &Device::Cpu)?
+                    .permute((0, 3, 1, 2))?
+                    .contiguous()?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((pyramids, Latent { z, named }))
     }
 }
 
@@ -229,7 +250,13 @@ fn cnn(plan: &mut Plan, weights: &Weights, model: &SpaeModel, pixels: &Activatio
 
 /// SAQ's layers on the latent z: per layer, the cell targets, the search, the choice and
 /// the running sums. Returns the running sums (cleared before each run) and the tokens.
-fn saq(plan: &mut Plan, model: &SpaeModel, latent: &Activation) -> Result<(wgpu::Buffer, wgpu::Buffer)> {
+/// The first `named.len()` layers search the targets the semantic branch wrote there.
+fn saq(
+    plan: &mut Plan,
+    model: &SpaeModel,
+    latent: &Activation,
+    named: &[wgpu::Buffer],
+) -> Result<(wgpu::Buffer, wgpu::Buffer)> {
     let (config, shape, max_batch) = (model.config(), model.shape(), plan.max_batch);
     let codebook = model.codebook();
     let dim = codebook.dim();
@@ -263,18 +290,21 @@ fn saq(plan: &mut Plan, model: &SpaeModel, latent: &Activation) -> Result<(wgpu:
             chunks as u32,
             0,
         ]);
+        let given = named.get(layer - 1);
         let resources = [
             params.as_entire_binding(),
             latent.buffer.as_entire_binding(),
             sums.as_entire_binding(),
             codebook_buffer.as_entire_binding(),
             norms.as_entire_binding(),
-            targets.as_entire_binding(),
+            given.unwrap_or(&targets).as_entire_binding(),
             partial.as_entire_binding(),
             tokens.as_entire_binding(),
         ];
         let cells = cells as u32;
-        plan.push(|k| &k.cell_targets, &resources, [(cells * dim as u32).div_ceil(256), 1, 1], 1)?;
+        if given.is_none() {
+            plan.push(|k| &k.cell_targets, &resources, [(cells * dim as u32).div_ceil(256), 1, 1], 1)?;
+        }
         plan.push(|k| &k.nearest, &resources, [cells.div_ceil(TILE_TARGETS as u32), chunks as u32, 1], 2)?;
         plan.push(|k| &k.choose, &resources, [cells.div_ceil(64), 1, 1], 1)?;
         plan.push(|k| &k.add_words, &resources, [((dim * g * g) as u32).div_ceil(256), 1, 1], 1)?;
@@ -283,16 +313,18 @@ fn saq(plan: &mut Plan, model: &SpaeModel, latent: &Activation) -> Result<(wgpu:
 }
 
 /// The semantic branch of `model::semantic_branch`: the frozen teacher on the resized
-/// pixels, its head features averaged over each shaped layer's cells, projected, and
-/// added with the layer's offset to the latent.
-fn add_branch(
+/// pixels, its head features averaged over each shaped layer's cells, projected, and with
+/// the layer's offset either added to the latent or, where the branch names the upper
+/// words, written as those layers' targets. Returns the buffers of those targets (none
+/// in `add` mode).
+fn semantic_branch(
     plan: &mut Plan,
     weights: &Weights,
     branch: &SemanticBranch,
     shape: &PyramidShape,
     pixels: &Activation,
     latent: &Activation,
-) -> Result<()> {
+) -> Result<Vec<wgpu::Buffer>> {
     let input = branch.config().teacher_input;
     let teacher = branch.teacher();
     let resized = plan.activation(3, input)?;
@@ -323,6 +355,7 @@ fn add_branch(
 
     let offsets = weights.get("branch.layer_offsets")?;
     let offsets = plan.upload("branch offsets", offsets)?;
+    let mut named = Vec::new();
     for layer in 1..=branch.config().layers {
         let s = shape.grid_size(layer);
         let cells = average_pool(plan, &grid, s)?;
@@ -330,19 +363,29 @@ fn add_branch(
         let hidden = plan.named_conv(weights, "branch.project_in", &cells, silu)?;
         let projected = plan.named_conv(weights, "branch.project_out", &hidden, ConvOptions::default())?;
         let params = plan.uniform(&[projected.channels as u32, s as u32, latent.side as u32, (layer - 1) as u32]);
+        let (kernel, output, values): (fn(&Kernels) -> &Kernel, _, _) = match branch.config().mode {
+            BranchMode::Add => (|k| &k.add_cells, latent.buffer.clone(), latent.channels * latent.side * latent.side),
+            BranchMode::Name => {
+                let values = projected.channels * s * s;
+                let targets =
+                    plan.storage("named targets", plan.max_batch * values * 4, wgpu::BufferUsages::COPY_SRC)?;
+                named.push(targets.clone());
+                (|k| &k.named_targets, targets, values)
+            }
+        };
         plan.push(
-            |k| &k.add_cells,
+            kernel,
             &[
                 params.as_entire_binding(),
                 projected.buffer.as_entire_binding(),
                 offsets.as_entire_binding(),
-                latent.buffer.as_entire_binding(),
+                output.as_entire_binding(),
             ],
-            [((latent.channels * latent.side * latent.side) as u32).div_ceil(256), 1, 1],
+            [(values as u32).div_ceil(256), 1, 1],
             1,
         )?;
     }
-    Ok(())
+    Ok(named)
 }
 
 /// One of the teacher's convolutions (batch norm folded in), with TensorFlow's padding.

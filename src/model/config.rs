@@ -48,6 +48,22 @@ pub struct SemanticBranchConfig {
     pub hidden: usize,
     /// The branch shapes layers 1..=layers.
     pub layers: usize,
+    /// How the branch shapes them (absent: `add`).
+    #[serde(default)]
+    pub mode: BranchMode,
+}
+
+/// How the semantic branch enters the pyramid (docs/method.md section 5a).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BranchMode {
+    /// Its projections are added to the CNN's latent, and SAQ picks every layer from the
+    /// sum.
+    #[default]
+    Add,
+    /// Its projection of each cell of layers 1..=layers is that cell's SAQ target, so the
+    /// branch alone names the upper words; the CNN's latent serves the layers below.
+    Name,
 }
 
 /// Width of the teacher's head features (EfficientNet-Lite0).
@@ -65,7 +81,12 @@ impl Default for SpaeConfig {
             layers: 6,
             vocabulary_size: crate::codebook::vocabulary::DEFAULT_SIZE,
             cell_target: CellTarget::Mean,
-            semantic_branch: Some(SemanticBranchConfig { teacher_input: 128, hidden: 512, layers: 3 }),
+            semantic_branch: Some(SemanticBranchConfig {
+                teacher_input: 128,
+                hidden: 512,
+                layers: 3,
+                mode: BranchMode::Add,
+            }),
         }
     }
 }

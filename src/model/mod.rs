@@ -20,6 +20,7 @@ use candle_nn::{VarBuilder, VarMap};
 use image::RgbImage;
 use rand::{Rng, SeedableRng};
 
+use config::BranchMode;
 pub use config::SpaeConfig;
 use decoder::Decoder;
 use encoder::Encoder;
@@ -64,6 +65,36 @@ impl WeightsSource {
                 .map_or_else(|| path.display().to_string(), |name| name.to_string_lossy().into_owned()),
             Self::Seed(seed) => format!("untrained (seed {seed})"),
         }
+    }
+}
+
+/// What the encoder gives SAQ for a batch.
+#[derive(Clone, Debug)]
+pub struct Latent {
+    /// The latent z (`batch x dim x G x G`), whose cells are the targets of SAQ's layers.
+    pub z: Tensor,
+    /// Where the semantic branch names the upper words ([`BranchMode::Name`]): layer l's
+    /// cell targets (`batch x dim x s_l x s_l`) for l = 1..=named.len(), which then do not
+    /// come from z. Empty otherwise.
+    pub named: Vec<Tensor>,
+}
+
+impl Latent {
+    /// Batches joined, in order.
+    pub fn cat(parts: &[Latent]) -> Result<Self> {
+        let z = Tensor::cat(&parts.iter().map(|p| &p.z).collect::<Vec<_>>(), 0)?;
+        let layers = parts.first().map_or(0, |p| p.named.len());
+        ensure!(parts.iter().all(|p| p.named.len() == layers), "latents with different named layers");
+        let named = (0..layers)
+            .map(|l| Ok(Tensor::cat(&parts.iter().map(|p| &p.named[l]).collect::<Vec<_>>(), 0)?))
+            .collect::<Result<_>>()?;
+        Ok(Self { z, named })
+    }
+
+    /// Image `index` of the batch, as a batch of one.
+    pub fn image(&self, index: usize) -> Result<Self> {
+        let one = |t: &Tensor| t.narrow(0, index, 1);
+        Ok(Self { z: one(&self.z)?, named: self.named.iter().map(one).collect::<candle_core::Result<_>>()? })
     }
 }
 
@@ -269,9 +300,10 @@ impl SpaeModel {
         self.branch.as_ref()
     }
 
-    /// Pixels (`batch x 3 x R x R`, -1..1) to latents z: the CNN's, plus the semantic
-    /// branch's where there is one (running the frozen teacher on the pixels).
-    pub fn encode_latent(&self, pixels: &Tensor) -> Result<Tensor> {
+    /// Pixels (`batch x 3 x R x R`, -1..1) to the encoder's output: the CNN's latent z,
+    /// with the semantic branch's part where there is one (running the frozen teacher on
+    /// the pixels).
+    pub fn encode_latent(&self, pixels: &Tensor) -> Result<Latent> {
         let grid = match &self.branch {
             Some(branch) => Some(branch.teacher_grid(pixels, &self.shape)?),
             None => None,
@@ -282,11 +314,14 @@ impl SpaeModel {
     /// [`Self::encode_latent`] with the teacher's grid features already computed
     /// ([`SemanticBranch::teacher_grid`]; training reads them from a cache). They are
     /// required exactly when the model has a branch.
-    pub fn encode_latent_with(&self, pixels: &Tensor, grid: Option<&Tensor>) -> Result<Tensor> {
+    pub fn encode_latent_with(&self, pixels: &Tensor, grid: Option<&Tensor>) -> Result<Latent> {
         let z = self.encoder.forward(pixels)?;
         match (&self.branch, grid) {
-            (Some(branch), Some(grid)) => Ok((z + branch.forward(grid, &self.shape)?)?),
-            (None, None) => Ok(z),
+            (Some(branch), Some(grid)) => match branch.config().mode {
+                BranchMode::Add => Ok(Latent { z: (z + branch.forward(grid, &self.shape)?)?, named: Vec::new() }),
+                BranchMode::Name => Ok(Latent { z, named: branch.cell_projections(grid, &self.shape)? }),
+            },
+            (None, None) => Ok(Latent { z, named: Vec::new() }),
             (Some(_), None) => bail!("this model's semantic branch needs the teacher's features"),
             (None, Some(_)) => bail!("teacher features given to a model without a semantic branch"),
         }
@@ -298,10 +333,17 @@ impl SpaeModel {
     }
 
     /// Pixels to latents to pyramids, keeping every prefix's zhat.
-    pub fn quantize(&self, pixels: &Tensor) -> Result<(Tensor, Quantized)> {
-        let z = self.encode_latent(pixels)?;
-        let quantized = saq::quantize(&z, &self.codebook, &self.shape, self.config.cell_target)?;
-        Ok((z, quantized))
+    pub fn quantize(&self, pixels: &Tensor) -> Result<(Latent, Quantized)> {
+        let latent = self.encode_latent(pixels)?;
+        let quantized = saq::quantize_with(
+            &latent.z,
+            &latent.named,
+            &self.codebook,
+            &self.shape,
+            self.config.cell_target,
+            saq::Search::Exact,
+        )?;
+        Ok((latent, quantized))
     }
 
     /// One prepared image (R x R) to its pyramid of words.
@@ -317,8 +359,15 @@ impl SpaeModel {
     pub fn encode_prefix_words(&self, images: &[RgbImage], layers: usize) -> Result<Vec<Vec<u32>>> {
         let mut words = Vec::with_capacity(images.len());
         for chunk in images.chunks(32) {
-            let z = self.encode_latent(&image_io::to_tensor(chunk)?)?;
-            words.extend(saq::prefix_words(&z, &self.codebook, &self.shape, self.config.cell_target, layers)?);
+            let latent = self.encode_latent(&image_io::to_tensor(chunk)?)?;
+            words.extend(saq::prefix_words(
+                &latent.z,
+                &latent.named,
+                &self.codebook,
+                &self.shape,
+                self.config.cell_target,
+                layers,
+            )?);
         }
         Ok(words)
     }

@@ -1,13 +1,14 @@
-//! The semantic branch (docs/method.md section 2): the frozen teacher's head features,
+//! The semantic branch (docs/method.md section 5a): the frozen teacher's head features,
 //! averaged over the cells of the upper layers, projected by a small trained network into
-//! the codebook's space and added to the CNN's latent, so that SAQ picks the upper
-//! layers' words from pretrained evidence while the CNN carries appearance.
+//! the codebook's space, so that SAQ picks the upper layers' words from pretrained
+//! evidence while the CNN carries appearance.
 //!
-//! For each shaped layer l (grid s_l x s_l) the branch adds, over each cell, the
-//! projection P(f_c) + b_l of that cell's mean teacher feature f_c; P is a 1 x 1
-//! convolution, SiLU, 1 x 1 convolution, shared by the layers, b_l a learned per-layer
-//! offset. The projection's last convolution starts at zero, so a new branch starts by
-//! adding nothing.
+//! For each shaped layer l (grid s_l x s_l) the branch projects each cell's mean teacher
+//! feature f_c to P(f_c) + b_l, and either adds it over the cell to the CNN's latent
+//! (`add`) or makes it the cell's SAQ target (`name`: the branch alone names the upper
+//! words). P is a 1 x 1 convolution, SiLU, 1 x 1 convolution, shared by the layers, b_l a
+//! learned per-layer offset. The projection's last convolution starts at zero, so a new
+//! branch in `add` mode starts by adding nothing.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,6 +18,8 @@ use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
 use super::blocks::conv1x1;
+#[cfg(doc)]
+use super::config::BranchMode;
 use super::config::{SemanticBranchConfig, TEACHER_FEATURES};
 use crate::compute::conv::Conv2d;
 use crate::pyramid::PyramidShape;
@@ -72,18 +75,28 @@ impl SemanticBranch {
         Ok(self.teacher.grid_features(pixels, self.config.teacher_input, self.grid(shape))?.detach())
     }
 
-    /// What the branch adds to the latent (`batch x latent_channels x G x G`) given the
-    /// teacher's grid features.
-    pub fn forward(&self, grid: &Tensor, shape: &PyramidShape) -> Result<Tensor> {
+    /// Each shaped layer's cell projections P(f_c) + b_l (`batch x latent_channels x s_l x
+    /// s_l`), layer 1 first, given the teacher's grid features.
+    pub fn cell_projections(&self, grid: &Tensor, shape: &PyramidShape) -> Result<Vec<Tensor>> {
         let side = grid.dim(2)?;
+        (1..=self.config.layers)
+            .map(|layer| {
+                let s = shape.grid_size(layer);
+                let cells = if s == side { grid.clone() } else { grid.avg_pool2d(side / s)? };
+                let projected = self.project_out.forward(&self.project_in.forward(&cells)?.silu()?)?;
+                let offset = self.layer_offsets.get(layer - 1)?.reshape((1, (), 1, 1))?;
+                Ok(projected.broadcast_add(&offset)?)
+            })
+            .collect()
+    }
+
+    /// What the branch adds to the latent in [`BranchMode::Add`] (`batch x
+    /// latent_channels x G x G`): every layer's cell projections spread over their cells.
+    pub fn forward(&self, grid: &Tensor, shape: &PyramidShape) -> Result<Tensor> {
         let g = shape.latent_size();
         let mut total: Option<Tensor> = None;
-        for layer in 1..=self.config.layers {
-            let s = shape.grid_size(layer);
-            let cells = if s == side { grid.clone() } else { grid.avg_pool2d(side / s)? };
-            let projected = self.project_out.forward(&self.project_in.forward(&cells)?.silu()?)?;
-            let offset = self.layer_offsets.get(layer - 1)?.reshape((1, (), 1, 1))?;
-            let term = spread_over_cells(&projected.broadcast_add(&offset)?, g / s)?;
+        for projection in self.cell_projections(grid, shape)? {
+            let term = spread_over_cells(&projection, g / projection.dim(2)?)?;
             total = Some(match total {
                 Some(sum) => (sum + term)?,
                 None => term,

@@ -25,7 +25,7 @@ pub struct Quantized {
 /// SAQ passes no gradient (the straight-through estimator does that), so the bookkeeping
 /// runs on plain channel-last buffers; only the searches are heavy.
 pub fn quantize(z: &Tensor, codebook: &Codebook, shape: &PyramidShape, cell_target: CellTarget) -> Result<Quantized> {
-    quantize_with(z, codebook, shape, cell_target, Search::Exact)
+    quantize_with(z, &[], codebook, shape, cell_target, Search::Exact)
 }
 
 /// How SAQ finds each target's nearest word.
@@ -54,9 +54,12 @@ impl Search<'_> {
     }
 }
 
-/// [`quantize`] with the given search.
+/// [`quantize`] with given targets for the first layers and the given search: layer l's
+/// cell targets are `named[l-1]` (`batch x dim x s_l x s_l`) for l <= `named.len()` (the
+/// words the semantic branch names), and come from z below.
 pub fn quantize_with(
     z: &Tensor,
+    named: &[Tensor],
     codebook: &Codebook,
     shape: &PyramidShape,
     cell_target: CellTarget,
@@ -65,12 +68,14 @@ pub fn quantize_with(
     let (batch, dim, g, _) = z.dims4()?;
     anyhow::ensure!(g == shape.latent_size(), "latent is {g} wide, the pyramid wants {}", shape.latent_size());
     anyhow::ensure!(dim == codebook.dim(), "latent has {dim} channels, the codebook {}", codebook.dim());
+    let named = named_rows(named, batch, dim, shape)?;
     let z: Vec<f32> = z.detach().permute((0, 2, 3, 1))?.flatten_all()?.to_vec1()?;
     let mut sum = vec![0f32; z.len()];
     let mut prefixes = Vec::with_capacity(shape.layers());
     let mut words: Vec<Vec<Vec<u32>>> = vec![Vec::with_capacity(shape.layers()); batch];
     for layer in 1..=shape.layers() {
-        let found = quantize_layer(&z, &mut sum, codebook, shape, layer, cell_target, search);
+        let given = named.get(layer - 1).map(Vec::as_slice);
+        let found = quantize_layer(&z, given, &mut sum, codebook, shape, layer, cell_target, search);
         for (b, image_words) in found.chunks(shape.tokens_in_layer(layer)).enumerate() {
             words[b].push(image_words.to_vec());
         }
@@ -86,6 +91,7 @@ pub fn quantize_with(
 /// pyramid), without searching the lower layers.
 pub fn prefix_words(
     z: &Tensor,
+    named: &[Tensor],
     codebook: &Codebook,
     shape: &PyramidShape,
     cell_target: CellTarget,
@@ -94,11 +100,13 @@ pub fn prefix_words(
     let (batch, dim, g, _) = z.dims4()?;
     anyhow::ensure!(g == shape.latent_size() && dim == codebook.dim(), "the latent does not fit the pyramid");
     anyhow::ensure!((1..=shape.layers()).contains(&layers), "layers must be 1..={}", shape.layers());
+    let named = named_rows(named, batch, dim, shape)?;
     let z: Vec<f32> = z.detach().permute((0, 2, 3, 1))?.flatten_all()?.to_vec1()?;
     let mut sum = vec![0f32; z.len()];
     let mut words = vec![Vec::with_capacity(shape.tokens_in_prefix(layers)); batch];
     for layer in 1..=layers {
-        let found = quantize_layer(&z, &mut sum, codebook, shape, layer, cell_target, Search::Exact);
+        let given = named.get(layer - 1).map(Vec::as_slice);
+        let found = quantize_layer(&z, given, &mut sum, codebook, shape, layer, cell_target, Search::Exact);
         for (image, layer_words) in words.iter_mut().zip(found.chunks(shape.tokens_in_layer(layer))) {
             image.extend_from_slice(layer_words);
         }
@@ -157,16 +165,18 @@ pub fn complete(
     let z: Vec<f32> = sum.iter().map(|s| s / k as f32).collect();
     let mut layers = prefix.to_vec();
     for layer in k + 1..=shape.layers() {
-        layers.push(quantize_layer(&z, &mut sum, codebook, shape, layer, cell_target, Search::Exact));
+        layers.push(quantize_layer(&z, None, &mut sum, codebook, shape, layer, cell_target, Search::Exact));
     }
     Pyramid::new(shape.clone(), layers)
 }
 
 /// One SAQ layer over a batch of channel-last latents `z` whose running sums of the layers
-/// so far are `sum`: every cell's target, the nearest words, and those words added to
-/// the sums. Returns the words, image after image.
+/// so far are `sum`: every cell's target (`given`, or from z and the sums), the nearest
+/// words, and those words added to the sums. Returns the words, image after image.
+#[allow(clippy::too_many_arguments)]
 fn quantize_layer(
     z: &[f32],
+    given: Option<&[f32]>,
     sum: &mut [f32],
     codebook: &Codebook,
     shape: &PyramidShape,
@@ -174,10 +184,33 @@ fn quantize_layer(
     cell_target: CellTarget,
     search: Search,
 ) -> Vec<u32> {
-    let targets = layer_targets(z, sum, shape, layer, cell_target, codebook.dim());
-    let found = search.nearest(codebook, &targets);
+    let found = match given {
+        Some(targets) => search.nearest(codebook, targets),
+        None => search.nearest(codebook, &layer_targets(z, sum, shape, layer, cell_target, codebook.dim())),
+    };
     add_batch_layer(sum, codebook, shape, layer, &found);
     found
+}
+
+/// Given targets of the first layers (`batch x dim x s_l x s_l` each) as channel-last
+/// rows (`cells x dim`, image after image), checked against the pyramid.
+fn named_rows(named: &[Tensor], batch: usize, dim: usize, shape: &PyramidShape) -> Result<Vec<Vec<f32>>> {
+    anyhow::ensure!(named.len() <= shape.layers(), "targets for {} layers of {}", named.len(), shape.layers());
+    named
+        .iter()
+        .enumerate()
+        .map(|(i, targets)| {
+            let s = shape.grid_size(i + 1);
+            anyhow::ensure!(
+                targets.dims() == [batch, dim, s, s],
+                "layer {}'s given targets have shape {:?}, not {:?}",
+                i + 1,
+                targets.dims(),
+                [batch, dim, s, s]
+            );
+            Ok(targets.detach().permute((0, 2, 3, 1))?.flatten_all()?.to_vec1()?)
+        })
+        .collect()
 }
 
 /// Adds one layer's words (image after image) to a batch's channel-last sums.
@@ -215,18 +248,23 @@ fn layer_targets(
 /// targets are the ones encoding would search.
 pub fn search_agreement(
     z: &Tensor,
+    named: &[Tensor],
     codebook: &Codebook,
     shape: &PyramidShape,
     cell_target: CellTarget,
     index: &CandidateIndex,
 ) -> Result<Vec<f64>> {
-    let (_, dim, g, _) = z.dims4()?;
+    let (batch, dim, g, _) = z.dims4()?;
     anyhow::ensure!(g == shape.latent_size() && dim == codebook.dim(), "the latent does not fit the pyramid");
+    let named = named_rows(named, batch, dim, shape)?;
     let z: Vec<f32> = z.detach().permute((0, 2, 3, 1))?.flatten_all()?.to_vec1()?;
     let mut sum = vec![0f32; z.len()];
     let mut agreement = Vec::with_capacity(shape.layers());
     for layer in 1..=shape.layers() {
-        let targets = layer_targets(&z, &sum, shape, layer, cell_target, dim);
+        let targets = match named.get(layer - 1) {
+            Some(given) => given.clone(),
+            None => layer_targets(&z, &sum, shape, layer, cell_target, dim),
+        };
         let exact = codebook.nearest(&targets);
         let approximate = index.nearest(codebook, &targets);
         let same = exact.iter().zip(&approximate).filter(|(a, b)| a == b).count();

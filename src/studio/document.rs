@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use candle_core::Tensor;
 use image::RgbImage;
 
+use crate::model::Latent;
 use crate::pyramid::Pyramid;
 
 /// Which state of which document a decode belongs to: results for any other are stale.
@@ -20,8 +20,8 @@ pub struct Document {
     pub path: PathBuf,
     /// The prepared image (model resolution).
     pub original: RgbImage,
-    /// The encoder's latent z, kept for quantization errors and SAQ targets of edited words.
-    pub z: Tensor,
+    /// The encoder's output, kept for quantization errors and SAQ targets of edited words.
+    pub latent: Latent,
     /// The teacher's relevance of every vocabulary word to the image, or why there is none.
     pub relevance: Result<Vec<f32>, String>,
     /// A generated frame opened for editing: its "original" is its own decode from all
@@ -37,13 +37,13 @@ pub struct Document {
 
 impl Document {
     /// `id` must differ between documents so that their decodes cannot be mixed up.
-    pub fn new(id: u64, path: PathBuf, original: RgbImage, z: Tensor, encoded: Pyramid) -> Self {
+    pub fn new(id: u64, path: PathBuf, original: RgbImage, latent: Latent, encoded: Pyramid) -> Self {
         let relevance = Err("not computed".to_string());
         Self {
             id,
             path,
             original,
-            z,
+            latent,
             relevance,
             generated: false,
             pyramid: encoded.clone(),

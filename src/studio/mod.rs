@@ -395,8 +395,13 @@ impl StudioApp {
     fn show_encoded(&mut self, ctx: &egui::Context, encoded: worker::Encoded) {
         self.opening = None;
         self.encode_secs = Some(encoded.encode_secs);
-        let mut document =
-            Document::new(encoded.decoded.version.document, encoded.path, encoded.original, encoded.z, encoded.pyramid);
+        let mut document = Document::new(
+            encoded.decoded.version.document,
+            encoded.path,
+            encoded.original,
+            encoded.latent,
+            encoded.pyramid,
+        );
         document.relevance = encoded.relevance;
         self.decode_secs = Some(encoded.decoded.decode_secs);
         self.encoded_summary = Some(view::Summary::of(&encoded.decoded));
@@ -429,7 +434,7 @@ impl StudioApp {
         self.worker.send(worker::Job::Decode(worker::DecodeJob {
             version: document.version(),
             pyramid: document.pyramid().clone(),
-            z: document.z.clone(),
+            latent: document.latent.clone(),
             original: document.original.clone(),
             shown: Some(self.settings.prefix_layers),
         }));

@@ -15,7 +15,7 @@ use super::background::{Background, Reporter};
 use super::document::Version;
 use crate::eval::metrics;
 use crate::gpu::{EncodeDevice, GpuDecoder};
-use crate::model::SpaeModel;
+use crate::model::{Latent, SpaeModel};
 use crate::pyramid::saq;
 use crate::pyramid::Pyramid;
 use crate::teacher::relevance::SemanticTeacher;
@@ -53,7 +53,7 @@ pub struct AdoptJob {
 pub struct DecodeJob {
     pub version: Version,
     pub pyramid: Pyramid,
-    pub z: Tensor,
+    pub latent: Latent,
     pub original: RgbImage,
     /// The prefix on screen: on the CPU it is decoded first and sent ahead as a
     /// [`Outcome::Preview`], so an edit shows after one decode rather than six.
@@ -90,7 +90,7 @@ pub struct Encoded {
     pub original: RgbImage,
     /// The teacher's relevance of every vocabulary word to the image, or why there is none.
     pub relevance: Result<Vec<f32>, String>,
-    pub z: Tensor,
+    pub latent: Latent,
     pub pyramid: Pyramid,
     pub encode_secs: f64,
     /// The encoded pyramid decoded, so the first view and the plots' reference come with it.
@@ -236,16 +236,17 @@ fn encode(
     let start = Instant::now();
     let mut batch = encoder.encode(model, std::slice::from_ref(&original))?;
     let encode_secs = start.elapsed().as_secs_f64();
-    let (z, pyramid) = (batch.latent, batch.pyramids.remove(0));
-    let decoded = decode_first_revision(model, gpu, document, &pyramid, &z, &original)?;
+    let (latent, pyramid) = (batch.latent, batch.pyramids.remove(0));
+    let decoded = decode_first_revision(model, gpu, document, &pyramid, &latent, &original)?;
     // The teacher reads the file's name as the image's text ("cat-face.png": cat, face).
     let text = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let relevance = relevance(model, teacher, &original, text)?;
-    Ok(Encoded { path: path.to_path_buf(), original, relevance, z, pyramid, encode_secs, decoded })
+    Ok(Encoded { path: path.to_path_buf(), original, relevance, latent, pyramid, encode_secs, decoded })
 }
 
 /// A pyramid that no encoder made: the latent z is its own dequantized latent (all
-/// layers), so quantization errors and SAQ targets are measured against itself.
+/// layers), so quantization errors and SAQ targets (all from z) are measured against
+/// itself.
 fn adopt(
     model: &SpaeModel,
     gpu: &mut Option<GpuDecoder>,
@@ -254,9 +255,10 @@ fn adopt(
 ) -> Result<Encoded> {
     let AdoptJob { path, document, original, pyramid, text } = job;
     let z = saq::dequantize(std::slice::from_ref(&pyramid), model.codebook(), model.shape().layers())?;
-    let decoded = decode_first_revision(model, gpu, document, &pyramid, &z, &original)?;
+    let latent = Latent { z, named: Vec::new() };
+    let decoded = decode_first_revision(model, gpu, document, &pyramid, &latent, &original)?;
     let relevance = relevance(model, teacher, &original, text)?;
-    Ok(Encoded { path, original, relevance, z, pyramid, encode_secs: 0.0, decoded })
+    Ok(Encoded { path, original, relevance, latent, pyramid, encode_secs: 0.0, decoded })
 }
 
 /// Every prefix of a new document's pyramid (its revision 0), all at once.
@@ -265,11 +267,17 @@ fn decode_first_revision(
     gpu: &mut Option<GpuDecoder>,
     document: u64,
     pyramid: &Pyramid,
-    z: &Tensor,
+    latent: &Latent,
     original: &RgbImage,
 ) -> Result<Decoded> {
     let version = Version { document, revision: 0 };
-    let job = DecodeJob { version, pyramid: pyramid.clone(), z: z.clone(), original: original.clone(), shown: None };
+    let job = DecodeJob {
+        version,
+        pyramid: pyramid.clone(),
+        latent: latent.clone(),
+        original: original.clone(),
+        shown: None,
+    };
     decode(model, gpu, job, |_| {})
 }
 
@@ -339,19 +347,23 @@ fn decode(
     let decode_secs = start.elapsed().as_secs_f64();
     let psnr_db = prefixes.iter().map(|p| metrics::psnr(&job.original, p)).collect();
     let cell_errors = (1..=layers)
-        .map(|l| Ok(saq::cell_errors(&job.z, &zhats[l - 1], model.shape(), l)?.flatten_all()?.to_vec1()?))
+        .map(|l| Ok(saq::cell_errors(&job.latent.z, &zhats[l - 1], model.shape(), l)?.flatten_all()?.to_vec1()?))
         .collect::<Result<Vec<_>>>()?;
     let targets = (1..=layers)
-        .map(|l| saq_targets(model, &job.z, l.checked_sub(2).map(|i| &zhats[i]), l))
+        .map(|l| saq_targets(model, &job.latent, l.checked_sub(2).map(|i| &zhats[i]), l))
         .collect::<Result<Vec<_>>>()
         .context("computing the SAQ targets")?;
     Ok(Decoded { version: job.version, prefixes, psnr_db, cell_errors, targets, decode_secs, on_gpu, gpu_failure })
 }
 
-/// The SAQ targets of each cell of `layer`, channel-last. Uses cell means (the default
-/// `cell_target`) for the nearest alternatives.
-fn saq_targets(model: &SpaeModel, z: &Tensor, previous: Option<&Tensor>, layer: usize) -> Result<Vec<f32>> {
-    let target = saq::cell_mean_targets(z, previous, model.shape(), layer)?;
+/// The SAQ targets of each cell of `layer`, channel-last: those the semantic branch
+/// names, or from z by cell means (the default `cell_target`), for the nearest
+/// alternatives.
+fn saq_targets(model: &SpaeModel, latent: &Latent, previous: Option<&Tensor>, layer: usize) -> Result<Vec<f32>> {
+    let target = match latent.named.get(layer - 1) {
+        Some(named) => named.clone(),
+        None => saq::cell_mean_targets(&latent.z, previous, model.shape(), layer)?,
+    };
     Ok(target.permute((0, 2, 3, 1))?.flatten_all()?.to_vec1()?)
 }
 
@@ -374,7 +386,7 @@ mod tests {
         let worker = start(model.clone(), Some(decoder), EncodeDevice::cpu(), egui::Context::default());
         let original =
             image_io::load_prepared(&root.join(super::super::SAMPLE_IMAGE), model.config().resolution as u32).unwrap();
-        let (z, mut quantized) =
+        let (latent, mut quantized) =
             model.quantize(&image_io::to_tensor(std::slice::from_ref(&original)).unwrap()).unwrap();
         let pyramid = quantized.pyramids.remove(0);
         let decode = |revision| {
@@ -382,7 +394,7 @@ mod tests {
             worker.send(Job::Decode(DecodeJob {
                 version,
                 pyramid: pyramid.clone(),
-                z: z.clone(),
+                latent: latent.clone(),
                 original: original.clone(),
                 shown: None,
             }));

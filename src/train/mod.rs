@@ -8,6 +8,7 @@
 //! perceptual loss through the teacher's features ([`perceptual`]). The codebook is
 //! frozen.
 
+pub mod branch;
 pub mod checkpoint;
 pub mod log;
 pub mod optimizer;
@@ -155,8 +156,8 @@ pub fn benchmark(model: &SpaeModel, options: &TrainOptions, split: Split, steps:
                 .as_ref()
                 .map(|g| crate::data::feature_cache::batch(g, &indices, &vec![false; indices.len()]))
                 .transpose()?;
-            let z = model.encode_latent_with(&pixels, grid.as_ref())?;
-            Some(saq::search_agreement(&z, codebook, shape, model.config().cell_target, index)?)
+            let latent = model.encode_latent_with(&pixels, grid.as_ref())?;
+            Some(saq::search_agreement(&latent.z, &latent.named, codebook, shape, model.config().cell_target, index)?)
         }
         None => None,
     };
@@ -269,10 +270,12 @@ fn train_step(
     let layers = model.shape().layers();
 
     let grid = inputs.grids.as_ref().map(|g| crate::data::feature_cache::batch(g, &indices, &flips)).transpose()?;
-    let z = model.encode_latent_with(&pixels, grid.as_ref())?;
+    let latent = model.encode_latent_with(&pixels, grid.as_ref())?;
+    let z = &latent.z;
     let t1 = Instant::now();
     let search = inputs.search.as_ref().map_or(saq::Search::Exact, saq::Search::Candidates);
-    let quantized = saq::quantize_with(&z, model.codebook(), model.shape(), model.config().cell_target, search)?;
+    let quantized =
+        saq::quantize_with(z, &latent.named, model.codebook(), model.shape(), model.config().cell_target, search)?;
     let t2 = Instant::now();
     // Each image decodes from all layers or from a random shorter prefix.
     let prefixes: Vec<usize> = (0..indices.len())
@@ -292,10 +295,10 @@ fn train_step(
             .collect::<candle_core::Result<Vec<_>>>()?,
         0,
     )?;
-    let reconstruction = model.decode_latent(&saq::straight_through(&z, &zhat)?)?;
+    let reconstruction = model.decode_latent(&saq::straight_through(z, &zhat)?)?;
     let pixel_mse = (&reconstruction - &pixels)?.sqr()?.mean_all()?;
     let commitment =
-        (saq::commitment_loss(&z, &quantized.prefixes[layers - 1])? / model.codebook().mean_square() as f64)?;
+        (saq::commitment_loss(z, &quantized.prefixes[layers - 1])? / model.codebook().mean_square() as f64)?;
     let mut loss = (&pixel_mse + (&commitment * options.commitment)?)?;
     let perceptual = match &inputs.teacher {
         Some(teacher) => {
@@ -309,7 +312,8 @@ fn train_step(
         (Some(targets), Some(semantic)) => {
             let batch_targets: Vec<&Target> = indices.iter().map(|&i| &targets[i]).collect();
             let term = semantic::loss(
-                &z,
+                z,
+                &latent.named,
                 &quantized.prefixes,
                 model.codebook(),
                 model.shape(),

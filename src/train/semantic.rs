@@ -9,8 +9,8 @@
 
 use std::collections::HashMap;
 
-use anyhow::{bail, Result};
-use candle_core::{Device, Tensor, D};
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::codebook::vocabulary::Vocabulary;
@@ -86,9 +86,13 @@ pub fn forward_flops(shape: &PyramidShape, codebook: &Codebook, options: &Semant
 }
 
 /// The semantic loss for a batch. `z` is the encoder output (`batch x dim x G x G`),
-/// `prefixes` SAQ's zhat_l, `batch_targets` one target per image.
+/// `named` the cell targets the semantic branch gives the first layers (if it names
+/// them; the other layers' targets come from z), `prefixes` SAQ's zhat_l,
+/// `batch_targets` one target per image.
+#[allow(clippy::too_many_arguments)]
 pub fn loss(
     z: &Tensor,
+    named: &[Tensor],
     prefixes: &[Tensor],
     codebook: &Codebook,
     shape: &PyramidShape,
@@ -96,24 +100,46 @@ pub fn loss(
     batch_targets: &[&Target],
     options: &SemanticOptions,
 ) -> Result<Tensor> {
-    if cell_target != CellTarget::Mean {
-        bail!("semantic guidance is implemented for cell-mean targets only");
-    }
-    let (batch, dim, _, _) = z.dims4()?;
+    let guided = options.layers.min(shape.layers());
+    let cell_targets = (1..=guided)
+        .map(|layer| match named.get(layer - 1) {
+            Some(given) => Ok(given.clone()),
+            None if cell_target == CellTarget::Mean => {
+                let previous = layer.checked_sub(2).map(|i| prefixes[i].detach());
+                saq::cell_mean_targets(z, previous.as_ref(), shape, layer)
+            }
+            None => bail!("semantic guidance is implemented for cell-mean targets only"),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    loss_of_targets(&cell_targets, codebook, batch_targets, options)
+}
+
+/// The semantic loss of the guided layers' cell targets (`cell_targets[l-1]` is layer l's,
+/// `batch x dim x s_l x s_l`).
+pub fn loss_of_targets(
+    cell_targets: &[Tensor],
+    codebook: &Codebook,
+    batch_targets: &[&Target],
+    options: &SemanticOptions,
+) -> Result<Tensor> {
     let words = codebook.embeddings();
-    let word_norms = words.sqr()?.sum(1)?.unsqueeze(0)?;
+    let word_norms = words.sqr()?.sum(1)?;
     let width = batch_targets.iter().map(|t| t.len()).max().unwrap_or(0).max(1);
+    let scale = 1.0 / options.temperature;
     let mut total: Option<Tensor> = None;
     let mut weights = 0.0;
-    for layer in 1..=options.layers.min(shape.layers()) {
-        let s = shape.grid_size(layer);
-        let previous = layer.checked_sub(2).map(|i| prefixes[i].detach());
-        let t = saq::cell_mean_targets(z, previous.as_ref(), shape, layer)?;
-        let t = t.permute((0, 2, 3, 1))?.reshape((batch * s * s, dim))?;
-        let distances = t.sqr()?.sum_keepdim(1)?.broadcast_add(&word_norms)?.sub(&(t.matmul(&words.t()?)? * 2.0)?)?;
-        let log_p = candle_nn::ops::log_softmax(&(distances * (-1.0 / options.temperature))?, D::Minus1)?;
-        // Each cell of an image shares the image's target; padded entries have q = 0.
-        let (mut ids, mut q) = (Vec::new(), Vec::new());
+    for (index, t) in cell_targets.iter().enumerate() {
+        let (batch, dim, s, _) = t.dims4()?;
+        let rows = batch * s * s;
+        let t = t.permute((0, 2, 3, 1))?.reshape((rows, dim))?;
+        // -||t - e_k||^2 / tau up to a constant per row, which the softmax ignores:
+        // (2 t.e_k - ||e_k||^2) / tau.
+        let logits = (t.matmul(&words.t()?)? * (2.0 * scale))?.broadcast_sub(&(word_norms.unsqueeze(0)? * scale)?)?;
+        let max = logits.max_keepdim(1)?.detach();
+        let log_z = (logits.broadcast_sub(&max)?.exp()?.sum_keepdim(1)?.log()? + max)?;
+        // Each cell of an image shares the image's target; padded entries have q = 0. The
+        // target words' logits are computed from their rows alone.
+        let (mut ids, mut q) = (Vec::with_capacity(rows * width), Vec::with_capacity(rows * width));
         for target in batch_targets {
             for _ in 0..s * s {
                 for j in 0..width {
@@ -123,10 +149,17 @@ pub fn loss(
                 }
             }
         }
-        let ids = Tensor::from_vec(ids, (batch * s * s, width), &Device::Cpu)?;
-        let q = Tensor::from_vec(q, (batch * s * s, width), &Device::Cpu)?;
-        let cross_entropy = (log_p.gather(&ids, 1)? * q)?.sum(1)?.mean(0)?.neg()?;
-        let w = 0.5f64.powi(layer as i32 - 1);
+        let ids = Tensor::from_vec(ids, rows * width, &Device::Cpu)?;
+        let q = Tensor::from_vec(q, (rows, width), &Device::Cpu)?;
+        let chosen = words.index_select(&ids, 0)?.reshape((rows, width, dim))?;
+        let chosen_norms = word_norms.index_select(&ids, 0)?.reshape((rows, width))?;
+        let dots = chosen.matmul(&t.unsqueeze(2)?)?.squeeze(2)?;
+        let target_logits = ((dots * (2.0 * scale))? - (chosen_norms * scale)?)?;
+        // Cross-entropy -sum_j q_j log p(k_j) with log p = logit - log Z; the q of a row sum to 1
+        // (or to 0 for an image without relevant words).
+        let q_mass = q.sum_keepdim(1)?;
+        let cross_entropy = ((log_z * q_mass)?.squeeze(1)? - (target_logits * &q)?.sum(1)?)?.mean(0)?;
+        let w = 0.5f64.powi(index as i32);
         weights += w;
         let term = (cross_entropy * w)?;
         total = Some(match total {
@@ -134,7 +167,7 @@ pub fn loss(
             None => term,
         });
     }
-    Ok((total.expect("at least one semantic layer") * (options.weight / weights))?)
+    Ok((total.context("no semantic layer to guide")? * (options.weight / weights))?)
 }
 
 #[cfg(test)]

@@ -63,6 +63,10 @@ enum ModelCommand {
     Inspect,
     /// Train the model in --model (created from the default config if absent).
     Train(training::TrainArgs),
+    /// Train only the semantic branch's projector (a model whose branch names the upper
+    /// words), on the teacher's cached features with the semantic loss; the model folder
+    /// receives the weights after every pass.
+    TrainBranch(training::TrainBranchArgs),
     /// Time training steps (on the held-out split; no checkpoint is written) and show how
     /// a step splits between the CNN, the nearest-word search and the losses.
     BenchTrain(training::BenchTrainArgs),
@@ -116,6 +120,7 @@ impl ModelCommand {
             Self::Inspect => inspect::run(session),
             Self::Train(args) => args.run(session),
             Self::BenchTrain(args) => args.run(session),
+            Self::TrainBranch(args) => args.run(session),
             Self::Eval(args) => args.run(session),
             Self::Classify(args) => args.run(session),
             Self::Caption(args) => args.run(session),

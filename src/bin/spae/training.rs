@@ -185,6 +185,38 @@ impl TrainArgs {
 }
 
 #[derive(clap::Args)]
+pub struct TrainBranchArgs {
+    #[arg(long, default_value_os_t = paths::resolve(spae::data::DEFAULT_CACHE))]
+    cache: PathBuf,
+    /// Passes over the training split.
+    #[arg(long, default_value_t = 4)]
+    epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Peak learning rate (cosine decay over all the passes).
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl TrainBranchArgs {
+    pub fn run(self, session: &Session) -> Result<()> {
+        let options = spae::train::branch::BranchOptions {
+            data_dir: prepare::data_dir(&self.cache),
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            seed: self.seed,
+            semantic: SemanticOptions { weight: 1.0, ..Default::default() },
+        };
+        spae::train::branch::train_branch(session.model, &options, |_| session.model.save(session.model_dir))?;
+        eprintln!("saved the model with its trained branch in {}", session.model_dir.display());
+        Ok(())
+    }
+}
+
+#[derive(clap::Args)]
 pub struct BenchTrainArgs {
     #[command(flatten)]
     step: StepArgs,
