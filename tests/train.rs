@@ -60,6 +60,7 @@ fn options(data: &Path, run: &Path, steps: u64) -> TrainOptions {
         semantic: None,
         perceptual_weight: 0.0,
         search: None,
+        freeze_branch: false,
     }
 }
 

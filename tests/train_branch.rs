@@ -120,3 +120,38 @@ fn a_branch_added_to_the_latent_is_refused() {
     let error = train_branch(&model(BranchMode::Add), &options, |_| Ok(())).err().expect("refused");
     assert!(format!("{error}").contains("\"mode\": \"name\""), "{error}");
 }
+
+/// Full training after `train-branch` with `--freeze-branch`: the projector keeps its
+/// weights (so the upper words stay those it was trained to name) while the CNN and the
+/// decoder train.
+#[test]
+fn a_frozen_branch_keeps_its_weights_while_the_rest_trains() {
+    let dir = common::fresh_dir("train-frozen-branch");
+    tiny_data(&dir);
+    let model = model(BranchMode::Name);
+    let before = weights(&model);
+    let options = spae::train::TrainOptions {
+        data_dir: dir.clone(),
+        run_dir: dir.join("run"),
+        export_dir: None,
+        batch_size: 2,
+        schedule: spae::train::schedule::Schedule { peak_lr: 1e-3, warmup_steps: 1, total_steps: 2, floor: 0.1 },
+        weight_decay: 1e-4,
+        commitment: 0.25,
+        full_prefix_share: 0.5,
+        seed: 3,
+        checkpoint_minutes: 1e6,
+        semantic: Some(SemanticOptions::default()),
+        perceptual_weight: 0.0,
+        search: None,
+        freeze_branch: true,
+    };
+    spae::train::train(&model, &options, false, spae::train::Stop::Schedule).unwrap();
+    for ((name, old), (_, new)) in before.iter().zip(&weights(&model)) {
+        if name.starts_with("branch.") {
+            assert_eq!(old, new, "{name} is frozen");
+        } else if name.starts_with("encoder.conv_out") || name.starts_with("decoder.conv_out") {
+            assert_ne!(old, new, "{name} trains");
+        }
+    }
+}

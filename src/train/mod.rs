@@ -62,6 +62,11 @@ pub struct TrainOptions {
     /// SAQ's search in training: the candidate search so sized, or `None` for the exact one.
     #[serde(default)]
     pub search: Option<CandidateOptions>,
+    /// The semantic branch's projector stays as it is (trained before, by `train-branch`).
+    /// Where the branch names every guided layer, the semantic loss then reaches nothing
+    /// trainable and is not computed.
+    #[serde(default)]
+    pub freeze_branch: bool,
 }
 
 /// The run's log as copied beside the exported model.
@@ -112,7 +117,15 @@ impl Inputs {
 }
 
 fn optimizer_for(model: &SpaeModel, options: &TrainOptions) -> Result<AdamW> {
-    let vars = model.varmap().data().lock().expect("varmap").iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+    let vars = model
+        .varmap()
+        .data()
+        .lock()
+        .expect("varmap")
+        .iter()
+        .filter(|(name, _)| !(options.freeze_branch && name.starts_with("branch.")))
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect();
     AdamW::new(vars, options.weight_decay)
 }
 
@@ -308,8 +321,9 @@ fn train_step(
         }
         None => None,
     };
+    let reaches_nothing = |semantic: &SemanticOptions| options.freeze_branch && latent.named.len() >= semantic.layers;
     let semantic = match (inputs.targets.as_deref(), &options.semantic) {
-        (Some(targets), Some(semantic)) => {
+        (Some(targets), Some(semantic)) if !reaches_nothing(semantic) => {
             let batch_targets: Vec<&Target> = indices.iter().map(|&i| &targets[i]).collect();
             let term = semantic::loss(
                 z,

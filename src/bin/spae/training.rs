@@ -78,6 +78,10 @@ pub struct StepArgs {
     /// Clusters the candidate search probes per target (default 16).
     #[arg(long)]
     search_probes: Option<usize>,
+    /// Keep the semantic branch's projector as it is (trained before by `train-branch`);
+    /// where the branch names the guided layers, the semantic loss is then skipped.
+    #[arg(long)]
+    freeze_branch: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -122,6 +126,7 @@ impl StepArgs {
                 .then(|| SemanticOptions { weight: self.semantic_weight, ..Default::default() }),
             perceptual_weight: self.perceptual_weight,
             search: (self.search == SearchChoice::Candidates).then_some(candidates),
+            freeze_branch: self.freeze_branch,
         })
     }
 }
