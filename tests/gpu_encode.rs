@@ -122,32 +122,32 @@ fn another_configuration_encodes_as_on_the_cpu() {
 }
 
 #[test]
-fn a_branch_that_names_the_upper_words_encodes_as_on_the_cpu() {
-    // A small model whose branch (the teacher at 64 px, a 2 x 2 grid) names layers 1-2.
-    let config = SpaeConfig {
-        resolution: 32,
-        channels: vec![16, 32],
-        layers: 4,
-        semantic_branch: Some(SemanticBranchConfig {
-            teacher_input: 64,
-            hidden: 32,
-            layers: 2,
-            mode: BranchMode::Name,
-        }),
-        ..SpaeConfig::default()
-    };
-    let model = SpaeModel::from_seed(config, common::codebook(), 3).unwrap();
-    {
-        let data = model.varmap().data().lock().unwrap();
-        for (name, seed, scale) in [("branch.project_out.weight", 1, 0.2), ("branch.layer_offsets", 2, 0.3)] {
-            let var = &data[name];
-            let values = common::random_values(var.elem_count(), seed, scale);
-            var.set(&candle_core::Tensor::from_vec(values, var.dims(), &candle_core::Device::Cpu).unwrap()).unwrap();
+fn a_small_branch_added_or_naming_the_upper_words_encodes_as_on_the_cpu() {
+    // A small model whose branch (the teacher at 64 px, a 2 x 2 grid) shapes layers 1-2,
+    // added to the latent and naming those layers' words.
+    for mode in [BranchMode::Add, BranchMode::Name] {
+        let branch = SemanticBranchConfig { teacher_input: 64, hidden: 32, layers: 2, mode };
+        let config = SpaeConfig {
+            resolution: 32,
+            channels: vec![16, 32],
+            layers: 4,
+            semantic_branch: Some(branch),
+            ..SpaeConfig::default()
+        };
+        let model = SpaeModel::from_seed(config, common::codebook(), 3).unwrap();
+        {
+            let data = model.varmap().data().lock().unwrap();
+            for (name, seed, scale) in [("branch.project_out.weight", 1, 0.2), ("branch.layer_offsets", 2, 0.3)] {
+                let var = &data[name];
+                let values = common::random_values(var.elem_count(), seed, scale);
+                var.set(&candle_core::Tensor::from_vec(values, var.dims(), &candle_core::Device::Cpu).unwrap())
+                    .unwrap();
+            }
         }
+        let encoder = GpuEncoder::new(gpu(), &model, 2).unwrap();
+        let images: Vec<RgbImage> = ["automobile.png", "red-apple.png"].iter().map(|n| sample(n, 32)).collect();
+        assert_parity(&encoder, &model, &images, &format!("small branch, {mode:?}"));
     }
-    let encoder = GpuEncoder::new(gpu(), &model, 2).unwrap();
-    let images: Vec<RgbImage> = ["automobile.png", "red-apple.png"].iter().map(|n| sample(n, 32)).collect();
-    assert_parity(&encoder, &model, &images, "naming branch");
 }
 
 #[test]

@@ -117,7 +117,7 @@ fn a_branch_added_to_the_latent_is_refused() {
         seed: 1,
         semantic: SemanticOptions::default(),
     };
-    let error = train_branch(&model(BranchMode::Add), &options, |_| Ok(())).err().expect("refused");
+    let error = train_branch(&model(BranchMode::Add), &options, |_| Ok(())).expect_err("refused");
     assert!(format!("{error}").contains("\"mode\": \"name\""), "{error}");
 }
 
