@@ -23,9 +23,16 @@ fn pixels() -> Tensor {
     spae::image_io::to_tensor(std::slice::from_ref(&image)).unwrap()
 }
 
+/// The default config with its branch added to the latent.
+fn adding_config() -> SpaeConfig {
+    let mut config = SpaeConfig::default();
+    config.semantic_branch.as_mut().unwrap().mode = BranchMode::Add;
+    config
+}
+
 #[test]
 fn branch_adds_the_projected_mean_feature_of_each_cell() {
-    let model = SpaeModel::from_seed(SpaeConfig::default(), common::codebook(), 0).unwrap();
+    let model = SpaeModel::from_seed(adding_config(), common::codebook(), 0).unwrap();
     set(&model, "branch.project_out.weight", 1, 0.05);
     set(&model, "branch.layer_offsets", 2, 0.1);
     // The same CNN without a branch, by warm start from the branch model's weights.
@@ -101,7 +108,7 @@ fn a_new_branch_adds_nothing_and_warm_starts_keep_the_cnn() {
     let plain = SpaeConfig { semantic_branch: None, ..SpaeConfig::default() };
     let cnn = SpaeModel::from_seed(plain, common::codebook(), 3).unwrap();
     cnn.save(&dir).unwrap();
-    let model = SpaeModel::from_seed(SpaeConfig::default(), common::codebook(), 0).unwrap();
+    let model = SpaeModel::from_seed(adding_config(), common::codebook(), 0).unwrap();
     let fresh = model.warm_start_from(&dir.join(WEIGHTS_FILE)).unwrap();
     assert_eq!(
         fresh,
@@ -139,7 +146,7 @@ fn a_naming_branch_gives_the_upper_targets_and_leaves_z_to_the_cnn() {
             to[name].set(var.as_tensor()).unwrap();
         }
     }
-    let adding = SpaeModel::from_seed(SpaeConfig::default(), common::codebook(), 5).unwrap();
+    let adding = SpaeModel::from_seed(adding_config(), common::codebook(), 5).unwrap();
     let dir = common::fresh_dir("branch-name");
     model.save(&dir).unwrap();
     assert!(adding.warm_start_from(&dir.join(WEIGHTS_FILE)).unwrap().is_empty());

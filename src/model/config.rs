@@ -70,7 +70,8 @@ pub enum BranchMode {
 pub const TEACHER_FEATURES: usize = 1280;
 
 impl Default for SpaeConfig {
-    /// The shipped default: 64 px, downsampling 4, a 16 x 16 x 576 latent, 6 layers.
+    /// The shipped default: 64 px, downsampling 4, a 16 x 16 x 576 latent, 6 layers, a
+    /// semantic branch that names the words of layers 1-3.
     fn default() -> Self {
         Self {
             resolution: 64,
@@ -85,7 +86,7 @@ impl Default for SpaeConfig {
                 teacher_input: 128,
                 hidden: 512,
                 layers: 3,
-                mode: BranchMode::Add,
+                mode: BranchMode::Name,
             }),
         }
     }
