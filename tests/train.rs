@@ -64,19 +64,6 @@ fn options(data: &Path, run: &Path, steps: u64) -> TrainOptions {
     }
 }
 
-fn weights(model: &SpaeModel) -> Vec<(String, Vec<f32>)> {
-    let mut out: Vec<(String, Vec<f32>)> = model
-        .varmap()
-        .data()
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(n, v)| (n.clone(), v.as_tensor().flatten_all().unwrap().to_vec1().unwrap()))
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
-
 fn log_steps(run: &Path) -> Vec<u64> {
     std::fs::read_to_string(run.join("log.csv"))
         .unwrap()
@@ -93,9 +80,9 @@ fn a_resumed_run_matches_an_uninterrupted_one() {
 
     let straight = temp_dir("straight");
     let model = small_model(0);
-    let before = weights(&model);
+    let before = common::weights(&model);
     train(&model, &options(&data, &straight, 3), false, Stop::Schedule).unwrap();
-    let uninterrupted = weights(&model);
+    let uninterrupted = common::weights(&model);
     assert_ne!(before, uninterrupted, "training changed the weights");
     assert_eq!(log_steps(&straight), vec![1, 2, 3]);
 
@@ -110,13 +97,13 @@ fn a_resumed_run_matches_an_uninterrupted_one() {
     let resumed = small_model(9);
     train(&resumed, &options(&data, &stopped, 3), true, Stop::Schedule).unwrap();
     assert_eq!(log_steps(&stopped), vec![1, 2, 3]);
-    for ((name, a), (_, b)) in uninterrupted.iter().zip(weights(&resumed)) {
+    for ((name, a), (_, b)) in uninterrupted.iter().zip(common::weights(&resumed)) {
         let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
         assert!(diff < 1e-5, "{name} differs by {diff}");
     }
     // The exported model loads and matches.
     let exported = SpaeModel::load(stopped.join("export"), common::codebook()).unwrap();
-    assert_eq!(weights(&exported), weights(&resumed));
+    assert_eq!(common::weights(&exported), common::weights(&resumed));
     let files: Vec<String> =
         std::fs::read_dir(&stopped).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert_eq!(

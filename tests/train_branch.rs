@@ -57,25 +57,12 @@ fn model(mode: BranchMode) -> SpaeModel {
     SpaeModel::from_seed(config, common::codebook(), 0).unwrap()
 }
 
-fn weights(model: &SpaeModel) -> Vec<(String, Vec<f32>)> {
-    let mut out: Vec<(String, Vec<f32>)> = model
-        .varmap()
-        .data()
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(n, v)| (n.clone(), v.as_tensor().flatten_all().unwrap().to_vec1().unwrap()))
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
-
 #[test]
 fn the_branch_learns_to_name_each_image_and_only_the_branch_changes() {
     let dir = common::fresh_dir("train-branch");
     tiny_data(&dir);
     let model = model(BranchMode::Name);
-    let before = weights(&model);
+    let before = common::weights(&model);
     let options = BranchOptions {
         data_dir: dir.clone(),
         epochs: 60,
@@ -93,7 +80,7 @@ fn the_branch_learns_to_name_each_image_and_only_the_branch_changes() {
     assert_eq!((epochs.len(), seen), (60, 60), "one record and one call per pass");
     assert!(epochs[59].loss < 0.2 * epochs[0].loss, "the loss falls: {} to {}", epochs[0].loss, epochs[59].loss);
 
-    for ((name, old), (_, new)) in before.iter().zip(&weights(&model)) {
+    for ((name, old), (_, new)) in before.iter().zip(&common::weights(&model)) {
         assert_eq!(old != new, name.starts_with("branch."), "{name}: only the branch trains");
     }
     // Each image's layer-1 word is now its own word.
@@ -129,7 +116,7 @@ fn a_frozen_branch_keeps_its_weights_while_the_rest_trains() {
     let dir = common::fresh_dir("train-frozen-branch");
     tiny_data(&dir);
     let model = model(BranchMode::Name);
-    let before = weights(&model);
+    let before = common::weights(&model);
     let options = spae::train::TrainOptions {
         data_dir: dir.clone(),
         run_dir: dir.join("run"),
@@ -147,7 +134,7 @@ fn a_frozen_branch_keeps_its_weights_while_the_rest_trains() {
         freeze_branch: true,
     };
     spae::train::train(&model, &options, false, spae::train::Stop::Schedule).unwrap();
-    for ((name, old), (_, new)) in before.iter().zip(&weights(&model)) {
+    for ((name, old), (_, new)) in before.iter().zip(&common::weights(&model)) {
         if name.starts_with("branch.") {
             assert_eq!(old, new, "{name} is frozen");
         } else if name.starts_with("encoder.conv_out") || name.starts_with("decoder.conv_out") {

@@ -4,16 +4,23 @@
 
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use eframe::egui;
 
 pub struct Background<Job, Outcome> {
     name: &'static str,
-    jobs: Sender<Job>,
+    /// Taken when the studio closes: a thread waiting for jobs then ends.
+    jobs: Option<Sender<Job>>,
     outcomes: Receiver<Outcome>,
-    /// Kept so the thread is owned here; a thread waiting for jobs ends when `jobs` is dropped.
+    /// Disconnected when the thread's body has returned (or panicked).
+    finished: Receiver<()>,
+    /// Kept so the thread is owned here.
     _thread: JoinHandle<()>,
 }
+
+/// How long closing the studio waits for a thread to finish the job it is on.
+const CLOSING_WAIT: Duration = Duration::from_secs(5);
 
 /// The thread's side of the outcome channel.
 pub struct Reporter<Outcome> {
@@ -41,17 +48,21 @@ impl<Job: Send + 'static, Outcome: Send + 'static> Background<Job, Outcome> {
     ) -> Self {
         let (jobs, job_rx) = mpsc::channel();
         let (outcome_tx, outcomes) = mpsc::channel();
+        let (running, finished) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name(format!("spae-studio-{name}"))
-            .spawn(move || body(job_rx, Reporter { outcomes: outcome_tx, ctx }))
+            .spawn(move || {
+                let _running = running;
+                body(job_rx, Reporter { outcomes: outcome_tx, ctx })
+            })
             .unwrap_or_else(|e| panic!("cannot spawn the studio's {name} thread: {e}"));
-        Self { name, jobs, outcomes, _thread: thread }
+        Self { name, jobs: Some(jobs), outcomes, finished, _thread: thread }
     }
 
     /// Queues a job. A thread that takes jobs only stops when this is dropped, or when it
     /// panicked: then this panics too, with its name, rather than leave the UI waiting.
     pub fn send(&self, job: Job) {
-        if self.jobs.send(job).is_err() {
+        if self.jobs.as_ref().is_none_or(|jobs| jobs.send(job).is_err()) {
             panic!("the studio's {} thread stopped", self.name);
         }
     }
@@ -65,5 +76,14 @@ impl<Job: Send + 'static, Outcome: Send + 'static> Background<Job, Outcome> {
     #[cfg(test)]
     pub fn wait(&self, timeout: std::time::Duration) -> Option<Outcome> {
         self.outcomes.recv_timeout(timeout).ok()
+    }
+}
+
+impl<Job, Outcome> Drop for Background<Job, Outcome> {
+    /// Ends the thread's job queue and waits a little for the job it is on: a thread left
+    /// running on the GPU driver while the process exits can crash the exit.
+    fn drop(&mut self) {
+        self.jobs = None;
+        let _ = self.finished.recv_timeout(CLOSING_WAIT);
     }
 }

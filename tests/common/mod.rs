@@ -41,6 +41,20 @@ pub fn codebook() -> Arc<Codebook> {
         .clone()
 }
 
+/// Every variable of a model by name, in name order, as plain values.
+pub fn weights(model: &spae::model::SpaeModel) -> Vec<(String, Vec<f32>)> {
+    let mut out: Vec<(String, Vec<f32>)> = model
+        .varmap()
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(n, v)| (n.clone(), v.as_tensor().flatten_all().unwrap().to_vec1().unwrap()))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
 /// A real but small codebook: the first `size` lexical words, for brute-force references.
 pub fn small_codebook(size: usize) -> Codebook {
     let file = LlmFile::open(llm_path()).unwrap();
