@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codebook::candidates::{CandidateIndex, CandidateOptions};
 use crate::data::{Dataset, Split};
+use crate::model::config::BranchMode;
 use crate::model::SpaeModel;
 use crate::pyramid::saq;
 use checkpoint::Checkpoint;
@@ -155,7 +156,13 @@ pub fn benchmark(model: &SpaeModel, options: &TrainOptions, split: Split, steps:
         (1..=steps).map(|step| train_step(model, &inputs, &mut optimizer, options, step)).collect::<Result<_>>()?;
     let (codebook, shape) = (model.codebook(), model.shape());
     let search = inputs.search.as_ref().map_or(saq::Search::Exact, saq::Search::Candidates);
-    let semantic_flops = options.semantic.as_ref().map_or(0.0, |s| 3.0 * semantic::forward_flops(shape, codebook, s));
+    // A frozen branch that names every guided layer skips the semantic loss.
+    let named_layers = model.branch().filter(|b| b.config().mode == BranchMode::Name).map_or(0, |b| b.config().layers);
+    let semantic_flops = options
+        .semantic
+        .as_ref()
+        .filter(|s| !(options.freeze_branch && named_layers >= s.layers))
+        .map_or(0.0, |s| 3.0 * semantic::forward_flops(shape, codebook, s));
     let flops_per_image = 3.0 * conv_flops
         + shape.tokens_in_prefix(shape.layers()) as f64 * search.flops_per_target(codebook)
         + semantic_flops;
