@@ -90,12 +90,6 @@ impl Latent {
             .collect::<Result<_>>()?;
         Ok(Self { z, named })
     }
-
-    /// Image `index` of the batch, as a batch of one.
-    pub fn image(&self, index: usize) -> Result<Self> {
-        let one = |t: &Tensor| t.narrow(0, index, 1);
-        Ok(Self { z: one(&self.z)?, named: self.named.iter().map(one).collect::<candle_core::Result<_>>()? })
-    }
 }
 
 pub struct SpaeModel {

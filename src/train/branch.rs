@@ -61,16 +61,7 @@ pub fn train_branch(
     let targets: Vec<Target> = semantic::targets(&relevances, model.codebook().vocabulary(), &options.semantic);
     let grids = feature_cache::load_or_compute(&options.data_dir, Split::Train, &data, model)?
         .context("the model's branch has no teacher features")?;
-    let vars: Vec<_> = model
-        .varmap()
-        .data()
-        .lock()
-        .expect("varmap")
-        .iter()
-        .filter(|(name, _)| name.starts_with("branch."))
-        .map(|(n, v)| (n.clone(), v.clone()))
-        .collect();
-    let mut optimizer = AdamW::new(vars, 0.0)?;
+    let mut optimizer = AdamW::new(super::variables(model, |name| name.starts_with(super::BRANCH_VARIABLES)), 0.0)?;
     let semantic =
         SemanticOptions { layers: options.semantic.layers.min(branch.config().layers), ..options.semantic.clone() };
     let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed);

@@ -118,16 +118,17 @@ impl Inputs {
 }
 
 fn optimizer_for(model: &SpaeModel, options: &TrainOptions) -> Result<AdamW> {
-    let vars = model
-        .varmap()
-        .data()
-        .lock()
-        .expect("varmap")
-        .iter()
-        .filter(|(name, _)| !(options.freeze_branch && name.starts_with("branch.")))
-        .map(|(n, v)| (n.clone(), v.clone()))
-        .collect();
+    let vars = variables(model, |name| !(options.freeze_branch && name.starts_with(BRANCH_VARIABLES)));
     AdamW::new(vars, options.weight_decay)
+}
+
+/// Where the semantic branch's trained variables are named.
+const BRANCH_VARIABLES: &str = "branch.";
+
+/// The model's trainable variables whose names `keep` accepts, with their names.
+fn variables(model: &SpaeModel, keep: impl Fn(&str) -> bool) -> Vec<(String, candle_core::Var)> {
+    let data = model.varmap().data().lock().expect("varmap");
+    data.iter().filter(|(name, _)| keep(name)).map(|(n, v)| (n.clone(), v.clone())).collect()
 }
 
 /// What `spae bench-train` measures: timed steps and the arithmetic they stand for.
