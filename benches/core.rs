@@ -18,7 +18,7 @@ use spae::pyramid::{CellTarget, PyramidShape};
 use spae::{image_io, paths};
 
 fn codebook() -> Arc<Codebook> {
-    Arc::new(Codebook::load(paths::LLM_GGUF, vocabulary::DEFAULT_SIZE).expect("codebook"))
+    Arc::new(Codebook::load(paths::LLM_GGUF, vocabulary::DEFAULT_RULE, vocabulary::DEFAULT_SIZE).expect("codebook"))
 }
 
 /// Deterministic targets shaped like one image's 597 SAQ queries.

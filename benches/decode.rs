@@ -23,7 +23,9 @@ use spae::{image_io, paths};
 fn decode(c: &mut Criterion) {
     // As the spae and spae-studio programs do at start-up.
     spae::compute::allocator::keep_freed_memory();
-    let codebook = Arc::new(Codebook::load(paths::LLM_GGUF, vocabulary::DEFAULT_SIZE).expect("codebook"));
+    let codebook = Arc::new(
+        Codebook::load(paths::LLM_GGUF, vocabulary::DEFAULT_RULE, vocabulary::DEFAULT_SIZE).expect("codebook"),
+    );
     let model = SpaeModel::load(paths::DEFAULT_MODEL_DIR, codebook).expect("the shipped model");
     let image = image_io::prepare(&image_io::load(Path::new("assets/samples/cat-face.png")).unwrap(), 64);
     let pyramid = model.encode(&image).unwrap();
@@ -53,7 +55,9 @@ fn decode(c: &mut Criterion) {
 fn studio_edit(c: &mut Criterion) {
     use spae::studio::scripted_dialog::ScriptedDialog;
     use spae::studio::{Cell, Command, DeviceChoice, StudioApp};
-    let codebook = Arc::new(Codebook::load(paths::LLM_GGUF, vocabulary::DEFAULT_SIZE).expect("codebook"));
+    let codebook = Arc::new(
+        Codebook::load(paths::LLM_GGUF, vocabulary::DEFAULT_RULE, vocabulary::DEFAULT_SIZE).expect("codebook"),
+    );
     let model = Arc::new(SpaeModel::load(paths::DEFAULT_MODEL_DIR, codebook).expect("the shipped model"));
     let words = ["ocean", "forest"].map(|w| model.codebook().vocabulary().index_of_word(w).expect("in the vocabulary"));
     let mut harness = egui_kittest::Harness::builder().with_size([1480.0, 980.0]).build_eframe(move |cc| {

@@ -23,7 +23,9 @@ const BATCH: usize = 64;
 fn encode(c: &mut Criterion) {
     // As the spae and spae-studio programs do at start-up.
     spae::compute::allocator::keep_freed_memory();
-    let codebook = Arc::new(Codebook::load(paths::LLM_GGUF, vocabulary::DEFAULT_SIZE).expect("codebook"));
+    let codebook = Arc::new(
+        Codebook::load(paths::LLM_GGUF, vocabulary::DEFAULT_RULE, vocabulary::DEFAULT_SIZE).expect("codebook"),
+    );
     let model = SpaeModel::load(paths::DEFAULT_MODEL_DIR, codebook).expect("the shipped model");
     let samples = ["automobile.png", "cat-face.png", "red-apple.png", "sunflower.png"]
         .map(|name| image_io::prepare(&image_io::load(&Path::new("assets/samples").join(name)).unwrap(), 64));

@@ -42,6 +42,8 @@ pub mod paths {
     pub const DEFAULT_RUN_DIR: &str = "weights/training/default";
     /// The semantic teacher's classifier (EfficientNet-Lite0).
     pub const TEACHER: &str = "weights/efficientnet-lite0.safetensors";
+    /// The visual vocabulary's words, one per line (`spae vocabulary` writes it).
+    pub const VISUAL_VOCABULARY: &str = "weights/visual-vocabulary.txt";
     /// The classifier's 1000 class names.
     pub const IMAGENET_CLASSES: &str = "weights/imagenet-classes.json";
     /// The shipped pool of labelled images that generation draws its examples from.

@@ -83,6 +83,6 @@ fn inspect_describes_model_codebook_and_vocabulary() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("16384 words x 576 dims"), "{stdout}");
     assert!(stdout.contains("layer 6: 16 x 16 = 256 tokens (597 cumulative)"), "{stdout}");
-    assert!(stdout.contains("first: the and for"), "{stdout}");
+    assert!(stdout.contains("vocabulary visual words, first: the and for"), "{stdout}");
     assert!(stdout.contains("llama, licence apache-2.0), 49152 tokens"), "{stdout}");
 }

@@ -251,3 +251,49 @@ fn sizing_the_candidate_search_without_choosing_it_is_refused() {
         assert!(stderr(&out).contains("add --search candidates"), "{}", stderr(&out));
     }
 }
+
+#[test]
+fn fewshot_on_the_teachers_words_refuses_a_control() {
+    let out = spae()
+        .args(["eval-fewshot", "--words", "teacher", "--control"])
+        .arg(common::fresh_dir("cli-fewshot-teacher"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("a --control would repeat them"), "{}", stderr(&out));
+}
+
+/// `spae vocabulary` writes the rule's list, and never silently replaces a different one
+/// (the models made for it would read other words).
+#[test]
+fn the_vocabulary_command_writes_its_list_and_keeps_a_different_one() {
+    let cache = common::fresh_dir("cli-vocabulary");
+    let out = cache.join("words.txt");
+    let run = |extra: &[&str]| {
+        spae().arg("vocabulary").arg("--cache").arg(&cache).arg("--out").arg(&out).args(extra).output().unwrap()
+    };
+    let refused = run(&[]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("spae prepare-data"), "{}", stderr(&refused));
+    assert!(!out.exists());
+
+    std::fs::create_dir_all(cache.join("data")).unwrap();
+    let sample = r#"{"package":"tuxpaint-stamps-default","file":"a.png","caption":"A ripe avocado.","name":"avocado","category":"food","subcategory":null}"#;
+    std::fs::write(cache.join("data/train.jsonl"), format!("{sample}\n")).unwrap();
+    let written = run(&[]);
+    assert!(written.status.success(), "{}", stderr(&written));
+    let list = std::fs::read_to_string(&out).unwrap();
+    let words: Vec<&str> = list.lines().collect();
+    assert_eq!(words.len(), 16_384);
+    assert!(words.contains(&"avocado") && words.contains(&"strawberry"), "a text word and a class word entered");
+    assert!(String::from_utf8_lossy(&written.stdout).contains("entered"));
+    assert!(run(&[]).status.success(), "the same list again is no change");
+
+    std::fs::write(&out, "other\nwords\n").unwrap();
+    let kept = run(&[]);
+    assert_eq!(kept.status.code(), Some(1), "{}", stderr(&kept));
+    assert!(stderr(&kept).contains("holds a different word list"), "{}", stderr(&kept));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "other\nwords\n");
+    assert!(run(&["--force"]).status.success());
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), list);
+}

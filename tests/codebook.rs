@@ -2,18 +2,19 @@
 
 mod common;
 
-use spae::codebook::vocabulary::{lexical_word, Vocabulary};
+use std::collections::HashSet;
+
+use spae::codebook::vocabulary::{lexical_word, Vocabulary, VocabularyRule};
 use spae::llm::gguf::LlmFile;
 
 #[test]
-fn vocabulary_keeps_the_lowest_whole_word_tokens() {
+fn the_commonest_vocabulary_keeps_the_lowest_whole_word_tokens() {
     let file = LlmFile::open(common::llm_path()).unwrap();
     let tokens = file.tokens().unwrap();
     assert_eq!(tokens.len(), 49_152);
     let all_lexical: Vec<usize> = (0..tokens.len()).filter(|&i| lexical_word(&tokens[i]).is_some()).collect();
     assert_eq!(all_lexical.len(), 30_570, "docs/method.md section 1 counts 30,570 whole-word tokens");
-    let codebook = common::codebook();
-    let vocabulary = codebook.vocabulary();
+    let vocabulary = Vocabulary::build(&tokens, VocabularyRule::Commonest, 16_384).unwrap();
     assert_eq!(vocabulary.len(), 16_384);
     for (index, &token) in all_lexical.iter().take(16_384).enumerate() {
         assert_eq!(vocabulary.token_id(index as u32), token as u32);
@@ -25,6 +26,48 @@ fn vocabulary_keeps_the_lowest_whole_word_tokens() {
     assert_eq!(vocabulary.word(0), "the");
     assert_eq!(vocabulary.index_of_word("xyzzyq"), None);
     assert!(Vocabulary::from_tokens(&tokens, 40_000).is_err(), "more words than exist must be refused");
+}
+
+/// The committed visual list: 16,384 whole-word tokens in token order, holding every
+/// whole-word spelling of the teacher's class names (the rest of the rule reads the
+/// training split, which the tests do not have).
+#[test]
+fn the_shipped_visual_vocabulary_follows_its_rule_where_the_tests_can_check_it() {
+    let file = LlmFile::open(common::llm_path()).unwrap();
+    let tokens = file.tokens().unwrap();
+    let codebook = common::codebook();
+    let vocabulary = codebook.vocabulary();
+    assert_eq!(vocabulary.rule(), VocabularyRule::Visual);
+    assert_eq!(vocabulary.len(), 16_384);
+    assert!(vocabulary.token_ids().windows(2).all(|w| w[0] < w[1]), "rows in token order");
+    for index in 0..vocabulary.len() as u32 {
+        assert_eq!(format!("Ġ{}", vocabulary.word(index)), tokens[vocabulary.token_id(index) as usize]);
+    }
+    let spellings: HashSet<&str> = tokens.iter().filter_map(|t| lexical_word(t)).collect();
+    let classes: Vec<String> = serde_json::from_str(
+        &std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(spae::paths::IMAGENET_CLASSES))
+            .unwrap(),
+    )
+    .unwrap();
+    let mut class_words = 0;
+    for name in &classes {
+        for word in name.split(|c: char| !c.is_ascii_alphabetic()).filter(|w| !w.is_empty()) {
+            for form in [word.to_string(), word.to_ascii_lowercase()] {
+                if spellings.contains(form.as_str()) {
+                    class_words += 1;
+                    assert!(vocabulary.index_of_word(&form).is_some(), "class word {form} is missing");
+                }
+            }
+        }
+    }
+    assert!(class_words > 1000, "{class_words} class-name spellings checked");
+    for word in ["strawberry", "goose", "rug", "cannon", "chestnut", "penguin"] {
+        assert!(vocabulary.index_of_word(word).is_some(), "{word}: an ImageNet class word");
+        assert!(
+            Vocabulary::build(&tokens, VocabularyRule::Commonest, 16_384).unwrap().index_of_word(word).is_none(),
+            "{word} entered with the visual rule"
+        );
+    }
 }
 
 #[test]

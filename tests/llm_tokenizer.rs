@@ -47,7 +47,7 @@ fn decode_inverts_encode() {
 
 #[test]
 fn every_lexical_word_is_one_token_after_a_space() {
-    let codebook = Codebook::load(llm_path(), vocabulary::DEFAULT_SIZE).unwrap();
+    let codebook = Codebook::load(llm_path(), vocabulary::DEFAULT_RULE, vocabulary::DEFAULT_SIZE).unwrap();
     let vocabulary = codebook.vocabulary();
     let t = tokenizer();
     for index in 0..vocabulary.len() as u32 {

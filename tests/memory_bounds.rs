@@ -43,10 +43,17 @@ fn crafted_configs_and_the_largest_image_stay_within_bounds() {
     config.validate().unwrap();
     assert!(config.parameter_count() > 50_000_000, "{}", config.parameter_count());
     let large = dir.join("large");
-    SpaeModel::from_seed(config, Arc::new(Codebook::load(llm, spae::codebook::vocabulary::DEFAULT_SIZE).unwrap()), 0)
-        .unwrap()
-        .save(&large)
-        .unwrap();
+    SpaeModel::from_seed(
+        config,
+        Arc::new(
+            Codebook::load(llm, spae::codebook::vocabulary::DEFAULT_RULE, spae::codebook::vocabulary::DEFAULT_SIZE)
+                .unwrap(),
+        ),
+        0,
+    )
+    .unwrap()
+    .save(&large)
+    .unwrap();
     let out = spae(&["--model".as_ref(), large.as_os_str(), "inspect".as_ref()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let largest = children_peak_mib();

@@ -2,6 +2,7 @@
 
 mod common;
 
+use spae::codebook::vocabulary::VocabularyRule;
 use spae::image_io;
 use spae::model::{SpaeConfig, SpaeModel, CONFIG_FILE, WEIGHTS_FILE};
 
@@ -86,6 +87,9 @@ fn corrupt_files_and_configs_give_clear_errors() {
 
     let config = SpaeConfig { vocabulary_size: 1000, ..SpaeConfig::default() };
     assert!(SpaeModel::from_seed(config, common::codebook(), 0).is_err(), "vocabulary size must match the codebook");
+    let config = SpaeConfig { vocabulary: VocabularyRule::Commonest, ..SpaeConfig::default() };
+    let message = format!("{:#}", SpaeModel::from_seed(config, common::codebook(), 0).err().unwrap());
+    assert!(message.contains("made for the commonest vocabulary but the codebook holds the visual"), "{message}");
     let missing = format!("{:#}", SpaeModel::load(dir.join("nowhere"), common::codebook()).err().unwrap());
     assert!(missing.contains("cannot read the model config"), "{missing}");
 
@@ -108,4 +112,19 @@ fn prefix_words_of_a_batch_match_each_images_whole_pyramid() {
             images.iter().map(|image| model.encode(image).unwrap().prefix_words(layers)).collect();
         assert_eq!(batch, one_by_one);
     }
+}
+
+#[test]
+fn a_config_naming_no_vocabulary_rule_means_the_commonest_words() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let old = SpaeConfig::load(&root.join("weights/spae-add").join(CONFIG_FILE)).unwrap();
+    assert_eq!(old.vocabulary, VocabularyRule::Commonest);
+    let shipped = SpaeConfig::load(&root.join(spae::paths::DEFAULT_MODEL_DIR).join(CONFIG_FILE)).unwrap();
+    assert_eq!(shipped.vocabulary, VocabularyRule::Visual);
+    let dir = common::fresh_dir("model-vocabulary-rule");
+    let mut text = serde_json::to_value(SpaeConfig::default()).unwrap();
+    text["vocabulary"] = serde_json::json!("pictures");
+    std::fs::write(dir.join(CONFIG_FILE), text.to_string()).unwrap();
+    let message = format!("{:#}", SpaeConfig::load(&dir.join(CONFIG_FILE)).err().unwrap());
+    assert!(message.contains("is not a valid SPAE model config") && message.contains("pictures"), "{message}");
 }

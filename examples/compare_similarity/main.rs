@@ -32,7 +32,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use spae::codebook::vocabulary::Vocabulary;
+use spae::codebook::vocabulary::{Vocabulary, VocabularyRule};
 use spae::codebook::Codebook;
 use spae::data::prepare::{self, Manifest};
 use spae::data::{relevance_cache, Split};
@@ -86,7 +86,8 @@ struct Args {
 fn main() -> std::process::ExitCode {
     let args = <Args as clap::Parser>::parse();
     let run = || -> Result<()> {
-        let codebook = Codebook::load(&args.llm, spae::codebook::vocabulary::DEFAULT_SIZE)?;
+        // The commonest words: the vocabulary this comparison was made on (README).
+        let codebook = Codebook::load(&args.llm, VocabularyRule::Commonest, spae::codebook::vocabulary::DEFAULT_SIZE)?;
         compare(&codebook, &args.cache, args.json)
     };
     match run() {

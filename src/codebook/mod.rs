@@ -7,6 +7,7 @@
 //! never stored.
 
 pub mod candidates;
+pub mod visual;
 pub mod vocabulary;
 
 use std::path::{Path, PathBuf};
@@ -15,7 +16,7 @@ use anyhow::{ensure, Result};
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
-use crate::codebook::vocabulary::Vocabulary;
+use crate::codebook::vocabulary::{Vocabulary, VocabularyRule};
 use crate::llm::gguf::LlmFile;
 
 /// Codebook rows per block of the fused search: small enough that one block of dot
@@ -36,10 +37,11 @@ pub struct Codebook {
 }
 
 impl Codebook {
-    /// Reads the vocabulary and the embedding table from the LLM's GGUF file.
-    pub fn load(gguf_path: impl AsRef<Path>, vocabulary_size: usize) -> Result<Self> {
+    /// Reads the vocabulary (`size` words chosen by `rule`) and the embedding table from
+    /// the LLM's GGUF file.
+    pub fn load(gguf_path: impl AsRef<Path>, rule: VocabularyRule, size: usize) -> Result<Self> {
         let file = LlmFile::open(gguf_path.as_ref())?;
-        let vocabulary = Vocabulary::from_tokens(&file.tokens()?, vocabulary_size)?;
+        let vocabulary = Vocabulary::build(&file.tokens()?, rule, size)?;
         let table = file.dequantized("token_embd.weight")?;
         let ids = Tensor::new(vocabulary.token_ids(), &Device::Cpu)?;
         let embeddings = table.index_select(&ids, 0)?.contiguous()?;

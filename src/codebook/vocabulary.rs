@@ -1,13 +1,16 @@
 //! The lexical vocabulary: the LLM tokens that are whole English words (docs/method.md section 1).
 //!
 //! A token qualifies when it starts with the byte-level space marker `Ġ` and the rest is
-//! three or more ASCII letters. The `size` lowest token ids are kept: BPE merges come
-//! roughly in frequency order, so these are the commonest words. A word's *index* is its
-//! row in the codebook (0..size); its *token id* is its id in the LLM's vocabulary.
+//! three or more ASCII letters. Which of them form the codebook is a [`VocabularyRule`]:
+//! the `size` lowest token ids (BPE merges come roughly in frequency order, so these are
+//! the commonest words), or the committed visual list (`visual.rs`). Either way the rows
+//! are in token-id order. A word's *index* is its row in the codebook (0..size); its
+//! *token id* is its id in the LLM's vocabulary.
 
 use std::collections::HashMap;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, ensure, Context, Result};
+use serde::{Deserialize, Serialize};
 
 /// The byte-level BPE marker for a leading space.
 const SPACE_MARKER: char = 'Ġ';
@@ -15,7 +18,32 @@ const SPACE_MARKER: char = 'Ġ';
 /// Default number of words kept (docs/method.md section 1).
 pub const DEFAULT_SIZE: usize = 16_384;
 
+/// The rule a new model's words are chosen by (the shipped model's).
+pub const DEFAULT_RULE: VocabularyRule = VocabularyRule::Visual;
+
+/// Which whole-word tokens form the codebook (a model's config names it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VocabularyRule {
+    /// The `vocabulary_size` lowest token ids: the commonest words.
+    #[default]
+    Commonest,
+    /// The words listed in `weights/visual-vocabulary.txt` (made by `spae vocabulary`).
+    Visual,
+}
+
+impl VocabularyRule {
+    /// How the README and messages call it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Commonest => "commonest",
+            Self::Visual => "visual",
+        }
+    }
+}
+
 pub struct Vocabulary {
+    rule: VocabularyRule,
     words: Vec<String>,
     token_ids: Vec<u32>,
     index_of_word: HashMap<String, u32>,
@@ -23,21 +51,69 @@ pub struct Vocabulary {
 }
 
 impl Vocabulary {
-    /// Builds the vocabulary from the LLM's token strings (in id order), keeping `size` words.
+    /// Builds the vocabulary from the LLM's token strings (in id order) by `rule`, keeping
+    /// `size` words.
+    pub fn build(tokens: &[String], rule: VocabularyRule, size: usize) -> Result<Self> {
+        match rule {
+            VocabularyRule::Commonest => Self::from_tokens(tokens, size),
+            VocabularyRule::Visual => {
+                let path = crate::paths::resolve(crate::paths::VISUAL_VOCABULARY);
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read the visual vocabulary {}", path.display()))?;
+                let words: Vec<&str> = text.lines().map(str::trim).filter(|w| !w.is_empty()).collect();
+                let vocabulary = Self::from_list(tokens, &words).with_context(|| format!("in {}", path.display()))?;
+                ensure!(
+                    vocabulary.len() == size,
+                    "{} lists {} words, but the model was made for {size}",
+                    path.display(),
+                    vocabulary.len()
+                );
+                Ok(vocabulary)
+            }
+        }
+    }
+
+    /// The `size` whole-word tokens with the lowest ids.
     pub fn from_tokens(tokens: &[String], size: usize) -> Result<Self> {
-        let lexical: Vec<(u32, String)> = tokens
-            .iter()
-            .enumerate()
-            .filter_map(|(id, token)| lexical_word(token).map(|w| (id as u32, w.to_string())))
-            .take(size)
-            .collect();
+        let lexical: Vec<(u32, String)> =
+            lexical_tokens(tokens).take(size).map(|(id, w)| (id, w.to_string())).collect();
         if lexical.len() < size {
             bail!("the LLM has only {} whole-word tokens, fewer than the {size} asked for", lexical.len());
         }
-        let (token_ids, words): (Vec<u32>, Vec<String>) = lexical.into_iter().unzip();
+        Ok(Self::from_pairs(VocabularyRule::Commonest, lexical))
+    }
+
+    /// The whole-word tokens spelling the listed words (each word once, every one a
+    /// whole-word token of this LLM), in token-id order.
+    pub fn from_list(tokens: &[String], words: &[&str]) -> Result<Self> {
+        let id_of: HashMap<&str, u32> = lexical_tokens(tokens).map(|(id, w)| (w, id)).collect();
+        let mut pairs = Vec::with_capacity(words.len());
+        let mut seen = std::collections::HashSet::new();
+        for &word in words {
+            let id = *id_of.get(word).with_context(|| format!("\"{word}\" is not a whole-word token of the LLM"))?;
+            ensure!(seen.insert(id), "\"{word}\" is listed twice");
+            pairs.push((id, word.to_string()));
+        }
+        ensure!(pairs.len() >= 2, "a vocabulary needs at least 2 words, not {}", pairs.len());
+        pairs.sort_unstable_by_key(|&(id, _)| id);
+        Ok(Self::from_pairs(VocabularyRule::Visual, pairs))
+    }
+
+    fn from_pairs(rule: VocabularyRule, pairs: Vec<(u32, String)>) -> Self {
+        let (token_ids, words): (Vec<u32>, Vec<String>) = pairs.into_iter().unzip();
         let index_of_word = words.iter().enumerate().map(|(i, w)| (w.clone(), i as u32)).collect();
         let index_of_token = token_ids.iter().enumerate().map(|(i, &t)| (t, i as u32)).collect();
-        Ok(Self { words, token_ids, index_of_word, index_of_token })
+        Self { rule, words, token_ids, index_of_word, index_of_token }
+    }
+
+    /// The rule the words were chosen by: a listed vocabulary counts as visual.
+    pub fn rule(&self) -> VocabularyRule {
+        self.rule
+    }
+
+    /// All words, in row order.
+    pub fn words(&self) -> &[String] {
+        &self.words
     }
 
     pub fn len(&self) -> usize {
@@ -102,6 +178,11 @@ impl Vocabulary {
 /// Longest word that gets spelling suggestions.
 pub const MAX_SUGGESTION_BYTES: usize = 64;
 
+/// Every whole-word token of the LLM as (token id, word), in id order.
+pub fn lexical_tokens(tokens: &[String]) -> impl Iterator<Item = (u32, &str)> {
+    tokens.iter().enumerate().filter_map(|(id, token)| lexical_word(token).map(|w| (id as u32, w)))
+}
+
 /// The word a token spells if it is a whole-word token, else `None`.
 pub fn lexical_word(token: &str) -> Option<&str> {
     let rest = token.strip_prefix(SPACE_MARKER)?;
@@ -144,5 +225,29 @@ mod tests {
         assert_eq!(lexical_word("cat"), None);
         assert_eq!(lexical_word("Ġca1t"), None);
         assert_eq!(lexical_word("Ġcafé"), None);
+    }
+
+    fn tokens() -> Vec<String> {
+        ["Ġthe", "Ġcat", "at", "Ġdog", "Ġgoose", "Ġab", "Ġjeep"].iter().map(|t| t.to_string()).collect()
+    }
+
+    #[test]
+    fn a_listed_vocabulary_keeps_token_order_and_refuses_what_is_not_a_word_token() {
+        let vocabulary = Vocabulary::from_list(&tokens(), &["jeep", "cat", "goose"]).unwrap();
+        assert_eq!(vocabulary.words(), ["cat", "goose", "jeep"]);
+        assert_eq!(vocabulary.token_ids(), [1, 4, 6]);
+        assert_eq!(vocabulary.index_of_word("goose"), Some(1));
+        let refused = |words: &[&str]| Vocabulary::from_list(&tokens(), words).err().unwrap().to_string();
+        assert!(refused(&["cat", "ab"]).contains("\"ab\" is not a whole-word token"));
+        assert!(refused(&["cat", "horse"]).contains("\"horse\""));
+        assert!(refused(&["cat", "cat"]).contains("listed twice"));
+        assert!(refused(&["cat"]).contains("at least 2"));
+    }
+
+    #[test]
+    fn the_commonest_rule_keeps_the_lowest_ids() {
+        let vocabulary = Vocabulary::from_tokens(&tokens(), 3).unwrap();
+        assert_eq!(vocabulary.words(), ["the", "cat", "dog"]);
+        assert!(Vocabulary::from_tokens(&tokens(), 6).is_err());
     }
 }

@@ -70,20 +70,25 @@ impl Dataset {
 
     /// Loads a prepared split from `dir` (see `spae prepare-data`).
     pub fn load(dir: &Path, split: Split, resolution: usize) -> Result<Self> {
+        let samples = Self::load_samples(dir, split)?;
+        let pixels_path = Self::pixels_path(dir, split);
+        let pixels = std::fs::read(&pixels_path).with_context(|| format!("cannot read {}", pixels_path.display()))?;
+        Self::new(resolution, samples, pixels).with_context(|| format!("in {}", dir.display()))
+    }
+
+    /// A prepared split's samples (what each image is) without its pixels.
+    pub fn load_samples(dir: &Path, split: Split) -> Result<Vec<Sample>> {
         let samples_path = Self::samples_path(dir, split);
         let file = std::fs::File::open(&samples_path)
             .with_context(|| format!("cannot open {} (run `spae prepare-data` first)", samples_path.display()))?;
-        let samples = BufReader::new(file)
+        BufReader::new(file)
             .lines()
             .enumerate()
             .map(|(i, line)| {
                 let line = line?;
                 serde_json::from_str(&line).with_context(|| format!("{} line {}", samples_path.display(), i + 1))
             })
-            .collect::<Result<Vec<Sample>>>()?;
-        let pixels_path = Self::pixels_path(dir, split);
-        let pixels = std::fs::read(&pixels_path).with_context(|| format!("cannot read {}", pixels_path.display()))?;
-        Self::new(resolution, samples, pixels).with_context(|| format!("in {}", dir.display()))
+            .collect::<Result<Vec<Sample>>>()
     }
 
     /// Writes the split atomically.

@@ -14,12 +14,14 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use super::concepts::Concepts;
+use crate::codebook::vocabulary::Vocabulary;
 use crate::data::{class_name, Dataset};
 use crate::image_io;
 use crate::llm::model::SmolLm;
 use crate::llm::tokenizer::Tokenizer;
 use crate::model::SpaeModel;
 use crate::tasks::fewshot::{self, Task};
+use crate::teacher::relevance::Relevance;
 
 #[derive(Clone)]
 pub struct Options {
@@ -70,6 +72,17 @@ pub fn image_words(model: &SpaeModel, data: &Dataset, layers: usize) -> Result<V
         words.extend(quantized.pyramids.iter().map(|pyramid| pyramid.prefix_words(layers)));
     }
     Ok(words)
+}
+
+/// Each image's `count` words most relevant by the teacher (those in `vocabulary`, best
+/// first): the words the semantic loss teaches the upper layers to choose. Asked in place
+/// of a model's words, they show what the frozen LLM makes of them: a ceiling for the
+/// tokenizer's semantic words, not a tokenizer.
+pub fn teacher_words(relevances: &[Relevance], vocabulary: &Vocabulary, count: usize) -> Vec<Vec<u32>> {
+    relevances
+        .iter()
+        .map(|r| r.words.iter().filter_map(|w| vocabulary.index_of_word(w)).take(count).collect())
+        .collect()
 }
 
 /// Groups images (their words) by label, keeping labels with at least `min_images` images;
@@ -194,6 +207,20 @@ mod tests {
         assert_eq!(classes.images, vec![vec![vec![1], vec![4]]]);
         let classes = group(&words, &labels, 1);
         assert_eq!(classes.names, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn teacher_words_are_the_best_ones_in_the_vocabulary() {
+        let tokens: Vec<String> = ["Ġdog", "Ġcat", "Ġfox"].iter().map(|t| t.to_string()).collect();
+        let vocabulary = Vocabulary::from_tokens(&tokens, 3).unwrap();
+        let relevance = |words: &[&str]| Relevance {
+            words: words.iter().map(|w| w.to_string()).collect(),
+            scores: vec![1.0; words.len()],
+            classes: vec![],
+            text_words: vec![],
+        };
+        let relevances = [relevance(&["fox", "owl", "dog", "cat"]), relevance(&["owl"])];
+        assert_eq!(teacher_words(&relevances, &vocabulary, 2), vec![vec![2, 0], vec![]]);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::codebook::vocabulary::VocabularyRule;
 use crate::pyramid::{CellTarget, PyramidShape};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -26,6 +27,9 @@ pub struct SpaeConfig {
     pub layers: usize,
     /// Words kept in the lexical vocabulary (the codebook's rows).
     pub vocabulary_size: usize,
+    /// Which whole-word tokens those are (absent: the commonest).
+    #[serde(default)]
+    pub vocabulary: VocabularyRule,
     /// Which latent positions of a cell feed its target.
     #[serde(default)]
     pub cell_target: CellTarget,
@@ -70,8 +74,8 @@ pub enum BranchMode {
 pub const TEACHER_FEATURES: usize = 1280;
 
 impl Default for SpaeConfig {
-    /// The shipped default: 64 px, downsampling 4, a 16 x 16 x 576 latent, 6 layers, a
-    /// semantic branch that names the words of layers 1-3.
+    /// The shipped default: 64 px, downsampling 4, a 16 x 16 x 576 latent, 6 layers, the
+    /// visual vocabulary, a semantic branch that names the words of layers 1-3.
     fn default() -> Self {
         Self {
             resolution: 64,
@@ -81,6 +85,7 @@ impl Default for SpaeConfig {
             latent_channels: 576,
             layers: 6,
             vocabulary_size: crate::codebook::vocabulary::DEFAULT_SIZE,
+            vocabulary: crate::codebook::vocabulary::DEFAULT_RULE,
             cell_target: CellTarget::Mean,
             semantic_branch: Some(SemanticBranchConfig {
                 teacher_input: 128,

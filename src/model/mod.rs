@@ -111,11 +111,11 @@ impl SpaeModel {
         let config_path = dir.join(CONFIG_FILE);
         if !config_path.exists() && allow_untrained {
             let config = SpaeConfig::default();
-            let codebook = Arc::new(Codebook::load(llm, config.vocabulary_size)?);
+            let codebook = Arc::new(Codebook::load(llm, config.vocabulary, config.vocabulary_size)?);
             return Self::from_seed(config, codebook, 0);
         }
         let config = SpaeConfig::load(&config_path)?;
-        let codebook = Arc::new(Codebook::load(llm, config.vocabulary_size)?);
+        let codebook = Arc::new(Codebook::load(llm, config.vocabulary, config.vocabulary_size)?);
         Self::load(dir, codebook)
     }
 
@@ -155,6 +155,12 @@ impl SpaeModel {
             "the model was made for {} words but the codebook has {}",
             config.vocabulary_size,
             codebook.len()
+        );
+        ensure!(
+            config.vocabulary == codebook.vocabulary().rule(),
+            "the model was made for the {} vocabulary but the codebook holds the {}",
+            config.vocabulary.name(),
+            codebook.vocabulary().rule().name()
         );
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);

@@ -33,11 +33,15 @@ pub fn sample(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/samples").join(name)
 }
 
-/// The default 16,384-word codebook from the shipped GGUF.
+/// The default codebook (the shipped model's 16,384 visual words) from the shipped GGUF.
 pub fn codebook() -> Arc<Codebook> {
     static CODEBOOK: OnceLock<Arc<Codebook>> = OnceLock::new();
     CODEBOOK
-        .get_or_init(|| Arc::new(Codebook::load(llm_path(), vocabulary::DEFAULT_SIZE).expect("load codebook")))
+        .get_or_init(|| {
+            Arc::new(
+                Codebook::load(llm_path(), vocabulary::DEFAULT_RULE, vocabulary::DEFAULT_SIZE).expect("load codebook"),
+            )
+        })
         .clone()
 }
 

@@ -46,7 +46,7 @@ pub fn run(session: &Session) -> Result<()> {
     println!("codebook   {} words x {} dims, frozen LLM input embeddings", codebook.len(), codebook.dim());
     let first: Vec<&str> = (0..8).map(|i| vocabulary.word(i)).collect();
     let last: Vec<&str> = (codebook.len() as u32 - 4..codebook.len() as u32).map(|i| vocabulary.word(i)).collect();
-    println!("vocabulary first: {} ... last: {}", first.join(" "), last.join(" "));
+    println!("vocabulary {} words, first: {} ... last: {}", vocabulary.rule().name(), first.join(" "), last.join(" "));
     println!("           token ids {} ..= {}", vocabulary.token_id(0), vocabulary.token_id(codebook.len() as u32 - 1));
     let file = LlmFile::open(llm)?;
     let field = |key: &str| file.metadata_string(key).unwrap_or_else(|| "?".to_string());

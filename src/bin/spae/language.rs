@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{ensure, Result};
 use clap::ValueEnum;
 
-use spae::data::{prepare, Dataset, Split};
+use spae::data::{prepare, relevance_cache, Dataset, Split};
 use spae::eval::captioning as caption_eval;
 use spae::eval::concepts::{Concepts, MIN_IMAGES};
 use spae::eval::fewshot::{self as fewshot_eval, Cell};
@@ -88,9 +88,20 @@ pub struct EvalFewshotArgs {
     /// A control model folder (trained without semantic guidance) asked the same tasks.
     #[arg(long)]
     control: Option<PathBuf>,
+    /// Whose words stand for each image: the model's first layers, or the teacher's most
+    /// relevant words, as many (a ceiling for the tokenizer; the model only lends its
+    /// vocabulary).
+    #[arg(long, value_enum, default_value_t = WordSource::Model)]
+    words: WordSource,
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum WordSource {
+    Model,
+    Teacher,
 }
 
 impl EvalFewshotArgs {
@@ -105,6 +116,10 @@ impl EvalFewshotArgs {
     }
 
     pub fn run(self, session: &Session) -> Result<()> {
+        ensure!(
+            !(self.words == WordSource::Teacher && self.control.is_some()),
+            "--words teacher asks the teacher's words, the same for any model: a --control would repeat them"
+        );
         let options = self.options();
         let data = Dataset::load(&prepare::data_dir(&self.cache), Split::HeldOut, session.model.config().resolution)?;
         let (llm, tokenizer) = open_llm(session.llm)?;
@@ -114,8 +129,18 @@ impl EvalFewshotArgs {
         let category_labels = fewshot_eval::category_labels(&data);
         // Every table of one model, from one encoding of the split.
         let run = |model: &SpaeModel, label: &str| -> Result<Tables> {
-            eprintln!("{label}: encoding {} held-out images", data.len());
-            let words = fewshot_eval::image_words(model, &data, options.layers)?;
+            let words = match self.words {
+                WordSource::Model => {
+                    eprintln!("{label}: encoding {} held-out images", data.len());
+                    fewshot_eval::image_words(model, &data, options.layers)?
+                }
+                WordSource::Teacher => {
+                    let relevances =
+                        relevance_cache::load(&prepare::data_dir(&self.cache), Split::HeldOut, data.len())?;
+                    let count = model.shape().tokens_in_prefix(options.layers);
+                    fewshot_eval::teacher_words(&relevances, model.codebook().vocabulary(), count)
+                }
+            };
             let by_concept = fewshot_eval::group(&words, &concept_labels, MIN_IMAGES.max(most_shots + 1));
             let by_category = fewshot_eval::group(&words, &category_labels, most_shots + 1);
             let bar = indicatif::ProgressBar::new_spinner();

