@@ -122,7 +122,11 @@ fn compare(codebook: &Codebook, cache: &Path, json: bool) -> Result<()> {
         if targets.is_empty() {
             continue;
         }
-        let anchors = class_anchors(&relevance.classes, &class_words);
+        // Relative to the top class (p_c / p_top), as this comparison was made: with the
+        // image's own words held back, the class words alone anchor it.
+        let top = relevance.classes.first().map_or(1.0, |c| c.1);
+        let anchors: Anchors =
+            class_anchors(&relevance.classes, &class_words).into_iter().map(|(w, p)| (w, p / top)).collect();
         if anchors.is_empty() {
             without_anchors += 1;
             continue;

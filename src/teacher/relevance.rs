@@ -151,9 +151,8 @@ impl SemanticTeacher {
 /// outranked the image's own words: the held-out images whose best word is one of their
 /// own fell from 66% to 41%.)
 pub fn anchors(own: &[u32], classes: &[(u16, f32)], class_words: &[Vec<u32>]) -> Vec<(u32, f32)> {
-    let top = classes.first().map_or(0.0, |c| c.1);
     let mut anchors: Vec<(u32, f32)> = own.iter().map(|&w| (w, 1.0)).collect();
-    anchors.extend(class_anchors(classes, class_words).into_iter().map(|(w, relative)| (w, relative * top)));
+    anchors.extend(class_anchors(classes, class_words));
     anchors
 }
 
@@ -167,11 +166,10 @@ pub fn relevance_in(space: &WordSpace, anchors: &[(u32, f32)], allowed: &Tensor)
     }
 }
 
-/// The anchors of an image's top classes: each class name's words, weighted p_c / p_top
-/// (relative to the top class).
+/// The anchors of an image's top classes: each class name's words, weighted by the
+/// class's probability p_c.
 pub fn class_anchors(classes: &[(u16, f32)], class_words: &[Vec<u32>]) -> Vec<(u32, f32)> {
-    let top = classes.first().map_or(1.0, |c| c.1);
-    classes.iter().flat_map(|&(class, p)| class_words[class as usize].iter().map(move |&w| (w, p / top))).collect()
+    classes.iter().flat_map(|&(class, p)| class_words[class as usize].iter().map(move |&w| (w, p))).collect()
 }
 
 /// The classifier's 1000 class names, from a JSON list.
