@@ -97,6 +97,19 @@ fn spae_caption_and_ask_show_their_examples_and_prompt() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("the examples answer \"which colour is it mostly?\" from the data"), "{stderr}");
+    // Without --layers a question reads 4 layers per image: 1 + 4 + 16 + 64 words per example.
+    let output = common::spae()
+        .args(["ask", "assets/samples/red-apple.png", "Which colour?", "--examples", "2"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let examples: Vec<&str> = stderr.lines().filter_map(|line| line.strip_prefix("example: ")).collect();
+    assert_eq!(examples.len(), 2, "{stderr}");
+    for example in examples {
+        let words = example.split(" -> ").next().unwrap();
+        assert_eq!(words.split(' ').count(), 85, "{example}");
+    }
     let bad = common::spae().args(["ask", "assets/samples/red-apple.png", "  "]).output().unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("the question is empty"));
@@ -163,7 +176,8 @@ fn the_caption_evaluation_scores_the_captions_it_wrote() {
     let images: Vec<image::RgbImage> = (0..candidates.len()).map(|i| candidates.image(i).clone()).collect();
     let words = model.encode_prefix_words(&images, 3).unwrap();
     let (llm, tokenizer) = common::language();
-    let options = Options { layers: 3, examples: 3, seed: 1, questions: true };
+    // Questions over fewer layers than captions: each prompt reads its own prefix of the words.
+    let options = Options { caption_layers: 3, ask_layers: 2, examples: 3, seed: 1, questions: true };
     let mut heard = Vec::new();
     let report = evaluate(llm, tokenizer, &model, &candidates, &words, &queries, &options, |done, total| {
         heard.push((done, total))
@@ -191,6 +205,9 @@ fn the_caption_evaluation_scores_the_captions_it_wrote() {
     assert!(report.ask_interval["what"].0 <= report.ask.what && report.ask.what <= report.ask_interval["what"].1);
     assert!((0.0..=1.0).contains(&report.ask_chance.kind));
 
+    let deeper = Options { caption_layers: 3, ask_layers: 4, ..Options::default() };
+    let error = evaluate(llm, tokenizer, &model, &candidates, &words, &queries, &deeper, |_, _| {}).unwrap_err();
+    assert!(error.to_string().contains("need the words of 4 layers"), "{error}");
     let none = Options { examples: 0, ..Options::default() };
     let error = evaluate(llm, tokenizer, &model, &candidates, &words, &queries, &none, |_, _| {}).unwrap_err();
     assert!(error.to_string().contains("at least one example"), "{error}");

@@ -47,6 +47,48 @@ fn matches_candle_conv2d_forward_and_backward() {
     }
 }
 
+#[test]
+fn patch_matrix_matches_stacked_shifted_views_forward_and_backward() {
+    use spae::compute::conv::{patches, shifted_views, Padding};
+    // (channels, height, width, kernel, stride, padding): symmetric, TensorFlow's
+    // asymmetric "SAME", inputs smaller than the kernel.
+    let cases = [
+        (3, 9, 7, 3, 1, Padding::same(3)),
+        (2, 9, 8, 3, 2, Padding::tensorflow_same(9, 3, 2)),
+        (2, 6, 6, 5, 2, Padding::tensorflow_same(6, 5, 2)),
+        (1, 1, 1, 3, 1, Padding::same(3)),
+        (2, 2, 3, 5, 2, Padding::tensorflow_same(2, 5, 2)),
+        (1, 4, 4, 3, 2, Padding { before: 0, after: 2 }),
+    ];
+    for (c, h, w, k, s, padding) in cases {
+        let x = Var::from_tensor(&random(&[2, c, h, w], 5)).unwrap();
+        let (ours, oh, ow) = patches(x.as_tensor(), k, s, padding).unwrap();
+        let views = shifted_views(x.as_tensor(), k, s, padding).unwrap();
+        let reference = Tensor::stack(&views, 2).unwrap().reshape((2, c * k * k, oh * ow)).unwrap();
+        assert_eq!(max_diff(&ours, &reference), 0.0, "forward c{c} {h}x{w} k{k} s{s} {padding:?}");
+        let upstream = random(ours.dims(), 6);
+        let g_ours = (ours * &upstream).unwrap().sum_all().unwrap().backward().unwrap();
+        let g_ref = (reference * &upstream).unwrap().sum_all().unwrap().backward().unwrap();
+        let (a, b) = (g_ours.get(&x).unwrap(), g_ref.get(&x).unwrap());
+        assert!(max_diff(a, b) < 1e-5, "gradient c{c} {h}x{w} k{k} s{s} {padding:?}");
+    }
+}
+
+#[test]
+fn upsampling_matches_candle_forward_and_backward() {
+    for (c, h, w) in [(3, 4, 5), (2, 1, 1), (4, 6, 2)] {
+        let x = Var::from_tensor(&random(&[2, c, h, w], 8)).unwrap();
+        let ours = spae::compute::upsample::upsample2x(x.as_tensor()).unwrap();
+        let reference = x.as_tensor().upsample_nearest2d(2 * h, 2 * w).unwrap();
+        assert_eq!(ours.dims(), reference.dims());
+        assert_eq!(max_diff(&ours, &reference), 0.0, "forward {c}x{h}x{w}");
+        let upstream = random(ours.dims(), 9);
+        let g_ours = (ours * &upstream).unwrap().sum_all().unwrap().backward().unwrap();
+        let g_ref = (reference * &upstream).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(max_diff(g_ours.get(&x).unwrap(), g_ref.get(&x).unwrap()) < 1e-5, "gradient {c}x{h}x{w}");
+    }
+}
+
 /// max |a - b| / max |b|: the relative difference of two tensors.
 fn relative_diff(a: &Tensor, b: &Tensor) -> f32 {
     let scale: f32 = b.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap();

@@ -6,7 +6,7 @@ mod common;
 
 use spae::eval::fewshot::{self as fewshot_eval, Classes};
 use spae::llm::log_softmax;
-use spae::tasks::fewshot::{self, Task};
+use spae::tasks::fewshot::{self, Scoring, Task};
 
 fn word(text: &str) -> u32 {
     common::codebook().vocabulary().index_of_word(text).unwrap_or_else(|| panic!("`{text}` is a vocabulary word"))
@@ -49,36 +49,61 @@ fn image_words_enter_the_prompt_as_their_token_ids() {
     assert!(!open_text.contains("one of"), "{open_text}");
 }
 
+/// Log-probability of ` name` after `prompt`, from an empty cache, every position's logits.
+fn full_log_prob(prompt: &[u32], name: &str) -> f32 {
+    let (llm, tokenizer) = common::language();
+    let name_ids = tokenizer.encode(&format!(" {name}"));
+    let mut sequence = prompt.to_vec();
+    sequence.extend(&name_ids);
+    let logits = llm.logits_all(&sequence, 0, &mut llm.new_cache()).unwrap();
+    let vocab = llm.config().vocab;
+    (0..name_ids.len())
+        .map(|j| {
+            let row = prompt.len() - 1 + j;
+            log_softmax(&logits[row * vocab..(row + 1) * vocab])[name_ids[j] as usize]
+        })
+        .sum()
+}
+
+fn close(a: f32, b: f32) -> bool {
+    (a - b).abs() < 1e-3 * b.abs().max(1.0)
+}
+
 #[test]
 fn class_scores_equal_a_full_recomputation_and_the_answer_is_the_best() {
     let (llm, tokenizer) = common::language();
     let codebook = common::codebook();
+    let vocabulary = codebook.vocabulary();
     let task = task();
-    let answer = fewshot::classify(llm, tokenizer, codebook.vocabulary(), &task).unwrap();
-    for (name, &score) in task.classes.iter().zip(&answer.scores) {
-        // Independently: the whole prompt plus the name from an empty cache, every position's logits.
-        let name_ids = tokenizer.encode(&format!(" {name}"));
-        let mut sequence = answer.prompt.clone();
-        sequence.extend(&name_ids);
-        let logits = llm.logits_all(&sequence, 0, &mut llm.new_cache()).unwrap();
-        let vocab = llm.config().vocab;
-        let expected: f32 = (0..name_ids.len())
-            .map(|j| {
-                let row = answer.prompt.len() - 1 + j;
-                log_softmax(&logits[row * vocab..(row + 1) * vocab])[name_ids[j] as usize]
-            })
-            .sum();
-        assert!((score - expected).abs() < 1e-3 * expected.abs().max(1.0), "{name}: {score} vs {expected}");
+    let raw = fewshot::classify(llm, tokenizer, vocabulary, &task, Scoring::Raw).unwrap();
+    let calibrated = fewshot::classify(llm, tokenizer, vocabulary, &task, Scoring::Calibrated).unwrap();
+    assert_eq!(raw.prompt, calibrated.prompt);
+    assert!(raw.without_query.is_none());
+    // The prompt without the query: its words cut out between the last `Input:` and `Output:`.
+    let query_len = task.query.len() + tokenizer.encode("\nOutput:").len();
+    let mut without_query = raw.prompt[..raw.prompt.len() - query_len].to_vec();
+    without_query.extend(tokenizer.encode("\nOutput:"));
+    let lean = calibrated.without_query.as_ref().unwrap();
+    for (i, name) in task.classes.iter().enumerate() {
+        let expected = full_log_prob(&raw.prompt, name);
+        assert!(close(raw.scores[i], expected), "{name}: {} vs {expected}", raw.scores[i]);
+        assert!(close(calibrated.log_probs[i], expected), "{name}: {} vs {expected}", calibrated.log_probs[i]);
+        let expected_lean = full_log_prob(&without_query, name);
+        assert!(close(lean[i], expected_lean), "{name}: {} vs {expected_lean}", lean[i]);
+        assert!(close(calibrated.scores[i], expected - expected_lean), "{name}");
     }
-    let best = (0..2).max_by(|&a, &b| answer.scores[a].total_cmp(&answer.scores[b])).unwrap();
-    assert_eq!(answer.class, best);
+    for answer in [&raw, &calibrated] {
+        let best = (0..2).max_by(|&a, &b| answer.scores[a].total_cmp(&answer.scores[b])).unwrap();
+        assert_eq!(answer.class, best);
+    }
     // The LLM reads the image words: a query repeating the cat example word for word leans
     // further to "cat" than one repeating the apple example (whatever its bias for the
     // last label shown).
     let apple_query = Task { query: words("red round fruit green leaf"), ..task };
-    let other = fewshot::classify(llm, tokenizer, codebook.vocabulary(), &apple_query).unwrap();
+    let other = fewshot::classify(llm, tokenizer, vocabulary, &apple_query, Scoring::Calibrated).unwrap();
     let lean = |scores: &[f32]| scores[0] - scores[1];
-    assert!(lean(&answer.scores) > lean(&other.scores) + 0.5, "{:?} vs {:?}", answer.scores, other.scores);
+    assert!(lean(&calibrated.scores) > lean(&other.scores) + 0.5, "{:?} vs {:?}", calibrated.scores, other.scores);
+    assert_eq!((calibrated.class, other.class), (0, 1), "calibrated, each query gets its own example's class");
 }
 
 #[test]
@@ -88,7 +113,8 @@ fn bad_tasks_get_clear_messages() {
     let vocabulary = codebook.vocabulary();
     let one_class =
         Task { classes: vec!["cat".into()], support: vec![(words("cat"), 0)], query: words("cat"), induction: true };
-    let error = fewshot::classify(llm, tokenizer, vocabulary, &one_class).err().unwrap().to_string();
+    let error =
+        fewshot::classify(llm, tokenizer, vocabulary, &one_class, Scoring::default()).err().unwrap().to_string();
     assert!(error.contains("at least two classes"), "{error}");
     let huge = Task {
         classes: vec!["cat".into(), "dog".into()],
@@ -96,7 +122,7 @@ fn bad_tasks_get_clear_messages() {
         query: words("cat"),
         induction: false,
     };
-    let error = fewshot::classify(llm, tokenizer, vocabulary, &huge).err().unwrap().to_string();
+    let error = fewshot::classify(llm, tokenizer, vocabulary, &huge, Scoring::default()).err().unwrap().to_string();
     assert!(error.contains("context holds"), "{error}");
 }
 

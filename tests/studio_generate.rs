@@ -219,7 +219,10 @@ fn classifies_the_open_image_between_two_classes() {
     };
     assert_eq!(result.classes, ["cat face", "apple"]);
     assert_eq!(result.scores.len(), 2);
-    assert!(result.scores.iter().all(|s| s.is_finite() && *s < 0.0), "{:?}", result.scores);
+    // Calibrated scores (log-probability differences, of either sign); the answer is the best.
+    assert!(result.scores.iter().all(|s| s.is_finite()), "{:?}", result.scores);
+    let best = if result.scores[0] >= result.scores[1] { 0 } else { 1 };
+    assert_eq!(result.answer, best, "{:?}", result.scores);
     assert!(result.prompt.contains("output is one of [cat face, apple]"), "{}", result.prompt);
     let answer = result.classes[result.answer].clone();
     harness.get_by_label(&format!("Answer: {answer}"));
@@ -246,7 +249,9 @@ fn describes_the_open_image_as_the_library_does_and_refuses_an_empty_question() 
     let (mut harness, _) = studio_with("Describe");
     {
         let form = harness.state_mut().describe_form_mut();
-        form.layers = 2;
+        // Ask reads the question's layers, not the caption's.
+        form.ask_layers = 2;
+        form.caption_layers = 1;
         form.examples = 4;
         form.question = "What colour is it?".into();
     }

@@ -14,6 +14,7 @@
 //!   dgamma = sum da * xhat,  dbeta = sum da  (over images and positions)
 //!   dx = rstd * (g - mean(g) - xhat * mean(g * xhat)),  g = da * gamma  (means over the group)
 
+use super::contiguous_f32;
 use candle_core::{CpuStorage, CustomOp3, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
@@ -53,14 +54,6 @@ struct Backward {
     eps: f32,
 }
 
-/// A contiguous f32 storage's slice.
-fn slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&storage.as_slice::<f32>()?[start..end]),
-        None => candle_core::bail!("group_norm_silu: a non-contiguous input"),
-    }
-}
-
 /// (images, channels, positions) of an input at least 3-dimensional, with `channels`
 /// channels in `groups` groups and at least one position.
 fn dims(layout: &Layout, groups: usize, channels: usize) -> Result<(usize, usize, usize)> {
@@ -98,7 +91,7 @@ impl CustomOp3 for Forward {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, gamma, beta) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        let (x, gamma, beta) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?, contiguous_f32(s3, l3)?);
         let (_, channels, positions) = dims(l1, self.groups, gamma.len())?;
         let per_group = channels / self.groups;
         let mut y = vec![0f32; x.len()];
@@ -155,7 +148,7 @@ impl CustomOp3 for Backward {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, scale_shift, dy) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        let (x, scale_shift, dy) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?, contiguous_f32(s3, l3)?);
         let (_, channels, positions) = dims(l1, self.groups, scale_shift.len() / 2)?;
         let (gamma, beta) = scale_shift.split_at(channels);
         let per_group = channels / self.groups;

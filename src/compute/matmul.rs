@@ -3,19 +3,56 @@
 
 use gemm::{gemm, Parallelism};
 
-/// `out (m x n) = x (m x k) . w^T` for a row-major `n x k` matrix `w`; row i of `out`
-/// starts at `i * out_row_stride` (at least n), so a product can fill part of a wider
-/// buffer.
-pub fn matmul_transposed(x: &[f32], w: &[f32], m: usize, k: usize, n: usize, out: &mut [f32], out_row_stride: usize) {
+/// A matrix inside a slice: element (i, j) at `i * row + j * col`.
+#[derive(Clone, Copy)]
+pub struct View<'a> {
+    pub data: &'a [f32],
+    pub row: usize,
+    pub col: usize,
+}
+
+impl<'a> View<'a> {
+    /// A row-major matrix of `columns` columns.
+    pub fn rows(data: &'a [f32], columns: usize) -> Self {
+        Self { data, row: columns, col: 1 }
+    }
+
+    /// The transpose of a row-major matrix of `columns` columns.
+    pub fn transposed(data: &'a [f32], columns: usize) -> Self {
+        Self { data, row: 1, col: columns }
+    }
+
+    /// Whether every element of an `m x n` matrix lies inside the slice.
+    fn holds(&self, m: usize, n: usize) -> bool {
+        m == 0 || n == 0 || (m - 1) * self.row + (n - 1) * self.col < self.data.len()
+    }
+}
+
+/// `out (m x n) = lhs (m x k) . rhs (k x n)`, or `out += ...` with `accumulate`; row i of
+/// `out` starts at `i * out_row_stride` (at least n), so a product can fill part of a
+/// wider buffer. It runs on every thread of rayon's pool, or on this one alone where
+/// `threaded` is false (for many small products, each run on its own thread).
+#[allow(clippy::too_many_arguments)]
+pub fn product(
+    m: usize,
+    k: usize,
+    n: usize,
+    lhs: View,
+    rhs: View,
+    out: &mut [f32],
+    out_row_stride: usize,
+    accumulate: bool,
+    threaded: bool,
+) {
     assert!(
         out_row_stride >= n
-            && x.len() >= m * k
-            && w.len() >= n * k
-            && out.len() >= m.saturating_sub(1) * out_row_stride + n,
+            && lhs.holds(m, k)
+            && rhs.holds(k, n)
+            && (m == 0 || out.len() >= (m - 1) * out_row_stride + n),
         "matrix sizes"
     );
     // SAFETY: the asserts above make every index the strides reach lie inside the slices;
-    // dst is written without being read (read_dst = false).
+    // dst is read only when accumulating, and then it holds initialised values.
     unsafe {
         gemm(
             m,
@@ -24,21 +61,27 @@ pub fn matmul_transposed(x: &[f32], w: &[f32], m: usize, k: usize, n: usize, out
             out.as_mut_ptr(),
             1,
             out_row_stride as isize,
-            false,
-            x.as_ptr(),
-            1,
-            k as isize,
-            w.as_ptr(),
-            k as isize,
-            1,
-            0.0,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.col as isize,
+            lhs.row as isize,
+            rhs.data.as_ptr(),
+            rhs.col as isize,
+            rhs.row as isize,
+            if accumulate { 1.0 } else { 0.0 },
             1.0,
             false,
             false,
             false,
-            Parallelism::Rayon(rayon::current_num_threads()),
+            if threaded { Parallelism::Rayon(rayon::current_num_threads()) } else { Parallelism::None },
         );
     }
+}
+
+/// `out (m x n) = x (m x k) . w^T` for a row-major `n x k` matrix `w`; row i of `out`
+/// starts at `i * out_row_stride` (at least n).
+pub fn matmul_transposed(x: &[f32], w: &[f32], m: usize, k: usize, n: usize, out: &mut [f32], out_row_stride: usize) {
+    product(m, k, n, View::rows(x, k), View::transposed(w, k), out, out_row_stride, false, true);
 }
 
 /// The speed of a plain `m x k` by `k x n` product on this machine now, in GFLOP/s: the

@@ -170,8 +170,10 @@ pub struct Report {
 
 /// What an evaluation runs with.
 pub struct Options {
-    /// Pyramid layers per image in the prompts.
-    pub layers: usize,
+    /// Pyramid layers per image in the caption prompts.
+    pub caption_layers: usize,
+    /// Pyramid layers per image in the question prompts.
+    pub ask_layers: usize,
     /// In-context examples per prompt.
     pub examples: usize,
     /// Seed of the control's random words.
@@ -182,7 +184,24 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { layers: 3, examples: 8, seed: 0, questions: true }
+        Self {
+            caption_layers: captioning::CAPTION_LAYERS,
+            ask_layers: captioning::QUESTION_LAYERS,
+            examples: 8,
+            seed: 0,
+            questions: true,
+        }
+    }
+}
+
+impl Options {
+    /// The most layers any prompt reads (the candidates' words must reach it).
+    pub fn most_layers(&self) -> usize {
+        if self.questions {
+            self.caption_layers.max(self.ask_layers)
+        } else {
+            self.caption_layers
+        }
     }
 }
 
@@ -197,8 +216,9 @@ fn key(question: DataQuestion) -> &'static str {
 }
 
 /// Captions (and answers) for every image of `queries` whose name has content words,
-/// with examples drawn from `candidates` (`candidate_words`: their first `layers`
-/// layers' words). `progress` hears each image done.
+/// with examples drawn from `candidates` (`candidate_words`: the words of their first
+/// [`Options::most_layers`] layers, cut to each prompt's layers here). `progress` hears
+/// each image done.
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     llm: &SmolLm,
@@ -211,9 +231,24 @@ pub fn evaluate(
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Report> {
     ensure!(options.examples >= 1, "at least one example is needed");
-    ensure!((1..=model.shape().layers()).contains(&options.layers), "layers must be 1..={}", model.shape().layers());
+    let shape = model.shape();
+    for layers in [options.caption_layers, options.ask_layers] {
+        ensure!((1..=shape.layers()).contains(&layers), "layers must be 1..={}, not {layers}", shape.layers());
+    }
+    let (caption_words, ask_words) =
+        (shape.tokens_in_prefix(options.caption_layers), shape.tokens_in_prefix(options.ask_layers));
+    let most = shape.tokens_in_prefix(options.most_layers());
+    ensure!(
+        candidate_words.iter().all(|words| words.len() >= most),
+        "the candidates need the words of {} layers",
+        options.most_layers()
+    );
+    let cut = |count: usize| candidate_words.iter().map(|words| words[..count].to_vec()).collect::<Vec<_>>();
+    let caption_pool = cut(caption_words);
+    let ask_pool = if options.questions { cut(ask_words) } else { Vec::new() };
     let codebook = model.codebook();
-    let pool = Candidates { pool: candidates, words: candidate_words };
+    let caption_candidates = Candidates { pool: candidates, words: &caption_pool };
+    let ask_candidates = Candidates { pool: candidates, words: &ask_pool };
     let scored: Vec<usize> = (0..queries.len()).filter(|&i| name_word(queries.text(i)).is_some()).collect();
     ensure!(!scored.is_empty(), "no query image has a caption with content words");
     let mut rng = StdRng::seed_from_u64(options.seed);
@@ -226,12 +261,16 @@ pub fn evaluate(
     let mut caption_seconds = 0.0;
     for (done, &i) in scored.iter().enumerate() {
         let truth = queries.text(i);
-        let words = model.encode(queries.image(i))?.prefix_words(options.layers);
+        let words = model.encode(queries.image(i))?.prefix_words(options.most_layers());
+        // A prefix of random words is random words: one draw serves both prompts' controls.
         let random: Vec<u32> = (0..words.len()).map(|_| rng.random_range(0..codebook.len() as u32)).collect();
+        let (query, control_query) = (&words[..caption_words], &random[..caption_words]);
         let started = std::time::Instant::now();
-        let described = captioning::describe(llm, tokenizer, codebook, &pool, &words, options.examples, None)?;
+        let described =
+            captioning::describe(llm, tokenizer, codebook, &caption_candidates, query, options.examples, None)?;
         caption_seconds += started.elapsed().as_secs_f64();
-        let control = captioning::describe(llm, tokenizer, codebook, &pool, &random, options.examples, None)?;
+        let control =
+            captioning::describe(llm, tokenizer, codebook, &caption_candidates, control_query, options.examples, None)?;
         let nearest = described.examples[0].text.clone();
         let score = |caption: &str| score_caption(caption, truth).expect("the truth has content words");
         model_scores.push(score(&described.answer));
@@ -240,12 +279,12 @@ pub fn evaluate(
         let mut answers = Vec::new();
         for &question in questions {
             let expected = data_answer(question, truth, queries.category(i), queries.image(i));
-            for (query, control) in [(&words, false), (&random, true)] {
+            for (query, control) in [(&words[..ask_words], false), (&random[..ask_words], true)] {
                 let asked = captioning::describe(
                     llm,
                     tokenizer,
                     codebook,
-                    &pool,
+                    &ask_candidates,
                     query,
                     options.examples,
                     Some(question.question()),

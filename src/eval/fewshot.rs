@@ -20,7 +20,7 @@ use crate::image_io;
 use crate::llm::model::SmolLm;
 use crate::llm::tokenizer::Tokenizer;
 use crate::model::SpaeModel;
-use crate::tasks::fewshot::{self, Task};
+use crate::tasks::fewshot::{self, Scoring, Task};
 use crate::teacher::relevance::Relevance;
 
 #[derive(Clone)]
@@ -33,11 +33,20 @@ pub struct Options {
     pub seed: u64,
     /// Whether the prompt opens by naming the classes (see [`Task::induction`]).
     pub induction: bool,
+    pub scoring: Scoring,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { ways: vec![2, 5], shots: vec![1, 3, 5], tasks: 200, layers: 2, seed: 0, induction: true }
+        Self {
+            ways: vec![2, 5],
+            shots: vec![1, 3, 5],
+            tasks: 200,
+            layers: 2,
+            seed: 0,
+            induction: true,
+            scoring: Scoring::default(),
+        }
     }
 }
 
@@ -163,7 +172,7 @@ pub fn evaluate(
             let mut correct = 0;
             for index in 0..options.tasks {
                 let (task, expected) = task(classes, ways, shots, options.seed, index, options.induction);
-                let answer = fewshot::classify(llm, tokenizer, vocabulary, &task)?;
+                let answer = fewshot::classify(llm, tokenizer, vocabulary, &task, options.scoring)?;
                 correct += usize::from(answer.class == expected);
                 progress(&format!("{ways}-way {shots}-shot: task {}/{}, {correct} correct", index + 1, options.tasks));
             }

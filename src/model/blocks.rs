@@ -73,10 +73,7 @@ impl Module for Level {
         }
         match &self.resample {
             Resample::Down(conv) => conv.forward(&h),
-            Resample::Up(conv) => {
-                let (_, _, height, width) = h.dims4()?;
-                conv.forward(&h.upsample_nearest2d(height * 2, width * 2)?)
-            }
+            Resample::Up(conv) => conv.forward(&crate::compute::upsample::upsample2x(&h)?),
             Resample::Keep => Ok(h),
         }
     }

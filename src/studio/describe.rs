@@ -7,19 +7,27 @@ use std::sync::Arc;
 
 use super::llm_worker::{DescribeJob, DescribedAnswer, Job};
 use super::StudioApp;
+use crate::tasks::captioning;
 
 /// What the Describe panel asks, as the user sets it.
 pub struct DescribeForm {
     /// The question for Ask (a caption needs none).
     pub question: String,
-    /// Layers of each image in the prompt.
-    pub layers: usize,
+    /// Layers of each image in a caption's prompt.
+    pub caption_layers: usize,
+    /// Layers of each image in a question's prompt.
+    pub ask_layers: usize,
     pub examples: usize,
 }
 
 impl Default for DescribeForm {
     fn default() -> Self {
-        Self { question: "What is it?".into(), layers: 3, examples: 8 }
+        Self {
+            question: "What is it?".into(),
+            caption_layers: captioning::CAPTION_LAYERS,
+            ask_layers: captioning::QUESTION_LAYERS,
+            examples: 8,
+        }
     }
 }
 
@@ -61,7 +69,7 @@ impl StudioApp {
         self.llm.send(Job::Describe(DescribeJob {
             run,
             image: document.original.clone(),
-            layers: self.describe_form.layers,
+            layers: if ask { self.describe_form.ask_layers } else { self.describe_form.caption_layers },
             examples: self.describe_form.examples,
             question: question.clone(),
             cancel: cancel.clone(),

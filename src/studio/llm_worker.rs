@@ -277,7 +277,8 @@ impl Resources {
         };
         let task = fewshot::Task { classes: job.classes, support, query, induction: true };
         let (llm, tokenizer) = self.llm(model, reporter)?;
-        let answer = fewshot::classify(llm, tokenizer, model.codebook().vocabulary(), &task)?;
+        let answer =
+            fewshot::classify(llm, tokenizer, model.codebook().vocabulary(), &task, fewshot::Scoring::default())?;
         Ok(Classified {
             classes: task.classes,
             scores: answer.scores,

@@ -17,6 +17,23 @@ use crate::tasks::context_pool::Pool;
 /// Tokens a caption or answer may run to before it is cut.
 pub const MAX_ANSWER_TOKENS: usize = 24;
 
+/// Pyramid layers per image for a caption: the semantic layers, which say what the image
+/// is (with layer 4 the examples are chosen by appearance too, and captions copy them).
+pub const CAPTION_LAYERS: usize = 3;
+
+/// Pyramid layers per image for a question: layer 4's appearance words as well, which
+/// carry the colours the semantic layers leave out (README: captions and questions).
+pub const QUESTION_LAYERS: usize = 4;
+
+/// The default layers per image for a caption (`question` false) or a question.
+pub fn default_layers(question: bool) -> usize {
+    if question {
+        QUESTION_LAYERS
+    } else {
+        CAPTION_LAYERS
+    }
+}
+
 /// An image (its words) and what the prompt pairs it with.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Example {

@@ -3,10 +3,16 @@
 //! Each support image is written as the words of its first pyramid layers, followed by its
 //! class name; the query image's words follow, and the answer is the class name the LLM
 //! finds most likely after `Output:`. Image words enter the prompt as their token ids (a
-//! lexical word is one vocabulary token), never as re-tokenized text. A class name's score
-//! is the log-probability of all its tokens (ours: the paper reads "the LLM's scores
+//! lexical word is one vocabulary token), never as re-tokenized text. A class name's
+//! log-probability is that of all its tokens (ours: the paper reads "the LLM's scores
 //! restricted to the class names"); the prompt is run once and its KV cache reused for
 //! every class.
+//!
+//! By default the scores are calibrated (ours, after Zhao et al. 2021, "Calibrate Before
+//! Use"): from each class's log-probability is taken its log-probability after the same
+//! prompt with no query words. A small LLM leans towards some names whatever the query
+//! (the last support example's, a shorter one); that lean is what the query-free prompt
+//! measures. The support part of the prompt is read once for both.
 
 use anyhow::{ensure, Result};
 
@@ -28,18 +34,35 @@ pub struct Task {
     pub induction: bool,
 }
 
+/// How the class names' log-probabilities decide the answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Scoring {
+    /// Each class's log-probability after the prompt.
+    Raw,
+    /// Each class's log-probability after the prompt minus that after the prompt without
+    /// the query's words.
+    #[default]
+    Calibrated,
+}
+
 /// The LLM's reading of a task.
 pub struct Answer {
     /// The prompt's token ids (for display: decode them with the tokenizer).
     pub prompt: Vec<u32>,
     /// Log-probability of each class name after the prompt, in `classes` order.
+    pub log_probs: Vec<f32>,
+    /// With [`Scoring::Calibrated`]: each class name's log-probability after the prompt
+    /// without the query's words.
+    pub without_query: Option<Vec<f32>>,
+    /// What decides: `log_probs`, less `without_query` where calibrated.
     pub scores: Vec<f32>,
     /// Index of the best-scoring class.
     pub class: usize,
 }
 
-/// The prompt of docs/method.md section 6 as token ids.
-pub fn prompt(tokenizer: &Tokenizer, vocabulary: &Vocabulary, task: &Task) -> Vec<u32> {
+/// The prompt in two parts: everything up to the query's `Input:`, and the query's words
+/// with the `Output:` after them.
+fn prompt_parts(tokenizer: &Tokenizer, vocabulary: &Vocabulary, task: &Task) -> (Vec<u32>, Vec<u32>) {
     let image = |words: &[u32]| words.iter().map(|&w| vocabulary.token_id(w)).collect::<Vec<_>>();
     let mut tokens = if task.induction {
         tokenizer.encode(&format!(
@@ -55,13 +78,26 @@ pub fn prompt(tokenizer: &Tokenizer, vocabulary: &Vocabulary, task: &Task) -> Ve
         tokens.extend(tokenizer.encode(&format!("\nOutput: {}\n", task.classes[*label])));
     }
     tokens.extend(tokenizer.encode("###\nInput:"));
-    tokens.extend(image(&task.query));
-    tokens.extend(tokenizer.encode("\nOutput:"));
-    tokens
+    let mut query = image(&task.query);
+    query.extend(tokenizer.encode("\nOutput:"));
+    (tokens, query)
+}
+
+/// The prompt of docs/method.md section 6 as token ids.
+pub fn prompt(tokenizer: &Tokenizer, vocabulary: &Vocabulary, task: &Task) -> Vec<u32> {
+    let (mut head, query) = prompt_parts(tokenizer, vocabulary, task);
+    head.extend(query);
+    head
 }
 
 /// Classifies the task's query image.
-pub fn classify(llm: &SmolLm, tokenizer: &Tokenizer, vocabulary: &Vocabulary, task: &Task) -> Result<Answer> {
+pub fn classify(
+    llm: &SmolLm,
+    tokenizer: &Tokenizer,
+    vocabulary: &Vocabulary,
+    task: &Task,
+    scoring: Scoring,
+) -> Result<Answer> {
     ensure!(task.classes.len() >= 2, "a class set needs at least two classes, not {}", task.classes.len());
     ensure!(!task.support.is_empty(), "no support images: each class needs at least one labelled example");
     for (words, label) in &task.support {
@@ -82,13 +118,27 @@ pub fn classify(llm: &SmolLm, tokenizer: &Tokenizer, vocabulary: &Vocabulary, ta
         "the prompt is {} tokens and the LLM's context holds {context}: use fewer support images or fewer layers",
         prompt.len() + longest
     );
+    let (head, query) = prompt_parts(tokenizer, vocabulary, task);
     let mut cache = llm.new_cache();
-    let first = log_softmax(&llm.logits_last(&prompt, 0, &mut cache)?);
-    let after_prompt = cache.clone();
-    let scores =
-        names.iter().map(|name| score(llm, &first, name, &after_prompt, &mut cache)).collect::<Result<Vec<f32>>>()?;
+    llm.logits_last(&head, 0, &mut cache)?;
+    let after_head = cache.clone();
+    let names_after = |tail: &[u32], cache: &mut KvCache| -> Result<Vec<f32>> {
+        cache.restore(&after_head);
+        let first = log_softmax(&llm.logits_last(tail, head.len(), cache)?);
+        let after_prompt = cache.clone();
+        names.iter().map(|name| score(llm, &first, name, &after_prompt, cache)).collect()
+    };
+    let log_probs = names_after(&query, &mut cache)?;
+    let without_query = match scoring {
+        Scoring::Raw => None,
+        Scoring::Calibrated => Some(names_after(&tokenizer.encode("\nOutput:"), &mut cache)?),
+    };
+    let scores: Vec<f32> = match &without_query {
+        None => log_probs.clone(),
+        Some(lean) => log_probs.iter().zip(lean).map(|(p, l)| p - l).collect(),
+    };
     let class = scores.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
-    Ok(Answer { prompt, scores, class })
+    Ok(Answer { prompt, log_probs, without_query, scores, class })
 }
 
 /// Log-probability of `name`'s tokens after the prompt whose cache is `after_prompt` and

@@ -45,6 +45,10 @@ pub struct ClassifyArgs {
     /// The open-ended protocol: no line naming the classes opens the prompt.
     #[arg(long)]
     no_induction: bool,
+    /// How class names are scored: each one's log-probability after the prompt, less
+    /// (`calibrated`) or not (`raw`) its log-probability without the query's words.
+    #[arg(long, value_enum, default_value_t = ScoringChoice::Calibrated)]
+    scoring: ScoringChoice,
 }
 
 impl ClassifyArgs {
@@ -59,11 +63,22 @@ impl ClassifyArgs {
         let query = fewshot::file_words(model, &self.query, layers)?;
         let (llm, tokenizer) = open_llm(session.llm)?;
         let task = fewshot::Task { classes, support, query, induction: !self.no_induction };
-        let answer = fewshot::classify(&llm, &tokenizer, model.codebook().vocabulary(), &task)?;
+        let answer = fewshot::classify(&llm, &tokenizer, model.codebook().vocabulary(), &task, self.scoring.into())?;
         println!("{}", tokenizer.decode(&answer.prompt));
-        println!("---- {} prompt tokens; log-probability of each class:", answer.prompt.len());
-        for (name, score) in task.classes.iter().zip(&answer.scores) {
-            println!("{score:>10.3}  {name}");
+        match &answer.without_query {
+            None => println!("---- {} prompt tokens; log-probability of each class:", answer.prompt.len()),
+            Some(_) => println!(
+                "---- {} prompt tokens; each class's score = its log-probability - that without the query's words:",
+                answer.prompt.len()
+            ),
+        }
+        for (i, name) in task.classes.iter().enumerate() {
+            match &answer.without_query {
+                None => println!("{:>10.3}  {name}", answer.scores[i]),
+                Some(lean) => {
+                    println!("{:>10.3} = {:>8.3} - {:>8.3}  {name}", answer.scores[i], answer.log_probs[i], lean[i])
+                }
+            }
         }
         println!("answer: {}", task.classes[answer.class]);
         Ok(())
@@ -93,9 +108,30 @@ pub struct EvalFewshotArgs {
     /// vocabulary).
     #[arg(long, value_enum, default_value_t = WordSource::Model)]
     words: WordSource,
+    /// How class names are scored: each one's log-probability after the prompt, less
+    /// (`calibrated`) or not (`raw`) its log-probability without the query's words.
+    #[arg(long, value_enum, default_value_t = ScoringChoice::Calibrated)]
+    scoring: ScoringChoice,
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
+}
+
+/// How class names are scored: `calibrated` (log-probability less that without the
+/// query's words) or `raw` (log-probability).
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ScoringChoice {
+    Calibrated,
+    Raw,
+}
+
+impl From<ScoringChoice> for fewshot::Scoring {
+    fn from(choice: ScoringChoice) -> Self {
+        match choice {
+            ScoringChoice::Calibrated => Self::Calibrated,
+            ScoringChoice::Raw => Self::Raw,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -111,6 +147,7 @@ impl EvalFewshotArgs {
             layers: self.layers,
             seed: self.seed,
             shots: self.shots.clone(),
+            scoring: self.scoring.into(),
             ..Default::default()
         }
     }
@@ -178,10 +215,11 @@ impl EvalFewshotArgs {
             .transpose()?;
         let shown: Vec<String> = tables.concept_names.iter().map(|(n, count)| format!("{n} ({count})")).collect();
         println!(
-            "{} tasks per cell, {} layers per image, seed {}; {} concept classes: {}",
+            "{} tasks per cell, {} layers per image, seed {}, {} scores; {} concept classes: {}",
             options.tasks,
             options.layers,
             options.seed,
+            if options.scoring == fewshot::Scoring::Raw { "raw" } else { "calibrated" },
             shown.len(),
             shown.join(", ")
         );
@@ -205,6 +243,8 @@ impl EvalFewshotArgs {
                 with_control(&tables.categories, control.as_ref().map(|c| c.categories.as_slice()));
             line["classes"] = serde_json::json!(tables.concept_names.iter().map(|(n, _)| n).collect::<Vec<_>>());
             line["tasks"] = serde_json::json!(options.tasks);
+            line["scoring"] =
+                serde_json::json!(if options.scoring == fewshot::Scoring::Raw { "raw" } else { "calibrated" });
             println!("{line}");
         }
         Ok(())
@@ -490,9 +530,9 @@ fn open_pool(path: &Path, resolution: u32, limit: usize) -> Result<Pool> {
 /// Options shared by `caption` and `ask`.
 #[derive(clap::Args)]
 pub struct DescribeArgs {
-    /// Pyramid layers per image in the prompt.
-    #[arg(long, default_value_t = 3)]
-    layers: usize,
+    /// Pyramid layers per image in the prompt [default: 3 for a caption, 4 for a question].
+    #[arg(long)]
+    layers: Option<usize>,
     /// In-context examples.
     #[arg(long, default_value_t = 8)]
     examples: usize,
@@ -544,7 +584,7 @@ fn describe(
     args: &DescribeArgs,
     question: Option<&str>,
 ) -> Result<()> {
-    let layers = args.layers;
+    let layers = args.layers.unwrap_or(captioning::default_layers(question.is_some()));
     ensure!((1..=model.shape().layers()).contains(&layers), "--layers must be 1..={}", model.shape().layers());
     ensure!(args.examples >= 1, "--examples must be at least 1");
     if let Some(question) = question {
@@ -591,9 +631,12 @@ pub struct EvalCaptionArgs {
     /// Training images (spread evenly) the examples are chosen from.
     #[arg(long, default_value_t = 1024)]
     candidates: usize,
-    /// Pyramid layers per image in the prompts.
-    #[arg(long, default_value_t = 3)]
+    /// Pyramid layers per image in the caption prompts.
+    #[arg(long, default_value_t = captioning::CAPTION_LAYERS)]
     layers: usize,
+    /// Pyramid layers per image in the question prompts.
+    #[arg(long, default_value_t = captioning::QUESTION_LAYERS)]
+    ask_layers: usize,
     /// In-context examples per prompt.
     #[arg(long, default_value_t = 8)]
     examples: usize,
@@ -614,7 +657,8 @@ pub struct EvalCaptionArgs {
 impl EvalCaptionArgs {
     fn options(&self) -> caption_eval::Options {
         caption_eval::Options {
-            layers: self.layers,
+            caption_layers: self.layers,
+            ask_layers: self.ask_layers,
             examples: self.examples,
             seed: self.seed,
             questions: !self.no_questions,
@@ -635,26 +679,29 @@ impl EvalCaptionArgs {
         let candidates = Pool::from_dataset(&train, self.candidates.min(train.len()), |_| true);
         eprintln!("encoding {} candidate examples from the training split", candidates.len());
         let images: Vec<image::RgbImage> = (0..candidates.len()).map(|i| candidates.image(i).clone()).collect();
-        let words = model.encode_prefix_words(&images, self.layers)?;
+        let options = self.options();
+        let layers = options.most_layers();
+        ensure!(
+            (1..=model.shape().layers()).contains(&layers),
+            "layers must be 1..={}, not {layers}",
+            model.shape().layers()
+        );
+        let words = model.encode_prefix_words(&images, layers)?;
         let (llm, tokenizer) = open_llm(session.llm)?;
         let bar = indicatif::ProgressBar::new(queries.len() as u64);
-        let report = caption_eval::evaluate(
-            &llm,
-            &tokenizer,
-            model,
-            &candidates,
-            &words,
-            &queries,
-            &self.options(),
-            |done, total| {
+        let report =
+            caption_eval::evaluate(&llm, &tokenizer, model, &candidates, &words, &queries, &options, |done, total| {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);
                 if bar.is_hidden() && (done % 10 == 0 || done == total) {
                     eprintln!("captioned {done}/{total}");
                 }
-            },
-        )?;
+            })?;
         bar.finish_and_clear();
+        println!(
+            "layers per image: {} in the caption prompts, {} in the question prompts",
+            self.layers, self.ask_layers
+        );
         print_caption_report(&report, self.show);
         if self.json {
             let line = serde_json::json!({
@@ -665,6 +712,8 @@ impl EvalCaptionArgs {
                 "ask_control": (!self.no_questions).then_some(&report.ask_control),
                 "ask_chance": (!self.no_questions).then_some(&report.ask_chance),
                 "seconds_per_caption": report.seconds_per_caption,
+                "caption_layers": self.layers,
+                "ask_layers": (!self.no_questions).then_some(self.ask_layers),
                 "images": report.images,
             });
             println!("{line}");

@@ -93,7 +93,7 @@ impl StudioApp {
     }
 
     /// The answer, the class scores (a bar plot of each class's share and the sorted
-    /// log-probabilities) and the prompt.
+    /// calibrated scores) and the prompt.
     fn classify_result_ui(&self, ui: &mut egui::Ui) {
         let result = match &self.classification.result {
             None => return,
@@ -126,7 +126,7 @@ impl StudioApp {
             .show(ui, |plot_ui| plot_ui.bar_chart(BarChart::new("share", bars).width(0.6)));
         let mut order: Vec<usize> = (0..result.classes.len()).collect();
         order.sort_by(|&a, &b| result.scores[b].total_cmp(&result.scores[a]));
-        ui.label("Log-probability of each class name after the prompt:");
+        ui.label("Each class name's calibrated score: its log-probability after the prompt, less that without the query's words:");
         for i in order {
             let text = format!("{:>9.3}  {}", result.scores[i], result.classes[i]);
             let text = egui::RichText::new(text).monospace();

@@ -6,8 +6,8 @@ use eframe::egui;
 use super::super::describe::DescribeState;
 use super::super::{Command, StudioApp};
 
-/// The most examples the panel offers (8 with 3 layers each fill about a third of the
-/// LLM's context).
+/// The most examples the panel offers (16 with 4 layers each, about 1,600 tokens, fit
+/// the LLM's context).
 const MAX_EXAMPLES: usize = 16;
 
 impl StudioApp {
@@ -20,7 +20,9 @@ impl StudioApp {
         );
         let layers = self.model.shape().layers();
         let form = &mut self.describe_form;
-        ui.add(egui::Slider::new(&mut form.layers, 1..=layers).text("layers per image"));
+        ui.add(egui::Slider::new(&mut form.caption_layers, 1..=layers).text("layers per image: caption"));
+        ui.add(egui::Slider::new(&mut form.ask_layers, 1..=layers).text("layers per image: question"))
+            .on_hover_text("Layer 4's appearance words carry colours, which the upper layers leave out");
         ui.add(egui::Slider::new(&mut form.examples, 1..=MAX_EXAMPLES).text("examples"));
         let running = self.description.as_ref().is_some_and(|d| d.is_running());
         ui.horizontal(|ui| {
