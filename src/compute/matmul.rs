@@ -22,9 +22,13 @@ impl<'a> View<'a> {
         Self { data, row: 1, col: columns }
     }
 
-    /// Whether every element of an `m x n` matrix lies inside the slice.
+    /// Whether every element of an `m x n` matrix lies inside the slice (no overflow).
     fn holds(&self, m: usize, n: usize) -> bool {
-        m == 0 || n == 0 || (m - 1) * self.row + (n - 1) * self.col < self.data.len()
+        let last = (m.saturating_sub(1))
+            .checked_mul(self.row)
+            .zip((n.saturating_sub(1)).checked_mul(self.col))
+            .and_then(|(a, b)| a.checked_add(b));
+        m == 0 || n == 0 || last.is_some_and(|last| last < self.data.len())
     }
 }
 
@@ -48,7 +52,11 @@ pub fn product(
         out_row_stride >= n
             && lhs.holds(m, k)
             && rhs.holds(k, n)
-            && (m == 0 || out.len() >= (m - 1) * out_row_stride + n),
+            && (m == 0
+                || (m - 1)
+                    .checked_mul(out_row_stride)
+                    .and_then(|a| a.checked_add(n))
+                    .is_some_and(|end| out.len() >= end)),
         "matrix sizes"
     );
     // SAFETY: the asserts above make every index the strides reach lie inside the slices;

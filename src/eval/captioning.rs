@@ -232,11 +232,12 @@ pub fn evaluate(
 ) -> Result<Report> {
     ensure!(options.examples >= 1, "at least one example is needed");
     let shape = model.shape();
-    for layers in [options.caption_layers, options.ask_layers] {
+    let asked = if options.questions { &[options.ask_layers][..] } else { &[] };
+    for &layers in [options.caption_layers].iter().chain(asked) {
         ensure!((1..=shape.layers()).contains(&layers), "layers must be 1..={}, not {layers}", shape.layers());
     }
-    let (caption_words, ask_words) =
-        (shape.tokens_in_prefix(options.caption_layers), shape.tokens_in_prefix(options.ask_layers));
+    let caption_words = shape.tokens_in_prefix(options.caption_layers);
+    let ask_words = if options.questions { shape.tokens_in_prefix(options.ask_layers) } else { 0 };
     let most = shape.tokens_in_prefix(options.most_layers());
     ensure!(
         candidate_words.iter().all(|words| words.len() >= most),

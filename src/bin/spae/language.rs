@@ -698,10 +698,13 @@ impl EvalCaptionArgs {
                 }
             })?;
         bar.finish_and_clear();
-        println!(
-            "layers per image: {} in the caption prompts, {} in the question prompts",
-            self.layers, self.ask_layers
-        );
+        match self.no_questions {
+            true => println!("layers per image: {} in the caption prompts", self.layers),
+            false => println!(
+                "layers per image: {} in the caption prompts, {} in the question prompts",
+                self.layers, self.ask_layers
+            ),
+        }
         print_caption_report(&report, self.show);
         if self.json {
             let line = serde_json::json!({
