@@ -28,6 +28,7 @@ fn loss_matches_a_scalar_cross_entropy() {
         temperature: 0.7,
         relevance_temperature: 0.05,
         frequency_penalty: 0.0,
+        distinct_layers: 0,
     };
     let value =
         loss(z.as_tensor(), &[], &quantized.prefixes, &codebook, &shape, CellTarget::Mean, &[&target], &options)
@@ -99,6 +100,7 @@ fn the_loss_of_named_targets_matches_a_scalar_cross_entropy() {
         temperature: 1.0,
         relevance_temperature: 0.05,
         frequency_penalty: 0.0,
+        distinct_layers: 0,
     };
     let value =
         loss(z.as_tensor(), &given, &quantized.prefixes, &codebook, &shape, CellTarget::Mean, &[&target], &options)
@@ -132,6 +134,99 @@ fn the_loss_of_named_targets_matches_a_scalar_cross_entropy() {
         assert!(grad > 0.0, "the loss reaches the named targets");
     }
     assert!(grads.get(&z).is_none(), "the named layers' loss does not reach z");
+}
+
+/// With distinct words on layer 2, layer 1's cell keeps the whole target and each of layer
+/// 2's four cells is pulled to a word of its own: not layer 1's word, not another cell's,
+/// handed out best log p + log q first. Recomputed here in f64 from the distances.
+#[test]
+fn distinct_layers_give_each_cell_its_own_word() {
+    let codebook = common::small_codebook(512);
+    let shape = PyramidShape::new(G, 6).unwrap();
+    let z = Tensor::zeros((1, DIM, G, G), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let quantized = saq::quantize(&z, &codebook, &shape, CellTarget::Mean).unwrap();
+    let named: Vec<Tensor> = (1..=2)
+        .map(|l| {
+            let s = shape.grid_size(l);
+            let values = common::random_values(DIM * s * s, 70 + l as u64, 0.4);
+            Tensor::from_vec(values, (1, DIM, s, s), &Device::Cpu).unwrap()
+        })
+        .collect();
+    let cells: Vec<Vec<Vec<f64>>> = named
+        .iter()
+        .map(|t| {
+            let s = t.dim(2).unwrap();
+            let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+            (0..s * s).map(|c| (0..DIM).map(|d| v[d * s * s + c] as f64).collect()).collect()
+        })
+        .collect();
+    let logits = |t: &[f64]| -> Vec<f64> {
+        (0..codebook.len() as u32)
+            .map(|k| -codebook.row(k).iter().zip(t).map(|(&e, &x)| (x - e as f64).powi(2)).sum::<f64>())
+            .collect()
+    };
+    let log_softmax = |l: Vec<f64>| -> Vec<f64> {
+        let max = l.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let lse = max + l.iter().map(|x| (x - max).exp()).sum::<f64>().ln();
+        l.into_iter().map(|x| x - lse).collect()
+    };
+    let top = log_softmax(logits(&cells[0][0]));
+    let first_word = (0..top.len()).max_by(|&a, &b| top[a].total_cmp(&top[b])).unwrap() as u32;
+    // Layer 1's own word is among the targets, so the exclusion is exercised.
+    let target: Target = vec![(first_word, 0.3), (11, 0.2), (40, 0.15), (99, 0.15), (200, 0.1), (301, 0.1)];
+    let options = SemanticOptions {
+        weight: 1.0,
+        layers: 2,
+        temperature: 1.0,
+        relevance_temperature: 0.05,
+        frequency_penalty: 0.0,
+        distinct_layers: 2,
+    };
+    let value =
+        loss(&z, &named, &quantized.prefixes, &codebook, &shape, CellTarget::Mean, &[&target], &options).unwrap();
+
+    let layer_one = -target.iter().map(|&(k, q)| q as f64 * top[k as usize]).sum::<f64>();
+    let log_p: Vec<Vec<f64>> = cells[1].iter().map(|t| log_softmax(logits(t))).collect();
+    let mut pairs: Vec<(f64, usize, u32, f32)> = Vec::new();
+    for (cell, lp) in log_p.iter().enumerate() {
+        for &(k, q) in target.iter().filter(|&&(k, _)| k != first_word) {
+            pairs.push((lp[k as usize] + (q as f64).ln(), cell, k, q));
+        }
+    }
+    pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut given: Vec<Option<u32>> = vec![None; 4];
+    for (_, cell, k, _) in pairs {
+        if given[cell].is_none() && !given.contains(&Some(k)) {
+            given[cell] = Some(k);
+        }
+    }
+    let given: Vec<u32> = given.into_iter().map(Option::unwrap).collect();
+    let mut distinct = given.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 4, "four cells, four words: {given:?}");
+    assert!(!given.contains(&first_word));
+    let layer_two = given.iter().enumerate().map(|(cell, &k)| -log_p[cell][k as usize]).sum::<f64>() / 4.0;
+    let expected = (layer_one + 0.5 * layer_two) / 1.5;
+    let got = value.to_scalar::<f32>().unwrap() as f64;
+    assert!((got - expected).abs() < 1e-3 * expected.abs().max(1.0), "{got} vs {expected}");
+
+    // Too few words left for the cells: those without one keep the whole target.
+    let short: Target = vec![(first_word, 0.5), (11, 0.5)];
+    let value =
+        loss(&z, &named, &quantized.prefixes, &codebook, &shape, CellTarget::Mean, &[&short], &options).unwrap();
+    let layer_one = -short.iter().map(|&(k, q)| q as f64 * top[k as usize]).sum::<f64>();
+    let best = (0..4).max_by(|&a, &b| log_p[a][11].total_cmp(&log_p[b][11])).unwrap();
+    let layer_two = (0..4)
+        .map(|cell| match cell == best {
+            true => -log_p[cell][11],
+            false => -short.iter().map(|&(k, q)| q as f64 * log_p[cell][k as usize]).sum::<f64>(),
+        })
+        .sum::<f64>()
+        / 4.0;
+    let expected = (layer_one + 0.5 * layer_two) / 1.5;
+    let got = value.to_scalar::<f32>().unwrap() as f64;
+    assert!((got - expected).abs() < 1e-3 * expected.abs().max(1.0), "{got} vs {expected}");
 }
 
 #[test]

@@ -6,6 +6,15 @@
 //! discounts each word by how often it is among the images' relevant words:
 //! q(k) ∝ exp(r_k / tau_r) * df(k)^-alpha, df(k) being the share of the split's images
 //! whose relevant words include k.
+//!
+//! Distinct words (ours): with q alone every cell of an image is pulled to the same top
+//! word, so an image's five words of layers 1-2 held 2.1 distinct words on average, and a
+//! frozen LLM told classes apart from them no better than from the top word said five
+//! times. So the cells of layers 2..=`distinct_layers` are each given one word of q of
+//! their own: none that an earlier layer of the image names (layer 1's chosen word
+//! included), none that another cell of the layer got. The words go to the cells greedily,
+//! best `log p_cell(k) + log q(k)` first, so a cell gets the relevant word it already
+//! leans to; a cell left without a word (q has too few) keeps the whole of q.
 
 use std::collections::HashMap;
 
@@ -32,11 +41,22 @@ pub struct SemanticOptions {
     /// alpha: how strongly a word's target is discounted by how often it is relevant.
     #[serde(default)]
     pub frequency_penalty: f64,
+    /// Layers 2..=distinct_layers give each cell a distinct word of the image's target
+    /// (0 or 1: every cell is pulled to the whole target).
+    #[serde(default)]
+    pub distinct_layers: usize,
 }
 
 impl Default for SemanticOptions {
     fn default() -> Self {
-        Self { weight: 0.3, layers: 3, temperature: 1.0, relevance_temperature: 0.05, frequency_penalty: 1.0 }
+        Self {
+            weight: 0.3,
+            layers: 3,
+            temperature: 1.0,
+            relevance_temperature: 0.05,
+            frequency_penalty: 1.0,
+            distinct_layers: 2,
+        }
     }
 }
 
@@ -128,6 +148,8 @@ pub fn loss_of_targets(
     let scale = 1.0 / options.temperature;
     let mut total: Option<Tensor> = None;
     let mut weights = 0.0;
+    // Per image, the words its distinct layers name so far.
+    let mut named_by_image: Vec<Vec<u32>> = vec![Vec::new(); batch_targets.len()];
     for (index, t) in cell_targets.iter().enumerate() {
         let (batch, dim, s, _) = t.dims4()?;
         let rows = batch * s * s;
@@ -137,8 +159,9 @@ pub fn loss_of_targets(
         let logits = (t.matmul(&words.t()?)? * (2.0 * scale))?.broadcast_sub(&(word_norms.unsqueeze(0)? * scale)?)?;
         let max = logits.max_keepdim(1)?.detach();
         let log_z = (logits.broadcast_sub(&max)?.exp()?.sum_keepdim(1)?.log()? + max)?;
-        // Each cell of an image shares the image's target; padded entries have q = 0. The
-        // target words' logits are computed from their rows alone.
+        // Each cell of an image shares the image's target unless it is given a word of its
+        // own; padded entries have q = 0. The target words' logits are computed from their
+        // rows alone.
         let (mut ids, mut q) = (Vec::with_capacity(rows * width), Vec::with_capacity(rows * width));
         for target in batch_targets {
             for _ in 0..s * s {
@@ -149,14 +172,26 @@ pub fn loss_of_targets(
                 }
             }
         }
-        let ids = Tensor::from_vec(ids, rows * width, &Device::Cpu)?;
-        let q = Tensor::from_vec(q, (rows, width), &Device::Cpu)?;
-        let chosen = words.index_select(&ids, 0)?.reshape((rows, width, dim))?;
-        let chosen_norms = word_norms.index_select(&ids, 0)?.reshape((rows, width))?;
+        let ids_tensor = Tensor::from_vec(ids.clone(), rows * width, &Device::Cpu)?;
+        let chosen = words.index_select(&ids_tensor, 0)?.reshape((rows, width, dim))?;
+        let chosen_norms = word_norms.index_select(&ids_tensor, 0)?.reshape((rows, width))?;
         let dots = chosen.matmul(&t.unsqueeze(2)?)?.squeeze(2)?;
         let target_logits = ((dots * (2.0 * scale))? - (chosen_norms * scale)?)?;
-        // Cross-entropy -sum_j q_j log p(k_j) with log p = logit - log Z; the q of a row sum to 1
-        // (or to 0 for an image without relevant words).
+        let layer = index + 1;
+        if layer == 1 && options.distinct_layers >= 2 {
+            let picked: Vec<u32> = logits.argmax(1)?.to_vec1()?;
+            for (named, word) in named_by_image.iter_mut().zip(picked) {
+                named.push(word);
+            }
+        } else if layer >= 2 && layer <= options.distinct_layers {
+            let log_p: Vec<f32> = target_logits.broadcast_sub(&log_z)?.flatten_all()?.to_vec1()?;
+            for (image, named) in named_by_image.iter_mut().enumerate() {
+                let cells = image * s * s..(image + 1) * s * s;
+                let given = assign_distinct(&ids, &mut q, &log_p, cells, width, named);
+                named.extend(given);
+            }
+        }
+        let q = Tensor::from_vec(q, (rows, width), &Device::Cpu)?;
         let q_mass = q.sum_keepdim(1)?;
         let cross_entropy = ((log_z * q_mass)?.squeeze(1)? - (target_logits * &q)?.sum(1)?)?.mean(0)?;
         let w = 0.5f64.powi(index as i32);
@@ -168,6 +203,46 @@ pub fn loss_of_targets(
         });
     }
     Ok((total.context("no semantic layer to guide")? * (options.weight / weights))?)
+}
+
+/// Gives each cell of `cells` (rows of the `rows x width` target table `ids` / `q`, whose
+/// log-probabilities under the model are `log_p`) one word of its target that is not in
+/// `taken`, no two cells the same: greedily, the best `log_p + log q` pair first. A given
+/// cell's row of `q` becomes one-hot on its word; the words given are returned.
+fn assign_distinct(
+    ids: &[u32],
+    q: &mut [f32],
+    log_p: &[f32],
+    cells: std::ops::Range<usize>,
+    width: usize,
+    taken: &[u32],
+) -> Vec<u32> {
+    let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
+    for cell in cells.clone() {
+        for j in 0..width {
+            let at = cell * width + j;
+            if q[at] > 0.0 && !taken.contains(&ids[at]) {
+                pairs.push((log_p[at] + q[at].ln(), cell, j));
+            }
+        }
+    }
+    pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let (mut given, mut done) = (Vec::new(), Vec::new());
+    for (_, cell, j) in pairs {
+        let word = ids[cell * width + j];
+        if done.contains(&cell) || given.contains(&word) {
+            continue;
+        }
+        let row = &mut q[cell * width..(cell + 1) * width];
+        row.fill(0.0);
+        row[j] = 1.0;
+        given.push(word);
+        done.push(cell);
+        if done.len() == cells.len() {
+            break;
+        }
+    }
+    given
 }
 
 #[cfg(test)]

@@ -117,6 +117,10 @@ pub struct StepArgs {
     /// Weight of the semantic guidance; 0 trains the control model without it.
     #[arg(long, default_value_t = SemanticOptions::default().weight)]
     semantic_weight: f64,
+    /// Layers 2..=N of the semantic guidance give each cell a word of its own (0: every
+    /// cell is pulled to the image's whole target).
+    #[arg(long, default_value_t = SemanticOptions::default().distinct_layers)]
+    distinct_layers: usize,
     /// Weight of the perceptual loss through the teacher's features (0: off).
     #[arg(long, default_value_t = 0.0)]
     perceptual_weight: f64,
@@ -179,8 +183,11 @@ impl StepArgs {
             full_prefix_share: 0.5,
             seed,
             checkpoint_minutes: 5.0,
-            semantic: (self.semantic_weight > 0.0)
-                .then(|| SemanticOptions { weight: self.semantic_weight, ..Default::default() }),
+            semantic: (self.semantic_weight > 0.0).then(|| SemanticOptions {
+                weight: self.semantic_weight,
+                distinct_layers: self.distinct_layers,
+                ..Default::default()
+            }),
             perceptual_weight: self.perceptual_weight,
             search: (self.search == SearchChoice::Candidates).then_some(candidates),
             freeze_branch: self.freeze_branch,
@@ -260,6 +267,10 @@ pub struct TrainBranchArgs {
     lr: f64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Layers 2..=N give each cell a word of its own (0: every cell is pulled to the
+    /// image's whole target, as the shipped branch before it was trained).
+    #[arg(long, default_value_t = SemanticOptions::default().distinct_layers)]
+    distinct_layers: usize,
 }
 
 impl TrainBranchArgs {
@@ -270,7 +281,7 @@ impl TrainBranchArgs {
             batch_size: self.batch_size,
             lr: self.lr,
             seed: self.seed,
-            semantic: SemanticOptions { weight: 1.0, ..Default::default() },
+            semantic: SemanticOptions { weight: 1.0, distinct_layers: self.distinct_layers, ..Default::default() },
         };
         spae::train::branch::train_branch(session.model, &options, |_| session.model.save(session.model_dir))?;
         eprintln!("saved the model with its trained branch in {}", session.model_dir.display());
