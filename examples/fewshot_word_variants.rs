@@ -3,11 +3,16 @@
 //! evaluation's 2-way 5-shot concept tasks (seed 0, 200 tasks, calibrated scores, the
 //! same tasks `spae eval-fewshot` asks), answered from
 //! - the model's own five words;
+//! - the model's words with each cell of layer 2 taking its nearest word that neither
+//!   layer 1 nor another cell took (greedily, nearest first over the cells): the same rule
+//!   as the loss's, applied when encoding;
 //! - the teacher's top word said five times;
 //! - the model's layer-1 word, then the next distinct words of the semantic target q
 //!   (the teacher's relevances discounted by how often each word is relevant, here over
 //!   the held-out split);
-//! - the teacher's top five words.
+//! - the target's top five words (where q's own order leads);
+//! - the teacher's top five words (anchored on the image's own text too, so a ceiling
+//!   that pixels alone need not reach).
 //!
 //! Also the mean number of distinct words among each image's five.
 //! `cargo run --release --example fewshot_word_variants -- [--model DIR] [--cache DIR]`
@@ -61,6 +66,44 @@ fn distinct_after(first: u32, rest: impl IntoIterator<Item = u32>) -> Vec<u32> {
     words
 }
 
+/// Layer 1's nearest word, then layer 2's cells each the nearest word not yet taken,
+/// assigned greedily by distance over all cells (each cell's eight nearest words are
+/// enough: at most four are taken before it).
+fn exclusive_words(model: &SpaeModel, data: &Dataset) -> Result<Vec<Vec<u32>>> {
+    let codebook = model.codebook();
+    let (dim, cells) = (codebook.dim(), model.shape().tokens_in_layer(2));
+    anyhow::ensure!(cells + 1 == WORDS, "layers 1-2 of this model hold {} words, not {WORDS}", cells + 1);
+    let mut all = Vec::new();
+    for start in (0..data.len()).step_by(32) {
+        let images: Vec<_> = (start..(start + 32).min(data.len())).map(|i| data.image(i)).collect();
+        let latent = model.encode_latent(&spae::image_io::to_tensor(&images)?)?;
+        anyhow::ensure!(latent.named.len() >= 2, "the model's branch does not name layers 1-2");
+        let l1: Vec<f32> = latent.named[0].flatten_all()?.to_vec1()?;
+        let l2: Vec<f32> = latent.named[1].permute((0, 2, 3, 1))?.flatten_all()?.to_vec1()?;
+        for b in 0..images.len() {
+            let first = codebook.nearest(&l1[b * dim..(b + 1) * dim])[0];
+            let mut options: Vec<(f32, usize, u32)> = Vec::new();
+            for c in 0..cells {
+                let row = &l2[(b * cells + c) * dim..(b * cells + c + 1) * dim];
+                options.extend(codebook.nearest_k(row, 8).into_iter().map(|(w, d)| (d, c, w)));
+            }
+            options.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let mut chosen = vec![None; cells];
+            let mut taken = vec![first];
+            for (_, c, w) in options {
+                if chosen[c].is_none() && !taken.contains(&w) {
+                    chosen[c] = Some(w);
+                    taken.push(w);
+                }
+            }
+            let mut words = vec![first];
+            words.extend(chosen.iter().map(|w| w.unwrap_or(first)));
+            all.push(words);
+        }
+    }
+    Ok(all)
+}
+
 fn run(args: Args) -> Result<()> {
     let model = SpaeModel::open(&args.model, &args.llm, false)?;
     let dir = prepare::data_dir(&args.cache);
@@ -80,11 +123,13 @@ fn run(args: Args) -> Result<()> {
         .collect();
     let variants: Vec<(&str, Vec<Vec<u32>>)> = vec![
         ("the model's words", own.clone()),
+        ("the model's words, layer 2 excluding words taken", exclusive_words(&model, &data)?),
         ("the teacher's top word, five times", teacher.iter().map(|t| vec![t[0]; WORDS]).collect()),
         (
             "the model's layer-1 word, then the target's next words",
             own.iter().zip(&by_target).map(|(o, q)| distinct_after(o[0], q.iter().copied())).collect(),
         ),
+        ("the target's top five words", by_target.iter().map(|q| distinct_after(q[0], q.iter().copied())).collect()),
         ("the teacher's top five words", teacher.clone()),
     ];
     let file = LlmFile::open(&args.llm)?;

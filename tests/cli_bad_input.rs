@@ -297,3 +297,21 @@ fn the_vocabulary_command_writes_its_list_and_keeps_a_different_one() {
     assert!(run(&["--force"]).status.success());
     assert_eq!(std::fs::read_to_string(&out).unwrap(), list);
 }
+
+#[test]
+fn a_frequency_penalty_that_is_not_a_finite_non_negative_number_is_refused() {
+    // Refused before any data is read, so no prepared cache is needed.
+    let missing = std::env::temp_dir().join("spae-no-such-cache");
+    for command in ["train-branch", "bench-train"] {
+        for value in ["-1", "NaN", "inf"] {
+            let flag = format!("--frequency-penalty={value}");
+            let out = spae().args([command, &flag, "--cache"]).arg(&missing).output().unwrap();
+            assert_eq!(out.status.code(), Some(1), "{command} {flag}: {}", stderr(&out));
+            assert!(
+                stderr(&out).contains("--frequency-penalty must be a finite number of at least 0"),
+                "{}",
+                stderr(&out)
+            );
+        }
+    }
+}

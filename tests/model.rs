@@ -128,3 +128,51 @@ fn a_config_naming_no_vocabulary_rule_means_the_commonest_words() {
     let message = format!("{:#}", SpaeConfig::load(&dir.join(CONFIG_FILE)).err().unwrap());
     assert!(message.contains("is not a valid SPAE model config") && message.contains("pictures"), "{message}");
 }
+
+/// A network grown by a residual block per level and warm-started from a smaller one
+/// starts as the same function: each new block's last convolution is zero, so it adds
+/// nothing to its skip. Its other new tensors keep their initialisation.
+#[test]
+fn a_grown_network_warm_started_computes_what_it_grew_from() {
+    let dir = temp_dir("grown");
+    let small = SpaeModel::from_seed(SpaeConfig::default(), common::codebook(), 5).unwrap();
+    small.save(&dir).unwrap();
+    let grown_config = SpaeConfig { res_blocks: 2, ..SpaeConfig::default() };
+    let grown = SpaeModel::from_seed(grown_config, common::codebook(), 7).unwrap();
+    let fresh = grown.warm_start_from(&dir.join(WEIGHTS_FILE)).unwrap();
+    // Three levels in the encoder and three in the decoder, each one new block.
+    assert_eq!(fresh.len(), 6 * 8);
+    assert!(fresh.iter().all(|name| name.contains(".blocks.1.")), "{fresh:?}");
+    let data = grown.varmap().data().lock().unwrap();
+    for name in &fresh {
+        let largest = data[name].as_tensor().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        if name.contains(".conv2.") {
+            assert_eq!(largest, 0.0, "{name} starts at zero");
+        } else if name.ends_with("conv1.weight") {
+            assert!(largest > 0.0, "{name} keeps its initialisation");
+        }
+    }
+    drop(data);
+    let image = sample_image(64);
+    let pyramid = small.encode(&image).unwrap();
+    assert_eq!(grown.encode(&image).unwrap(), pyramid, "same words");
+    let (a, b) = (small.decode(&pyramid, 6).unwrap(), grown.decode(&pyramid, 6).unwrap());
+    let most = a.pixels().zip(b.pixels()).flat_map(|(p, q)| p.0.iter().zip(q.0).map(|(x, y)| x.abs_diff(y))).max();
+    assert!(most <= Some(1), "decoded images differ by up to {most:?} levels");
+}
+
+/// A folder holding only a config (a new size written by hand) opens untrained, from
+/// seed 0, where an untrained model is allowed, and is refused otherwise.
+#[test]
+fn a_config_without_weights_opens_untrained_only_when_allowed() {
+    let dir = temp_dir("config-only");
+    let config = SpaeConfig { res_blocks: 2, ..SpaeConfig::default() };
+    std::fs::write(dir.join(CONFIG_FILE), serde_json::to_string(&config).unwrap()).unwrap();
+    let model = SpaeModel::open(&dir, &common::llm_path(), true).unwrap();
+    assert_eq!(model.config(), &config);
+    assert!(matches!(model.source(), spae::model::WeightsSource::Seed(0)));
+    let seeded = SpaeModel::from_seed(config, common::codebook(), 0).unwrap();
+    assert_eq!(common::weights(&model), common::weights(&seeded));
+    let refused = SpaeModel::open(&dir, &common::llm_path(), false).err().unwrap();
+    assert!(format!("{refused:#}").contains("no weights file"), "{refused:#}");
+}

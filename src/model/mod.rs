@@ -36,6 +36,9 @@ pub const CONFIG_FILE: &str = "config.json";
 /// unit scale, about ten times the per-element scale of SmolLM2's embeddings.
 const ENCODER_OUTPUT_GAIN: f64 = 0.1;
 pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// Tensors of a residual block without a skip projection: two norms and two convolutions,
+/// each with a weight and a bias.
+const BLOCK_TENSORS: usize = 8;
 
 /// Where a model's weights came from, for the status bar and `spae inspect`.
 #[derive(Clone, Debug)]
@@ -116,6 +119,10 @@ impl SpaeModel {
         }
         let config = SpaeConfig::load(&config_path)?;
         let codebook = Arc::new(Codebook::load(llm, config.vocabulary, config.vocabulary_size)?);
+        if !dir.join(WEIGHTS_FILE).exists() && allow_untrained {
+            // A config written by hand for a new size: its weights start from the seed.
+            return Self::from_seed(config, codebook, 0);
+        }
         Self::load(dir, codebook)
     }
 
@@ -213,6 +220,9 @@ impl SpaeModel {
     /// Warm start: copies every tensor of another model's weights file whose name and
     /// shape this model shares, leaving the rest as they are. Returns the names of this
     /// model's tensors that were not found there (a branch added to a trained CNN, say).
+    /// A residual block that is new as a whole (a network grown by `res_blocks`) gets a
+    /// zero last convolution, so it starts as the identity and the grown network computes
+    /// what the one it grew from did.
     pub fn warm_start_from(&self, path: &Path) -> Result<Vec<String>> {
         // SAFETY: the file is only read; the mapping lives until this function returns.
         let file = unsafe { MmapedSafetensors::new(path) }
@@ -229,6 +239,14 @@ impl SpaeModel {
             }
         }
         ensure!(fresh.len() < data.len(), "{} shares no tensor with this model", path.display());
+        for name in &fresh {
+            if let Some(block) = name.strip_suffix(".conv2.weight").or_else(|| name.strip_suffix(".conv2.bias")) {
+                if fresh.iter().filter(|other| other.starts_with(&format!("{block}."))).count() == BLOCK_TENSORS {
+                    let var = &data[name];
+                    var.set(&var.as_tensor().zeros_like()?)?;
+                }
+            }
+        }
         fresh.sort();
         Ok(fresh)
     }

@@ -121,6 +121,10 @@ pub struct StepArgs {
     /// cell is pulled to the image's whole target).
     #[arg(long, default_value_t = SemanticOptions::default().distinct_layers)]
     distinct_layers: usize,
+    /// alpha: how strongly a word's semantic target is discounted by the share of images
+    /// it is relevant to (0: the teacher's relevances as they are).
+    #[arg(long, default_value_t = SemanticOptions::default().frequency_penalty)]
+    frequency_penalty: f64,
     /// Weight of the perceptual loss through the teacher's features (0: off).
     #[arg(long, default_value_t = 0.0)]
     perceptual_weight: f64,
@@ -167,6 +171,7 @@ impl StepArgs {
             self.search == SearchChoice::Candidates || !sized,
             "--search-clusters and --search-probes size the candidate search: add --search candidates"
         );
+        let frequency_penalty = frequency_penalty(self.frequency_penalty)?;
         let defaults = CandidateOptions::default();
         let candidates = CandidateOptions {
             clusters: self.search_clusters.unwrap_or(defaults.clusters),
@@ -186,6 +191,7 @@ impl StepArgs {
             semantic: (self.semantic_weight > 0.0).then(|| SemanticOptions {
                 weight: self.semantic_weight,
                 distinct_layers: self.distinct_layers,
+                frequency_penalty,
                 ..Default::default()
             }),
             perceptual_weight: self.perceptual_weight,
@@ -271,6 +277,10 @@ pub struct TrainBranchArgs {
     /// image's whole target, as the shipped branch before it was trained).
     #[arg(long, default_value_t = SemanticOptions::default().distinct_layers)]
     distinct_layers: usize,
+    /// alpha: how strongly a word's semantic target is discounted by the share of images
+    /// it is relevant to (0: the teacher's relevances as they are).
+    #[arg(long, default_value_t = SemanticOptions::default().frequency_penalty)]
+    frequency_penalty: f64,
 }
 
 impl TrainBranchArgs {
@@ -281,7 +291,12 @@ impl TrainBranchArgs {
             batch_size: self.batch_size,
             lr: self.lr,
             seed: self.seed,
-            semantic: SemanticOptions { weight: 1.0, distinct_layers: self.distinct_layers, ..Default::default() },
+            semantic: SemanticOptions {
+                weight: 1.0,
+                distinct_layers: self.distinct_layers,
+                frequency_penalty: frequency_penalty(self.frequency_penalty)?,
+                ..Default::default()
+            },
         };
         spae::train::branch::train_branch(session.model, &options, |_| session.model.save(session.model_dir))?;
         eprintln!("saved the model with its trained branch in {}", session.model_dir.display());
@@ -381,4 +396,14 @@ impl BenchTrainArgs {
         }
         Ok(())
     }
+}
+
+/// alpha as given, where it is a finite number of at least 0 (a negative alpha would
+/// favour the words relevant to every image).
+fn frequency_penalty(alpha: f64) -> Result<f64> {
+    anyhow::ensure!(
+        alpha.is_finite() && alpha >= 0.0,
+        "--frequency-penalty must be a finite number of at least 0, not {alpha}"
+    );
+    Ok(alpha)
 }
