@@ -10,7 +10,8 @@
 //! - the model's layer-1 word, then the next distinct words of the semantic target q
 //!   (the teacher's relevances discounted by how often each word is relevant, here over
 //!   the held-out split);
-//! - the target's top five words (where q's own order leads);
+//! - the target's top five words (where q's own order leads; `--frequency-penalty`
+//!   sets q's alpha for this and the variant above);
 //! - the teacher's top five words (anchored on the image's own text too, so a ceiling
 //!   that pixels alone need not reach).
 //!
@@ -42,6 +43,9 @@ struct Args {
     llm: PathBuf,
     #[arg(long, default_value_os_t = paths::resolve(spae::data::DEFAULT_CACHE))]
     cache: PathBuf,
+    /// alpha of the target q (docs/method.md section 5b) for the variants built from it.
+    #[arg(long, default_value_t = SemanticOptions::default().frequency_penalty)]
+    frequency_penalty: f64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -97,7 +101,8 @@ fn exclusive_words(model: &SpaeModel, data: &Dataset) -> Result<Vec<Vec<u32>>> {
                 }
             }
             let mut words = vec![first];
-            words.extend(chosen.iter().map(|w| w.unwrap_or(first)));
+            words
+                .extend(chosen.iter().map(|w| w.expect("eight candidates a cell, at most four words taken before it")));
             all.push(words);
         }
     }
@@ -114,7 +119,12 @@ fn run(args: Args) -> Result<()> {
     eprintln!("encoding {} held-out images", data.len());
     let own = fewshot::image_words(&model, &data, 2)?;
     let teacher = fewshot::teacher_words(&relevances, vocabulary, WORDS);
-    let by_target: Vec<Vec<u32>> = semantic::targets(&relevances, vocabulary, &SemanticOptions::default())
+    anyhow::ensure!(
+        args.frequency_penalty.is_finite() && args.frequency_penalty >= 0.0,
+        "--frequency-penalty must be a finite number of at least 0"
+    );
+    let target_options = SemanticOptions { frequency_penalty: args.frequency_penalty, ..SemanticOptions::default() };
+    let by_target: Vec<Vec<u32>> = semantic::targets(&relevances, vocabulary, &target_options)
         .into_iter()
         .map(|mut target| {
             target.sort_by(|a, b| b.1.total_cmp(&a.1));

@@ -300,9 +300,9 @@ fn the_vocabulary_command_writes_its_list_and_keeps_a_different_one() {
 
 #[test]
 fn a_frequency_penalty_that_is_not_a_finite_non_negative_number_is_refused() {
-    // Refused before any data is read, so no prepared cache is needed.
+    // Refused before the training data is read, so no prepared cache is needed.
     let missing = std::env::temp_dir().join("spae-no-such-cache");
-    for command in ["train-branch", "bench-train"] {
+    for command in ["train-branch", "train", "bench-train"] {
         for value in ["-1", "NaN", "inf"] {
             let flag = format!("--frequency-penalty={value}");
             let out = spae().args([command, &flag, "--cache"]).arg(&missing).output().unwrap();

@@ -36,9 +36,6 @@ pub const CONFIG_FILE: &str = "config.json";
 /// unit scale, about ten times the per-element scale of SmolLM2's embeddings.
 const ENCODER_OUTPUT_GAIN: f64 = 0.1;
 pub const WEIGHTS_FILE: &str = "model.safetensors";
-/// Tensors of a residual block without a skip projection: two norms and two convolutions,
-/// each with a weight and a bias.
-const BLOCK_TENSORS: usize = 8;
 
 /// Where a model's weights came from, for the status bar and `spae inspect`.
 #[derive(Clone, Debug)]
@@ -108,8 +105,9 @@ pub struct SpaeModel {
 
 impl SpaeModel {
     /// Opens the model folder `dir` with the codebook from the LLM file `llm`. Where `dir`
-    /// holds no weights yet and `allow_untrained` is set, a model with the default config
-    /// initialised from seed 0 stands in, and says so through [`Self::source`].
+    /// holds no weights yet and `allow_untrained` is set, a model initialised from seed 0
+    /// stands in (with the folder's config where it has one, else the default), and says
+    /// so through [`Self::source`].
     pub fn open(dir: &Path, llm: &Path, allow_untrained: bool) -> Result<Self> {
         let config_path = dir.join(CONFIG_FILE);
         if !config_path.exists() && allow_untrained {
@@ -119,7 +117,7 @@ impl SpaeModel {
         }
         let config = SpaeConfig::load(&config_path)?;
         let codebook = Arc::new(Codebook::load(llm, config.vocabulary, config.vocabulary_size)?);
-        if !dir.join(WEIGHTS_FILE).exists() && allow_untrained {
+        if !dir.join(WEIGHTS_FILE).is_file() && allow_untrained {
             // A config written by hand for a new size: its weights start from the seed.
             return Self::from_seed(config, codebook, 0);
         }
@@ -141,7 +139,7 @@ impl SpaeModel {
         let weights = dir.join(WEIGHTS_FILE);
         ensure!(
             weights.is_file(),
-            "the model folder {} has a config but no weights file {WEIGHTS_FILE}",
+            "the model folder {} has a config but no weights file {WEIGHTS_FILE} (`spae train` starts from it; other commands run it untrained with --allow-untrained)",
             dir.display()
         );
         let model = Self::build(config, codebook, WeightsSource::File(weights.clone()))?;
@@ -220,9 +218,11 @@ impl SpaeModel {
     /// Warm start: copies every tensor of another model's weights file whose name and
     /// shape this model shares, leaving the rest as they are. Returns the names of this
     /// model's tensors that were not found there (a branch added to a trained CNN, say).
-    /// A residual block that is new as a whole (a network grown by `res_blocks`) gets a
-    /// zero last convolution, so it starts as the identity and the grown network computes
-    /// what the one it grew from did.
+    /// A residual block that is new as a whole (none of its tensors in the source, as in a
+    /// network grown by `res_blocks`) and keeps its input's width gets a zero last
+    /// convolution, so it starts as the identity and the grown network computes what the
+    /// one it grew from did; blocks the source has at another width keep their
+    /// initialisation.
     pub fn warm_start_from(&self, path: &Path) -> Result<Vec<String>> {
         // SAFETY: the file is only read; the mapping lives until this function returns.
         let file = unsafe { MmapedSafetensors::new(path) }
@@ -239,9 +239,15 @@ impl SpaeModel {
             }
         }
         ensure!(fresh.len() < data.len(), "{} shares no tensor with this model", path.display());
+        // A block the source knows nothing of and whose skip is the identity (no projection):
+        // its zero last convolution makes the whole block the identity.
+        let new_block = |block: &str| {
+            let prefix = format!("{block}.");
+            !shapes.keys().any(|k| k.starts_with(&prefix)) && !data.contains_key(&format!("{block}.skip.weight"))
+        };
         for name in &fresh {
             if let Some(block) = name.strip_suffix(".conv2.weight").or_else(|| name.strip_suffix(".conv2.bias")) {
-                if fresh.iter().filter(|other| other.starts_with(&format!("{block}."))).count() == BLOCK_TENSORS {
+                if new_block(block) {
                     let var = &data[name];
                     var.set(&var.as_tensor().zeros_like()?)?;
                 }

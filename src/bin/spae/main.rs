@@ -64,7 +64,8 @@ enum ModelCommand {
     Search(index::SearchArgs),
     /// Show the model, the codebook and the vocabulary.
     Inspect,
-    /// Train the model in --model (created from the default config if absent).
+    /// Train the model in --model (from seed 0 with the folder's config where it has no
+    /// weights yet, with the default config where it has no config either).
     Train(training::TrainArgs),
     /// Train only the semantic branch's projector (a model whose branch names the upper
     /// words), on the teacher's cached features with the semantic loss; the model folder

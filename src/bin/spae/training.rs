@@ -251,11 +251,17 @@ impl TrainArgs {
     }
 
     pub fn run(self, session: &Session) -> Result<()> {
+        let options = self.options(session.model_dir)?;
         if let Some(dir) = &self.init_from {
             let fresh = session.model.warm_start_from(&dir.join(spae::model::WEIGHTS_FILE))?;
-            eprintln!("warm start from {}; {} tensor(s) start fresh: {}", dir.display(), fresh.len(), fresh.join(", "));
+            eprintln!(
+                "warm start from {}; {} tensor(s) start fresh (a residual block new as a whole starts as the identity): {}",
+                dir.display(),
+                fresh.len(),
+                fresh.join(", ")
+            );
         }
-        spae::train::train(session.model, &self.options(session.model_dir)?, self.resume, self.stop())
+        spae::train::train(session.model, &options, self.resume, self.stop())
     }
 }
 
