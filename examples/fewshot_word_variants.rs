@@ -70,10 +70,10 @@ fn distinct_after(first: u32, rest: impl IntoIterator<Item = u32>) -> Vec<u32> {
     words
 }
 
-/// Layer 1's nearest word, then layer 2's cells each the nearest word not yet taken,
-/// assigned greedily by distance over all cells (each cell's eight nearest words are
-/// enough: at most four are taken before it).
-fn exclusive_words(model: &SpaeModel, data: &Dataset) -> Result<Vec<Vec<u32>>> {
+/// Layer 1's word (the first of each image's `own` words), then layer 2's cells each the
+/// nearest word not yet taken, assigned greedily by distance over all cells (each cell's
+/// eight nearest words are enough: at most four are taken before it).
+fn exclusive_words(model: &SpaeModel, data: &Dataset, own: &[Vec<u32>]) -> Result<Vec<Vec<u32>>> {
     let codebook = model.codebook();
     let (dim, cells) = (codebook.dim(), model.shape().tokens_in_layer(2));
     anyhow::ensure!(cells + 1 == WORDS, "layers 1-2 of this model hold {} words, not {WORDS}", cells + 1);
@@ -82,10 +82,9 @@ fn exclusive_words(model: &SpaeModel, data: &Dataset) -> Result<Vec<Vec<u32>>> {
         let images: Vec<_> = (start..(start + 32).min(data.len())).map(|i| data.image(i)).collect();
         let latent = model.encode_latent(&spae::image_io::to_tensor(&images)?)?;
         anyhow::ensure!(latent.named.len() >= 2, "the model's branch does not name layers 1-2");
-        let l1: Vec<f32> = latent.named[0].flatten_all()?.to_vec1()?;
         let l2: Vec<f32> = latent.named[1].permute((0, 2, 3, 1))?.flatten_all()?.to_vec1()?;
         for b in 0..images.len() {
-            let first = codebook.nearest(&l1[b * dim..(b + 1) * dim])[0];
+            let first = own[start + b][0];
             let mut options: Vec<(f32, usize, u32)> = Vec::new();
             for c in 0..cells {
                 let row = &l2[(b * cells + c) * dim..(b * cells + c + 1) * dim];
@@ -119,11 +118,8 @@ fn run(args: Args) -> Result<()> {
     eprintln!("encoding {} held-out images", data.len());
     let own = fewshot::image_words(&model, &data, 2)?;
     let teacher = fewshot::teacher_words(&relevances, vocabulary, WORDS);
-    anyhow::ensure!(
-        args.frequency_penalty.is_finite() && args.frequency_penalty >= 0.0,
-        "--frequency-penalty must be a finite number of at least 0"
-    );
-    let target_options = SemanticOptions { frequency_penalty: args.frequency_penalty, ..SemanticOptions::default() };
+    let frequency_penalty = semantic::checked_frequency_penalty(args.frequency_penalty)?;
+    let target_options = SemanticOptions { frequency_penalty, ..SemanticOptions::default() };
     let by_target: Vec<Vec<u32>> = semantic::targets(&relevances, vocabulary, &target_options)
         .into_iter()
         .map(|mut target| {
@@ -133,7 +129,7 @@ fn run(args: Args) -> Result<()> {
         .collect();
     let variants: Vec<(&str, Vec<Vec<u32>>)> = vec![
         ("the model's words", own.clone()),
-        ("the model's words, layer 2 excluding words taken", exclusive_words(&model, &data)?),
+        ("the model's words, layer 2 excluding words taken", exclusive_words(&model, &data, &own)?),
         ("the teacher's top word, five times", teacher.iter().map(|t| vec![t[0]; WORDS]).collect()),
         (
             "the model's layer-1 word, then the target's next words",

@@ -60,6 +60,16 @@ impl Default for SemanticOptions {
     }
 }
 
+/// alpha ([`SemanticOptions::frequency_penalty`]) as given, where it is a finite number of
+/// at least 0 (a negative alpha would favour the words relevant to every image).
+pub fn checked_frequency_penalty(alpha: f64) -> Result<f64> {
+    anyhow::ensure!(
+        alpha.is_finite() && alpha >= 0.0,
+        "--frequency-penalty must be a finite number of at least 0, not {alpha}"
+    );
+    Ok(alpha)
+}
+
 /// One image's target distribution: (codebook row, probability) over its relevant words.
 pub type Target = Vec<(u32, f32)>;
 

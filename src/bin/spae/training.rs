@@ -13,7 +13,7 @@ use spae::paths;
 use spae::teacher::relevance::SemanticTeacher;
 use spae::train::log::StepRecord;
 use spae::train::schedule::Schedule;
-use spae::train::semantic::SemanticOptions;
+use spae::train::semantic::{self, SemanticOptions};
 use spae::train::{Stop, TrainOptions};
 
 use crate::Session;
@@ -171,7 +171,7 @@ impl StepArgs {
             self.search == SearchChoice::Candidates || !sized,
             "--search-clusters and --search-probes size the candidate search: add --search candidates"
         );
-        let frequency_penalty = frequency_penalty(self.frequency_penalty)?;
+        let frequency_penalty = semantic::checked_frequency_penalty(self.frequency_penalty)?;
         let defaults = CandidateOptions::default();
         let candidates = CandidateOptions {
             clusters: self.search_clusters.unwrap_or(defaults.clusters),
@@ -300,7 +300,7 @@ impl TrainBranchArgs {
             semantic: SemanticOptions {
                 weight: 1.0,
                 distinct_layers: self.distinct_layers,
-                frequency_penalty: frequency_penalty(self.frequency_penalty)?,
+                frequency_penalty: semantic::checked_frequency_penalty(self.frequency_penalty)?,
                 ..Default::default()
             },
         };
@@ -402,14 +402,4 @@ impl BenchTrainArgs {
         }
         Ok(())
     }
-}
-
-/// alpha as given, where it is a finite number of at least 0 (a negative alpha would
-/// favour the words relevant to every image).
-fn frequency_penalty(alpha: f64) -> Result<f64> {
-    anyhow::ensure!(
-        alpha.is_finite() && alpha >= 0.0,
-        "--frequency-penalty must be a finite number of at least 0, not {alpha}"
-    );
-    Ok(alpha)
 }
