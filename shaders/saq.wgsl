@@ -1,13 +1,15 @@
 // Streaming average quantization on the GPU (docs/method.md section 3), one layer at a time
 // over a batch of latents z (batch x dim x G x G) and the running sums of the words chosen
-// so far (same shape; zhat_{l-1} = sum / (l-1)):
-//   `targets`   every cell's target t = l * cell(z) - cell(sum), as the CPU computes it;
+// so far, each times its layer's weight w (same shape; zhat_{l-1} = sum / W_{l-1}, W_l the
+// sum of the weights of layers 1..l):
+//   `targets`   every cell's target t = (W_l * cell(z) - cell(sum)) / w_l, as the CPU
+//               computes it;
 //   `nearest`   a tiled matrix product of targets and codebook rows with the argmin fused
 //               in: each workgroup scores 16 targets against one chunk of the vocabulary
 //               and keeps, per target, the best score ||e||^2 - 2 e.t and its word (the
 //               distance matrix is never stored);
 //   `choose`    the best of the chunks, ties to the lower word as on the CPU, into tokens;
-//   `add_words` the chosen words' embeddings added over their cells to the sums.
+//   `add_words` the chosen words' embeddings, times w_l, added over their cells to the sums.
 
 const TILE_TARGETS: u32 = 16u;
 const TILE_WORDS: u32 = 64u;
@@ -30,7 +32,11 @@ struct Params {
     vocabulary: u32,
     chunk_words: u32,
     chunks: u32,
-    _pad: u32,
+    // w_l and W_l.
+    weight: u32,
+    weight_sum: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -78,7 +84,7 @@ fn cell_targets(@builtin(global_invocation_id) id: vec3<u32>) {
         zc *= scale;
         sc *= scale;
     }
-    targets[(b * cells + cell) * params.dim + c] = f32(params.layer) * zc - sc;
+    targets[(b * cells + cell) * params.dim + c] = (f32(params.weight_sum) * zc - sc) / f32(params.weight);
 }
 
 var<workgroup> tile_targets: array<f32, 256>;
@@ -193,5 +199,5 @@ fn add_words(@builtin(global_invocation_id) id: vec3<u32>) {
     let x = id.x % g;
     let cell = (y / params.cell) * params.grid + x / params.cell;
     let word = tokens[b * params.tokens_per_image + params.layer_offset + cell];
-    sums[b * params.dim * plane + id.x] += codebook[word * params.dim + c];
+    sums[b * params.dim * plane + id.x] += f32(params.weight) * codebook[word * params.dim + c];
 }

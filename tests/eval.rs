@@ -12,6 +12,7 @@ use spae::eval::heldout::{evaluate, sheet_rows, SEMANTIC_LAYERS};
 use spae::eval::metrics::{psnr, ssim};
 use spae::image_io;
 use spae::model::SpaeModel;
+use spae::pyramid::saq;
 use spae::teacher::relevance::Relevance;
 
 fn shipped_model() -> SpaeModel {
@@ -96,6 +97,35 @@ fn evaluation_matches_image_by_image_metrics_and_counts_hits() {
         );
         assert!((report.ssim[l - 1] - mean_ssim).abs() < 1e-3, "layer {l}: {} against {mean_ssim}", report.ssim[l - 1]);
     }
+
+    // The latent's relative error after each prefix, from the pyramid's own words, one
+    // image at a time; and decoding z itself.
+    let mut unquantized = 0.0;
+    let mut latent_error = vec![0.0; layers];
+    for (image, pyramid) in images.iter().zip(&pyramids) {
+        let pixels = image_io::to_tensor(std::slice::from_ref(image)).unwrap();
+        let z = model.encode_latent(&pixels).unwrap().z;
+        let decoded = image_io::from_tensor(&model.decode_latent(&z).unwrap()).unwrap();
+        unquantized += psnr(image, &decoded[0]).min(100.0) / 4.0;
+        let z: Vec<f32> = z.flatten_all().unwrap().to_vec1().unwrap();
+        let power: f64 = z.iter().map(|v| f64::from(*v).powi(2)).sum();
+        for l in 1..=layers {
+            let zhat = saq::dequantize(std::slice::from_ref(pyramid), model.codebook(), l).unwrap();
+            let zhat: Vec<f32> = zhat.flatten_all().unwrap().to_vec1().unwrap();
+            let error: f64 = z.iter().zip(&zhat).map(|(a, b)| f64::from(a - b).powi(2)).sum();
+            latent_error[l - 1] += error / power / 4.0;
+        }
+    }
+    assert!(
+        (report.psnr_unquantized_db - unquantized).abs() < 0.02,
+        "{} against {unquantized}",
+        report.psnr_unquantized_db
+    );
+    for (l, (&got, &want)) in report.latent_error.iter().zip(&latent_error).enumerate() {
+        assert!((got - want).abs() < 1e-4 * want.max(1.0), "layer {}: latent error {got} against {want}", l + 1);
+    }
+    // All six layers bring the latent closer than the branch's three words alone.
+    assert!(report.latent_error[layers - 1] < report.latent_error[2], "{:?}", report.latent_error);
 
     // Without relevances there is no precision; `limit` evaluates the first images only.
     let first_two = evaluate(&model, &data, None, 2, 32).unwrap();

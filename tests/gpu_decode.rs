@@ -99,9 +99,16 @@ fn edited_pyramids_match_the_cpu_decoder() {
 
 #[test]
 fn another_configuration_matches_the_cpu_decoder() {
-    // Narrower, shallower, two blocks per level, four layers over an 8 x 8 latent.
-    let config =
-        SpaeConfig { resolution: 32, channels: vec![16, 32], res_blocks: 2, layers: 4, ..SpaeConfig::default() };
+    // Narrower, shallower, two blocks per level, four layers over an 8 x 8 latent, weighted
+    // 1, 2, 3, 5 in the running mean.
+    let config = SpaeConfig {
+        resolution: 32,
+        channels: vec![16, 32],
+        res_blocks: 2,
+        layers: 4,
+        layer_weights: Some(vec![1, 2, 3, 5]),
+        ..SpaeConfig::default()
+    };
     let model = SpaeModel::from_seed(config, common::codebook(), 7).unwrap();
     let decoder = GpuDecoder::new(gpu(), &model, 2).unwrap();
     let image = image_io::load(&common::sample("automobile.png")).unwrap();

@@ -85,6 +85,15 @@ fn corrupt_files_and_configs_give_clear_errors() {
     let message = format!("{:#}", SpaeModel::load(&dir, common::codebook()).err().unwrap());
     assert!(message.contains("channel width 100 is not a multiple of norm_groups 32"), "{message}");
 
+    for (weights, reason) in
+        [(vec![1, 1, 1, 2, 2], "5 layer weights given for 6 layers"), (vec![1, 1, 1, 0, 2, 2], "1..=64")]
+    {
+        let config = SpaeConfig { layer_weights: Some(weights), ..SpaeConfig::default() };
+        std::fs::write(dir.join(CONFIG_FILE), serde_json::to_string(&config).unwrap()).unwrap();
+        let message = format!("{:#}", SpaeModel::load(&dir, common::codebook()).err().unwrap());
+        assert!(message.contains("layer_weights") && message.contains(reason), "{message}");
+    }
+
     let config = SpaeConfig { vocabulary_size: 1000, ..SpaeConfig::default() };
     assert!(SpaeModel::from_seed(config, common::codebook(), 0).is_err(), "vocabulary size must match the codebook");
     let config = SpaeConfig { vocabulary: VocabularyRule::Commonest, ..SpaeConfig::default() };

@@ -101,6 +101,8 @@ fn each_model_is_drawn_in_its_colour() {
     let report = |base: f64| Report {
         psnr_db: (0..6).map(|l| base + l as f64).collect(),
         ssim: (0..6).map(|l| 0.3 + 0.05 * l as f64).collect(),
+        latent_error: vec![0.5; 6],
+        psnr_unquantized_db: base,
         semantic_precision: None,
         text_precision: None,
         specific_precision: None,

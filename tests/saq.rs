@@ -260,3 +260,76 @@ fn given_targets_name_the_first_layers_and_the_rest_follow_from_z() {
         .expect("refused");
     assert!(format!("{error}").contains("layer 1's given targets"), "{error}");
 }
+
+/// Squared error of the weighted running mean against z over a cell's positions, were
+/// `word` added with weight `w` to the weighted sums `sum` (channel-first, like z).
+fn cell_error(z: &[f32], sum: &[f32], cell: &[(usize, usize)], word: &[f32], w: f32, total: f32) -> f64 {
+    let mut error = 0f64;
+    for &(y, x) in cell {
+        for (d, e) in word.iter().enumerate() {
+            let p = d * G * G + y * G + x;
+            error += f64::from(z[p] - (sum[p] + w * e) / total).powi(2);
+        }
+    }
+    error
+}
+
+#[test]
+fn weighted_layers_choose_the_word_that_minimises_the_weighted_mean_s_error() {
+    let codebook = common::small_codebook(256);
+    let weights = [1, 1, 1, 4, 4, 4];
+    let shape = PyramidShape::new(G, 6).unwrap().with_weights(&weights).unwrap();
+    let z_values = latent(7);
+    let z = Tensor::from_vec(z_values.clone(), (1, DIM, G, G), &Device::Cpu).unwrap();
+    let quantized = saq::quantize(&z, &codebook, &shape, CellTarget::Mean).unwrap();
+    let pyramid = &quantized.pyramids[0];
+    // The weighted sums of the words chosen so far, built from the pyramid's words alone.
+    let mut sum = vec![0f32; DIM * G * G];
+    let mut total = 0f32;
+    for layer in 1..=6 {
+        let (s, f, w) = (shape.grid_size(layer), shape.cell_size(layer), weights[layer - 1] as f32);
+        total += w;
+        // Layers 1, 4 and 5 are checked over every cell; the rest over a few.
+        let cells: Vec<usize> = if [1, 4, 5].contains(&layer) { (0..s * s).collect() } else { vec![0, s * s - 1] };
+        for cell_index in cells {
+            let (r, c) = (cell_index / s, cell_index % s);
+            let cell: Vec<(usize, usize)> =
+                (r * f..r * f + f).flat_map(|y| (c * f..c * f + f).map(move |x| (y, x))).collect();
+            let chosen = pyramid.word(layer, r, c);
+            let chosen_error = cell_error(&z_values, &sum, &cell, codebook.row(chosen), w, total);
+            let best = (0..codebook.len() as u32)
+                .map(|word| cell_error(&z_values, &sum, &cell, codebook.row(word), w, total))
+                .fold(f64::INFINITY, f64::min);
+            assert!(chosen_error <= best * (1.0 + 1e-5), "layer {layer} cell {cell_index}: {chosen_error} > {best}");
+        }
+        for (r, c) in (0..s).flat_map(|r| (0..s).map(move |c| (r, c))) {
+            let word = codebook.row(pyramid.word(layer, r, c));
+            for y in r * f..r * f + f {
+                for x in c * f..c * f + f {
+                    for (d, e) in word.iter().enumerate() {
+                        sum[d * G * G + y * G + x] += w * e;
+                    }
+                }
+            }
+        }
+        // The prefix, and dequantizing the words, are the weighted mean.
+        let expected: Vec<f32> = sum.iter().map(|s| s / total).collect();
+        for zhat in [
+            quantized.prefixes[layer - 1].clone(),
+            saq::dequantize(std::slice::from_ref(pyramid), &codebook, layer).unwrap(),
+        ] {
+            let zhat: Vec<f32> = zhat.flatten_all().unwrap().to_vec1().unwrap();
+            let worst = zhat.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst < 1e-5, "layer {layer}: prefix off by {worst}");
+        }
+    }
+    // Another weighting gives other words; the plain mean is weights of 1.
+    let plain = saq::quantize(&z, &codebook, &PyramidShape::new(G, 6).unwrap(), CellTarget::Mean).unwrap();
+    assert_ne!(plain.pyramids[0].layer(6), pyramid.layer(6));
+    let ones = PyramidShape::new(G, 6).unwrap().with_weights(&[1; 6]).unwrap();
+    assert_eq!(ones, PyramidShape::new(G, 6).unwrap());
+    // Bad weights are refused.
+    assert!(PyramidShape::new(G, 6).unwrap().with_weights(&[1; 5]).is_err());
+    assert!(PyramidShape::new(G, 6).unwrap().with_weights(&[1, 1, 1, 0, 1, 1]).is_err());
+    assert!(PyramidShape::new(G, 6).unwrap().with_weights(&[1, 1, 1, 65, 1, 1]).is_err());
+}

@@ -22,6 +22,12 @@ pub struct Report {
     pub psnr_db: Vec<f64>,
     /// Mean SSIM decoding from the first 1..=L layers.
     pub ssim: Vec<f64>,
+    /// Mean relative squared error ||z - zhat_l||^2 / ||z||^2 of the latent after the
+    /// first 1..=L layers: how closely the words approximate the encoder's output.
+    pub latent_error: Vec<f64>,
+    /// Mean PSNR (dB) decoding the encoder's latent z itself, before any word is chosen:
+    /// what the network would reach if the words were exact.
+    pub psnr_unquantized_db: f64,
     /// Share of the upper layers' words among the teacher's most relevant words.
     pub semantic_precision: Option<f64>,
     /// Share of the upper layers' words that are one of the image's own text words.
@@ -75,7 +81,8 @@ pub fn evaluate(
 ) -> Result<Report> {
     let layers = model.shape().layers();
     let count = data.len().min(limit);
-    let (mut psnr_sum, mut ssim_sum) = (vec![0.0; layers], vec![0.0; layers]);
+    let (mut psnr_sum, mut ssim_sum, mut latent_sum) = (vec![0.0; layers], vec![0.0; layers], vec![0.0; layers]);
+    let mut unquantized_sum = 0.0;
     let (mut teacher_hits, mut text_hits, mut specific_hits, mut judged) = (0usize, 0usize, 0usize, 0usize);
     let mut word_counts: Vec<HashMap<u32, usize>> = vec![HashMap::new(); layers];
     let specific = relevances.map(specific_words).unwrap_or_default();
@@ -83,8 +90,15 @@ pub fn evaluate(
     for start in (0..count).step_by(batch_size) {
         let indices: Vec<usize> = (start..(start + batch_size).min(count)).collect();
         let pixels = data.batch(&indices, &vec![false; indices.len()])?;
-        let (_, quantized) = model.quantize(&pixels)?;
+        let (latent, quantized) = model.quantize(&pixels)?;
+        let power = latent.z.sqr()?.sum((1, 2, 3))?;
+        for (&index, image) in indices.iter().zip(&image_io::from_tensor(&model.decode_latent(&latent.z)?)?) {
+            unquantized_sum += psnr(&data.image(index), image).min(100.0);
+        }
         for (l, zhat) in quantized.prefixes.iter().enumerate() {
+            let error = (zhat - &latent.z)?.sqr()?.sum((1, 2, 3))?;
+            let relative: Vec<f32> = (error / &power)?.to_vec1()?;
+            latent_sum[l] += relative.iter().map(|&r| f64::from(r)).sum::<f64>();
             let decoded = image_io::from_tensor(&model.decode_latent(zhat)?)?;
             for (&index, image) in indices.iter().zip(&decoded) {
                 let original = data.image(index);
@@ -121,6 +135,8 @@ pub fn evaluate(
     Ok(Report {
         psnr_db: mean(psnr_sum),
         ssim: mean(ssim_sum),
+        latent_error: mean(latent_sum),
+        psnr_unquantized_db: unquantized_sum / count as f64,
         semantic_precision: share(teacher_hits),
         text_precision: share(text_hits),
         specific_precision: share(specific_hits),

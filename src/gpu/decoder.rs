@@ -69,7 +69,9 @@ impl GpuDecoder {
         let prefix_layers = plan.storage("prefix layers", max_batch * 4, wgpu::BufferUsages::COPY_DST)?;
         let g = shape.latent_size();
         let zhat = plan.activation(config.latent_channels, g)?;
-        let params = plan.uniform(&[config.latent_channels as u32, g as u32, tokens_per_image as u32, 0]);
+        let mut words = vec![config.latent_channels as u32, g as u32, tokens_per_image as u32, 0];
+        words.extend(shape.weights().iter().copied().chain(std::iter::repeat(0)).take(16));
+        let params = plan.uniform(&words);
         let per_image = (config.latent_channels * g * g) as u32;
         plan.push(
             |k| &k.dequantize,

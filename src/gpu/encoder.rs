@@ -288,6 +288,9 @@ fn saq(
             codebook.len() as u32,
             CHUNK_WORDS as u32,
             chunks as u32,
+            shape.weights()[layer - 1],
+            shape.weights()[..layer].iter().sum(),
+            0,
             0,
         ]);
         let given = named.get(layer - 1);

@@ -25,6 +25,10 @@ pub struct SpaeConfig {
     pub latent_channels: usize,
     /// Pyramid layers L.
     pub layers: usize,
+    /// Each layer's weight in the running mean, layer 1 first (absent: all 1, the plain
+    /// mean; docs/method.md section 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_weights: Option<Vec<u32>>,
     /// Words kept in the lexical vocabulary (the codebook's rows).
     pub vocabulary_size: usize,
     /// Which whole-word tokens those are (absent: the commonest).
@@ -84,6 +88,7 @@ impl Default for SpaeConfig {
             norm_groups: 8,
             latent_channels: 576,
             layers: 6,
+            layer_weights: None,
             vocabulary_size: crate::codebook::vocabulary::DEFAULT_SIZE,
             vocabulary: crate::codebook::vocabulary::DEFAULT_RULE,
             cell_target: CellTarget::Mean,
@@ -173,6 +178,7 @@ impl SpaeConfig {
             self.latent_channels
         );
         ensure!((1..=16).contains(&self.layers), "layers must be 1..=16, not {}", self.layers);
+        self.pyramid_shape().context("layer_weights")?;
         ensure!(
             (2..=limits::VOCABULARY).contains(&self.vocabulary_size),
             "vocabulary_size must be 2..={}, not {}",
@@ -293,6 +299,10 @@ impl SpaeConfig {
     }
 
     pub fn pyramid_shape(&self) -> Result<PyramidShape> {
-        PyramidShape::new(self.latent_size(), self.layers)
+        let shape = PyramidShape::new(self.latent_size(), self.layers)?;
+        match &self.layer_weights {
+            Some(weights) => shape.with_weights(weights),
+            None => Ok(shape),
+        }
     }
 }

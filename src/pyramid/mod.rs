@@ -1,6 +1,7 @@
 //! The token pyramid (docs/method.md section 2): layer l is a grid of s_l x s_l words with
 //! s_l = min(2^(l-1), G) over a G x G latent; a layer-l token owns a cell of
-//! (G/s_l)^2 latent positions.
+//! (G/s_l)^2 latent positions. Layer l has a weight w_l in the running mean that the
+//! first layers dequantize to (all 1: the plain mean).
 
 pub mod saq;
 pub mod text;
@@ -19,12 +20,17 @@ pub enum CellTarget {
     Dilated,
 }
 
-/// The geometry of a pyramid: latent size and the grid size of each layer.
+/// The geometry of a pyramid: latent size, the grid size of each layer, and each layer's
+/// weight in the running mean.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PyramidShape {
     latent_size: usize,
     grid_sizes: Vec<usize>,
+    weights: Vec<u32>,
 }
+
+/// The largest weight of a layer in the running mean.
+pub const MAX_LAYER_WEIGHT: u32 = 64;
 
 impl PyramidShape {
     /// `layers` layers over a `latent_size` x `latent_size` latent (a power of two).
@@ -32,7 +38,18 @@ impl PyramidShape {
         ensure!(latent_size.is_power_of_two(), "latent size {latent_size} is not a power of two");
         ensure!(layers >= 1, "a pyramid needs at least one layer");
         let grid_sizes = (0..layers).map(|l| (1usize << l.min(31)).min(latent_size)).collect();
-        Ok(Self { latent_size, grid_sizes })
+        Ok(Self { latent_size, grid_sizes, weights: vec![1; layers] })
+    }
+
+    /// The same shape with layer l weighing `weights[l-1]` in the running mean: zhat_l =
+    /// sum_{i<=l} w_i e_i / sum_{i<=l} w_i. Weights are whole numbers 1..=64.
+    pub fn with_weights(self, weights: &[u32]) -> Result<Self> {
+        ensure!(weights.len() == self.layers(), "{} layer weights given for {} layers", weights.len(), self.layers());
+        ensure!(
+            weights.iter().all(|w| (1..=MAX_LAYER_WEIGHT).contains(w)),
+            "layer weights must be whole numbers 1..={MAX_LAYER_WEIGHT}, not {weights:?}"
+        );
+        Ok(Self { weights: weights.to_vec(), ..self })
     }
 
     pub fn latent_size(&self) -> usize {
@@ -57,6 +74,22 @@ impl PyramidShape {
     /// s_l^2.
     pub fn tokens_in_layer(&self, layer: usize) -> usize {
         self.grid_size(layer).pow(2)
+    }
+
+    /// w_l, layer `layer`'s weight in the running mean.
+    pub fn weight(&self, layer: usize) -> f32 {
+        self.weights[layer - 1] as f32
+    }
+
+    /// The weights of all layers, layer 1 first.
+    pub fn weights(&self) -> &[u32] {
+        &self.weights
+    }
+
+    /// W_l = sum_{i<=layers} w_i, what the first `layers` layers' weighted sum is divided
+    /// by (0 for none).
+    pub fn weight_sum(&self, layers: usize) -> f32 {
+        self.weights[..layers].iter().sum::<u32>() as f32
     }
 
     /// Tokens in layers 1..=layers.

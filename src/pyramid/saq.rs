@@ -1,8 +1,9 @@
 //! Streaming average quantization (SAQ, docs/method.md section 3).
 //!
 //! For a latent position p covered by tokens k_1(p)..k_L(p), the first l layers dequantize
-//! to the running mean zhat_l(p) = (1/l) sum_{i<=l} e(k_i(p)). Layer l picks, for each
-//! cell c, the word nearest to t = l * mean_S(z) - (l-1) * mean_S(zhat_{l-1}), which
+//! to the weighted running mean zhat_l(p) = (1/W_l) sum_{i<=l} w_i e(k_i(p)), with W_l =
+//! sum_{i<=l} w_i (all w_i = 1 by default: the plain mean). Layer l picks, for each cell c,
+//! the word nearest to t = (W_l * mean_S(z) - W_{l-1} * mean_S(zhat_{l-1})) / w_l, which
 //! minimises the cell's squared error of zhat_l against z. Every prefix of layers is thus
 //! a point in the LLM's embedding space.
 
@@ -79,7 +80,8 @@ pub fn quantize_with(
         for (b, image_words) in found.chunks(shape.tokens_in_layer(layer)).enumerate() {
             words[b].push(image_words.to_vec());
         }
-        let zhat: Vec<f32> = sum.iter().map(|s| s / layer as f32).collect();
+        let total = shape.weight_sum(layer);
+        let zhat: Vec<f32> = sum.iter().map(|s| s / total).collect();
         prefixes.push(channels_first(zhat, batch, g, dim)?);
     }
     let pyramids = words.into_iter().map(|layers| Pyramid::new(shape.clone(), layers)).collect::<Result<_>>()?;
@@ -114,7 +116,8 @@ pub fn prefix_words(
     Ok(words)
 }
 
-/// zhat_layers for a batch of pyramids: the running mean of the first `layers` layers.
+/// zhat_layers for a batch of pyramids: the weighted running mean of the first `layers`
+/// layers.
 pub fn dequantize(pyramids: &[Pyramid], codebook: &Codebook, layers: usize) -> Result<Tensor> {
     let shape = pyramids[0].shape();
     anyhow::ensure!(
@@ -129,7 +132,8 @@ pub fn dequantize(pyramids: &[Pyramid], codebook: &Codebook, layers: usize) -> R
             add_layer(image, codebook, shape, layer, pyramid.layer(layer));
         }
     }
-    let zhat = sum.into_iter().map(|s| s / layers as f32).collect();
+    let total = shape.weight_sum(layers);
+    let zhat = sum.into_iter().map(|s| s / total).collect();
     channels_first(zhat, pyramids.len(), g, dim)
 }
 
@@ -162,7 +166,8 @@ pub fn complete(
         );
         add_layer(&mut sum, codebook, shape, i + 1, words);
     }
-    let z: Vec<f32> = sum.iter().map(|s| s / k as f32).collect();
+    let total = shape.weight_sum(k);
+    let z: Vec<f32> = sum.iter().map(|s| s / total).collect();
     let mut layers = prefix.to_vec();
     for layer in k + 1..=shape.layers() {
         layers.push(quantize_layer(&z, None, &mut sum, codebook, shape, layer, cell_target, Search::Exact));
@@ -232,13 +237,13 @@ fn layer_targets(
     dim: usize,
 ) -> Vec<f32> {
     let image_len = shape.latent_size().pow(2) * dim;
-    let l = layer as f32;
+    let (total, weight) = (shape.weight_sum(layer), shape.weight(layer));
     let mut targets = Vec::with_capacity(z.len() / image_len * shape.tokens_in_layer(layer) * dim);
     for (z_image, sum_image) in z.chunks(image_len).zip(sum.chunks(image_len)) {
         let z_cells = cell_values(z_image, shape, layer, cell_target, dim);
-        // zhat_{l-1} = sum / (l-1); its cell values scaled by (l-1) are the sum's.
+        // zhat_{l-1} = sum / W_{l-1}; its cell values scaled by W_{l-1} are the sum's.
         let sum_cells = cell_values(sum_image, shape, layer, cell_target, dim);
-        targets.extend(z_cells.iter().zip(&sum_cells).map(|(zc, sc)| l * zc - sc));
+        targets.extend(z_cells.iter().zip(&sum_cells).map(|(zc, sc)| (total * zc - sc) / weight));
     }
     targets
 }
@@ -275,17 +280,17 @@ pub fn search_agreement(
 }
 
 /// The SAQ targets of a layer as a differentiable tensor (`batch x dim x s x s`):
-/// t = l * mean_S(z) - (l-1) * mean_S(zhat_{l-1}) over cell means, `previous` being
+/// t = (W_l * mean_S(z) - W_{l-1} * mean_S(zhat_{l-1})) / w_l over cell means, `previous` being
 /// zhat_{l-1} (none for layer 1). Used where gradients or tensors are wanted: semantic
 /// guidance and the studio's nearest alternatives.
 pub fn cell_mean_targets(z: &Tensor, previous: Option<&Tensor>, shape: &PyramidShape, layer: usize) -> Result<Tensor> {
     let f = shape.cell_size(layer);
     let cell_mean = |x: &Tensor| -> Result<Tensor> { Ok(if f == 1 { x.clone() } else { x.avg_pool2d(f)? }) };
-    let mut target = (cell_mean(z)? * layer as f64)?;
+    let mut target = (cell_mean(z)? * shape.weight_sum(layer) as f64)?;
     if let Some(zhat) = previous {
-        target = (target - (cell_mean(zhat)? * (layer - 1) as f64)?)?;
+        target = (target - (cell_mean(zhat)? * shape.weight_sum(layer - 1) as f64)?)?;
     }
-    Ok(target)
+    Ok((target / shape.weight(layer) as f64)?)
 }
 
 /// Straight-through estimator: the value of zhat with the gradient of z.
@@ -325,13 +330,15 @@ fn cell_values(x: &[f32], shape: &PyramidShape, layer: usize, cell_target: CellT
     out
 }
 
-/// Adds one layer's word embeddings over their cells to a channel-last sum (`G x G x dim`).
+/// Adds one layer's word embeddings, times the layer's weight, over their cells to a
+/// channel-last sum (`G x G x dim`).
 fn add_layer(sum: &mut [f32], codebook: &Codebook, shape: &PyramidShape, layer: usize, words: &[u32]) {
     let (g, s, f, dim) = (shape.latent_size(), shape.grid_size(layer), shape.cell_size(layer), codebook.dim());
+    let weight = shape.weight(layer);
     for (p, position) in sum.chunks_mut(dim).enumerate() {
         let (y, x) = (p / g, p % g);
         let word = words[(y / f) * s + x / f];
-        position.iter_mut().zip(codebook.row(word)).for_each(|(v, e)| *v += e);
+        position.iter_mut().zip(codebook.row(word)).for_each(|(v, e)| *v += weight * e);
     }
 }
 

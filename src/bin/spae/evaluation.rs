@@ -60,10 +60,14 @@ impl EvalArgs {
             let line = serde_json::json!({
                 "psnr_db": report.psnr_db,
                 "ssim": report.ssim,
+                "latent_error": report.latent_error,
+                "psnr_unquantized_db": report.psnr_unquantized_db,
                 "semantic_precision": report.semantic_precision,
                 "semantic_precision_control": control.as_ref().and_then(|c| c.semantic_precision),
                 "psnr_db_control": control.as_ref().map(|c| &c.psnr_db),
                 "ssim_control": control.as_ref().map(|c| &c.ssim),
+                "latent_error_control": control.as_ref().map(|c| &c.latent_error),
+                "psnr_unquantized_db_control": control.as_ref().map(|c| c.psnr_unquantized_db),
                 "text_precision": report.text_precision,
                 "specific_precision": report.specific_precision,
                 "specific_precision_control": control.as_ref().and_then(|c| c.specific_precision),
@@ -82,11 +86,27 @@ impl EvalArgs {
 fn print_report(model: &SpaeModel, report: &Report, control: Option<&Report>) {
     println!("model: {}", model.source());
     println!("held-out images: {}", report.images);
-    println!("layers  PSNR (dB)  SSIM{}", if control.is_some() { "    control: PSNR (dB)  SSIM" } else { "" });
+    println!(
+        "layers  PSNR (dB)  SSIM    latent error{}",
+        if control.is_some() { "    control: PSNR (dB)  SSIM    latent error" } else { "" }
+    );
     for l in 0..report.psnr_db.len() {
-        let control_columns = control.map_or(String::new(), |c| format!("  {:>18.2}  {:.4}", c.psnr_db[l], c.ssim[l]));
-        println!("{:>6}  {:>9.2}  {:.4}{control_columns}", l + 1, report.psnr_db[l], report.ssim[l]);
+        let control_columns = control.map_or(String::new(), |c| {
+            format!("  {:>18.2}  {:.4}  {:>12.4}", c.psnr_db[l], c.ssim[l], c.latent_error[l])
+        });
+        println!(
+            "{:>6}  {:>9.2}  {:.4}  {:>12.4}{control_columns}",
+            l + 1,
+            report.psnr_db[l],
+            report.ssim[l],
+            report.latent_error[l]
+        );
     }
+    println!(
+        "the latent itself, no words: {:.2} dB{}",
+        report.psnr_unquantized_db,
+        control.map_or(String::new(), |c| format!(" (control {:.2} dB)", c.psnr_unquantized_db))
+    );
     let percent = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{:.2}%", 100.0 * v));
     let words = |who: &str, r: &Report| {
         println!(
