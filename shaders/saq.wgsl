@@ -37,6 +37,7 @@ struct Params {
     weight_sum: u32,
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;

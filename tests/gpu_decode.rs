@@ -9,7 +9,7 @@ use std::path::Path;
 
 use spae::gpu::{Gpu, GpuDecoder};
 use spae::image_io;
-use spae::model::{SpaeConfig, SpaeModel};
+use spae::model::SpaeModel;
 use spae::pyramid::saq;
 use spae::pyramid::Pyramid;
 
@@ -99,22 +99,23 @@ fn edited_pyramids_match_the_cpu_decoder() {
 
 #[test]
 fn another_configuration_matches_the_cpu_decoder() {
-    // Narrower, shallower, two blocks per level, four layers over an 8 x 8 latent, weighted
-    // 1, 2, 3, 5 in the running mean.
-    let config = SpaeConfig {
-        resolution: 32,
-        channels: vec![16, 32],
-        res_blocks: 2,
-        layers: 4,
-        layer_weights: Some(vec![1, 2, 3, 5]),
-        ..SpaeConfig::default()
-    };
-    let model = SpaeModel::from_seed(config, common::codebook(), 7).unwrap();
+    let model = SpaeModel::from_seed(common::small_config(), common::codebook(), 7).unwrap();
     let decoder = GpuDecoder::new(gpu(), &model, 2).unwrap();
     let image = image_io::load(&common::sample("automobile.png")).unwrap();
     let pyramid = model.encode(&image_io::prepare(&image, 32)).unwrap();
-    let difference = max_difference(&decoder, &model, &[(&pyramid, 4), (&pyramid, 2)]);
-    assert!(difference <= TOLERANCE, "GPU and CPU differ by {difference}");
+    for (a, b) in [(6, 2), (5, 4)] {
+        let difference = max_difference(&decoder, &model, &[(&pyramid, a), (&pyramid, b)]);
+        assert!(difference <= TOLERANCE, "GPU and CPU differ by {difference}");
+    }
+    // The same words under the plain mean decode visibly otherwise: the weights count.
+    let plain_config = spae::model::SpaeConfig { layer_weights: None, ..common::small_config() };
+    let plain_model = SpaeModel::from_seed(plain_config, common::codebook(), 7).unwrap();
+    let words = (1..=6).map(|l| pyramid.layer(l).to_vec()).collect();
+    let plain = Pyramid::new(plain_model.shape().clone(), words).unwrap();
+    let weighted = decoder.decode(&[(&pyramid, 6)]).unwrap().pixels;
+    let unweighted = cpu_pixels(&plain_model, &[(&plain, 6)]);
+    let apart = weighted.iter().zip(&unweighted).map(|(g, c)| (g - c).abs() / 2.0).fold(0.0, f32::max);
+    assert!(apart > 10.0 * TOLERANCE, "weighted and plain means decode alike ({apart})");
 }
 
 #[test]

@@ -94,18 +94,8 @@ fn the_shipped_model_encodes_as_on_the_cpu() {
 
 #[test]
 fn another_configuration_encodes_as_on_the_cpu() {
-    // No branch, narrower, two blocks per level, dilated cell targets, four layers over a
-    // 16 x 16 latent, weighted 1, 2, 3, 5 in the running mean.
-    let config = SpaeConfig {
-        resolution: 32,
-        channels: vec![16, 32],
-        res_blocks: 2,
-        layers: 4,
-        layer_weights: Some(vec![1, 2, 3, 5]),
-        cell_target: CellTarget::Dilated,
-        semantic_branch: None,
-        ..SpaeConfig::default()
-    };
+    // The small config (weighted layers) with dilated cell targets and no branch.
+    let config = SpaeConfig { cell_target: CellTarget::Dilated, semantic_branch: None, ..common::small_config() };
     let model = SpaeModel::from_seed(config, common::codebook(), 7).unwrap();
     let encoder = GpuEncoder::new(gpu(), &model, 2).unwrap();
     let mut images: Vec<RgbImage> =

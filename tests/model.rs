@@ -86,7 +86,7 @@ fn corrupt_files_and_configs_give_clear_errors() {
     assert!(message.contains("channel width 100 is not a multiple of norm_groups 32"), "{message}");
 
     for (weights, reason) in
-        [(vec![1, 1, 1, 2, 2], "5 layer weights given for 6 layers"), (vec![1, 1, 1, 0, 2, 2], "1..=64")]
+        [(vec![1, 1, 1, 2, 2], "layer_weights has 5 entries for 6 layers"), (vec![1, 1, 1, 0, 2, 2], "1..=64")]
     {
         let config = SpaeConfig { layer_weights: Some(weights), ..SpaeConfig::default() };
         std::fs::write(dir.join(CONFIG_FILE), serde_json::to_string(&config).unwrap()).unwrap();

@@ -274,33 +274,37 @@ fn cell_error(z: &[f32], sum: &[f32], cell: &[(usize, usize)], word: &[f32], w: 
     error
 }
 
-#[test]
-fn weighted_layers_choose_the_word_that_minimises_the_weighted_mean_s_error() {
-    let codebook = common::small_codebook(256);
-    let weights = [1, 1, 1, 4, 4, 4];
-    let shape = PyramidShape::new(G, 6).unwrap().with_weights(&weights).unwrap();
-    let z_values = latent(7);
-    let z = Tensor::from_vec(z_values.clone(), (1, DIM, G, G), &Device::Cpu).unwrap();
-    let quantized = saq::quantize(&z, &codebook, &shape, CellTarget::Mean).unwrap();
-    let pyramid = &quantized.pyramids[0];
-    // The weighted sums of the words chosen so far, built from the pyramid's words alone.
+/// Checks a pyramid against the weighted running mean's definition, with sums built from
+/// its words alone: each layer from `first_searched` on takes, in every checked cell, a
+/// word whose weighted mean is nearest z over the cell (brute force over the codebook),
+/// and every prefix dequantizes to the weighted mean of its words. Returns the prefixes.
+fn check_weighted(
+    z: &[f32],
+    pyramid: &Pyramid,
+    codebook: &Codebook,
+    weights: &[u32],
+    first_searched: usize,
+) -> Vec<Vec<f32>> {
+    let shape = pyramid.shape();
     let mut sum = vec![0f32; DIM * G * G];
     let mut total = 0f32;
-    for layer in 1..=6 {
+    let mut prefixes = Vec::new();
+    for layer in 1..=shape.layers() {
         let (s, f, w) = (shape.grid_size(layer), shape.cell_size(layer), weights[layer - 1] as f32);
         total += w;
-        // Layers 1, 4 and 5 are checked over every cell; the rest over a few.
-        let cells: Vec<usize> = if [1, 4, 5].contains(&layer) { (0..s * s).collect() } else { vec![0, s * s - 1] };
-        for cell_index in cells {
-            let (r, c) = (cell_index / s, cell_index % s);
-            let cell: Vec<(usize, usize)> =
-                (r * f..r * f + f).flat_map(|y| (c * f..c * f + f).map(move |x| (y, x))).collect();
-            let chosen = pyramid.word(layer, r, c);
-            let chosen_error = cell_error(&z_values, &sum, &cell, codebook.row(chosen), w, total);
-            let best = (0..codebook.len() as u32)
-                .map(|word| cell_error(&z_values, &sum, &cell, codebook.row(word), w, total))
-                .fold(f64::INFINITY, f64::min);
-            assert!(chosen_error <= best * (1.0 + 1e-5), "layer {layer} cell {cell_index}: {chosen_error} > {best}");
+        if layer >= first_searched {
+            // Every cell of layers 1, 4 and 5; a few of the rest.
+            let cells: Vec<usize> = if [1, 4, 5].contains(&layer) { (0..s * s).collect() } else { vec![0, s * s - 1] };
+            for cell_index in cells {
+                let (r, c) = (cell_index / s, cell_index % s);
+                let cell: Vec<(usize, usize)> =
+                    (r * f..r * f + f).flat_map(|y| (c * f..c * f + f).map(move |x| (y, x))).collect();
+                let chosen = cell_error(z, &sum, &cell, codebook.row(pyramid.word(layer, r, c)), w, total);
+                let best = (0..codebook.len() as u32)
+                    .map(|word| cell_error(z, &sum, &cell, codebook.row(word), w, total))
+                    .fold(f64::INFINITY, f64::min);
+                assert!(chosen <= best * (1.0 + 1e-5), "layer {layer} cell {cell_index}: {chosen} > {best}");
+            }
         }
         for (r, c) in (0..s).flat_map(|r| (0..s).map(move |c| (r, c))) {
             let word = codebook.row(pyramid.word(layer, r, c));
@@ -312,17 +316,51 @@ fn weighted_layers_choose_the_word_that_minimises_the_weighted_mean_s_error() {
                 }
             }
         }
-        // The prefix, and dequantizing the words, are the weighted mean.
         let expected: Vec<f32> = sum.iter().map(|s| s / total).collect();
-        for zhat in [
-            quantized.prefixes[layer - 1].clone(),
-            saq::dequantize(std::slice::from_ref(pyramid), &codebook, layer).unwrap(),
-        ] {
-            let zhat: Vec<f32> = zhat.flatten_all().unwrap().to_vec1().unwrap();
-            let worst = zhat.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-            assert!(worst < 1e-5, "layer {layer}: prefix off by {worst}");
+        let zhat = saq::dequantize(std::slice::from_ref(pyramid), codebook, layer).unwrap();
+        let zhat: Vec<f32> = zhat.flatten_all().unwrap().to_vec1().unwrap();
+        let worst = zhat.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-5, "layer {layer}: dequantized off by {worst}");
+        prefixes.push(expected);
+    }
+    prefixes
+}
+
+#[test]
+fn weighted_layers_choose_the_word_that_minimises_the_weighted_mean_s_error() {
+    let codebook = common::small_codebook(256);
+    // Uneven from layer 1 on, so that neither w_1 nor any W_l is the plain count.
+    let weights = [3, 1, 2, 5, 4, 7];
+    let shape = PyramidShape::new(G, 6).unwrap().with_weights(&weights).unwrap();
+    let z_values = latent(7);
+    let z = Tensor::from_vec(z_values.clone(), (1, DIM, G, G), &Device::Cpu).unwrap();
+    let quantized = saq::quantize(&z, &codebook, &shape, CellTarget::Mean).unwrap();
+    let pyramid = &quantized.pyramids[0];
+    let prefixes = check_weighted(&z_values, pyramid, &codebook, &weights, 1);
+    for (layer, expected) in prefixes.iter().enumerate() {
+        let got: Vec<f32> = quantized.prefixes[layer].flatten_all().unwrap().to_vec1().unwrap();
+        let worst = got.iter().zip(expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-5, "layer {}: prefix off by {worst}", layer + 1);
+    }
+    // The differentiable targets (semantic guidance, the studio's alternatives) are the ones
+    // SAQ searched: their nearest words are the pyramid's.
+    for layer in 2..=6 {
+        let targets = saq::cell_mean_targets(&z, Some(&quantized.prefixes[layer - 2]), &shape, layer).unwrap();
+        let s = shape.grid_size(layer);
+        let rows: Vec<f32> = targets.permute((0, 2, 3, 1)).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        for (cell, target) in rows.chunks(DIM).enumerate().filter(|(cell, _)| cell % 7 == 0) {
+            let word = common::brute_force_nearest(&codebook, target);
+            assert_eq!(word, pyramid.word(layer, cell / s, cell % s), "layer {layer} cell {cell}");
         }
     }
+    // Completing the first two layers searches the rest against their own weighted mean.
+    let completed =
+        saq::complete(&[pyramid.layer(1).to_vec(), pyramid.layer(2).to_vec()], &codebook, &shape, CellTarget::Mean)
+            .unwrap();
+    assert_eq!((completed.layer(1), completed.layer(2)), (pyramid.layer(1), pyramid.layer(2)));
+    let own = saq::dequantize(std::slice::from_ref(pyramid), &codebook, 2).unwrap();
+    check_weighted(&own.flatten_all().unwrap().to_vec1().unwrap(), &completed, &codebook, &weights, 3);
+
     // Another weighting gives other words; the plain mean is weights of 1.
     let plain = saq::quantize(&z, &codebook, &PyramidShape::new(G, 6).unwrap(), CellTarget::Mean).unwrap();
     assert_ne!(plain.pyramids[0].layer(6), pyramid.layer(6));

@@ -91,7 +91,7 @@ pub fn evaluate(
         let indices: Vec<usize> = (start..(start + batch_size).min(count)).collect();
         let pixels = data.batch(&indices, &vec![false; indices.len()])?;
         let (latent, quantized) = model.quantize(&pixels)?;
-        let power = latent.z.sqr()?.sum((1, 2, 3))?;
+        let power = latent.z.sqr()?.sum((1, 2, 3))?.clamp(1e-12, f32::MAX)?;
         for (&index, image) in indices.iter().zip(&image_io::from_tensor(&model.decode_latent(&latent.z)?)?) {
             unquantized_sum += psnr(&data.image(index), image).min(100.0);
         }

@@ -292,6 +292,7 @@ fn saq(
             shape.weights()[..layer].iter().sum(),
             0,
             0,
+            0,
         ]);
         let given = named.get(layer - 1);
         let resources = [

@@ -178,7 +178,7 @@ impl SpaeConfig {
             self.latent_channels
         );
         ensure!((1..=16).contains(&self.layers), "layers must be 1..=16, not {}", self.layers);
-        self.pyramid_shape().context("layer_weights")?;
+        self.pyramid_shape()?;
         ensure!(
             (2..=limits::VOCABULARY).contains(&self.vocabulary_size),
             "vocabulary_size must be 2..={}, not {}",

@@ -44,10 +44,15 @@ impl PyramidShape {
     /// The same shape with layer l weighing `weights[l-1]` in the running mean: zhat_l =
     /// sum_{i<=l} w_i e_i / sum_{i<=l} w_i. Weights are whole numbers 1..=64.
     pub fn with_weights(self, weights: &[u32]) -> Result<Self> {
-        ensure!(weights.len() == self.layers(), "{} layer weights given for {} layers", weights.len(), self.layers());
+        ensure!(
+            weights.len() == self.layers(),
+            "layer_weights has {} entries for {} layers",
+            weights.len(),
+            self.layers()
+        );
         ensure!(
             weights.iter().all(|w| (1..=MAX_LAYER_WEIGHT).contains(w)),
-            "layer weights must be whole numbers 1..={MAX_LAYER_WEIGHT}, not {weights:?}"
+            "layer_weights must be whole numbers 1..={MAX_LAYER_WEIGHT}, not {weights:?}"
         );
         Ok(Self { weights: weights.to_vec(), ..self })
     }

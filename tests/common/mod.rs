@@ -59,6 +59,19 @@ pub fn weights(model: &spae::model::SpaeModel) -> Vec<(String, Vec<f32>)> {
     out
 }
 
+/// A small model's config for the GPU's parity tests: 32 px, widths 16 / 32 (a 16 x 16
+/// latent), two residual blocks per level, six layers weighing 3, 1, 2, 5, 4, 7 in the
+/// running mean.
+pub fn small_config() -> spae::model::SpaeConfig {
+    spae::model::SpaeConfig {
+        resolution: 32,
+        channels: vec![16, 32],
+        res_blocks: 2,
+        layer_weights: Some(vec![3, 1, 2, 5, 4, 7]),
+        ..Default::default()
+    }
+}
+
 /// A real but small codebook: the first `size` lexical words, for brute-force references.
 pub fn small_codebook(size: usize) -> Codebook {
     let file = LlmFile::open(llm_path()).unwrap();

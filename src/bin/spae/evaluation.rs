@@ -92,7 +92,7 @@ fn print_report(model: &SpaeModel, report: &Report, control: Option<&Report>) {
     );
     for l in 0..report.psnr_db.len() {
         let control_columns = control.map_or(String::new(), |c| {
-            format!("  {:>18.2}  {:.4}  {:>12.4}", c.psnr_db[l], c.ssim[l], c.latent_error[l])
+            format!("  {:>20.2}  {:.4}  {:>12.4}", c.psnr_db[l], c.ssim[l], c.latent_error[l])
         });
         println!(
             "{:>6}  {:>9.2}  {:.4}  {:>12.4}{control_columns}",
