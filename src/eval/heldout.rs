@@ -25,8 +25,9 @@ pub struct Report {
     /// Mean relative squared error ||z - zhat_l||^2 / ||z||^2 of the latent after the
     /// first 1..=L layers: how closely the words approximate the encoder's output.
     pub latent_error: Vec<f64>,
-    /// Mean PSNR (dB) decoding the encoder's latent z itself, before any word is chosen:
-    /// what the network would reach if the words were exact.
+    /// Mean PSNR (dB) decoding the encoder's latent z itself, before any word is chosen
+    /// (the decoder learns from the words' running mean, never from z, so this is a
+    /// diagnostic, not a ceiling).
     pub psnr_unquantized_db: f64,
     /// Share of the upper layers' words among the teacher's most relevant words.
     pub semantic_precision: Option<f64>,
