@@ -16,7 +16,7 @@
 //!   that pixels alone need not reach).
 //!
 //! Also the mean number of distinct words among each image's five.
-//! `cargo run --release --example fewshot_word_variants -- [--model DIR] [--cache DIR]`
+//! `cargo run --release --example fewshot_word_variants -- [--model DIR] [--cache DIR] [--orderings N]`
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -46,6 +46,9 @@ struct Args {
     /// alpha of the target q (docs/method.md section 5b) for the variants built from it.
     #[arg(long, default_value_t = SemanticOptions::default().frequency_penalty)]
     frequency_penalty: f64,
+    /// Orderings of the support examples each task is read in (see `spae eval-fewshot`).
+    #[arg(long, default_value_t = spae::tasks::fewshot::DEFAULT_ORDERINGS)]
+    orderings: usize,
 }
 
 fn main() -> std::process::ExitCode {
@@ -140,7 +143,7 @@ fn run(args: Args) -> Result<()> {
     ];
     let file = LlmFile::open(&args.llm)?;
     let (llm, tokenizer) = (SmolLm::load(&file)?, Tokenizer::from_gguf(&file)?);
-    let options = fewshot::Options { ways: vec![2], shots: vec![5], ..Default::default() };
+    let options = fewshot::Options { ways: vec![2], shots: vec![5], orderings: args.orderings, ..Default::default() };
     for (name, words) in variants {
         let labelled: Vec<&Vec<u32>> = words.iter().zip(&labels).filter(|(_, l)| l.is_some()).map(|(w, _)| w).collect();
         let distinct = labelled.iter().map(|w| w.iter().collect::<HashSet<_>>().len()).sum::<usize>() as f64

@@ -263,6 +263,14 @@ fn fewshot_on_the_teachers_words_refuses_a_control() {
     assert!(stderr(&out).contains("a --control would repeat them"), "{}", stderr(&out));
 }
 
+#[test]
+fn fewshot_refuses_zero_orderings_before_any_work() {
+    let out = spae().args(["eval-fewshot", "--orderings", "0", "--tasks", "1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--orderings must be at least 1"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("encoding"), "{}", stderr(&out));
+}
+
 /// `spae vocabulary` writes the rule's list, and never silently replaces a different one
 /// (the models made for it would read other words).
 #[test]

@@ -75,8 +75,8 @@ fn class_scores_equal_a_full_recomputation_and_the_answer_is_the_best() {
     let codebook = common::codebook();
     let vocabulary = codebook.vocabulary();
     let task = task();
-    let raw = fewshot::classify(llm, tokenizer, vocabulary, &task, Scoring::Raw).unwrap();
-    let calibrated = fewshot::classify(llm, tokenizer, vocabulary, &task, Scoring::Calibrated).unwrap();
+    let raw = fewshot::classify(llm, tokenizer, vocabulary, &task, Scoring::Raw, 1).unwrap();
+    let calibrated = fewshot::classify(llm, tokenizer, vocabulary, &task, Scoring::Calibrated, 1).unwrap();
     assert_eq!(raw.prompt, calibrated.prompt);
     assert!(raw.without_query.is_none());
     // The prompt without the query: its words cut out between the last `Input:` and `Output:`.
@@ -100,10 +100,52 @@ fn class_scores_equal_a_full_recomputation_and_the_answer_is_the_best() {
     // further to "cat" than one repeating the apple example (whatever its bias for the
     // last label shown).
     let apple_query = Task { query: words("red round fruit green leaf"), ..task };
-    let other = fewshot::classify(llm, tokenizer, vocabulary, &apple_query, Scoring::Calibrated).unwrap();
+    let other = fewshot::classify(llm, tokenizer, vocabulary, &apple_query, Scoring::Calibrated, 1).unwrap();
     let lean = |scores: &[f32]| scores[0] - scores[1];
     assert!(lean(&calibrated.scores) > lean(&other.scores) + 0.5, "{:?} vs {:?}", calibrated.scores, other.scores);
     assert_eq!((calibrated.class, other.class), (0, 1), "calibrated, each query gets its own example's class");
+}
+
+#[test]
+fn orderings_average_the_rotated_prompts_full_recomputations() {
+    let (llm, tokenizer) = common::language();
+    let codebook = common::codebook();
+    let vocabulary = codebook.vocabulary();
+    let support = vec![
+        (words("orange fur tail small face"), 0),
+        (words("red round fruit green leaf"), 1),
+        (words("cat ears fur"), 0),
+        (words("sweet fruit red"), 1),
+    ];
+    let task = Task { support: support.clone(), query: words("small fur face"), ..task() };
+    let query_len = task.query.len() + tokenizer.encode("\nOutput:").len();
+    // Ordering k of 2 starts at example 2k; the support list written out by hand.
+    let orders = [support.clone(), [&support[2..], &support[..2]].concat()];
+    let (mut with, mut without) = (vec![0.0f32; 2], vec![0.0f32; 2]);
+    for order in &orders {
+        let prompt = fewshot::prompt(tokenizer, vocabulary, &Task { support: order.clone(), ..task.clone() });
+        let mut no_query = prompt[..prompt.len() - query_len].to_vec();
+        no_query.extend(tokenizer.encode("\nOutput:"));
+        for (i, name) in task.classes.iter().enumerate() {
+            with[i] += full_log_prob(&prompt, name) / 2.0;
+            without[i] += full_log_prob(&no_query, name) / 2.0;
+        }
+    }
+    let answer = fewshot::classify(llm, tokenizer, vocabulary, &task, Scoring::Calibrated, 2).unwrap();
+    for i in 0..2 {
+        assert!(close(answer.log_probs[i], with[i]), "{i}: {} vs {}", answer.log_probs[i], with[i]);
+        let lean = answer.without_query.as_ref().unwrap()[i];
+        assert!(close(lean, without[i]), "{i}: {lean} vs {}", without[i]);
+        assert!(close(answer.scores[i], with[i] - without[i]), "{i}");
+    }
+    // The prompt shown is the task's own ordering; more orderings than examples read each
+    // rotation once, and none is refused.
+    assert_eq!(answer.prompt, fewshot::prompt(tokenizer, vocabulary, &task));
+    let every = fewshot::classify(llm, tokenizer, vocabulary, &task, Scoring::Raw, 4).unwrap();
+    let beyond = fewshot::classify(llm, tokenizer, vocabulary, &task, Scoring::Raw, 9).unwrap();
+    assert_eq!(every.scores, beyond.scores);
+    let error = fewshot::classify(llm, tokenizer, vocabulary, &task, Scoring::Raw, 0).err().unwrap().to_string();
+    assert!(error.contains("at least one ordering"), "{error}");
 }
 
 #[test]
@@ -114,7 +156,7 @@ fn bad_tasks_get_clear_messages() {
     let one_class =
         Task { classes: vec!["cat".into()], support: vec![(words("cat"), 0)], query: words("cat"), induction: true };
     let error =
-        fewshot::classify(llm, tokenizer, vocabulary, &one_class, Scoring::default()).err().unwrap().to_string();
+        fewshot::classify(llm, tokenizer, vocabulary, &one_class, Scoring::default(), 1).err().unwrap().to_string();
     assert!(error.contains("at least two classes"), "{error}");
     let huge = Task {
         classes: vec!["cat".into(), "dog".into()],
@@ -122,7 +164,7 @@ fn bad_tasks_get_clear_messages() {
         query: words("cat"),
         induction: false,
     };
-    let error = fewshot::classify(llm, tokenizer, vocabulary, &huge, Scoring::default()).err().unwrap().to_string();
+    let error = fewshot::classify(llm, tokenizer, vocabulary, &huge, Scoring::default(), 1).err().unwrap().to_string();
     assert!(error.contains("context holds"), "{error}");
 }
 

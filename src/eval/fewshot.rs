@@ -34,6 +34,8 @@ pub struct Options {
     /// Whether the prompt opens by naming the classes (see [`Task::induction`]).
     pub induction: bool,
     pub scoring: Scoring,
+    /// Orderings of the support examples each task is read in (see [`fewshot::classify`]).
+    pub orderings: usize,
 }
 
 impl Default for Options {
@@ -46,6 +48,7 @@ impl Default for Options {
             seed: 0,
             induction: true,
             scoring: Scoring::default(),
+            orderings: fewshot::DEFAULT_ORDERINGS,
         }
     }
 }
@@ -172,7 +175,7 @@ pub fn evaluate(
             let mut correct = 0;
             for index in 0..options.tasks {
                 let (task, expected) = task(classes, ways, shots, options.seed, index, options.induction);
-                let answer = fewshot::classify(llm, tokenizer, vocabulary, &task, options.scoring)?;
+                let answer = fewshot::classify(llm, tokenizer, vocabulary, &task, options.scoring, options.orderings)?;
                 correct += usize::from(answer.class == expected);
                 progress(&format!("{ways}-way {shots}-shot: task {}/{}, {correct} correct", index + 1, options.tasks));
             }

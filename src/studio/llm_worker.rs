@@ -103,8 +103,10 @@ pub struct DecodedFrame {
 /// The LLM's answer to a classification.
 pub struct Classified {
     pub classes: Vec<String>,
-    /// Log-probability of each class name, in `classes` order.
+    /// Calibrated score of each class name, in `classes` order.
     pub scores: Vec<f32>,
+    /// Orderings of the support examples the scores are averaged over.
+    pub orderings: usize,
     pub answer: usize,
     /// The prompt as the tokenizer decodes its token ids.
     pub prompt: String,
@@ -277,11 +279,18 @@ impl Resources {
         };
         let task = fewshot::Task { classes: job.classes, support, query, induction: true };
         let (llm, tokenizer) = self.llm(model, reporter)?;
-        let answer =
-            fewshot::classify(llm, tokenizer, model.codebook().vocabulary(), &task, fewshot::Scoring::default())?;
+        let answer = fewshot::classify(
+            llm,
+            tokenizer,
+            model.codebook().vocabulary(),
+            &task,
+            fewshot::Scoring::default(),
+            fewshot::DEFAULT_ORDERINGS,
+        )?;
         Ok(Classified {
             classes: task.classes,
             scores: answer.scores,
+            orderings: answer.orderings,
             answer: answer.class,
             prompt: tokenizer.decode(&answer.prompt),
             prompt_tokens: answer.prompt.len(),

@@ -23,6 +23,7 @@ use crate::llm::tokenizer::Tokenizer;
 
 /// One N-way K-shot problem: class names, labelled support images and a query image, each
 /// image as codebook rows (the words of its first layers, layer after layer).
+#[derive(Clone)]
 pub struct Task {
     pub classes: Vec<String>,
     /// (words, index into `classes`).
@@ -45,9 +46,13 @@ pub enum Scoring {
     Calibrated,
 }
 
+/// How many orderings of the support examples [`classify`] reads by default.
+pub const DEFAULT_ORDERINGS: usize = 3;
+
 /// The LLM's reading of a task.
 pub struct Answer {
-    /// The prompt's token ids (for display: decode them with the tokenizer).
+    /// The prompt's token ids, the examples in the task's own order (for display: decode
+    /// them with the tokenizer).
     pub prompt: Vec<u32>,
     /// Log-probability of each class name after the prompt, in `classes` order.
     pub log_probs: Vec<f32>,
@@ -58,6 +63,8 @@ pub struct Answer {
     pub scores: Vec<f32>,
     /// Index of the best-scoring class.
     pub class: usize,
+    /// Orderings of the support examples read (the scores are their means).
+    pub orderings: usize,
 }
 
 /// The prompt in two parts: everything up to the query's `Input:`, and the query's words
@@ -90,13 +97,19 @@ pub fn prompt(tokenizer: &Tokenizer, vocabulary: &Vocabulary, task: &Task) -> Ve
     head
 }
 
-/// Classifies the task's query image.
+/// Classifies the task's query image, reading it in `orderings` orders of the support
+/// examples (ours, after Lu et al. 2022, "Fantastically Ordered Prompts"): a small LLM
+/// leans towards the class of the examples nearest the query, so the support list is also
+/// read rotated, ordering k starting at example k x n / `orderings` (ordering 0 is the
+/// task's own), and each class's scores are averaged over the orderings (at most one per
+/// support example: more would repeat one).
 pub fn classify(
     llm: &SmolLm,
     tokenizer: &Tokenizer,
     vocabulary: &Vocabulary,
     task: &Task,
     scoring: Scoring,
+    orderings: usize,
 ) -> Result<Answer> {
     ensure!(task.classes.len() >= 2, "a class set needs at least two classes, not {}", task.classes.len());
     ensure!(!task.support.is_empty(), "no support images: each class needs at least one labelled example");
@@ -109,6 +122,9 @@ pub fn classify(
         ensure!(!words.is_empty(), "a support image has no words");
     }
     ensure!(!task.query.is_empty(), "the query image has no words");
+    ensure!(orderings >= 1, "a task is read in at least one ordering of its support examples");
+    // Rotations repeat after one per support example.
+    let orderings = orderings.min(task.support.len());
     let prompt = prompt(tokenizer, vocabulary, task);
     let names: Vec<Vec<u32>> = task.classes.iter().map(|name| tokenizer.encode(&format!(" {name}"))).collect();
     let longest = names.iter().map(Vec::len).max().unwrap_or(0);
@@ -118,6 +134,38 @@ pub fn classify(
         "the prompt is {} tokens and the LLM's context holds {context}: use fewer support images or fewer layers",
         prompt.len() + longest
     );
+    let mean = |rows: &[Vec<f32>]| -> Vec<f32> {
+        (0..names.len()).map(|c| rows.iter().map(|r| r[c]).sum::<f32>() / rows.len() as f32).collect()
+    };
+    let (mut log_probs, mut without_query) = (Vec::new(), Vec::new());
+    for k in 0..orderings {
+        let mut support = task.support.clone();
+        support.rotate_left(k * task.support.len() / orderings);
+        let rotated = Task { support, ..task.clone() };
+        let (with, without) = read(llm, tokenizer, vocabulary, &rotated, &names, scoring)?;
+        log_probs.push(with);
+        without_query.extend(without);
+    }
+    let log_probs = mean(&log_probs);
+    let without_query = (scoring == Scoring::Calibrated).then(|| mean(&without_query));
+    let scores: Vec<f32> = match &without_query {
+        None => log_probs.clone(),
+        Some(lean) => log_probs.iter().zip(lean).map(|(p, l)| p - l).collect(),
+    };
+    let class = scores.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
+    Ok(Answer { prompt, log_probs, without_query, scores, class, orderings })
+}
+
+/// One reading of `task`: each class name's log-probability after the prompt and, where
+/// calibrated, after the prompt without the query's words.
+fn read(
+    llm: &SmolLm,
+    tokenizer: &Tokenizer,
+    vocabulary: &Vocabulary,
+    task: &Task,
+    names: &[Vec<u32>],
+    scoring: Scoring,
+) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
     let (head, query) = prompt_parts(tokenizer, vocabulary, task);
     let mut cache = llm.new_cache();
     llm.logits_last(&head, 0, &mut cache)?;
@@ -133,12 +181,7 @@ pub fn classify(
         Scoring::Raw => None,
         Scoring::Calibrated => Some(names_after(&tokenizer.encode("\nOutput:"), &mut cache)?),
     };
-    let scores: Vec<f32> = match &without_query {
-        None => log_probs.clone(),
-        Some(lean) => log_probs.iter().zip(lean).map(|(p, l)| p - l).collect(),
-    };
-    let class = scores.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
-    Ok(Answer { prompt, log_probs, without_query, scores, class })
+    Ok((log_probs, without_query))
 }
 
 /// Log-probability of `name`'s tokens after the prompt whose cache is `after_prompt` and

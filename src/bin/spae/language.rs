@@ -49,6 +49,10 @@ pub struct ClassifyArgs {
     /// (`calibrated`) or not (`raw`) its log-probability without the query's words.
     #[arg(long, value_enum, default_value_t = ScoringChoice::Calibrated)]
     scoring: ScoringChoice,
+    /// Orderings of the support examples each task is read in (rotations of the list;
+    /// each class's scores are averaged over them).
+    #[arg(long, default_value_t = fewshot::DEFAULT_ORDERINGS)]
+    orderings: usize,
 }
 
 impl ClassifyArgs {
@@ -63,13 +67,26 @@ impl ClassifyArgs {
         let query = fewshot::file_words(model, &self.query, layers)?;
         let (llm, tokenizer) = open_llm(session.llm)?;
         let task = fewshot::Task { classes, support, query, induction: !self.no_induction };
-        let answer = fewshot::classify(&llm, &tokenizer, model.codebook().vocabulary(), &task, self.scoring.into())?;
+        let answer = fewshot::classify(
+            &llm,
+            &tokenizer,
+            model.codebook().vocabulary(),
+            &task,
+            self.scoring.into(),
+            self.orderings,
+        )?;
         println!("{}", tokenizer.decode(&answer.prompt));
         match &answer.without_query {
-            None => println!("---- {} prompt tokens; log-probability of each class:", answer.prompt.len()),
+            None => println!(
+                "---- {} prompt tokens; log-probability of each class (mean over {} orderings of the examples):",
+                answer.prompt.len(),
+                answer.orderings
+            ),
             Some(_) => println!(
-                "---- {} prompt tokens; each class's score = its log-probability - that without the query's words:",
-                answer.prompt.len()
+                "---- {} prompt tokens; each class's score = its log-probability - that without the query's words \
+                 (means over {} orderings of the examples):",
+                answer.prompt.len(),
+                answer.orderings
             ),
         }
         for (i, name) in task.classes.iter().enumerate() {
@@ -112,6 +129,10 @@ pub struct EvalFewshotArgs {
     /// (`calibrated`) or not (`raw`) its log-probability without the query's words.
     #[arg(long, value_enum, default_value_t = ScoringChoice::Calibrated)]
     scoring: ScoringChoice,
+    /// Orderings of the support examples each task is read in (rotations of the list;
+    /// each class's scores are averaged over them).
+    #[arg(long, default_value_t = fewshot::DEFAULT_ORDERINGS)]
+    orderings: usize,
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
@@ -148,6 +169,7 @@ impl EvalFewshotArgs {
             seed: self.seed,
             shots: self.shots.clone(),
             scoring: self.scoring.into(),
+            orderings: self.orderings,
             ..Default::default()
         }
     }
@@ -157,6 +179,7 @@ impl EvalFewshotArgs {
             !(self.words == WordSource::Teacher && self.control.is_some()),
             "--words teacher asks the teacher's words, the same for any model: a --control would repeat them"
         );
+        ensure!(self.orderings >= 1, "--orderings must be at least 1 (each task is read in that many orders)");
         let options = self.options();
         let data = Dataset::load(&prepare::data_dir(&self.cache), Split::HeldOut, session.model.config().resolution)?;
         let (llm, tokenizer) = open_llm(session.llm)?;
@@ -215,11 +238,12 @@ impl EvalFewshotArgs {
             .transpose()?;
         let shown: Vec<String> = tables.concept_names.iter().map(|(n, count)| format!("{n} ({count})")).collect();
         println!(
-            "{} tasks per cell, {} layers per image, seed {}, {} scores; {} concept classes: {}",
+            "{} tasks per cell, {} layers per image, seed {}, {} scores over {} orderings; {} concept classes: {}",
             options.tasks,
             options.layers,
             options.seed,
             if options.scoring == fewshot::Scoring::Raw { "raw" } else { "calibrated" },
+            options.orderings,
             shown.len(),
             shown.join(", ")
         );
@@ -245,6 +269,7 @@ impl EvalFewshotArgs {
             line["tasks"] = serde_json::json!(options.tasks);
             line["scoring"] =
                 serde_json::json!(if options.scoring == fewshot::Scoring::Raw { "raw" } else { "calibrated" });
+            line["orderings"] = serde_json::json!(options.orderings);
             println!("{line}");
         }
         Ok(())

@@ -126,13 +126,17 @@ impl StudioApp {
             .show(ui, |plot_ui| plot_ui.bar_chart(BarChart::new("share", bars).width(0.6)));
         let mut order: Vec<usize> = (0..result.classes.len()).collect();
         order.sort_by(|&a, &b| result.scores[b].total_cmp(&result.scores[a]));
-        ui.label("Each class name's calibrated score: its log-probability after the prompt, less that without the query's words:");
+        ui.label(format!(
+            "Each class name's calibrated score (its log-probability after the prompt, less that without the query's \
+             words), averaged over {} orderings of the examples:",
+            result.orderings
+        ));
         for i in order {
             let text = format!("{:>9.3}  {}", result.scores[i], result.classes[i]);
             let text = egui::RichText::new(text).monospace();
             ui.label(if i == result.answer { text.strong() } else { text });
         }
-        ui.label(format!("Prompt ({} tokens):", result.prompt_tokens));
+        ui.label(format!("Prompt ({} tokens, the examples in their first ordering):", result.prompt_tokens));
         egui::ScrollArea::vertical().max_height(PROMPT_HEIGHT).show(ui, |ui| {
             ui.add(egui::TextEdit::multiline(&mut result.prompt.as_str()).code_editor().desired_width(f32::INFINITY));
         });
