@@ -289,7 +289,8 @@ fn saq(
             CHUNK_WORDS as u32,
             chunks as u32,
             shape.weights()[layer - 1],
-            shape.weights()[..layer].iter().sum(),
+            // Whole weights of at most MAX_LAYER_WEIGHT: their sum is exact in f32.
+            shape.weight_sum(layer) as u32,
             0,
             0,
             0,
