@@ -132,6 +132,7 @@ fn orderings_average_the_rotated_prompts_full_recomputations() {
         }
     }
     let answer = fewshot::classify(llm, tokenizer, vocabulary, &task, Scoring::Calibrated, 2).unwrap();
+    assert_eq!(answer.orderings, 2);
     for i in 0..2 {
         assert!(close(answer.log_probs[i], with[i]), "{i}: {} vs {}", answer.log_probs[i], with[i]);
         let lean = answer.without_query.as_ref().unwrap()[i];
@@ -144,6 +145,25 @@ fn orderings_average_the_rotated_prompts_full_recomputations() {
     let every = fewshot::classify(llm, tokenizer, vocabulary, &task, Scoring::Raw, 4).unwrap();
     let beyond = fewshot::classify(llm, tokenizer, vocabulary, &task, Scoring::Raw, 9).unwrap();
     assert_eq!(every.scores, beyond.scores);
+    assert_eq!((every.orderings, beyond.orderings), (4, 4));
+    // Five examples in three readings start at examples 0, 1 and 3 (floor(k x 5 / 3)),
+    // whose lists differ whichever way a rotation turned; raw scores are the plain means.
+    let mut five = support.clone();
+    five.push((words("fruit red"), 1));
+    let task = Task { support: five.clone(), ..task };
+    let raw = fewshot::classify(llm, tokenizer, vocabulary, &task, Scoring::Raw, 3).unwrap();
+    assert_eq!(raw.orderings, 3);
+    for (i, name) in task.classes.iter().enumerate() {
+        let expected = [0, 1, 3]
+            .iter()
+            .map(|&start| {
+                let order = [&five[start..], &five[..start]].concat();
+                full_log_prob(&fewshot::prompt(tokenizer, vocabulary, &Task { support: order, ..task.clone() }), name)
+            })
+            .sum::<f32>()
+            / 3.0;
+        assert!(close(raw.scores[i], expected), "{name}: {} vs {expected}", raw.scores[i]);
+    }
     let error = fewshot::classify(llm, tokenizer, vocabulary, &task, Scoring::Raw, 0).err().unwrap().to_string();
     assert!(error.contains("at least one ordering"), "{error}");
 }

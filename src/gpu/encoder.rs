@@ -289,8 +289,7 @@ fn saq(
             CHUNK_WORDS as u32,
             chunks as u32,
             shape.weights()[layer - 1],
-            // Whole weights of at most MAX_LAYER_WEIGHT: their sum is exact in f32.
-            shape.weight_sum(layer) as u32,
+            shape.weight_total(layer),
             0,
             0,
             0,

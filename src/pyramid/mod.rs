@@ -92,9 +92,14 @@ impl PyramidShape {
     }
 
     /// W_l = sum_{i<=layers} w_i, what the first `layers` layers' weighted sum is divided
-    /// by (0 for none).
+    /// by (0 for none), as a whole number (for the GPU's kernels).
+    pub fn weight_total(&self, layers: usize) -> u32 {
+        self.weights[..layers].iter().sum()
+    }
+
+    /// [`Self::weight_total`] as f32, for the arithmetic of SAQ.
     pub fn weight_sum(&self, layers: usize) -> f32 {
-        self.weights[..layers].iter().sum::<u32>() as f32
+        self.weight_total(layers) as f32
     }
 
     /// Tokens in layers 1..=layers.

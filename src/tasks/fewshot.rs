@@ -5,14 +5,17 @@
 //! finds most likely after `Output:`. Image words enter the prompt as their token ids (a
 //! lexical word is one vocabulary token), never as re-tokenized text. A class name's
 //! log-probability is that of all its tokens (ours: the paper reads "the LLM's scores
-//! restricted to the class names"); the prompt is run once and its KV cache reused for
-//! every class.
+//! restricted to the class names"); each reading of the prompt runs once and its KV
+//! cache serves every class.
 //!
 //! By default the scores are calibrated (ours, after Zhao et al. 2021, "Calibrate Before
 //! Use"): from each class's log-probability is taken its log-probability after the same
 //! prompt with no query words. A small LLM leans towards some names whatever the query
 //! (the last support example's, a shorter one); that lean is what the query-free prompt
 //! measures. The support part of the prompt is read once for both.
+//!
+//! By default the prompt is also read with its support examples in other orders (ours,
+//! after Lu et al. 2022): see [`classify`].
 
 use anyhow::{ensure, Result};
 
@@ -54,10 +57,11 @@ pub struct Answer {
     /// The prompt's token ids, the examples in the task's own order (for display: decode
     /// them with the tokenizer).
     pub prompt: Vec<u32>,
-    /// Log-probability of each class name after the prompt, in `classes` order.
+    /// Log-probability of each class name after the prompt, in `classes` order (the mean
+    /// over the orderings read).
     pub log_probs: Vec<f32>,
     /// With [`Scoring::Calibrated`]: each class name's log-probability after the prompt
-    /// without the query's words.
+    /// without the query's words (the mean over the orderings read).
     pub without_query: Option<Vec<f32>>,
     /// What decides: `log_probs`, less `without_query` where calibrated.
     pub scores: Vec<f32>,
@@ -68,8 +72,14 @@ pub struct Answer {
 }
 
 /// The prompt in two parts: everything up to the query's `Input:`, and the query's words
-/// with the `Output:` after them.
-fn prompt_parts(tokenizer: &Tokenizer, vocabulary: &Vocabulary, task: &Task) -> (Vec<u32>, Vec<u32>) {
+/// with the `Output:` after them; the support examples in the order of `support` (the
+/// task's own, or a rotation of it).
+fn prompt_parts(
+    tokenizer: &Tokenizer,
+    vocabulary: &Vocabulary,
+    task: &Task,
+    support: &[(Vec<u32>, usize)],
+) -> (Vec<u32>, Vec<u32>) {
     let image = |words: &[u32]| words.iter().map(|&w| vocabulary.token_id(w)).collect::<Vec<_>>();
     let mut tokens = if task.induction {
         tokenizer.encode(&format!(
@@ -79,7 +89,7 @@ fn prompt_parts(tokenizer: &Tokenizer, vocabulary: &Vocabulary, task: &Task) -> 
     } else {
         tokenizer.encode("###\n")
     };
-    for (words, label) in &task.support {
+    for (words, label) in support {
         tokens.extend(tokenizer.encode("Input:"));
         tokens.extend(image(words));
         tokens.extend(tokenizer.encode(&format!("\nOutput: {}\n", task.classes[*label])));
@@ -92,17 +102,18 @@ fn prompt_parts(tokenizer: &Tokenizer, vocabulary: &Vocabulary, task: &Task) -> 
 
 /// The prompt of docs/method.md section 6 as token ids.
 pub fn prompt(tokenizer: &Tokenizer, vocabulary: &Vocabulary, task: &Task) -> Vec<u32> {
-    let (mut head, query) = prompt_parts(tokenizer, vocabulary, task);
+    let (mut head, query) = prompt_parts(tokenizer, vocabulary, task, &task.support);
     head.extend(query);
     head
 }
 
 /// Classifies the task's query image, reading it in `orderings` orders of the support
 /// examples (ours, after Lu et al. 2022, "Fantastically Ordered Prompts"): a small LLM
-/// leans towards the class of the examples nearest the query, so the support list is also
-/// read rotated, ordering k starting at example k x n / `orderings` (ordering 0 is the
-/// task's own), and each class's scores are averaged over the orderings (at most one per
-/// support example: more would repeat one).
+/// weighs the examples nearest the query most, so with m examples and n readings, reading
+/// k (0-based) starts the list at example floor(k x m / n) and goes round (reading 0 is
+/// the task's own order); each class's log-probabilities, and where calibrated those
+/// without the query, are averaged over the readings. n is at most m (more would repeat a
+/// rotation); [`Answer::orderings`] says how many were read.
 pub fn classify(
     llm: &SmolLm,
     tokenizer: &Tokenizer,
@@ -141,10 +152,11 @@ pub fn classify(
     for k in 0..orderings {
         let mut support = task.support.clone();
         support.rotate_left(k * task.support.len() / orderings);
-        let rotated = Task { support, ..task.clone() };
-        let (with, without) = read(llm, tokenizer, vocabulary, &rotated, &names, scoring)?;
+        let (with, without) = read(llm, tokenizer, vocabulary, task, &support, &names, scoring)?;
         log_probs.push(with);
-        without_query.extend(without);
+        if let Some(without) = without {
+            without_query.push(without);
+        }
     }
     let log_probs = mean(&log_probs);
     let without_query = (scoring == Scoring::Calibrated).then(|| mean(&without_query));
@@ -156,17 +168,19 @@ pub fn classify(
     Ok(Answer { prompt, log_probs, without_query, scores, class, orderings })
 }
 
-/// One reading of `task`: each class name's log-probability after the prompt and, where
-/// calibrated, after the prompt without the query's words.
+/// One reading of `task` with its examples in the order of `support`: each class name's
+/// log-probability after the prompt and, where calibrated, after the prompt without the
+/// query's words.
 fn read(
     llm: &SmolLm,
     tokenizer: &Tokenizer,
     vocabulary: &Vocabulary,
     task: &Task,
+    support: &[(Vec<u32>, usize)],
     names: &[Vec<u32>],
     scoring: Scoring,
 ) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
-    let (head, query) = prompt_parts(tokenizer, vocabulary, task);
+    let (head, query) = prompt_parts(tokenizer, vocabulary, task, support);
     let mut cache = llm.new_cache();
     llm.logits_last(&head, 0, &mut cache)?;
     let after_head = cache.clone();

@@ -59,6 +59,7 @@ impl ClassifyArgs {
     /// One few-shot task from support images and a query image file.
     pub fn run(self, session: &Session) -> Result<()> {
         let (model, layers) = (session.model, self.layers);
+        ensure!(self.orderings >= 1, "--orderings must be at least 1 (the task is read in that many orders)");
         let (classes, images) = fewshot::read_support(&self.support)?;
         let support = images
             .iter()
@@ -78,15 +79,15 @@ impl ClassifyArgs {
         println!("{}", tokenizer.decode(&answer.prompt));
         match &answer.without_query {
             None => println!(
-                "---- {} prompt tokens; log-probability of each class (mean over {} orderings of the examples):",
+                "---- {} prompt tokens; log-probability of each class ({}):",
                 answer.prompt.len(),
-                answer.orderings
+                orderings_read(answer.orderings)
             ),
             Some(_) => println!(
                 "---- {} prompt tokens; each class's score = its log-probability - that without the query's words \
-                 (means over {} orderings of the examples):",
+                 ({}):",
                 answer.prompt.len(),
-                answer.orderings
+                orderings_read(answer.orderings)
             ),
         }
         for (i, name) in task.classes.iter().enumerate() {
@@ -136,6 +137,14 @@ pub struct EvalFewshotArgs {
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
+}
+
+/// How many orderings of the examples a classification's scores are the means of, in words.
+fn orderings_read(orderings: usize) -> String {
+    match orderings {
+        1 => "one ordering of the examples".to_string(),
+        n => format!("means over {n} orderings of the examples"),
+    }
 }
 
 /// How class names are scored: `calibrated` (log-probability less that without the
@@ -238,7 +247,8 @@ impl EvalFewshotArgs {
             .transpose()?;
         let shown: Vec<String> = tables.concept_names.iter().map(|(n, count)| format!("{n} ({count})")).collect();
         println!(
-            "{} tasks per cell, {} layers per image, seed {}, {} scores over {} orderings; {} concept classes: {}",
+            "{} tasks per cell, {} layers per image, seed {}, {} scores, each task read in up to {} orderings of its \
+             examples (one per example at most); {} concept classes: {}",
             options.tasks,
             options.layers,
             options.seed,
