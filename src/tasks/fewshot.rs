@@ -52,6 +52,15 @@ pub enum Scoring {
 /// How many orderings of the support examples [`classify`] reads by default.
 pub const DEFAULT_ORDERINGS: usize = 3;
 
+/// How a classification's scores came from `orderings` readings, in words for a label:
+/// "read in one ordering of the examples" or "averaged over n orderings of the examples".
+pub fn orderings_phrase(orderings: usize) -> String {
+    match orderings {
+        1 => "read in one ordering of the examples".to_string(),
+        n => format!("averaged over {n} orderings of the examples"),
+    }
+}
+
 /// The LLM's reading of a task.
 pub struct Answer {
     /// The prompt's token ids, the examples in the task's own order (for display: decode

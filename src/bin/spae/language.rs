@@ -81,13 +81,13 @@ impl ClassifyArgs {
             None => println!(
                 "---- {} prompt tokens; log-probability of each class ({}):",
                 answer.prompt.len(),
-                orderings_read(answer.orderings)
+                fewshot::orderings_phrase(answer.orderings)
             ),
             Some(_) => println!(
                 "---- {} prompt tokens; each class's score = its log-probability - that without the query's words \
                  ({}):",
                 answer.prompt.len(),
-                orderings_read(answer.orderings)
+                fewshot::orderings_phrase(answer.orderings)
             ),
         }
         for (i, name) in task.classes.iter().enumerate() {
@@ -137,14 +137,6 @@ pub struct EvalFewshotArgs {
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
-}
-
-/// How many orderings of the examples a classification's scores are the means of, in words.
-fn orderings_read(orderings: usize) -> String {
-    match orderings {
-        1 => "one ordering of the examples".to_string(),
-        n => format!("means over {n} orderings of the examples"),
-    }
 }
 
 /// How class names are scored: `calibrated` (log-probability less that without the

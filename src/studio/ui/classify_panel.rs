@@ -6,6 +6,7 @@ use egui_plot::{Bar, BarChart, Plot};
 
 use super::super::{Command, StudioApp, SupportSource};
 use crate::llm::log_softmax;
+use crate::tasks::fewshot;
 
 /// Height of the prompt's scrolling box.
 const PROMPT_HEIGHT: f32 = 180.0;
@@ -126,13 +127,10 @@ impl StudioApp {
             .show(ui, |plot_ui| plot_ui.bar_chart(BarChart::new("share", bars).width(0.6)));
         let mut order: Vec<usize> = (0..result.classes.len()).collect();
         order.sort_by(|&a, &b| result.scores[b].total_cmp(&result.scores[a]));
-        let read = match result.orderings {
-            1 => "read in one ordering of the examples".to_string(),
-            n => format!("averaged over {n} orderings of the examples"),
-        };
         ui.label(format!(
             "Each class name's calibrated score (its log-probability after the prompt, less that without the query's \
-             words), {read}:"
+             words), {}:",
+            fewshot::orderings_phrase(result.orderings)
         ));
         for i in order {
             let text = format!("{:>9.3}  {}", result.scores[i], result.classes[i]);
