@@ -1,4 +1,5 @@
-//! Core speed: nearest-word search against a plain matrix product, and encode latency
+//! Core speed: nearest-word search (exact, and the 8-bit search training uses) against a
+//! plain matrix product, and encode latency
 //! per image on the CPU (decode latency is in `benches/decode.rs`). Run with
 //! `cargo bench --bench core`.
 //!
@@ -10,6 +11,7 @@ use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use spae::codebook::quantized::{QuantizedIndex, QuantizedOptions};
 use spae::codebook::vocabulary;
 use spae::codebook::Codebook;
 use spae::model::{SpaeConfig, SpaeModel};
@@ -40,10 +42,22 @@ fn search(c: &mut Criterion) {
     let mut group = c.benchmark_group("search");
     group.throughput(Throughput::Elements(flops as u64));
     group.bench_function("nearest_597_queries", |b| b.iter(|| codebook.nearest(&queries)));
+    let quantized = QuantizedIndex::new(&codebook, QuantizedOptions::default()).unwrap();
+    group.bench_function("quantized_597_queries", |b| b.iter(|| quantized.nearest(&codebook, &queries)));
     let lhs = Tensor::from_slice(&queries, (m, dim), &Device::Cpu).unwrap();
     let rhs = codebook.embeddings().t().unwrap();
     group.bench_function("candle_matmul_597x576x16384", |b| b.iter(|| lhs.matmul(&rhs).unwrap()));
     group.bench_function("candle_matmul_argmin_597", |b| b.iter(|| lhs.matmul(&rhs).unwrap().argmax(1).unwrap()));
+    group.finish();
+
+    // A training batch's lower layer: 16 images x 256 cells, exact and quantized.
+    let m = 16 * 256;
+    let queries = targets(m, dim);
+    let mut group = c.benchmark_group("search_batch_layer");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements((2 * m * n * dim) as u64));
+    group.bench_function("nearest_4096_queries", |b| b.iter(|| codebook.nearest(&queries)));
+    group.bench_function("quantized_4096_queries", |b| b.iter(|| quantized.nearest(&codebook, &queries)));
     group.finish();
 
     // SAQ over a whole latent: the layer order must not multiply the search cost.

@@ -242,14 +242,24 @@ fn eval_caption_refuses_no_examples_and_a_missing_data_cache() {
 }
 
 #[test]
-fn sizing_the_candidate_search_without_choosing_it_is_refused() {
+fn sizing_a_search_without_choosing_it_is_refused() {
     // Refused before any data is read, so no prepared cache is needed.
     let missing = std::env::temp_dir().join("spae-no-such-cache");
-    for flag in ["--search-clusters", "--search-probes"] {
-        let out = spae().args(["bench-train", flag, "8", "--cache"]).arg(&missing).output().unwrap();
-        assert!(!out.status.success());
-        assert!(stderr(&out).contains("add --search candidates"), "{}", stderr(&out));
-    }
+    let out = spae()
+        .args(["bench-train", "--search", "exact", "--search-shortlist", "8", "--cache"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("add --search quantized"), "{}", stderr(&out));
+    // An empty shortlist is refused before any data is read.
+    let out = spae()
+        .args(["bench-train", "--search", "quantized", "--search-shortlist", "0", "--cache"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--search-shortlist must be at least 1"), "{}", stderr(&out));
 }
 
 #[test]

@@ -124,44 +124,71 @@ fn suggestions_and_completions_come_from_the_vocabulary() {
     assert!(completions.contains(&"elephant"), "{completions:?}");
 }
 
-/// The brute-force nearest row: the smallest squared distance, the lower index on ties.
-fn brute_nearest(codebook: &spae::codebook::Codebook, target: &[f32]) -> u32 {
+/// The 8-bit search's approximate distance, computed here in f64 from bytes rounded here:
+/// ||e||^2 - 2 s_t s_e (q_t . q_e), with q = round(v / s), s = max|v| / 127.
+fn approximate_distances(codebook: &spae::codebook::Codebook, target: &[f32]) -> Vec<f64> {
+    let bytes = |v: &[f32]| -> (f64, Vec<f64>) {
+        let largest = v.iter().fold(0f32, |a, x| a.max(x.abs()));
+        let scale = if largest > 0.0 { largest as f64 / 127.0 } else { 1.0 };
+        (scale, v.iter().map(|&x| (x as f64 / scale).round()).collect())
+    };
+    let (st, qt) = bytes(target);
     (0..codebook.len() as u32)
-        .map(|i| (spae::codebook::squared_distance(target, codebook.row(i)), i))
-        .fold((f32::INFINITY, 0), |best, (d, i)| if d < best.0 { (d, i) } else { best })
-        .1
+        .map(|i| {
+            let row = codebook.row(i);
+            let (se, qe) = bytes(row);
+            let norm: f64 = row.iter().map(|&x| x as f64 * x as f64).sum();
+            norm - 2.0 * st * se * qt.iter().zip(&qe).map(|(a, b)| a * b).sum::<f64>()
+        })
+        .collect()
 }
 
 #[test]
-fn the_candidate_search_probing_every_cluster_is_the_exact_search() {
-    use spae::codebook::candidates::{CandidateIndex, CandidateOptions};
+fn the_quantized_search_rescores_its_shortlist_exactly() {
+    use spae::codebook::quantized::{QuantizedIndex, QuantizedOptions};
+    // 2,000 words: not a whole number of the kernel's 32-row blocks, so padding is crossed.
     let codebook = common::small_codebook(2_000);
     let dim = codebook.dim();
-    // Targets: words plus noise (so the answer is usually, not always, the word itself),
-    // and pure noise.
-    let noise = common::random_values(40 * dim, 5, 0.05);
+    let noise = common::random_values(45 * dim, 7, 0.05);
     let mut targets: Vec<f32> =
-        (0..20u32).flat_map(|i| codebook.row(i * 97).to_vec()).zip(&noise).map(|(x, n)| x + n).collect();
-    targets.extend(common::random_values(20 * dim, 6, 0.1));
-    let expected: Vec<u32> = targets.chunks_exact(dim).map(|t| brute_nearest(&codebook, t)).collect();
-    let all = CandidateIndex::new(&codebook, CandidateOptions { clusters: 32, probes: 32 }).unwrap();
-    assert_eq!(all.nearest(&codebook, &targets), expected);
-    // Probing fewer clusters: every answer is a real word at least as far as the exact one.
-    let some = CandidateIndex::new(&codebook, CandidateOptions { clusters: 32, probes: 4 }).unwrap();
-    for ((target, found), best) in targets.chunks_exact(dim).zip(some.nearest(&codebook, &targets)).zip(&expected) {
+        (0..45u32).flat_map(|i| codebook.row(i * 41).to_vec()).zip(&noise).map(|(x, n)| x + n).collect();
+    targets.extend(common::random_values(30 * dim, 8, 0.1));
+    let expected: Vec<u32> = targets.chunks_exact(dim).map(|t| common::brute_force_nearest(&codebook, t)).collect();
+    // Every word on the shortlist: the exact search.
+    let all = QuantizedIndex::new(&codebook, QuantizedOptions { shortlist: 2_000 }).unwrap();
+    assert_eq!(all.nearest_with(&codebook, &targets, false), expected);
+    // A short list: wherever the exact word ranks well inside it by the approximate
+    // distance (computed independently), it is found; no answer is nearer than the exact.
+    let shortlist = 8;
+    let index = QuantizedIndex::new(&codebook, QuantizedOptions { shortlist }).unwrap();
+    let found = index.nearest_with(&codebook, &targets, false);
+    let mut ranked_inside = 0;
+    for ((target, &word), &best) in targets.chunks_exact(dim).zip(&found).zip(&expected) {
+        let approximate = approximate_distances(&codebook, target);
+        let rank = approximate.iter().filter(|&&d| d < approximate[best as usize]).count();
+        if rank + 2 < shortlist {
+            ranked_inside += 1;
+            assert_eq!(word, best, "the exact word ranks {rank} by the approximate distance");
+        }
         let (d_found, d_best) = (
-            spae::codebook::squared_distance(target, codebook.row(found)),
-            spae::codebook::squared_distance(target, codebook.row(*best)),
+            spae::codebook::squared_distance(target, codebook.row(word)),
+            spae::codebook::squared_distance(target, codebook.row(best)),
         );
-        assert!(d_found >= d_best - 1e-4, "found {found} at {d_found}, nearer than the exact {best} at {d_best}");
+        assert!(d_found >= d_best - 1e-4, "found {word} at {d_found}, nearer than the exact {best} at {d_best}");
     }
-    // A word's own row is found when its cluster is probed: each word's cluster is
-    // nearest to it in most cases, so agreement on exact rows is high.
-    let rows: Vec<f32> = (0..200u32).flat_map(|i| codebook.row(i * 10).to_vec()).collect();
-    let found = some.nearest(&codebook, &rows);
-    let same = found.iter().enumerate().filter(|(i, &w)| w == *i as u32 * 10).count();
-    assert!(same >= 180, "{same} of 200 words found themselves");
+    assert!(ranked_inside >= 60, "only {ranked_inside} of 75 exact words ranked inside the shortlist");
+    // The vector kernel makes the same integer products and the same offers.
+    if QuantizedIndex::vectorized() {
+        for size in [1, 3, 8] {
+            let index = QuantizedIndex::new(&codebook, QuantizedOptions { shortlist: size }).unwrap();
+            assert_eq!(
+                index.nearest_with(&codebook, &targets, true),
+                index.nearest_with(&codebook, &targets, false),
+                "shortlist {size}"
+            );
+        }
+    }
     // Sizes that cannot work are refused.
-    assert!(CandidateIndex::new(&codebook, CandidateOptions { clusters: 8, probes: 9 }).is_err());
-    assert!(CandidateIndex::new(&codebook, CandidateOptions { clusters: 0, probes: 0 }).is_err());
+    assert!(QuantizedIndex::new(&codebook, QuantizedOptions { shortlist: 0 }).is_err());
+    assert!(QuantizedIndex::new(&codebook, QuantizedOptions { shortlist: 2_001 }).is_err());
 }

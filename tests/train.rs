@@ -5,11 +5,12 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use spae::codebook::quantized::QuantizedOptions;
 use spae::data::{Dataset, Sample, Split};
 use spae::image_io;
 use spae::model::{SpaeConfig, SpaeModel};
 use spae::train::schedule::Schedule;
-use spae::train::{train, Stop, TrainOptions};
+use spae::train::{train, Stop, TrainOptions, TrainingSearch};
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("spae-train-{name}-{}", std::process::id()));
@@ -59,7 +60,7 @@ fn options(data: &Path, run: &Path, steps: u64) -> TrainOptions {
         checkpoint_minutes: 1e6,
         semantic: None,
         perceptual_weight: 0.0,
-        search: None,
+        search: Default::default(),
         freeze_branch: false,
     }
 }
@@ -100,6 +101,15 @@ fn a_resumed_run_matches_an_uninterrupted_one() {
     for ((name, a), (_, b)) in uninterrupted.iter().zip(common::weights(&resumed)) {
         let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
         assert!(diff < 1e-5, "{name} differs by {diff}");
+    }
+    // The quantized search finds the same words here, so its run is the same run.
+    let quantized = temp_dir("quantized");
+    let model = small_model(0);
+    let search = TrainingSearch::Quantized(QuantizedOptions { shortlist: 16 });
+    train(&model, &TrainOptions { search, ..options(&data, &quantized, 3) }, false, Stop::Schedule).unwrap();
+    for ((name, a), (_, b)) in uninterrupted.iter().zip(common::weights(&model)) {
+        let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(diff < 1e-5, "{name} differs by {diff} after training with the quantized search");
     }
     // The exported model loads and matches.
     let exported = SpaeModel::load(stopped.join("export"), common::codebook()).unwrap();

@@ -130,7 +130,7 @@ fn a_frozen_branch_keeps_its_weights_while_the_rest_trains() {
         checkpoint_minutes: 1e6,
         semantic: Some(SemanticOptions::default()),
         perceptual_weight: 0.0,
-        search: None,
+        search: Default::default(),
         freeze_branch: true,
     };
     spae::train::train(&model, &options, false, spae::train::Stop::Schedule).unwrap();

@@ -6,7 +6,7 @@
 //! over blocks of codebook rows with the argmin fused in, so the full distance matrix is
 //! never stored.
 
-pub mod candidates;
+pub mod quantized;
 pub mod visual;
 pub mod vocabulary;
 

@@ -10,7 +10,7 @@
 use anyhow::Result;
 use candle_core::{Device, Tensor};
 
-use crate::codebook::candidates::CandidateIndex;
+use crate::codebook::quantized::QuantizedIndex;
 use crate::codebook::Codebook;
 use crate::pyramid::{CellTarget, Pyramid, PyramidShape};
 
@@ -34,8 +34,8 @@ pub fn quantize(z: &Tensor, codebook: &Codebook, shape: &PyramidShape, cell_targ
 pub enum Search<'a> {
     /// The exact search ([`Codebook::nearest`]): encoding, evaluation, the studio.
     Exact,
-    /// The candidate search ([`CandidateIndex`]): training only.
-    Candidates(&'a CandidateIndex),
+    /// The 8-bit search with exact rescoring ([`QuantizedIndex`]): training only.
+    Quantized(&'a QuantizedIndex),
 }
 
 impl Search<'_> {
@@ -43,14 +43,14 @@ impl Search<'_> {
     pub fn flops_per_target(self, codebook: &Codebook) -> f64 {
         match self {
             Self::Exact => 2.0 * codebook.len() as f64 * codebook.dim() as f64,
-            Self::Candidates(index) => index.flops_per_target(codebook),
+            Self::Quantized(index) => index.flops_per_target(codebook),
         }
     }
 
     fn nearest(self, codebook: &Codebook, targets: &[f32]) -> Vec<u32> {
         match self {
             Self::Exact => codebook.nearest(targets),
-            Self::Candidates(index) => index.nearest(codebook, targets),
+            Self::Quantized(index) => index.nearest(codebook, targets),
         }
     }
 }
@@ -248,16 +248,16 @@ fn layer_targets(
     targets
 }
 
-/// For each layer, the share of SAQ's targets for which the candidate search finds the
-/// exact search's word. The pyramid is built with the exact search, so every layer's
-/// targets are the ones encoding would search.
+/// For each layer, the share of SAQ's targets for which `search` finds the exact search's
+/// word. The pyramid is built with the exact search, so every layer's targets are the
+/// ones encoding would search.
 pub fn search_agreement(
     z: &Tensor,
     named: &[Tensor],
     codebook: &Codebook,
     shape: &PyramidShape,
     cell_target: CellTarget,
-    index: &CandidateIndex,
+    search: Search,
 ) -> Result<Vec<f64>> {
     let (batch, dim, g, _) = z.dims4()?;
     anyhow::ensure!(g == shape.latent_size() && dim == codebook.dim(), "the latent does not fit the pyramid");
@@ -271,7 +271,7 @@ pub fn search_agreement(
             None => layer_targets(&z, &sum, shape, layer, cell_target, dim),
         };
         let exact = codebook.nearest(&targets);
-        let approximate = index.nearest(codebook, &targets);
+        let approximate = search.nearest(codebook, &targets);
         let same = exact.iter().zip(&approximate).filter(|(a, b)| a == b).count();
         agreement.push(same as f64 / exact.len().max(1) as f64);
         add_batch_layer(&mut sum, codebook, shape, layer, &exact);

@@ -26,7 +26,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::codebook::candidates::{CandidateIndex, CandidateOptions};
+use crate::codebook::quantized::{QuantizedIndex, QuantizedOptions};
 use crate::data::{Dataset, Split};
 use crate::model::config::BranchMode;
 use crate::model::SpaeModel;
@@ -60,14 +60,60 @@ pub struct TrainOptions {
     pub semantic: Option<SemanticOptions>,
     /// Weight of the perceptual loss through the teacher's features (0: off).
     pub perceptual_weight: f64,
-    /// SAQ's search in training: the candidate search so sized, or `None` for the exact one.
+    /// SAQ's search in training.
     #[serde(default)]
-    pub search: Option<CandidateOptions>,
+    pub search: TrainingSearch,
     /// The semantic branch's projector stays as it is (trained before, by `train-branch`).
     /// Where the branch names every guided layer, the semantic loss then reaches nothing
     /// trainable and is not computed.
     #[serde(default)]
     pub freeze_branch: bool,
+}
+
+/// SAQ's nearest-word search in training (encoding, evaluation and the studio always
+/// search exactly).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TrainingSearch {
+    #[default]
+    Exact,
+    /// Every word ranked by 8-bit products, a shortlist rescored exactly.
+    Quantized(QuantizedOptions),
+}
+
+impl std::fmt::Display for TrainingSearch {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Self::Exact => write!(f, "exact"),
+            Self::Quantized(q) => write!(
+                f,
+                "quantized, {} words rescored exactly, {}",
+                q.shortlist,
+                if QuantizedIndex::vectorized() { "AVX-512 VNNI" } else { "portable loop (no AVX-512 VNNI here)" }
+            ),
+        }
+    }
+}
+
+/// A [`TrainingSearch`] made ready: the index it searches, built once per run.
+enum SearchIndex {
+    Exact,
+    Quantized(QuantizedIndex),
+}
+
+impl SearchIndex {
+    fn new(codebook: &crate::codebook::Codebook, search: TrainingSearch) -> Result<Self> {
+        Ok(match search {
+            TrainingSearch::Exact => Self::Exact,
+            TrainingSearch::Quantized(options) => Self::Quantized(QuantizedIndex::new(codebook, options)?),
+        })
+    }
+
+    fn search(&self) -> saq::Search<'_> {
+        match self {
+            Self::Exact => saq::Search::Exact,
+            Self::Quantized(index) => saq::Search::Quantized(index),
+        }
+    }
 }
 
 /// The run's log as copied beside the exported model.
@@ -92,7 +138,7 @@ struct Inputs {
     targets: Option<Vec<Target>>,
     grids: Option<Tensor>,
     teacher: Option<EfficientNetLite0>,
-    search: Option<CandidateIndex>,
+    search: SearchIndex,
 }
 
 impl Inputs {
@@ -112,7 +158,7 @@ impl Inputs {
             None
         };
         let grids = crate::data::feature_cache::load_or_compute(&options.data_dir, split, &data, model)?;
-        let search = options.search.map(|o| CandidateIndex::new(model.codebook(), o)).transpose()?;
+        let search = SearchIndex::new(model.codebook(), options.search)?;
         Ok(Self { data, targets, grids, teacher, search })
     }
 }
@@ -140,8 +186,8 @@ pub struct Benchmark {
     /// convolution needs no input gradient, and the perceptual loss's teacher pass on the
     /// target pixels none at all.
     pub flops_per_image: f64,
-    /// For the candidate search: per layer, the share of held-out targets where it finds
-    /// the exact search's word.
+    /// For a search other than the exact one: per layer, the share of held-out targets
+    /// where it finds the exact search's word.
     pub search_agreement: Option<Vec<f64>>,
 }
 
@@ -156,7 +202,7 @@ pub fn benchmark(model: &SpaeModel, options: &TrainOptions, split: Split, steps:
     let records =
         (1..=steps).map(|step| train_step(model, &inputs, &mut optimizer, options, step)).collect::<Result<_>>()?;
     let (codebook, shape) = (model.codebook(), model.shape());
-    let search = inputs.search.as_ref().map_or(saq::Search::Exact, saq::Search::Candidates);
+    let search = inputs.search.search();
     // A frozen branch that names every guided layer skips the semantic loss.
     let named_layers = model.branch().filter(|b| b.config().mode == BranchMode::Name).map_or(0, |b| b.config().layers);
     let semantic_flops = options
@@ -167,8 +213,9 @@ pub fn benchmark(model: &SpaeModel, options: &TrainOptions, split: Split, steps:
     let flops_per_image = 3.0 * conv_flops
         + shape.tokens_in_prefix(shape.layers()) as f64 * search.flops_per_target(codebook)
         + semantic_flops;
-    let search_agreement = match &inputs.search {
-        Some(index) => {
+    let search_agreement = match search {
+        saq::Search::Exact => None,
+        _ => {
             // The first 64 images of the split, as encoding sees them.
             let indices: Vec<usize> = (0..inputs.data.len().min(64)).collect();
             let pixels = inputs.data.batch(&indices, &vec![false; indices.len()])?;
@@ -178,9 +225,8 @@ pub fn benchmark(model: &SpaeModel, options: &TrainOptions, split: Split, steps:
                 .map(|g| crate::data::feature_cache::batch(g, &indices, &vec![false; indices.len()]))
                 .transpose()?;
             let latent = model.encode_latent_with(&pixels, grid.as_ref())?;
-            Some(saq::search_agreement(&latent.z, &latent.named, codebook, shape, model.config().cell_target, index)?)
+            Some(saq::search_agreement(&latent.z, &latent.named, codebook, shape, model.config().cell_target, search)?)
         }
-        None => None,
     };
     Ok(Benchmark { records, flops_per_image, search_agreement })
 }
@@ -294,7 +340,7 @@ fn train_step(
     let latent = model.encode_latent_with(&pixels, grid.as_ref())?;
     let z = &latent.z;
     let t1 = Instant::now();
-    let search = inputs.search.as_ref().map_or(saq::Search::Exact, saq::Search::Candidates);
+    let search = inputs.search.search();
     let quantized =
         saq::quantize_with(z, &latent.named, model.codebook(), model.shape(), model.config().cell_target, search)?;
     let t2 = Instant::now();

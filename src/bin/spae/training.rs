@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use spae::codebook::candidates::CandidateOptions;
+use spae::codebook::quantized::{QuantizedIndex, QuantizedOptions};
 use spae::codebook::Codebook;
 use spae::data::prepare::{self, PrepareOptions};
 use spae::data::{relevance_cache, Dataset, Split};
@@ -14,7 +14,7 @@ use spae::teacher::relevance::SemanticTeacher;
 use spae::train::log::StepRecord;
 use spae::train::schedule::Schedule;
 use spae::train::semantic::{self, SemanticOptions};
-use spae::train::{Stop, TrainOptions};
+use spae::train::{Stop, TrainOptions, TrainingSearch};
 
 use crate::Session;
 
@@ -131,18 +131,15 @@ pub struct StepArgs {
     /// Weight beta of the commitment term (relative to the codebook's power).
     #[arg(long, default_value_t = 1.0)]
     commitment: f64,
-    /// SAQ's nearest-word search in training: `exact`, or `candidates` (the codebook in
-    /// clusters, each target searched exactly in its nearest few; faster, but it finds
-    /// the exact word for fewer than 98% of targets in most layers: see the README's
-    /// training speed).
-    #[arg(long, value_enum, default_value_t = SearchChoice::Exact)]
+    /// SAQ's nearest-word search in training: `quantized` (every word ranked by 8-bit
+    /// products on AVX-512 VNNI, a shortlist rescored exactly) or `exact`; `auto` is
+    /// `quantized` where the CPU has AVX-512 VNNI and `exact` elsewhere. See the README's
+    /// training speed.
+    #[arg(long, value_enum, default_value_t = SearchChoice::Auto)]
     search: SearchChoice,
-    /// Clusters of the candidate search (default 256).
+    /// Words per target the quantized search rescores exactly (default 16).
     #[arg(long)]
-    search_clusters: Option<usize>,
-    /// Clusters the candidate search probes per target (default 16).
-    #[arg(long)]
-    search_probes: Option<usize>,
+    search_shortlist: Option<usize>,
     /// Keep the semantic branch's projector as it is (trained before by `train-branch`);
     /// where the branch names the guided layers, the semantic loss is then skipped.
     #[arg(long)]
@@ -151,8 +148,9 @@ pub struct StepArgs {
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum SearchChoice {
+    Auto,
     Exact,
-    Candidates,
+    Quantized,
 }
 
 impl StepArgs {
@@ -166,16 +164,22 @@ impl StepArgs {
         run_dir: PathBuf,
         export_dir: Option<PathBuf>,
     ) -> Result<TrainOptions> {
-        let sized = self.search_clusters.is_some() || self.search_probes.is_some();
+        let choice = match self.search {
+            SearchChoice::Auto if QuantizedIndex::vectorized() => SearchChoice::Quantized,
+            SearchChoice::Auto => SearchChoice::Exact,
+            chosen => chosen,
+        };
         anyhow::ensure!(
-            self.search == SearchChoice::Candidates || !sized,
-            "--search-clusters and --search-probes size the candidate search: add --search candidates"
+            choice == SearchChoice::Quantized || self.search_shortlist.is_none(),
+            "--search-shortlist sizes the quantized search: add --search quantized"
         );
+        anyhow::ensure!(self.search_shortlist != Some(0), "--search-shortlist must be at least 1");
         let frequency_penalty = semantic::checked_frequency_penalty(self.frequency_penalty)?;
-        let defaults = CandidateOptions::default();
-        let candidates = CandidateOptions {
-            clusters: self.search_clusters.unwrap_or(defaults.clusters),
-            probes: self.search_probes.unwrap_or(defaults.probes),
+        let search = match choice {
+            SearchChoice::Auto | SearchChoice::Exact => TrainingSearch::Exact,
+            SearchChoice::Quantized => TrainingSearch::Quantized(QuantizedOptions {
+                shortlist: self.search_shortlist.unwrap_or(QuantizedOptions::default().shortlist),
+            }),
         };
         Ok(TrainOptions {
             data_dir: prepare::data_dir(&self.cache),
@@ -195,7 +199,7 @@ impl StepArgs {
                 ..Default::default()
             }),
             perceptual_weight: self.perceptual_weight,
-            search: (self.search == SearchChoice::Candidates).then_some(candidates),
+            search,
             freeze_branch: self.freeze_branch,
         })
     }
@@ -252,6 +256,7 @@ impl TrainArgs {
 
     pub fn run(self, session: &Session) -> Result<()> {
         let options = self.options(session.model_dir)?;
+        eprintln!("nearest-word search in training: {}", options.search);
         if let Some(dir) = &self.init_from {
             let fresh = session.model.warm_start_from(&dir.join(spae::model::WEIGHTS_FILE))?;
             eprintln!(
@@ -349,16 +354,13 @@ impl BenchTrainArgs {
         let images_per_s = self.step.batch_size as f64 / total;
         let gflop_per_image = bench.flops_per_image / 1e9;
         let on = |w: f64| if w > 0.0 { "on" } else { "off" };
-        let search = match options.search {
-            Some(c) => format!("candidates, {} of {} clusters", c.probes, c.clusters),
-            None => "exact".to_string(),
-        };
         println!(
-            "{} timed steps of {} images (semantic guidance {}, perceptual loss {}, search {search}):",
+            "{} timed steps of {} images (semantic guidance {}, perceptual loss {}, search {}):",
             records.len(),
             self.step.batch_size,
             on(self.step.semantic_weight),
-            on(self.step.perceptual_weight)
+            on(self.step.perceptual_weight),
+            options.search
         );
         println!("  {total:.2} s per step, {images_per_s:.2} images/s");
         let parts = [
@@ -378,7 +380,7 @@ impl BenchTrainArgs {
         );
         if let Some(agreement) = &bench.search_agreement {
             let shown: Vec<String> = agreement.iter().map(|a| format!("{a:.3}")).collect();
-            println!("  candidate search = exact search, per layer (64 held-out images): {}", shown.join(" "));
+            println!("  this search = exact search, per layer (64 held-out images): {}", shown.join(" "));
         }
         if self.json {
             let split: serde_json::Map<String, serde_json::Value> =
@@ -393,9 +395,14 @@ impl BenchTrainArgs {
                 "split": split,
                 "batch_size": self.step.batch_size,
                 "semantic": self.step.semantic_weight > 0.0,
-                "search": options.search.map_or("exact", |_| "candidates"),
-                "search_clusters": options.search.map(|c| c.clusters),
-                "search_probes": options.search.map(|c| c.probes),
+                "search": match options.search {
+                    TrainingSearch::Exact => "exact",
+                    TrainingSearch::Quantized(_) => "quantized",
+                },
+                "search_shortlist": match options.search {
+                    TrainingSearch::Quantized(q) => Some(q.shortlist),
+                    _ => None,
+                },
                 "search_agreement": bench.search_agreement,
             });
             println!("{line}");
