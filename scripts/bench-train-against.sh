@@ -6,7 +6,10 @@
 #   scripts/bench-train-against.sh REVISION [extra bench-train options]
 #
 # The extra options go to both binaries, so use only options both revisions know
-# (38d0cec's bench-train has no --json or --search).
+# (38d0cec's bench-train has no --json or --search). Since stop 17 this checkout's
+# bench-train searches in 8 bits where the CPU has AVX-512 VNNI (`--search auto`);
+# against a revision before it, that is the comparison of the two steps as they train;
+# `--search exact` (for revisions that know it) compares them with the same search.
 #
 # Run it with nothing else busy: the figures are wall-clock times.
 set -euo pipefail

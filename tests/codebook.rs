@@ -188,6 +188,10 @@ fn the_quantized_search_rescores_its_shortlist_exactly() {
             );
         }
     }
+    // A target with NaN has no finite distance: word 0, as the exact search answers.
+    let mut broken = targets[..dim].to_vec();
+    broken[7] = f32::NAN;
+    assert_eq!(index.nearest(&codebook, &broken), codebook.nearest(&broken));
     // Sizes that cannot work are refused.
     assert!(QuantizedIndex::new(&codebook, QuantizedOptions { shortlist: 0 }).is_err());
     assert!(QuantizedIndex::new(&codebook, QuantizedOptions { shortlist: 2_001 }).is_err());

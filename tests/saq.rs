@@ -105,6 +105,27 @@ fn matches_the_scalar_reference_for_cell_means_and_a_batch() {
     assert_eq!(quantized.pyramids[0].layer(1), &[common::brute_force_nearest(&codebook, &mean)]);
 }
 
+/// SAQ with training's 8-bit search finds the words of the scalar reference's exact one.
+#[test]
+fn the_quantized_search_gives_the_scalar_reference_s_pyramid() {
+    use spae::codebook::quantized::{QuantizedIndex, QuantizedOptions};
+    let codebook = common::small_codebook(1024);
+    let shape = PyramidShape::new(G, 6).unwrap();
+    let latents = [latent(3), latent(4)];
+    let z = Tensor::from_vec(latents.concat(), (2, DIM, G, G), &Device::Cpu).unwrap();
+    let index = QuantizedIndex::new(&codebook, QuantizedOptions::default()).unwrap();
+    let search = saq::Search::Quantized(&index);
+    let quantized = saq::quantize_with(&z, &[], &codebook, &shape, CellTarget::Mean, search).unwrap();
+    for (z, pyramid) in latents.iter().zip(&quantized.pyramids) {
+        let expected = reference(z, &codebook, &shape, CellTarget::Mean);
+        for layer in 1..=6 {
+            assert_eq!(pyramid.layer(layer), expected[layer - 1].as_slice(), "layer {layer}");
+        }
+    }
+    let agreement = saq::search_agreement(&z, &[], &codebook, &shape, CellTarget::Mean, search).unwrap();
+    assert_eq!(agreement, vec![1.0; 6]);
+}
+
 #[test]
 fn matches_the_scalar_reference_for_dilated_samples() {
     let codebook = common::small_codebook(1024);

@@ -102,15 +102,6 @@ fn a_resumed_run_matches_an_uninterrupted_one() {
         let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
         assert!(diff < 1e-5, "{name} differs by {diff}");
     }
-    // The quantized search finds the same words here, so its run is the same run.
-    let quantized = temp_dir("quantized");
-    let model = small_model(0);
-    let search = TrainingSearch::Quantized(QuantizedOptions { shortlist: 16 });
-    train(&model, &TrainOptions { search, ..options(&data, &quantized, 3) }, false, Stop::Schedule).unwrap();
-    for ((name, a), (_, b)) in uninterrupted.iter().zip(common::weights(&model)) {
-        let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
-        assert!(diff < 1e-5, "{name} differs by {diff} after training with the quantized search");
-    }
     // The exported model loads and matches.
     let exported = SpaeModel::load(stopped.join("export"), common::codebook()).unwrap();
     assert_eq!(common::weights(&exported), common::weights(&resumed));
@@ -121,4 +112,23 @@ fn a_resumed_run_matches_an_uninterrupted_one() {
         1,
         "old checkpoints are removed: {files:?}"
     );
+}
+
+/// Training's 8-bit search finds the exact search's words on these images (its agreement
+/// is checked in tests/saq.rs), so a run with it is the same run.
+#[test]
+fn training_with_the_quantized_search_is_training_with_the_exact_search() {
+    let data = temp_dir("quantized-data");
+    tiny_dataset(&data);
+    let exact = small_model(0);
+    train(&exact, &options(&data, &temp_dir("exact"), 3), false, Stop::Schedule).unwrap();
+    let quantized = small_model(0);
+    let search = TrainingSearch::Quantized(QuantizedOptions { shortlist: 16 });
+    let run = temp_dir("quantized");
+    train(&quantized, &TrainOptions { search, ..options(&data, &run, 3) }, false, Stop::Schedule).unwrap();
+    assert_eq!(log_steps(&run), vec![1, 2, 3]);
+    for ((name, a), (_, b)) in common::weights(&exact).iter().zip(common::weights(&quantized)) {
+        let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(diff < 1e-5, "{name} differs by {diff} after training with the quantized search");
+    }
 }

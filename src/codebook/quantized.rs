@@ -44,46 +44,63 @@ impl Default for QuantizedOptions {
     }
 }
 
+/// The codebook's rows in bytes, packed for the kernel, with what scores need per row.
 pub struct QuantizedIndex {
     options: QuantizedOptions,
     dim: usize,
+    /// Rows of the codebook.
+    rows: usize,
     /// Rows of the codebook, padded to whole pairs of blocks.
     padded_rows: usize,
     /// Block after block; within a block, for each group of 4 dimensions, 16 rows x 4 bytes.
     packed: Vec<i8>,
-    /// Per padded row: s_e, 128 x the sum of its bytes, ||e||^2 (+inf for padding).
+    /// Per padded row: its scale s_e (0 for padding).
     scales: Vec<f32>,
+    /// Per padded row: 128 x the sum of its bytes.
     offsets: Vec<i32>,
+    /// Per padded row: ||e||^2 (+inf for padding, so no padding row is ever offered).
     norms: Vec<f32>,
 }
+
+/// The widest rows whose byte products cannot overflow an i32 (255 x 127 per dimension).
+const MAX_DIM: usize = 65_536;
 
 impl QuantizedIndex {
     /// Quantizes and packs the codebook's rows.
     pub fn new(codebook: &Codebook, options: QuantizedOptions) -> anyhow::Result<Self> {
-        let (n, dim) = (codebook.len(), codebook.dim());
+        Self::from_rows(&codebook.rows, codebook.squared_norms(), codebook.dim(), options)
+    }
+
+    /// [`Self::new`] from row-major rows (`n x dim`) and their squared lengths.
+    fn from_rows(rows: &[f32], norms_of_rows: &[f32], dim: usize, options: QuantizedOptions) -> anyhow::Result<Self> {
+        let n = norms_of_rows.len();
+        assert_eq!(rows.len(), n * dim, "rows and lengths disagree");
         anyhow::ensure!(
             (1..=n).contains(&options.shortlist),
             "quantized search: the shortlist must be 1..={n} words (got {})",
             options.shortlist
         );
-        anyhow::ensure!(dim.is_multiple_of(4), "quantized search: the embedding width {dim} is not a multiple of 4");
+        anyhow::ensure!(
+            dim.is_multiple_of(4) && dim <= MAX_DIM,
+            "quantized search: the embedding width {dim} is not a multiple of 4 up to {MAX_DIM}"
+        );
         let padded_rows = n.next_multiple_of(PAIR_ROWS);
         let mut packed = vec![0i8; padded_rows * dim];
         let mut scales = vec![0f32; padded_rows];
         let mut offsets = vec![0i32; padded_rows];
         let mut norms = vec![f32::INFINITY; padded_rows];
         let mut bytes = vec![0i8; dim];
-        for row in 0..n {
-            scales[row] = quantize(codebook.row(row as u32), &mut bytes);
+        for (row, values) in rows.chunks_exact(dim).enumerate() {
+            scales[row] = quantize(values, &mut bytes);
             offsets[row] = 128 * bytes.iter().map(|&b| b as i32).sum::<i32>();
-            norms[row] = codebook.squared_norms()[row];
+            norms[row] = norms_of_rows[row];
             let (block, lane) = (row / BLOCK_ROWS, row % BLOCK_ROWS);
             for (group, four) in bytes.chunks_exact(4).enumerate() {
                 let at = block * BLOCK_ROWS * dim + group * BLOCK_ROWS * 4 + lane * 4;
                 packed[at..at + 4].copy_from_slice(four);
             }
         }
-        Ok(Self { options, dim, padded_rows, packed, scales, offsets, norms })
+        Ok(Self { options, dim, rows: n, padded_rows, packed, scales, offsets, norms })
     }
 
     /// Whether this CPU runs the vector kernel (otherwise the portable loop, same words).
@@ -105,6 +122,7 @@ impl QuantizedIndex {
     /// [`Self::nearest`] with the vector kernel or the portable loop (tests compare them).
     pub fn nearest_with(&self, codebook: &Codebook, targets: &[f32], vector: bool) -> Vec<u32> {
         assert_eq!(targets.len() % self.dim, 0, "targets must be whole rows of width {}", self.dim);
+        assert!(codebook.len() == self.rows && codebook.dim() == self.dim, "the index was built from another codebook");
         assert!(!vector || vnni::available(), "the vector kernel needs AVX-512 VNNI");
         let (m, dim) = (targets.len() / self.dim, self.dim);
         let chunk = m.div_ceil(4 * rayon::current_num_threads()).next_multiple_of(TILE).clamp(TILE, CHUNK_TARGETS);
@@ -112,16 +130,7 @@ impl QuantizedIndex {
             .par_chunks(chunk * dim)
             .map(|rows| {
                 let count = rows.len() / dim;
-                // The chunk's bytes, shifted to unsigned, in whole tiles (zero targets pad).
-                let mut bytes = vec![128u8; count.next_multiple_of(TILE) * dim];
-                let mut scales = vec![0f32; count.next_multiple_of(TILE)];
-                let mut signed = vec![0i8; dim];
-                for (t, target) in rows.chunks_exact(dim).enumerate() {
-                    scales[t] = quantize(target, &mut signed);
-                    for (b, &s) in bytes[t * dim..(t + 1) * dim].iter_mut().zip(&signed) {
-                        *b = (s as i16 + 128) as u8;
-                    }
-                }
+                let (bytes, scales) = target_bytes(rows, dim);
                 let mut lists: Vec<Shortlist> = (0..count).map(|_| Shortlist::new(self.options.shortlist)).collect();
                 if vector {
                     // SAFETY: `vnni::available()` was checked above; the slices' sizes are the index's.
@@ -144,6 +153,22 @@ impl QuantizedIndex {
     }
 }
 
+/// Targets (row-major, `dim` wide) as the kernel reads them: bytes shifted to unsigned
+/// (+128), in whole tiles (zero targets pad the last), and each target's scale.
+fn target_bytes(rows: &[f32], dim: usize) -> (Vec<u8>, Vec<f32>) {
+    let tiles = (rows.len() / dim).next_multiple_of(TILE);
+    let mut bytes = vec![128u8; tiles * dim];
+    let mut scales = vec![0f32; tiles];
+    let mut signed = vec![0i8; dim];
+    for (t, target) in rows.chunks_exact(dim).enumerate() {
+        scales[t] = quantize(target, &mut signed);
+        for (b, &s) in bytes[t * dim..(t + 1) * dim].iter_mut().zip(&signed) {
+            *b = (s as i16 + 128) as u8;
+        }
+    }
+    (bytes, scales)
+}
+
 /// Rounds `values` to bytes of scale max|v| / 127 (1 for a zero or non-finite row);
 /// returns the scale.
 fn quantize(values: &[f32], bytes: &mut [i8]) -> f32 {
@@ -155,9 +180,10 @@ fn quantize(values: &[f32], bytes: &mut [i8]) -> f32 {
     scale
 }
 
-/// The exact search among a shortlist: the lowest ||e||^2 - 2 t.e, ties to the lower index.
+/// The exact search among a shortlist: the lowest ||e||^2 - 2 t.e, ties to the lower index;
+/// word 0 where no score is finite (a target with NaN), as in the exact search.
 fn rescore(codebook: &Codebook, target: &[f32], list: &Shortlist) -> u32 {
-    let mut best = (f32::INFINITY, u32::MAX);
+    let mut best = (f32::INFINITY, 0);
     for &(_, word) in &list.entries {
         let dot = dot(codebook.row(word), target);
         let score = codebook.squared_norms()[word as usize] - 2.0 * dot;
@@ -168,8 +194,8 @@ fn rescore(codebook: &Codebook, target: &[f32], list: &Shortlist) -> u32 {
     best.1
 }
 
-/// a . b in 16 independent running sums (which the compiler keeps in one vector), added
-/// up at the end.
+/// a . b in 16 independent running sums (which the compiler can keep in vector
+/// registers), added up at the end.
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0f32; 16];
     for (x, y) in a.chunks_exact(16).zip(b.chunks_exact(16)) {
@@ -202,9 +228,11 @@ fn portable_scan(index: &QuantizedIndex, bytes: &[u8], scales: &[f32], lists: &m
     }
 }
 
-/// The `capacity` lowest scores offered so far (unordered), with the worst tracked so
-/// that most offers cost one comparison; an offer must beat the worst strictly, so of
-/// equal scores the first offered stays.
+/// The `capacity` lowest (score, word) pairs offered so far (unordered), with the worst
+/// tracked so that most offers cost one comparison. Offers come in increasing word order
+/// and must beat the worst score strictly; the worst is the highest score, the higher
+/// word of equal scores, so the list holds the `capacity` lowest scores, lower words
+/// first among equals.
 struct Shortlist {
     entries: Vec<(f32, u32)>,
     capacity: usize,
@@ -240,14 +268,16 @@ impl Shortlist {
     }
 
     fn find_worst(&mut self) {
-        self.worst =
-            (0..self.entries.len()).max_by(|&a, &b| self.entries[a].0.total_cmp(&self.entries[b].0)).unwrap_or(0);
+        let entries = &self.entries;
+        self.worst = (0..entries.len())
+            .max_by(|&a, &b| entries[a].0.total_cmp(&entries[b].0).then(entries[a].1.cmp(&entries[b].1)))
+            .unwrap_or(0);
     }
 }
 
 /// The kernel: AVX-512 VNNI, detected at run time.
 mod vnni {
-    use super::{QuantizedIndex, Shortlist, BLOCK_ROWS, PAIR_ROWS, TILE};
+    use super::{QuantizedIndex, Shortlist};
 
     pub fn available() -> bool {
         #[cfg(target_arch = "x86_64")]
@@ -272,6 +302,7 @@ mod vnni {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub unsafe fn scan(index: &QuantizedIndex, bytes: &[u8], scales: &[f32], lists: &mut [Shortlist]) {
+        use super::{BLOCK_ROWS, PAIR_ROWS, TILE};
         use std::arch::x86_64::*;
         let dim = index.dim;
         let groups = dim / 4;
@@ -352,6 +383,47 @@ mod tests {
         kept.sort();
         assert_eq!(kept, vec![1, 3, 5]);
         assert_eq!(list.bar(), 2.0);
+    }
+
+    /// The kernel and the portable loop keep the very same shortlists (scores to the bit),
+    /// over duplicated rows (equal scores), a row that can never be nearest (+inf length),
+    /// padding rows, and a partial tile of targets with a zero target among them.
+    #[test]
+    fn the_kernel_and_the_portable_loop_keep_the_same_shortlists() {
+        if !vnni::available() {
+            return;
+        }
+        let dim = 64;
+        let mut state = 7u64;
+        let mut value = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        let mut rows: Vec<f32> = (0..70 * dim).map(|_| value()).collect();
+        rows.copy_within(0..10 * dim, 10 * dim);
+        let mut norms: Vec<f32> = rows.chunks_exact(dim).map(|r| r.iter().map(|x| x * x).sum()).collect();
+        norms[5] = f32::INFINITY;
+        let mut targets: Vec<f32> = (0..11 * dim).map(|_| value()).collect();
+        targets[3 * dim..4 * dim].fill(0.0);
+        for shortlist in [1, 6, 25] {
+            let index = QuantizedIndex::from_rows(&rows, &norms, dim, QuantizedOptions { shortlist }).unwrap();
+            let (bytes, scales) = target_bytes(&targets, dim);
+            let mut vector: Vec<Shortlist> = (0..11).map(|_| Shortlist::new(shortlist)).collect();
+            let mut portable: Vec<Shortlist> = (0..11).map(|_| Shortlist::new(shortlist)).collect();
+            // SAFETY: VNNI checked above; the bytes come from `target_bytes` for this width.
+            unsafe { vnni::scan(&index, &bytes, &scales, &mut vector) };
+            portable_scan(&index, &bytes, &scales, &mut portable);
+            for (v, p) in vector.iter().zip(&portable) {
+                let key = |l: &Shortlist| {
+                    let mut e: Vec<(u32, u32)> = l.entries.iter().map(|&(s, w)| (s.to_bits(), w)).collect();
+                    e.sort();
+                    e
+                };
+                assert_eq!(key(v), key(p), "shortlist {shortlist}");
+                assert_eq!(v.entries.len(), shortlist);
+                assert!(v.entries.iter().all(|&(_, w)| w != 5 && w < 70), "{:?}", v.entries);
+            }
+        }
     }
 
     #[test]
