@@ -242,24 +242,20 @@ fn eval_caption_refuses_no_examples_and_a_missing_data_cache() {
 }
 
 #[test]
-fn sizing_a_search_without_choosing_it_is_refused() {
+fn a_shortlist_without_the_quantized_search_or_of_zero_words_is_refused() {
     // Refused before any data is read, so no prepared cache is needed.
     let missing = std::env::temp_dir().join("spae-no-such-cache");
-    let out = spae()
-        .args(["bench-train", "--search", "exact", "--search-shortlist", "8", "--cache"])
-        .arg(&missing)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("add --search quantized"), "{}", stderr(&out));
-    // An empty shortlist is refused before any data is read.
-    let out = spae()
-        .args(["bench-train", "--search", "quantized", "--search-shortlist", "0", "--cache"])
-        .arg(&missing)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("--search-shortlist must be at least 1"), "{}", stderr(&out));
+    for (search, shortlist, message) in
+        [("exact", "8", "add --search quantized"), ("quantized", "0", "--search-shortlist must be at least 1")]
+    {
+        let out = spae()
+            .args(["bench-train", "--search", search, "--search-shortlist", shortlist, "--cache"])
+            .arg(&missing)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains(message), "{}", stderr(&out));
+    }
 }
 
 #[test]
