@@ -92,6 +92,22 @@ pub fn matmul_transposed(x: &[f32], w: &[f32], m: usize, k: usize, n: usize, out
     product(m, k, n, View::rows(x, k), View::transposed(w, k), out, out_row_stride, false, true);
 }
 
+/// `out (columns x rows) = x^T` for a row-major `rows x columns` matrix `x`, in tiles of
+/// 16 x 16 so both sides stay in cache.
+pub fn transpose(x: &[f32], rows: usize, columns: usize, out: &mut [f32]) {
+    assert!(x.len() == rows * columns && out.len() == rows * columns, "matrix sizes");
+    const TILE: usize = 16;
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..columns).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(columns) {
+                    out[c * rows + r] = x[r * columns + c];
+                }
+            }
+        }
+    }
+}
+
 /// The speed of a plain `m x k` by `k x n` product on this machine now, in GFLOP/s: the
 /// best of `repeats` timed runs after one untimed. Benchmarks print it beside their own
 /// figures, so that runs on machines of different speed, or one machine under different
