@@ -5,6 +5,7 @@
 //! (`out x in x k x k`, plus a bias), so files and names are unchanged.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Module, Result, Shape, Tensor};
 
@@ -110,20 +111,27 @@ impl Module for Conv2d {
         let window = Window { kernel: k, stride: self.stride, before: padding.before, out_h: oh, out_w: ow };
         FORWARD_FLOPS.fetch_add((2 * b * o * c * k * k * oh * ow) as u64, Ordering::Relaxed);
         let weight = Tensor::cat(&[self.weight.reshape((o, c * k * k))?, self.bias.reshape((o, 1))?], 1)?;
-        x.contiguous()?.apply_op2(&weight, Convolution(window))
+        x.contiguous()?.apply_op2(&weight, Convolution { window, patches: Mutex::new(None) })
     }
 }
 
 /// The convolution of an image batch (batch x channels x h x w) with a weight whose rows
 /// are the output channels' kernels, bias last (out x (channels * k * k + 1)): per image,
-/// the weight times the patch matrix. Nothing of the patch matrix is kept: the backward
-/// pass builds it again, which costs less than candle storing and accumulating a
-/// gradient for it.
-struct Convolution(Window);
+/// the weight times the patch matrix. The op keeps its patch matrices for its backward
+/// pass (outside candle's graph, so no gradient is stored or accumulated for them); where
+/// nothing tracks gradients candle drops the op, and them, at once.
+struct Convolution {
+    window: Window,
+    patches: Mutex<Option<Vec<f32>>>,
+}
 
 /// The backward pass: inputs x, the weight and the output's gradient; output the input's
-/// gradient and the weight's, flat, one after the other.
-struct ConvolutionBackward(Window);
+/// gradient and the weight's, flat, one after the other. It takes the forward pass's
+/// patch matrices, or builds them again.
+struct ConvolutionBackward {
+    window: Window,
+    patches: Mutex<Option<Vec<f32>>>,
+}
 
 /// The patch geometry of a convolution's input layout and the weight's output channels.
 fn geometry(window: Window, x: &Layout, weight: &Layout) -> Result<(Geometry, usize)> {
@@ -143,7 +151,7 @@ impl CustomOp2 for Convolution {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (g, o) = geometry(self.0, l1, l2)?;
+        let (g, o) = geometry(self.window, l1, l2)?;
         let (x, weight) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?);
         let (rows, positions) = (g.rows(), g.positions());
         let columns = fill(g, x);
@@ -156,7 +164,8 @@ impl CustomOp2 for Convolution {
                 product(o, rows, positions, lhs, rhs, image_out, positions, false, false);
             },
         );
-        Ok((CpuStorage::F32(out), Shape::from((images, o, self.0.out_h, self.0.out_w))))
+        *self.patches.lock().map_err(|_| candle_core::Error::Msg("a poisoned lock".into()))? = Some(columns);
+        Ok((CpuStorage::F32(out), Shape::from((images, o, self.window.out_h, self.window.out_w))))
     }
 
     fn bwd(
@@ -166,7 +175,9 @@ impl CustomOp2 for Convolution {
         _out: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let both = x.apply_op3_no_bwd(weight, &grad.contiguous()?, &ConvolutionBackward(self.0))?;
+        let patches = self.patches.lock().map_err(|_| candle_core::Error::Msg("a poisoned lock".into()))?.take();
+        let backward = ConvolutionBackward { window: self.window, patches: Mutex::new(patches) };
+        let both = x.apply_op3_no_bwd(weight, &grad.contiguous()?, &backward)?;
         let n = x.elem_count();
         let dx = both.narrow(0, 0, n)?.reshape(x.shape())?;
         let dweight = both.narrow(0, n, weight.elem_count())?.reshape(weight.shape())?;
@@ -188,10 +199,12 @@ impl CustomOp3 for ConvolutionBackward {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (g, o) = geometry(self.0, l1, l2)?;
+        let (g, o) = geometry(self.window, l1, l2)?;
         let (x, weight, grad) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?, contiguous_f32(s3, l3)?);
         let (rows, positions) = (g.rows(), g.positions());
-        let columns = fill(g, x);
+        let images = l1.dims()[0];
+        let kept = self.patches.lock().map_err(|_| candle_core::Error::Msg("a poisoned lock".into()))?.take();
+        let columns = kept.filter(|c| c.len() == images * rows * positions).unwrap_or_else(|| fill(g, x));
         let mut dcolumns = vec![0f32; columns.len()];
         // One image at a time per thread; each thread sums its images' weight gradients,
         // transposed: dW^T += P . dY^T, with dY^T copied out first. dW = dY . P^T would

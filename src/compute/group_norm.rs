@@ -15,6 +15,7 @@
 //!   dx = rstd * (g - mean(g) - xhat * mean(g * xhat)),  g = da * gamma  (means over the group)
 
 use super::contiguous_f32;
+use super::lanes::{exp, sum_16};
 use candle_core::{CpuStorage, CustomOp3, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
@@ -65,16 +66,47 @@ fn dims(layout: &Layout, groups: usize, channels: usize) -> Result<(usize, usize
     Ok((d[0], d[1], positions))
 }
 
-/// Mean and 1 / sqrt(var + eps) of one group's values.
+/// Mean and 1 / sqrt(var + eps) of one group's values (two passes, sixteen partial sums).
 fn statistics(values: &[f32], eps: f32) -> (f32, f32) {
-    let n = values.len() as f64;
-    let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
-    let var = values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-    (mean as f32, 1.0 / (var as f32 + eps).sqrt())
+    let n = values.len() as f32;
+    let mean = sum_16(values, |v| v) / n;
+    let var = sum_16(values, |v| (v - mean) * (v - mean)) / n;
+    (mean, 1.0 / (var + eps).sqrt())
 }
 
+#[inline(always)]
 fn sigmoid(a: f32) -> f32 {
-    1.0 / (1.0 + (-a).exp())
+    1.0 / (1.0 + exp(-a))
+}
+
+/// One channel's share of the backward pass: `g = da * gamma` written into `dx`, and
+/// (sum da * xhat, sum da) over its positions, in sixteen partial sums.
+fn channel_backward(x: &[f32], dy: &[f32], dx: &mut [f32], mean: f32, rstd: f32, gamma: f32, beta: f32) -> (f32, f32) {
+    let gradient = |x: f32, dy: f32| {
+        let xhat = (x - mean) * rstd;
+        let a = gamma * xhat + beta;
+        let s = sigmoid(a);
+        (dy * s * (1.0 + a * (1.0 - s)), xhat)
+    };
+    let (mut by_xhat, mut plain) = ([0f32; 16], [0f32; 16]);
+    let mut chunks = dx.chunks_exact_mut(16).zip(x.chunks_exact(16).zip(dy.chunks_exact(16)));
+    for (dx, (x, dy)) in &mut chunks {
+        for lane in 0..16 {
+            let (da, xhat) = gradient(x[lane], dy[lane]);
+            by_xhat[lane] += da * xhat;
+            plain[lane] += da;
+            dx[lane] = da * gamma;
+        }
+    }
+    let done = x.len() / 16 * 16;
+    let (mut dgamma, mut dbeta) = (by_xhat.iter().sum::<f32>(), plain.iter().sum::<f32>());
+    for ((dx, &x), &dy) in dx[done..].iter_mut().zip(&x[done..]).zip(&dy[done..]) {
+        let (da, xhat) = gradient(x, dy);
+        dgamma += da * xhat;
+        dbeta += da;
+        *dx = da * gamma;
+    }
+    (dgamma, dbeta)
 }
 
 impl CustomOp3 for Forward {
@@ -163,26 +195,18 @@ impl CustomOp3 for Backward {
                 let first_channel = (index % self.groups) * per_group;
                 let (mean, rstd) = statistics(x, self.eps);
                 let (mut dgamma, mut dbeta) = (vec![0f32; per_group], vec![0f32; per_group]);
-                // g = da * gamma is kept in dx until the means are known.
+                // g = da * gamma is kept in dx until the means are known; sum g = gamma *
+                // dbeta and sum g * xhat = gamma * dgamma, channel by channel.
                 let (mut sum_g, mut sum_g_xhat) = (0f64, 0f64);
                 for c in 0..per_group {
                     let (gc, bc) = (gamma[first_channel + c], beta[first_channel + c]);
                     let range = c * positions..(c + 1) * positions;
-                    let (mut dg, mut db) = (0f64, 0f64);
-                    for ((dx, &x), &dy) in dx[range.clone()].iter_mut().zip(&x[range.clone()]).zip(&dy[range]) {
-                        let xhat = (x - mean) * rstd;
-                        let a = gc * xhat + bc;
-                        let s = sigmoid(a);
-                        let da = dy * s * (1.0 + a * (1.0 - s));
-                        dg += (da * xhat) as f64;
-                        db += da as f64;
-                        let g = da * gc;
-                        sum_g += g as f64;
-                        sum_g_xhat += (g * xhat) as f64;
-                        *dx = g;
-                    }
-                    dgamma[c] = dg as f32;
-                    dbeta[c] = db as f32;
+                    let (dg, db) =
+                        channel_backward(&x[range.clone()], &dy[range.clone()], &mut dx[range], mean, rstd, gc, bc);
+                    dgamma[c] = dg;
+                    dbeta[c] = db;
+                    sum_g += (gc * db) as f64;
+                    sum_g_xhat += (gc * dg) as f64;
                 }
                 let (mean_g, mean_g_xhat) = ((sum_g / group_len as f64) as f32, (sum_g_xhat / group_len as f64) as f32);
                 for (dx, &x) in dx.iter_mut().zip(x) {

@@ -3,13 +3,14 @@
 //! the SPAE networks and the frozen EfficientNet (their patch matrices built and taken
 //! apart by [`im2col`]), GroupNorm + SiLU fused with its own backward pass
 //! ([`group_norm`]), the decoder's upsampling with its own backward pass ([`upsample`]),
-//! and the allocator tuning ([`allocator`]) that keeps candle's per-op
+//! loops written to vectorise ([`lanes`]), and the allocator tuning ([`allocator`]) that keeps candle's per-op
 //! buffers from costing page faults.
 
 pub mod allocator;
 pub mod conv;
 pub mod group_norm;
 pub mod im2col;
+pub mod lanes;
 pub mod matmul;
 pub mod upsample;
 
