@@ -79,17 +79,33 @@ fn patch_matrix_matches_stacked_shifted_views_forward_and_backward() {
 
 #[test]
 fn upsampling_matches_candle_forward_and_backward() {
-    for (c, h, w) in [(3, 4, 5), (2, 1, 1), (4, 6, 2)] {
+    for (c, h, w, f) in [(3, 4, 5, 2), (2, 1, 1, 2), (4, 6, 2, 2), (3, 1, 1, 16), (2, 2, 3, 4), (2, 3, 2, 1)] {
         let x = Var::from_tensor(&random(&[2, c, h, w], 8)).unwrap();
-        let ours = spae::compute::upsample::upsample2x(x.as_tensor()).unwrap();
-        let reference = x.as_tensor().upsample_nearest2d(2 * h, 2 * w).unwrap();
+        let ours = spae::compute::upsample::upsample(x.as_tensor(), f).unwrap();
+        let reference = x.as_tensor().upsample_nearest2d(f * h, f * w).unwrap();
         assert_eq!(ours.dims(), reference.dims());
-        assert_eq!(max_diff(&ours, &reference), 0.0, "forward {c}x{h}x{w}");
+        assert_eq!(max_diff(&ours, &reference), 0.0, "forward {c}x{h}x{w} by {f}");
         let upstream = random(ours.dims(), 9);
         let g_ours = (ours * &upstream).unwrap().sum_all().unwrap().backward().unwrap();
         let g_ref = (reference * &upstream).unwrap().sum_all().unwrap().backward().unwrap();
-        assert!(max_diff(g_ours.get(&x).unwrap(), g_ref.get(&x).unwrap()) < 1e-5, "gradient {c}x{h}x{w}");
+        assert!(max_diff(g_ours.get(&x).unwrap(), g_ref.get(&x).unwrap()) < 1e-5, "gradient {c}x{h}x{w} by {f}");
     }
+}
+
+#[test]
+fn block_means_match_candle_forward_and_backward() {
+    for (c, h, w, f) in [(3, 4, 6, 2), (2, 16, 16, 16), (2, 8, 4, 4), (1, 3, 3, 1)] {
+        let x = Var::from_tensor(&random(&[2, c, h, w], 11)).unwrap();
+        let ours = spae::compute::upsample::block_mean(x.as_tensor(), f).unwrap();
+        let reference = x.as_tensor().avg_pool2d(f).unwrap();
+        assert_eq!(ours.dims(), reference.dims());
+        assert!(max_diff(&ours, &reference) < 1e-6, "forward {c}x{h}x{w} by {f}");
+        let upstream = random(ours.dims(), 12);
+        let g_ours = (ours * &upstream).unwrap().sum_all().unwrap().backward().unwrap();
+        let g_ref = (reference * &upstream).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(max_diff(g_ours.get(&x).unwrap(), g_ref.get(&x).unwrap()) < 1e-6, "gradient {c}x{h}x{w} by {f}");
+    }
+    assert!(spae::compute::upsample::block_mean(&random(&[1, 1, 6, 6], 1), 4).is_err());
 }
 
 /// max |a - b| / max |b|: the relative difference of two tensors.

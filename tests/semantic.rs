@@ -279,3 +279,48 @@ fn an_image_with_no_anchor_words_says_why() {
     assert_eq!(scores.len(), codebook.len());
     assert!(scores.iter().any(|&s| s > -1.0));
 }
+
+/// The fused log-partition op against the same quantities built from candle's ops, and
+/// its gradient against candle's autograd of them (within 1e-4 relative).
+#[test]
+fn the_log_partition_op_matches_candle_s_ops_and_autograd() {
+    use spae::compute::log_partition::log_partition;
+    let (rows, dim, len, width, scale) = (7, 12, 53, 3, 0.7);
+    let device = Device::Cpu;
+    let table = Tensor::from_vec(common::random_values(len * dim, 21, 1.0), (len, dim), &device).unwrap();
+    let norms = table.sqr().unwrap().sum(1).unwrap();
+    let t =
+        Var::from_tensor(&Tensor::from_vec(common::random_values(rows * dim, 22, 1.0), (rows, dim), &device).unwrap())
+            .unwrap();
+    let chosen: Vec<u32> = (0..rows * width).map(|i| ((i * 17 + 5) % len) as u32).collect();
+
+    let ours = log_partition(t.as_tensor(), &table, &norms, scale, &chosen, width).unwrap();
+    let logits = ((t.as_tensor().matmul(&table.t().unwrap()).unwrap() * (2.0 * scale)).unwrap()
+        - norms.unsqueeze(0).unwrap().broadcast_as((rows, len)).unwrap() * scale)
+        .unwrap();
+    let max = logits.max_keepdim(1).unwrap().detach();
+    let log_z =
+        (logits.broadcast_sub(&max).unwrap().exp().unwrap().sum_keepdim(1).unwrap().log().unwrap() + max).unwrap();
+    let ids = Tensor::from_vec(chosen.clone(), (rows, width), &device).unwrap();
+    let chosen_logits = logits.gather(&ids, 1).unwrap();
+    let relative = |a: &Tensor, b: &Tensor| {
+        let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-6);
+        (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() / scale
+    };
+    assert!(relative(&ours.log_z, &log_z) < 1e-5);
+    assert!(relative(&ours.chosen_logits, &chosen_logits) < 1e-5);
+    let argmax: Vec<u32> = logits.argmax(1).unwrap().to_vec1().unwrap();
+    assert_eq!(ours.nearest, argmax);
+
+    // Any upstream gradient on both outputs.
+    let (u, v) = (
+        Tensor::from_vec(common::random_values(rows, 23, 1.0), (rows, 1), &device).unwrap(),
+        Tensor::from_vec(common::random_values(rows * width, 24, 1.0), (rows, width), &device).unwrap(),
+    );
+    let objective =
+        |z: &Tensor, c: &Tensor| ((z * &u).unwrap().sum_all().unwrap() + (c * &v).unwrap().sum_all().unwrap()).unwrap();
+    let g_ours = objective(&ours.log_z, &ours.chosen_logits).backward().unwrap();
+    let g_ref = objective(&log_z, &chosen_logits).backward().unwrap();
+    assert!(relative(g_ours.get(&t).unwrap(), g_ref.get(&t).unwrap()) < 1e-4);
+    assert!(log_partition(t.as_tensor(), &table, &norms, scale, &[len as u32; 21], width).is_err());
+}

@@ -100,6 +100,20 @@ pub fn patches(x: &Tensor, kernel: usize, stride: usize, padding: Padding) -> Re
     Ok((im2col(x, window, false)?, oh, ow))
 }
 
+impl Conv2d {
+    /// A 1 x 1 convolution applied to rows of channel vectors (`n x in` to `n x out`): one
+    /// product for all of them, where [`Module::forward`] makes one per image, which for
+    /// a few positions an image costs a pass over the weight per image.
+    pub fn pointwise(&self, rows: &Tensor) -> Result<Tensor> {
+        let (o, c, k, _) = self.weight.dims4()?;
+        if k != 1 || self.stride != 1 {
+            candle_core::bail!("pointwise: a {k} x {k} convolution of stride {}", self.stride);
+        }
+        FORWARD_FLOPS.fetch_add((2 * rows.dim(0)? * o * c) as u64, Ordering::Relaxed);
+        rows.matmul(&self.weight.reshape((o, c))?.t()?)?.broadcast_add(&self.bias.unsqueeze(0)?)
+    }
+}
+
 impl Module for Conv2d {
     /// One operation: the bias is the weight's last column, against the patch matrix's row
     /// of ones.

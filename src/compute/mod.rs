@@ -3,7 +3,8 @@
 //! the SPAE networks and the frozen EfficientNet (their patch matrices built and taken
 //! apart by [`im2col`]), GroupNorm + SiLU fused with its own backward pass
 //! ([`group_norm`]), the decoder's upsampling with its own backward pass ([`upsample`]),
-//! loops written to vectorise ([`lanes`]), and the allocator tuning ([`allocator`]) that keeps candle's per-op
+//! the log-partition of a softmax over distances to every word with its backward pass
+//! ([`log_partition`], the semantic loss), loops written to vectorise ([`lanes`]), and the allocator tuning ([`allocator`]) that keeps candle's per-op
 //! buffers from costing page faults.
 
 pub mod allocator;
@@ -11,6 +12,7 @@ pub mod conv;
 pub mod group_norm;
 pub mod im2col;
 pub mod lanes;
+pub mod log_partition;
 pub mod matmul;
 pub mod upsample;
 

@@ -73,7 +73,7 @@ impl Module for Level {
         }
         match &self.resample {
             Resample::Down(conv) => conv.forward(&h),
-            Resample::Up(conv) => conv.forward(&crate::compute::upsample::upsample2x(&h)?),
+            Resample::Up(conv) => conv.forward(&crate::compute::upsample::upsample(&h, 2)?),
             Resample::Keep => Ok(h),
         }
     }

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use candle_core::{Module, Tensor};
+use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
 use super::blocks::conv1x1;
@@ -22,6 +22,7 @@ use super::blocks::conv1x1;
 use super::config::BranchMode;
 use super::config::{SemanticBranchConfig, TEACHER_FEATURES};
 use crate::compute::conv::Conv2d;
+use crate::compute::upsample::upsample;
 use crate::pyramid::PyramidShape;
 use crate::teacher::efficientnet::EfficientNetLite0;
 
@@ -78,14 +79,25 @@ impl SemanticBranch {
     /// Each shaped layer's cell projections P(f_c) + b_l (`batch x latent_channels x s_l x
     /// s_l`), layer 1 first, given the teacher's grid features.
     pub fn cell_projections(&self, grid: &Tensor, shape: &PyramidShape) -> Result<Vec<Tensor>> {
-        let side = grid.dim(2)?;
+        let (batch, channels, side, _) = grid.dims4()?;
+        // Every layer's cells as rows of one matrix, projected by one product per
+        // convolution.
+        let mut cells = Vec::with_capacity(self.config.layers);
+        for layer in 1..=self.config.layers {
+            let s = shape.grid_size(layer);
+            let pooled = if s == side { grid.clone() } else { grid.avg_pool2d(side / s)? };
+            cells.push(pooled.permute((0, 2, 3, 1))?.reshape((batch * s * s, channels))?);
+        }
+        let projected = self.project_out.pointwise(&self.project_in.pointwise(&Tensor::cat(&cells, 0)?)?.silu()?)?;
+        let mut start = 0;
         (1..=self.config.layers)
             .map(|layer| {
                 let s = shape.grid_size(layer);
-                let cells = if s == side { grid.clone() } else { grid.avg_pool2d(side / s)? };
-                let projected = self.project_out.forward(&self.project_in.forward(&cells)?.silu()?)?;
-                let offset = self.layer_offsets.get(layer - 1)?.reshape((1, (), 1, 1))?;
-                Ok(projected.broadcast_add(&offset)?)
+                let rows = projected.narrow(0, start, batch * s * s)?;
+                start += batch * s * s;
+                let offset = self.layer_offsets.get(layer - 1)?.unsqueeze(0)?;
+                let rows = rows.broadcast_add(&offset)?;
+                Ok(rows.reshape((batch, s, s, ()))?.permute((0, 3, 1, 2))?.contiguous()?)
             })
             .collect()
     }
@@ -96,7 +108,8 @@ impl SemanticBranch {
         let g = shape.latent_size();
         let mut total: Option<Tensor> = None;
         for projection in self.cell_projections(grid, shape)? {
-            let term = spread_over_cells(&projection, g / projection.dim(2)?)?;
+            // Each cell's value over its latent positions.
+            let term = upsample(&projection, g / projection.dim(2)?)?;
             total = Some(match total {
                 Some(sum) => (sum + term)?,
                 None => term,
@@ -104,15 +117,4 @@ impl SemanticBranch {
         }
         Ok(total.expect("a branch shapes at least one layer"))
     }
-}
-
-/// Each cell's value over its `f` x `f` latent positions (`batch x c x s x s` to `batch x
-/// c x sf x sf`), as a broadcast: its backward pass is a sum, where that of candle's
-/// nearest upsampling is a grouped convolution.
-fn spread_over_cells(cells: &Tensor, f: usize) -> Result<Tensor> {
-    let (b, c, s, _) = cells.dims4()?;
-    if f == 1 {
-        return Ok(cells.clone());
-    }
-    Ok(cells.reshape((b, c, s, 1, s, 1))?.broadcast_as((b, c, s, f, s, f))?.reshape((b, c, s * f, s * f))?)
 }

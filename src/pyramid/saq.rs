@@ -12,6 +12,7 @@ use candle_core::{Device, Tensor};
 
 use crate::codebook::quantized::QuantizedIndex;
 use crate::codebook::Codebook;
+use crate::compute::upsample::block_mean;
 use crate::pyramid::{CellTarget, Pyramid, PyramidShape};
 
 /// What SAQ produces for a batch: the pyramids and zhat_l for every prefix l = 1..L.
@@ -285,7 +286,7 @@ pub fn search_agreement(
 /// guidance and the studio's nearest alternatives.
 pub fn cell_mean_targets(z: &Tensor, previous: Option<&Tensor>, shape: &PyramidShape, layer: usize) -> Result<Tensor> {
     let f = shape.cell_size(layer);
-    let cell_mean = |x: &Tensor| -> Result<Tensor> { Ok(if f == 1 { x.clone() } else { x.avg_pool2d(f)? }) };
+    let cell_mean = |x: &Tensor| -> Result<Tensor> { Ok(if f == 1 { x.clone() } else { block_mean(x, f)? }) };
     let mut target = (cell_mean(z)? * shape.weight_sum(layer) as f64)?;
     if let Some(zhat) = previous {
         target = (target - (cell_mean(zhat)? * shape.weight_sum(layer - 1) as f64)?)?;

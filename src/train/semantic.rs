@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codebook::vocabulary::Vocabulary;
 use crate::codebook::Codebook;
+use crate::compute::log_partition::{log_partition, Partition};
 use crate::pyramid::saq;
 use crate::pyramid::{CellTarget, PyramidShape};
 use crate::teacher::relevance::Relevance;
@@ -153,7 +154,7 @@ pub fn loss_of_targets(
     options: &SemanticOptions,
 ) -> Result<Tensor> {
     let words = codebook.embeddings();
-    let word_norms = words.sqr()?.sum(1)?;
+    let word_norms = Tensor::from_slice(codebook.squared_norms(), codebook.len(), &Device::Cpu)?;
     let width = batch_targets.iter().map(|t| t.len()).max().unwrap_or(0).max(1);
     let scale = 1.0 / options.temperature;
     let mut total: Option<Tensor> = None;
@@ -164,14 +165,8 @@ pub fn loss_of_targets(
         let (batch, dim, s, _) = t.dims4()?;
         let rows = batch * s * s;
         let t = t.permute((0, 2, 3, 1))?.reshape((rows, dim))?;
-        // -||t - e_k||^2 / tau up to a constant per row, which the softmax ignores:
-        // (2 t.e_k - ||e_k||^2) / tau.
-        let logits = (t.matmul(&words.t()?)? * (2.0 * scale))?.broadcast_sub(&(word_norms.unsqueeze(0)? * scale)?)?;
-        let max = logits.max_keepdim(1)?.detach();
-        let log_z = (logits.broadcast_sub(&max)?.exp()?.sum_keepdim(1)?.log()? + max)?;
         // Each cell of an image shares the image's target unless it is given a word of its
-        // own; padded entries have q = 0. The target words' logits are computed from their
-        // rows alone.
+        // own; padded entries have q = 0.
         let (mut ids, mut q) = (Vec::with_capacity(rows * width), Vec::with_capacity(rows * width));
         for target in batch_targets {
             for _ in 0..s * s {
@@ -182,15 +177,14 @@ pub fn loss_of_targets(
                 }
             }
         }
-        let ids_tensor = Tensor::from_vec(ids.clone(), rows * width, &Device::Cpu)?;
-        let chosen = words.index_select(&ids_tensor, 0)?.reshape((rows, width, dim))?;
-        let chosen_norms = word_norms.index_select(&ids_tensor, 0)?.reshape((rows, width))?;
-        let dots = chosen.matmul(&t.unsqueeze(2)?)?.squeeze(2)?;
-        let target_logits = ((dots * (2.0 * scale))? - (chosen_norms * scale)?)?;
+        // Logits -||t - e_k||^2 / tau up to a constant per row, which the softmax ignores:
+        // (2 t.e_k - ||e_k||^2) / tau; their log Z, the target words' logits, and each
+        // row's nearest word.
+        let Partition { log_z, chosen_logits: target_logits, nearest } =
+            log_partition(&t, words, &word_norms, scale, &ids, width)?;
         let layer = index + 1;
         if layer == 1 && options.distinct_layers >= 2 {
-            let picked: Vec<u32> = logits.argmax(1)?.to_vec1()?;
-            for (named, word) in named_by_image.iter_mut().zip(picked) {
+            for (named, word) in named_by_image.iter_mut().zip(nearest) {
                 named.push(word);
             }
         } else if layer >= 2 && layer <= options.distinct_layers {
