@@ -1,7 +1,7 @@
 //! Core speed: nearest-word search (exact, and the 8-bit search training uses) against a
-//! plain matrix product, and encode latency
-//! per image on the CPU (decode latency is in `benches/decode.rs`). Run with
-//! `cargo bench --bench core`.
+//! plain matrix product, a convolution's weight gradient in the two operand layouts, and
+//! encode latency per image on the CPU (decode latency is in `benches/decode.rs`). Run
+//! with `cargo bench --bench core`.
 //!
 //! Throughput is reported in elements/s where one element is one floating-point
 //! operation, so "Gelem/s" reads as GFLOP/s.
@@ -73,6 +73,36 @@ fn search(c: &mut Criterion) {
 
 /// Encoding one image with the default config (the semantic branch runs the teacher at
 /// 128 px), at a 256 px teacher input, and with the CNN alone: side by side in one run.
+/// One image's weight gradient of the decoder's last 3 x 3 convolutions (32 channels in
+/// and out, 64 x 64 positions: dW is 32 x 289 over 4,096 positions) on one thread, as
+/// training runs them: `dY . P^T` (both operands run along the positions, which gemm
+/// packs element by element) against `P . dY^T` with dY transposed first (what
+/// `compute::conv` does).
+fn weight_gradient(c: &mut Criterion) {
+    use spae::compute::matmul::{product, transpose, View};
+    let (o, rows, positions) = (32, 289, 4096);
+    let patches = targets(rows * positions, 1);
+    let grad = targets(o * positions, 1);
+    let mut group = c.benchmark_group("conv_weight_gradient");
+    group.throughput(Throughput::Elements((2 * o * rows * positions) as u64));
+    let mut dweight = vec![0f32; o * rows];
+    group.bench_function("dy_times_patches_transposed", |b| {
+        b.iter(|| {
+            let (lhs, rhs) = (View::rows(&grad, positions), View::transposed(&patches, positions));
+            product(o, positions, rows, lhs, rhs, &mut dweight, rows, false, false)
+        })
+    });
+    let mut grad_t = vec![0f32; positions * o];
+    group.bench_function("patches_times_dy_transposed_first", |b| {
+        b.iter(|| {
+            transpose(&grad, o, positions, &mut grad_t);
+            let (lhs, rhs) = (View::rows(&patches, positions), View::rows(&grad_t, o));
+            product(rows, positions, o, lhs, rhs, &mut dweight, o, false, false)
+        })
+    });
+    group.finish();
+}
+
 fn autoencoder(c: &mut Criterion) {
     let image = image_io::prepare(&image_io::load(Path::new("assets/samples/cat-face.png")).unwrap(), 64);
     let mut group = c.benchmark_group("image");
@@ -92,5 +122,5 @@ fn autoencoder(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, search, autoencoder);
+criterion_group!(benches, search, weight_gradient, autoencoder);
 criterion_main!(benches);

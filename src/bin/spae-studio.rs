@@ -27,6 +27,7 @@ struct Args {
 
 fn main() -> ExitCode {
     spae::compute::allocator::keep_freed_memory();
+    spae::compute::threads::park_idle_candle_threads();
     let args = Args::parse();
     spae::gpu::ensure_runtime_dir();
     let launch = spae::studio::Launch { image: args.image, model: args.model, llm: args.llm };

@@ -11,9 +11,9 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Module, Result, Shap
 
 use rayon::prelude::*;
 
-use super::contiguous_f32;
 use super::im2col::{fill, im2col, scatter, Geometry, Window};
 use super::matmul::{product, transpose, View};
+use super::{contiguous_f32, zeros};
 use candle_nn::{Init, VarBuilder};
 
 /// Floating-point operations of every [`Conv2d`] forward pass so far (2 per multiply-add),
@@ -170,7 +170,7 @@ impl CustomOp2 for Convolution {
         let (rows, positions) = (g.rows(), g.positions());
         let columns = fill(g, x);
         let images = l1.dims()[0];
-        let mut out = vec![0f32; images * o * positions];
+        let mut out = zeros(images * o * positions, 0);
         // One image's product per thread at a time: the products are small.
         out.par_chunks_mut(o * positions).zip(columns.par_chunks(rows * positions)).for_each(
             |(image_out, image_columns)| {
@@ -219,7 +219,7 @@ impl CustomOp3 for ConvolutionBackward {
         let images = l1.dims()[0];
         let kept = self.patches.lock().map_err(|_| candle_core::Error::Msg("a poisoned lock".into()))?.take();
         let columns = kept.filter(|c| c.len() == images * rows * positions).unwrap_or_else(|| fill(g, x));
-        let mut dcolumns = vec![0f32; columns.len()];
+        let mut dcolumns = zeros(columns.len(), 0);
         // One image at a time per thread; each thread sums its images' weight gradients,
         // transposed: dW^T += P . dY^T, with dY^T copied out first. dW = dY . P^T would
         // hand gemm two operands that both run along the positions, which it packs
@@ -249,7 +249,7 @@ impl CustomOp3 for ConvolutionBackward {
             );
         let mut dweight = vec![0f32; o * rows];
         transpose(&dweight_t, rows, o, &mut dweight);
-        let mut both = scatter(g, &dcolumns);
+        let mut both = scatter(g, &dcolumns, dweight.len());
         both.extend_from_slice(&dweight);
         let len = both.len();
         Ok((CpuStorage::F32(both), Shape::from(len)))

@@ -14,8 +14,8 @@
 //!   dgamma = sum da * xhat,  dbeta = sum da  (over images and positions)
 //!   dx = rstd * (g - mean(g) - xhat * mean(g * xhat)),  g = da * gamma  (means over the group)
 
-use super::contiguous_f32;
 use super::lanes::{exp, sum_16};
+use super::{contiguous_f32, zeros};
 use candle_core::{CpuStorage, CustomOp3, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
@@ -126,7 +126,7 @@ impl CustomOp3 for Forward {
         let (x, gamma, beta) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?, contiguous_f32(s3, l3)?);
         let (_, channels, positions) = dims(l1, self.groups, gamma.len())?;
         let per_group = channels / self.groups;
-        let mut y = vec![0f32; x.len()];
+        let mut y = zeros(x.len(), 0);
         y.par_chunks_mut(per_group * positions).zip(x.par_chunks(per_group * positions)).enumerate().for_each(
             |(index, (y, x))| {
                 let first_channel = (index % self.groups) * per_group;
@@ -185,7 +185,7 @@ impl CustomOp3 for Backward {
         let (gamma, beta) = scale_shift.split_at(channels);
         let per_group = channels / self.groups;
         let group_len = per_group * positions;
-        let mut dx = vec![0f32; x.len()];
+        let mut dx = zeros(x.len(), 2 * channels);
         // Per (image, group): dx, and that group's share of dgamma and dbeta.
         let partial: Vec<(usize, Vec<f32>, Vec<f32>)> = dx
             .par_chunks_mut(group_len)

@@ -18,7 +18,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::contiguous_f32;
+use super::{contiguous_f32, zeros};
 
 /// Where a `k x k` kernel reads, with stride and zero padding before (top, left).
 #[derive(Clone, Copy, Debug)]
@@ -98,7 +98,7 @@ pub fn im2col(x: &Tensor, window: Window, ones: bool) -> Result<Tensor> {
 pub(super) fn fill(g: Geometry, x: &[f32]) -> Vec<f32> {
     let (plane, positions) = (g.height * g.width, g.positions());
     let images = x.len() / (g.channels * plane);
-    let mut out = vec![0f32; images * g.rows() * positions];
+    let mut out = zeros(images * g.rows() * positions, 0);
     out.par_chunks_mut(g.rows() * positions).zip(x.par_chunks(g.channels * plane)).for_each(|(matrix, image)| {
         let (blocks, ones) = matrix.split_at_mut(g.channels * g.block());
         ones.fill(1.0);
@@ -125,10 +125,10 @@ pub(super) fn fill(g: Geometry, x: &[f32]) -> Vec<f32> {
 
 /// The gradient of the images from that of their patch matrices: each entry added back
 /// onto the input position it came from (the ones row, a constant, adds nowhere).
-pub(super) fn scatter(g: Geometry, columns: &[f32]) -> Vec<f32> {
+pub(super) fn scatter(g: Geometry, columns: &[f32], spare: usize) -> Vec<f32> {
     let (plane, positions) = (g.height * g.width, g.positions());
     let images = columns.len() / (g.rows() * positions);
-    let mut dx = vec![0f32; images * g.channels * plane];
+    let mut dx = zeros(images * g.channels * plane, spare);
     dx.par_chunks_mut(g.channels * plane).zip(columns.par_chunks(g.rows() * positions)).for_each(|(image, matrix)| {
         for (input, rows) in image.chunks_mut(plane).zip(matrix.chunks(g.block())) {
             for (tap, row) in rows.chunks(positions).enumerate() {
@@ -175,7 +175,7 @@ impl CustomOp1 for Col2Im {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let g = self.0;
-        let dx = scatter(g, contiguous_f32(storage, layout)?);
+        let dx = scatter(g, contiguous_f32(storage, layout)?, 0);
         let images = dx.len() / (g.channels * g.height * g.width);
         Ok((CpuStorage::F32(dx), Shape::from((images, g.channels, g.height, g.width))))
     }

@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp3, Device, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
-use super::contiguous_f32;
 use super::lanes::{exp, sum_16};
 use super::matmul::{product, View};
+use super::{contiguous_f32, zeros};
 
 /// What [`log_partition`] gives for each target row.
 pub struct Partition {
@@ -98,7 +98,7 @@ fn softmax(
     chosen: &[u32],
     out: &mut [f32],
 ) -> (Vec<f32>, Vec<u32>) {
-    let mut p = vec![0f32; rows * len];
+    let mut p = zeros(rows * len, 0);
     product(rows, dim, len, View::rows(targets, dim), View::transposed(table, dim), &mut p, len, false, true);
     let width = chosen.len() / rows.max(1);
     let nearest = p

@@ -2,10 +2,12 @@
 //! the nearest-word search and the LLM, 2-D convolution as matrix products ([`conv`]) for
 //! the SPAE networks and the frozen EfficientNet (their patch matrices built and taken
 //! apart by [`im2col`]), GroupNorm + SiLU fused with its own backward pass
-//! ([`group_norm`]), the decoder's upsampling with its own backward pass ([`upsample`]),
-//! the log-partition of a softmax over distances to every word with its backward pass
-//! ([`log_partition`], the semantic loss), loops written to vectorise ([`lanes`]), and the allocator tuning ([`allocator`]) that keeps candle's per-op
-//! buffers from costing page faults.
+//! ([`group_norm`]), upsampling and block means, each the other's backward pass
+//! ([`upsample`]), the log-partition of a softmax over distances to every word with its
+//! backward pass ([`log_partition`], the semantic loss), loops written to vectorise
+//! ([`lanes`]), the allocator tuning ([`allocator`]) that keeps candle's per-op buffers
+//! from costing page faults, and the thread tuning ([`threads`]) that keeps candle's idle
+//! threads from spinning beside rayon's.
 
 pub mod allocator;
 pub mod conv;
@@ -14,6 +16,7 @@ pub mod im2col;
 pub mod lanes;
 pub mod log_partition;
 pub mod matmul;
+pub mod threads;
 pub mod upsample;
 
 use candle_core::{CpuStorage, Layout, Result};
@@ -24,4 +27,14 @@ fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f
         Some((start, end)) => Ok(&storage.as_slice::<f32>()?[start..end]),
         None => candle_core::bail!("a custom CPU op was given a non-contiguous input"),
     }
+}
+
+/// `len` zeros, written by every thread of rayon's pool (a `vec![0.0; len]` of a buffer
+/// the allocator reuses is one thread's memset while the others wait), with room for
+/// `spare` more values after them.
+fn zeros(len: usize, spare: usize) -> Vec<f32> {
+    use rayon::prelude::*;
+    let mut out = Vec::with_capacity(len + spare);
+    out.par_extend(rayon::iter::repeat_n(0f32, len));
+    out
 }

@@ -12,7 +12,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::contiguous_f32;
+use super::{contiguous_f32, zeros};
 
 /// `x` (batch x channels x h x w) upsampled to fh x fw, each value repeated over an f x f
 /// block.
@@ -57,7 +57,7 @@ impl CustomOp1 for Spread {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let Blocks { height: h, width: w, factor: f, scale } = self.0;
         let x = contiguous_f32(storage, layout)?;
-        let mut out = vec![0f32; x.len() * f * f];
+        let mut out = zeros(x.len() * f * f, 0);
         out.par_chunks_mut(f * f * w).zip(x.par_chunks(w)).for_each(|(rows, line)| {
             let (first, rest) = rows.split_at_mut(f * w);
             for (block, &value) in first.chunks_exact_mut(f).zip(line) {
@@ -84,7 +84,7 @@ impl CustomOp1 for Gather {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let Blocks { height: h, width: w, factor: f, scale } = self.0;
         let x = contiguous_f32(storage, layout)?;
-        let mut out = vec![0f32; x.len() / (f * f)];
+        let mut out = zeros(x.len() / (f * f), 0);
         out.par_chunks_mut(w).zip(x.par_chunks(f * f * w)).for_each(|(line, rows)| {
             for row in rows.chunks_exact(f * w) {
                 for (o, block) in line.iter_mut().zip(row.chunks_exact(f)) {

@@ -140,6 +140,7 @@ impl ModelCommand {
 
 fn main() -> ExitCode {
     spae::compute::allocator::keep_freed_memory();
+    spae::compute::threads::park_idle_candle_threads();
     let cli = Cli::parse();
     spae::gpu::ensure_runtime_dir();
     match run(cli) {
