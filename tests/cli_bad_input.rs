@@ -242,19 +242,20 @@ fn eval_caption_refuses_no_examples_and_a_missing_data_cache() {
 }
 
 #[test]
-fn a_shortlist_without_the_quantized_search_or_of_zero_words_is_refused() {
+fn training_step_options_out_of_range_are_refused() {
     // Refused before any data is read, so no prepared cache is needed.
     let missing = std::env::temp_dir().join("spae-no-such-cache");
-    for (search, shortlist, message) in
-        [("exact", "8", "add --search quantized"), ("quantized", "0", "--search-shortlist must be at least 1")]
-    {
-        let out = spae()
-            .args(["bench-train", "--search", search, "--search-shortlist", shortlist, "--cache"])
-            .arg(&missing)
-            .output()
-            .unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (&["--search", "exact", "--search-shortlist", "8"], "add --search quantized"),
+        (&["--search", "quantized", "--search-shortlist", "0"], "--search-shortlist must be at least 1"),
+        (&["--full-prefix-share", "1.5"], "--full-prefix-share is a share of the batch"),
+        (&["--full-prefix-share=-0.1"], "--full-prefix-share is a share of the batch"),
+        (&["--full-prefix-share", "NaN"], "--full-prefix-share is a share of the batch"),
+    ];
+    for (options, message) in cases {
+        let out = spae().arg("bench-train").args(options).arg("--cache").arg(&missing).output().unwrap();
         assert!(!out.status.success());
-        assert!(stderr(&out).contains(message), "{}", stderr(&out));
+        assert!(stderr(&out).contains(message), "{options:?}: {}", stderr(&out));
     }
 }
 

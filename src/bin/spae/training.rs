@@ -144,6 +144,10 @@ pub struct StepArgs {
     /// where the branch names the guided layers, the semantic loss is then skipped.
     #[arg(long)]
     freeze_branch: bool,
+    /// The share of a batch's images decoded from all layers; the others decode from a
+    /// random shorter prefix (0 to 1).
+    #[arg(long, default_value_t = 0.5)]
+    full_prefix_share: f64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -174,6 +178,11 @@ impl StepArgs {
             "--search-shortlist sizes the quantized search: add --search quantized"
         );
         anyhow::ensure!(self.search_shortlist != Some(0), "--search-shortlist must be at least 1");
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.full_prefix_share),
+            "--full-prefix-share is a share of the batch, from 0 to 1 (got {})",
+            self.full_prefix_share
+        );
         let frequency_penalty = semantic::checked_frequency_penalty(self.frequency_penalty)?;
         let search = match choice {
             SearchChoice::Auto | SearchChoice::Exact => TrainingSearch::Exact,
@@ -189,7 +198,7 @@ impl StepArgs {
             schedule: Schedule { peak_lr: lr, warmup_steps: 200.min(steps / 10), total_steps: steps, floor: 0.1 },
             weight_decay: 1e-4,
             commitment: self.commitment,
-            full_prefix_share: 0.5,
+            full_prefix_share: self.full_prefix_share,
             seed,
             checkpoint_minutes: 5.0,
             semantic: (self.semantic_weight > 0.0).then(|| SemanticOptions {
