@@ -5,7 +5,6 @@
 //! (`out x in x k x k`, plus a bias), so files and names are unchanged.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Module, Result, Shape, Tensor};
 
@@ -13,7 +12,7 @@ use rayon::prelude::*;
 
 use super::im2col::{fill, im2col, scatter, Geometry, Window};
 use super::matmul::{product, transpose, View};
-use super::{contiguous_f32, zeros};
+use super::{contiguous_f32, zeros, Slot};
 use candle_nn::{Init, VarBuilder};
 
 /// Floating-point operations of every [`Conv2d`] forward pass so far (2 per multiply-add),
@@ -125,7 +124,7 @@ impl Module for Conv2d {
         let window = Window { kernel: k, stride: self.stride, before: padding.before, out_h: oh, out_w: ow };
         FORWARD_FLOPS.fetch_add((2 * b * o * c * k * k * oh * ow) as u64, Ordering::Relaxed);
         let weight = Tensor::cat(&[self.weight.reshape((o, c * k * k))?, self.bias.reshape((o, 1))?], 1)?;
-        x.contiguous()?.apply_op2(&weight, Convolution { window, patches: Mutex::new(None) })
+        x.contiguous()?.apply_op2(&weight, Convolution { window, patches: Slot::new(None) })
     }
 }
 
@@ -136,7 +135,7 @@ impl Module for Conv2d {
 /// nothing tracks gradients candle drops the op, and them, at once.
 struct Convolution {
     window: Window,
-    patches: Mutex<Option<Vec<f32>>>,
+    patches: Slot<Vec<f32>>,
 }
 
 /// The backward pass: inputs x, the weight and the output's gradient; output the input's
@@ -144,7 +143,7 @@ struct Convolution {
 /// patch matrices, or builds them again.
 struct ConvolutionBackward {
     window: Window,
-    patches: Mutex<Option<Vec<f32>>>,
+    patches: Slot<Vec<f32>>,
 }
 
 /// The patch geometry of a convolution's input layout and the weight's output channels.
@@ -178,7 +177,7 @@ impl CustomOp2 for Convolution {
                 product(o, rows, positions, lhs, rhs, image_out, positions, false, false);
             },
         );
-        *self.patches.lock().map_err(|_| candle_core::Error::Msg("a poisoned lock".into()))? = Some(columns);
+        self.patches.put(columns)?;
         Ok((CpuStorage::F32(out), Shape::from((images, o, self.window.out_h, self.window.out_w))))
     }
 
@@ -189,8 +188,7 @@ impl CustomOp2 for Convolution {
         _out: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let patches = self.patches.lock().map_err(|_| candle_core::Error::Msg("a poisoned lock".into()))?.take();
-        let backward = ConvolutionBackward { window: self.window, patches: Mutex::new(patches) };
+        let backward = ConvolutionBackward { window: self.window, patches: Slot::new(self.patches.take()?) };
         let both = x.apply_op3_no_bwd(weight, &grad.contiguous()?, &backward)?;
         let n = x.elem_count();
         let dx = both.narrow(0, 0, n)?.reshape(x.shape())?;
@@ -217,8 +215,8 @@ impl CustomOp3 for ConvolutionBackward {
         let (x, weight, grad) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?, contiguous_f32(s3, l3)?);
         let (rows, positions) = (g.rows(), g.positions());
         let images = l1.dims()[0];
-        let kept = self.patches.lock().map_err(|_| candle_core::Error::Msg("a poisoned lock".into()))?.take();
-        let columns = kept.filter(|c| c.len() == images * rows * positions).unwrap_or_else(|| fill(g, x));
+        let columns =
+            self.patches.take()?.filter(|c| c.len() == images * rows * positions).unwrap_or_else(|| fill(g, x));
         let mut dcolumns = zeros(columns.len(), 0);
         // One image at a time per thread; each thread sums its images' weight gradients,
         // transposed: dW^T += P . dY^T, with dY^T copied out first. dW = dY . P^T would

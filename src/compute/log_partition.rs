@@ -14,14 +14,14 @@
 //! words) and one vectorised pass over each row; the softmax stays with the op from the
 //! forward pass to the backward pass.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp3, Device, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
 use super::lanes::{exp, sum_16};
 use super::matmul::{product, View};
-use super::{contiguous_f32, zeros};
+use super::{contiguous_f32, zeros, Slot};
 
 /// What [`log_partition`] gives for each target row.
 pub struct Partition {
@@ -35,8 +35,8 @@ pub struct Partition {
 
 /// For each target row (`rows x dim`), log Z and the logits of the `width` rows of `table`
 /// (`len x dim`, `squared_norms` its rows' squared lengths) that `chosen` names for it
-/// (`rows x width` indices, row-major); both carry the gradient to `targets`, none flows
-/// to the table.
+/// (`rows x width` indices, row-major, `width` at least 1); both carry the gradient to
+/// `targets`, none flows to the table.
 pub fn log_partition(
     targets: &Tensor,
     table: &Tensor,
@@ -47,35 +47,33 @@ pub fn log_partition(
 ) -> Result<Partition> {
     let rows = targets.dim(0)?;
     let len = table.dim(0)?;
-    if chosen.len() != rows * width || chosen.iter().any(|&k| k as usize >= len) {
+    if width == 0 || chosen.len() != rows * width || chosen.iter().any(|&k| k as usize >= len) {
         candle_core::bail!(
-            "log_partition: {} chosen indices for {rows} x {width}, or one past {len} rows",
+            "log_partition: {} chosen indices for {rows} x {width} (at least one a row), or one past {len} rows",
             chosen.len()
         );
     }
-    let kept = Arc::new(Mutex::new(Kept::default()));
-    let op = LogPartition { scale: scale as f32, chosen: chosen.to_vec(), width, kept: kept.clone() };
+    let nearest = Arc::new(Slot::new(None));
+    let op = LogPartition {
+        scale: scale as f32,
+        chosen: chosen.to_vec(),
+        width,
+        softmax: Slot::new(None),
+        nearest: nearest.clone(),
+    };
     let out = targets.contiguous()?.apply_op3(table, squared_norms, op)?;
-    let nearest = std::mem::take(&mut lock(&kept)?.nearest);
+    let nearest = nearest.take()?.unwrap_or_default();
     Ok(Partition { log_z: out.narrow(1, 0, 1)?, chosen_logits: out.narrow(1, 1, width)?, nearest })
-}
-
-#[derive(Default)]
-struct Kept {
-    /// `rows x len`: the forward pass's softmax, for the backward pass.
-    softmax: Option<Vec<f32>>,
-    nearest: Vec<u32>,
 }
 
 struct LogPartition {
     scale: f32,
     chosen: Vec<u32>,
     width: usize,
-    kept: Arc<Mutex<Kept>>,
-}
-
-fn lock(kept: &Mutex<Kept>) -> Result<std::sync::MutexGuard<'_, Kept>> {
-    kept.lock().map_err(|_| candle_core::Error::Msg("log_partition: a poisoned lock".into()))
+    /// `rows x len`: the forward pass's softmax, for the backward pass.
+    softmax: Slot<Vec<f32>>,
+    /// Each row's largest logit's index, for [`log_partition`]'s caller.
+    nearest: Arc<Slot<Vec<u32>>>,
 }
 
 /// (rows, dim, len) of targets `rows x dim`, a table `len x dim` and `len` norms.
@@ -103,7 +101,7 @@ fn softmax(
     let width = chosen.len() / rows.max(1);
     let nearest = p
         .par_chunks_mut(len)
-        .zip(out.par_chunks_mut(1 + width).zip(chosen.par_chunks(width.max(1))))
+        .zip(out.par_chunks_mut(1 + width).zip(chosen.par_chunks(width)))
         .map(|(row, (out, chosen))| {
             for (l, &n) in row.iter_mut().zip(norms) {
                 *l = scale * (2.0 * *l - n);
@@ -152,9 +150,8 @@ impl CustomOp3 for LogPartition {
         let (targets, table, norms) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?, contiguous_f32(s3, l3)?);
         let mut out = vec![0f32; size.0 * (1 + self.width)];
         let (p, nearest) = softmax(targets, table, norms, size, self.scale, &self.chosen, &mut out);
-        let mut kept = lock(&self.kept)?;
-        kept.softmax = Some(p);
-        kept.nearest = nearest;
+        self.softmax.put(p)?;
+        self.nearest.put(nearest)?;
         Ok((CpuStorage::F32(out), Shape::from((size.0, 1 + self.width))))
     }
 
@@ -168,8 +165,7 @@ impl CustomOp3 for LogPartition {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (rows, dim) = targets.dims2()?;
         let len = table.dim(0)?;
-        let kept = lock(&self.kept)?.softmax.take();
-        let mut p = match kept {
+        let mut p = match self.softmax.take()? {
             Some(p) => p,
             // A second backward pass over the same graph: the softmax again.
             None => with_values(targets, |t| {
@@ -184,7 +180,7 @@ impl CustomOp3 for LogPartition {
         // G = 2 s (g_z p + the chosen logits' gradients at their rows); dt = G . E.
         let grad: Vec<f32> = grad.flatten_all()?.to_vec1()?;
         let width = self.width;
-        p.par_chunks_mut(len).zip(grad.par_chunks(1 + width).zip(self.chosen.par_chunks(width.max(1)))).for_each(
+        p.par_chunks_mut(len).zip(grad.par_chunks(1 + width).zip(self.chosen.par_chunks(width))).for_each(
             |(row, (g, chosen))| {
                 let factor = 2.0 * self.scale;
                 row.iter_mut().for_each(|v| *v *= factor * g[0]);

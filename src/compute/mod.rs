@@ -38,3 +38,22 @@ fn zeros(len: usize, spare: usize) -> Vec<f32> {
     out.par_extend(rayon::iter::repeat_n(0f32, len));
     out
 }
+
+/// What an op keeps from its forward pass for its backward pass (or for its caller),
+/// outside candle's graph.
+struct Slot<T>(std::sync::Mutex<Option<T>>);
+
+impl<T> Slot<T> {
+    fn new(value: Option<T>) -> Self {
+        Self(std::sync::Mutex::new(value))
+    }
+
+    fn put(&self, value: T) -> Result<()> {
+        *self.0.lock().map_err(|_| candle_core::Error::Msg("a poisoned lock".into()))? = Some(value);
+        Ok(())
+    }
+
+    fn take(&self) -> Result<Option<T>> {
+        Ok(self.0.lock().map_err(|_| candle_core::Error::Msg("a poisoned lock".into()))?.take())
+    }
+}
