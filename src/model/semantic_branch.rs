@@ -22,7 +22,7 @@ use super::blocks::conv1x1;
 use super::config::BranchMode;
 use super::config::{SemanticBranchConfig, TEACHER_FEATURES};
 use crate::compute::conv::Conv2d;
-use crate::compute::upsample::upsample;
+use crate::compute::upsample::{block_mean, upsample};
 use crate::pyramid::PyramidShape;
 use crate::teacher::efficientnet::EfficientNetLite0;
 
@@ -85,7 +85,7 @@ impl SemanticBranch {
         let mut cells = Vec::with_capacity(self.config.layers);
         for layer in 1..=self.config.layers {
             let s = shape.grid_size(layer);
-            let pooled = if s == side { grid.clone() } else { grid.avg_pool2d(side / s)? };
+            let pooled = if s == side { grid.clone() } else { block_mean(grid, side / s)? };
             cells.push(pooled.permute((0, 2, 3, 1))?.reshape((batch * s * s, channels))?);
         }
         let projected = self.project_out.pointwise(&self.project_in.pointwise(&Tensor::cat(&cells, 0)?)?.silu()?)?;
