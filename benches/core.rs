@@ -71,8 +71,6 @@ fn search(c: &mut Criterion) {
     group.finish();
 }
 
-/// Encoding one image with the default config (the semantic branch runs the teacher at
-/// 128 px), at a 256 px teacher input, and with the CNN alone: side by side in one run.
 /// One image's weight gradient of the decoder's last 3 x 3 convolutions (32 channels in
 /// and out, 64 x 64 positions: dW is 32 x 289 over 4,096 positions) on one thread, as
 /// training runs them: `dY . P^T` (both operands run along the positions, which gemm
@@ -103,6 +101,8 @@ fn weight_gradient(c: &mut Criterion) {
     group.finish();
 }
 
+/// Encoding one image with the default config (the semantic branch runs the teacher at
+/// 128 px), at a 256 px teacher input, and with the CNN alone: side by side in one run.
 fn autoencoder(c: &mut Criterion) {
     let image = image_io::prepare(&image_io::load(Path::new("assets/samples/cat-face.png")).unwrap(), 64);
     let mut group = c.benchmark_group("image");

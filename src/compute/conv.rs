@@ -245,10 +245,11 @@ impl CustomOp3 for ConvolutionBackward {
                     a
                 },
             );
-        let mut dweight = vec![0f32; o * rows];
-        transpose(&dweight_t, rows, o, &mut dweight);
-        let mut both = scatter(g, &dcolumns, dweight.len());
-        both.extend_from_slice(&dweight);
+        // dx, then dW transposed back into place after it.
+        let mut both = scatter(g, &dcolumns, o * rows);
+        let n = both.len();
+        both.resize(n + o * rows, 0.0);
+        transpose(&dweight_t, rows, o, &mut both[n..]);
         let len = both.len();
         Ok((CpuStorage::F32(both), Shape::from(len)))
     }

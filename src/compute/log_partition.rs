@@ -165,34 +165,31 @@ impl CustomOp3 for LogPartition {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (rows, dim) = targets.dims2()?;
         let len = table.dim(0)?;
-        let mut p = match self.softmax.take()? {
-            Some(p) => p,
-            // A second backward pass over the same graph: the softmax again.
-            None => with_values(targets, |t| {
-                with_values(table, |e| {
-                    with_values(norms, |n| {
-                        let mut out = vec![0f32; rows * (1 + self.width)];
-                        Ok(softmax(t, e, n, (rows, dim, len), self.scale, &self.chosen, &mut out).0)
-                    })
-                })
-            })?,
-        };
-        // G = 2 s (g_z p + the chosen logits' gradients at their rows); dt = G . E.
         let grad: Vec<f32> = grad.flatten_all()?.to_vec1()?;
         let width = self.width;
-        p.par_chunks_mut(len).zip(grad.par_chunks(1 + width).zip(self.chosen.par_chunks(width))).for_each(
-            |(row, (g, chosen))| {
-                let factor = 2.0 * self.scale;
-                row.iter_mut().for_each(|v| *v *= factor * g[0]);
-                for (&k, &gk) in chosen.iter().zip(&g[1..]) {
-                    row[k as usize] += factor * gk;
+        let dt = with_values(table, |e| {
+            let mut p = match self.softmax.take()? {
+                Some(p) => p,
+                // A second backward pass over the same graph: the softmax again.
+                None => {
+                    let (t, n): (Vec<f32>, Vec<f32>) = (targets.flatten_all()?.to_vec1()?, norms.to_vec1()?);
+                    let mut out = vec![0f32; rows * (1 + width)];
+                    softmax(&t, e, &n, (rows, dim, len), self.scale, &self.chosen, &mut out).0
                 }
-            },
-        );
-        let mut dt = vec![0f32; rows * dim];
-        with_values(table, |e| {
+            };
+            // G = 2 s (g_z p + the chosen logits' gradients at their rows); dt = G . E.
+            let factor = 2.0 * self.scale;
+            p.par_chunks_mut(len).zip(grad.par_chunks(1 + width).zip(self.chosen.par_chunks(width))).for_each(
+                |(row, (g, chosen))| {
+                    row.iter_mut().for_each(|v| *v *= factor * g[0]);
+                    for (&k, &gk) in chosen.iter().zip(&g[1..]) {
+                        row[k as usize] += factor * gk;
+                    }
+                },
+            );
+            let mut dt = vec![0f32; rows * dim];
             product(rows, len, dim, View::rows(&p, len), View::rows(e, dim), &mut dt, dim, false, true);
-            Ok(())
+            Ok(dt)
         })?;
         Ok((Some(Tensor::from_vec(dt, (rows, dim), &Device::Cpu)?), None, None))
     }

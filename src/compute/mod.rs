@@ -49,11 +49,15 @@ impl<T> Slot<T> {
     }
 
     fn put(&self, value: T) -> Result<()> {
-        *self.0.lock().map_err(|_| candle_core::Error::Msg("a poisoned lock".into()))? = Some(value);
+        *self.lock()? = Some(value);
         Ok(())
     }
 
     fn take(&self) -> Result<Option<T>> {
-        Ok(self.0.lock().map_err(|_| candle_core::Error::Msg("a poisoned lock".into()))?.take())
+        Ok(self.lock()?.take())
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Option<T>>> {
+        self.0.lock().map_err(|_| candle_core::Error::Msg("a poisoned lock".into()))
     }
 }
