@@ -18,9 +18,12 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
 
 #[test]
 fn matches_candle_conv2d_forward_and_backward() {
-    // The last: more images than threads, and channels and positions that fill no whole
-    // 16 x 16 tile of the weight gradient's transposes.
-    let cases = [(2, 3, 8, 3, 1, 10), (2, 8, 4, 3, 2, 8), (2, 6, 5, 1, 1, 7), (5, 20, 17, 3, 1, 19)];
+    // A 5 x 5 kernel (its input gradient through the flipped kernel, as for 3 x 3 and
+    // 1 x 1 at stride 1); the last: more images than threads, and channels and positions
+    // that fill no whole 16 x 16 tile of the weight gradient's transposes. The cases run
+    // one after another on the same threads, so each finds buffers another size left.
+    let cases =
+        [(2, 3, 8, 3, 1, 10), (2, 8, 4, 3, 2, 8), (2, 6, 5, 1, 1, 7), (2, 4, 3, 5, 1, 9), (5, 20, 17, 3, 1, 19)];
     for (batch, in_c, out_c, k, stride, size) in cases {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);

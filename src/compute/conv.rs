@@ -10,9 +10,9 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Module, Result, Shap
 
 use rayon::prelude::*;
 
-use super::im2col::{fill, im2col, scatter, Geometry, Window};
+use super::im2col::{fill_image, im2col, scatter_image, Geometry, Window};
 use super::matmul::{product, transpose, View};
-use super::{contiguous_f32, zeros, Slot};
+use super::{contiguous_f32, with_scratch, zeros};
 use candle_nn::{Init, VarBuilder};
 
 /// Floating-point operations of every [`Conv2d`] forward pass so far (2 per multiply-add),
@@ -124,26 +124,40 @@ impl Module for Conv2d {
         let window = Window { kernel: k, stride: self.stride, before: padding.before, out_h: oh, out_w: ow };
         FORWARD_FLOPS.fetch_add((2 * b * o * c * k * k * oh * ow) as u64, Ordering::Relaxed);
         let weight = Tensor::cat(&[self.weight.reshape((o, c * k * k))?, self.bias.reshape((o, 1))?], 1)?;
-        x.contiguous()?.apply_op2(&weight, Convolution { window, patches: Slot::new(None) })
+        x.contiguous()?.apply_op2(&weight, Convolution { window })
     }
 }
 
 /// The convolution of an image batch (batch x channels x h x w) with a weight whose rows
 /// are the output channels' kernels, bias last (out x (channels * k * k + 1)): per image,
-/// the weight times the patch matrix. The op keeps its patch matrices for its backward
-/// pass (outside candle's graph, so no gradient is stored or accumulated for them); where
-/// nothing tracks gradients candle drops the op, and them, at once.
+/// the weight times the patch matrix, each image's matrix built in a buffer of the
+/// thread's and used at once, while it is in the cache. Nothing is kept for the backward
+/// pass, which builds the matrices again the same way: keeping them cost more (a step's
+/// matrices run to hundreds of megabytes, written to memory and read back) than building
+/// them twice.
 struct Convolution {
     window: Window,
-    patches: Slot<Vec<f32>>,
 }
 
 /// The backward pass: inputs x, the weight and the output's gradient; output the input's
-/// gradient and the weight's, flat, one after the other. It takes the forward pass's
-/// patch matrices, or builds them again.
+/// gradient and the weight's, flat, one after the other.
 struct ConvolutionBackward {
     window: Window,
-    patches: Slot<Vec<f32>>,
+}
+
+/// The kernel of the input gradient's convolution: `c x (o * k * k)`, entry (c, (o, ky, kx))
+/// the weight's (o, (c, k-1-ky, k-1-kx)) (`weight` is `o x (c * k * k + 1)`, bias last).
+fn flipped_transpose(weight: &[f32], o: usize, c: usize, k: usize) -> Vec<f32> {
+    let (taps, row) = (k * k, c * k * k + 1);
+    let mut out = vec![0f32; c * o * taps];
+    for (ci, out_row) in out.chunks_mut(o * taps).enumerate() {
+        for (oi, kernel) in out_row.chunks_mut(taps).enumerate() {
+            for (tap, value) in kernel.iter_mut().enumerate() {
+                *value = weight[oi * row + ci * taps + (taps - 1 - tap)];
+            }
+        }
+    }
+    out
 }
 
 /// The patch geometry of a convolution's input layout and the weight's output channels.
@@ -167,17 +181,18 @@ impl CustomOp2 for Convolution {
         let (g, o) = geometry(self.window, l1, l2)?;
         let (x, weight) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?);
         let (rows, positions) = (g.rows(), g.positions());
-        let columns = fill(g, x);
         let images = l1.dims()[0];
+        let plane = x.len() / images;
         let mut out = zeros(images * o * positions, 0);
-        // One image's product per thread at a time: the products are small.
-        out.par_chunks_mut(o * positions).zip(columns.par_chunks(rows * positions)).for_each(
-            |(image_out, image_columns)| {
-                let (lhs, rhs) = (View::rows(weight, rows), View::rows(image_columns, positions));
+        // One image at a time per thread: its patch matrix in a buffer of the thread's,
+        // then at once, while the matrix is in the cache, its product with the weight.
+        out.par_chunks_mut(o * positions).zip(x.par_chunks(plane)).for_each(|(image_out, image)| {
+            with_scratch([rows * positions], |[columns]| {
+                fill_image(g, image, columns);
+                let (lhs, rhs) = (View::rows(weight, rows), View::rows(columns, positions));
                 product(o, rows, positions, lhs, rhs, image_out, positions, false, false);
-            },
-        );
-        self.patches.put(columns)?;
+            })
+        });
         Ok((CpuStorage::F32(out), Shape::from((images, o, self.window.out_h, self.window.out_w))))
     }
 
@@ -188,7 +203,7 @@ impl CustomOp2 for Convolution {
         _out: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let backward = ConvolutionBackward { window: self.window, patches: Slot::new(self.patches.take()?) };
+        let backward = ConvolutionBackward { window: self.window };
         let both = x.apply_op3_no_bwd(weight, &grad.contiguous()?, &backward)?;
         let n = x.elem_count();
         let dx = both.narrow(0, 0, n)?.reshape(x.shape())?;
@@ -215,29 +230,50 @@ impl CustomOp3 for ConvolutionBackward {
         let (x, weight, grad) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?, contiguous_f32(s3, l3)?);
         let (rows, positions) = (g.rows(), g.positions());
         let images = l1.dims()[0];
-        let columns =
-            self.patches.take()?.filter(|c| c.len() == images * rows * positions).unwrap_or_else(|| fill(g, x));
-        let mut dcolumns = zeros(columns.len(), 0);
+        let plane = x.len() / images;
+        // dx, with room for dW after it.
+        let mut both = zeros(images * plane, o * rows);
+        // Where the output is as large as the input (stride 1), dx is itself a convolution:
+        // of dY with the kernel flipped and transposed, one product with the patches of dY.
+        // Otherwise (stride 2) dP = W^T . dY, added back onto dx position by position.
+        let through_gradient = g.of_gradient(o).map(|t| (t, flipped_transpose(weight, o, g.channels(), g.kernel())));
+        let scratch = match &through_gradient {
+            Some((t, _)) => t.rows() * positions,
+            None => rows * positions,
+        };
         // One image at a time per thread; each thread sums its images' weight gradients,
         // transposed: dW^T += P . dY^T, with dY^T copied out first. dW = dY . P^T would
         // hand gemm two operands that both run along the positions, which it packs
-        // element by element (4-5 times slower on the large layers, see the README).
-        let dweight_t = dcolumns
-            .par_chunks_mut(rows * positions)
-            .zip(grad.par_chunks(o * positions).zip(columns.par_chunks(rows * positions)))
+        // element by element (4-5 times slower on the large layers, see the README). The
+        // patch matrices are built in buffers of the thread's and used at once, while
+        // they are in the cache.
+        let dweight_t = both
+            .par_chunks_mut(plane)
+            .zip(grad.par_chunks(o * positions).zip(x.par_chunks(plane)))
             .fold(
-                || (vec![0f32; rows * o], vec![0f32; positions * o]),
-                |(mut dweight_t, mut grad_t), (image_dcolumns, (image_grad, image_columns))| {
-                    transpose(image_grad, o, positions, &mut grad_t);
-                    let (lhs, rhs) = (View::rows(image_columns, positions), View::rows(&grad_t, o));
-                    product(rows, positions, o, lhs, rhs, &mut dweight_t, o, true, false);
-                    // dP = W^T . dY.
-                    let (lhs, rhs) = (View::transposed(weight, rows), View::rows(image_grad, positions));
-                    product(rows, o, positions, lhs, rhs, image_dcolumns, positions, false, false);
-                    (dweight_t, grad_t)
+                || vec![0f32; rows * o],
+                |mut dweight_t, (image_dx, (image_grad, image))| {
+                    with_scratch([rows * positions, positions * o, scratch], |[columns, grad_t, second]| {
+                        fill_image(g, image, columns);
+                        transpose(image_grad, o, positions, grad_t);
+                        let (lhs, rhs) = (View::rows(columns, positions), View::rows(grad_t, o));
+                        product(rows, positions, o, lhs, rhs, &mut dweight_t, o, true, false);
+                        match &through_gradient {
+                            Some((t, flipped)) => {
+                                fill_image(*t, image_grad, second);
+                                let (lhs, rhs) = (View::rows(flipped, t.rows()), View::rows(second, positions));
+                                product(g.channels(), t.rows(), positions, lhs, rhs, image_dx, positions, false, false);
+                            }
+                            None => {
+                                let (lhs, rhs) = (View::transposed(weight, rows), View::rows(image_grad, positions));
+                                product(rows, o, positions, lhs, rhs, second, positions, false, false);
+                                scatter_image(g, second, image_dx);
+                            }
+                        }
+                    });
+                    dweight_t
                 },
             )
-            .map(|(dweight_t, _)| dweight_t)
             .reduce(
                 || vec![0f32; rows * o],
                 |mut a, b| {
@@ -245,8 +281,7 @@ impl CustomOp3 for ConvolutionBackward {
                     a
                 },
             );
-        // dx, then dW transposed back into place after it.
-        let mut both = scatter(g, &dcolumns, o * rows);
+        // dW transposed back into place after dx.
         let n = both.len();
         both.resize(n + o * rows, 0.0);
         transpose(&dweight_t, rows, o, &mut both[n..]);

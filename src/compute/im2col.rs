@@ -47,6 +47,28 @@ impl Geometry {
         Self { channels, height, width, kernel, stride, before, out_h, out_w, ones }
     }
 
+    /// For a stride-1 convolution whose output is as large as its input (odd kernel,
+    /// padding k / 2): the geometry of its output gradient's patches (`out_channels`
+    /// planes, no row of ones), through which the input gradient is a convolution of the
+    /// output gradient with the flipped, transposed kernel.
+    pub(super) fn of_gradient(&self, out_channels: usize) -> Option<Self> {
+        let same = self.stride == 1
+            && self.kernel % 2 == 1
+            && self.before == self.kernel / 2
+            && (self.out_h, self.out_w) == (self.height, self.width);
+        same.then_some(Self { channels: out_channels, ones: false, ..*self })
+    }
+
+    /// Input channels.
+    pub(super) fn channels(&self) -> usize {
+        self.channels
+    }
+
+    /// Kernel side.
+    pub(super) fn kernel(&self) -> usize {
+        self.kernel
+    }
+
     /// Output positions.
     pub(super) fn positions(&self) -> usize {
         self.out_h * self.out_w
@@ -99,28 +121,41 @@ pub(super) fn fill(g: Geometry, x: &[f32]) -> Vec<f32> {
     let (plane, positions) = (g.height * g.width, g.positions());
     let images = x.len() / (g.channels * plane);
     let mut out = zeros(images * g.rows() * positions, 0);
-    out.par_chunks_mut(g.rows() * positions).zip(x.par_chunks(g.channels * plane)).for_each(|(matrix, image)| {
-        let (blocks, ones) = matrix.split_at_mut(g.channels * g.block());
-        ones.fill(1.0);
-        // One input plane fills one block of k x k rows.
-        for (rows, input) in blocks.chunks_mut(g.block()).zip(image.chunks(plane)) {
-            for (tap, row) in rows.chunks_mut(positions).enumerate() {
-                let (ky, kx) = (tap / g.kernel, tap % g.kernel);
-                let (inside, start) = g.columns(kx);
-                for (oy, line) in row.chunks_mut(g.out_w).enumerate() {
-                    let Some(iy) = g.source(oy, ky, g.height) else { continue };
-                    let input_line = &input[iy * g.width + start..(iy + 1) * g.width];
-                    let line = &mut line[inside.clone()];
-                    if g.stride == 1 {
-                        line.copy_from_slice(&input_line[..line.len()]);
-                    } else {
-                        line.iter_mut().zip(input_line.iter().step_by(g.stride)).for_each(|(v, &x)| *v = x);
-                    }
+    out.par_chunks_mut(g.rows() * positions)
+        .zip(x.par_chunks(g.channels * plane))
+        .for_each(|(matrix, image)| fill_image(g, image, matrix));
+    out
+}
+
+/// One image's patch matrix (`rows x positions`) into `matrix`, every entry written
+/// (zeros where the kernel reads the padding), whatever `matrix` held before.
+pub(super) fn fill_image(g: Geometry, image: &[f32], matrix: &mut [f32]) {
+    let (plane, positions) = (g.height * g.width, g.positions());
+    let (blocks, ones) = matrix.split_at_mut(g.channels * g.block());
+    ones.fill(1.0);
+    // One input plane fills one block of k x k rows.
+    for (rows, input) in blocks.chunks_mut(g.block()).zip(image.chunks(plane)) {
+        for (tap, row) in rows.chunks_mut(positions).enumerate() {
+            let (ky, kx) = (tap / g.kernel, tap % g.kernel);
+            let (inside, start) = g.columns(kx);
+            for (oy, line) in row.chunks_mut(g.out_w).enumerate() {
+                let Some(iy) = g.source(oy, ky, g.height) else {
+                    line.fill(0.0);
+                    continue;
+                };
+                let input_line = &input[iy * g.width + start..(iy + 1) * g.width];
+                let (before, rest) = line.split_at_mut(inside.start);
+                let (line, after) = rest.split_at_mut(inside.len());
+                before.fill(0.0);
+                after.fill(0.0);
+                if g.stride == 1 {
+                    line.copy_from_slice(&input_line[..line.len()]);
+                } else {
+                    line.iter_mut().zip(input_line.iter().step_by(g.stride)).for_each(|(v, &x)| *v = x);
                 }
             }
         }
-    });
-    out
+    }
 }
 
 /// The gradient of the images from that of their patch matrices: each entry added back
@@ -129,21 +164,27 @@ pub(super) fn scatter(g: Geometry, columns: &[f32], spare: usize) -> Vec<f32> {
     let (plane, positions) = (g.height * g.width, g.positions());
     let images = columns.len() / (g.rows() * positions);
     let mut dx = zeros(images * g.channels * plane, spare);
-    dx.par_chunks_mut(g.channels * plane).zip(columns.par_chunks(g.rows() * positions)).for_each(|(image, matrix)| {
-        for (input, rows) in image.chunks_mut(plane).zip(matrix.chunks(g.block())) {
-            for (tap, row) in rows.chunks(positions).enumerate() {
-                let (ky, kx) = (tap / g.kernel, tap % g.kernel);
-                let (inside, start) = g.columns(kx);
-                for (oy, line) in row.chunks(g.out_w).enumerate() {
-                    let Some(iy) = g.source(oy, ky, g.height) else { continue };
-                    let input_line = &mut input[iy * g.width + start..(iy + 1) * g.width];
-                    let line = &line[inside.clone()];
-                    input_line.iter_mut().step_by(g.stride).zip(line).for_each(|(x, &v)| *x += v);
-                }
+    dx.par_chunks_mut(g.channels * plane)
+        .zip(columns.par_chunks(g.rows() * positions))
+        .for_each(|(image, matrix)| scatter_image(g, matrix, image));
+    dx
+}
+
+/// One image's patch-matrix gradient (`rows x positions`) added onto its input gradient.
+pub(super) fn scatter_image(g: Geometry, matrix: &[f32], image: &mut [f32]) {
+    let (plane, positions) = (g.height * g.width, g.positions());
+    for (input, rows) in image.chunks_mut(plane).zip(matrix.chunks(g.block())) {
+        for (tap, row) in rows.chunks(positions).enumerate() {
+            let (ky, kx) = (tap / g.kernel, tap % g.kernel);
+            let (inside, start) = g.columns(kx);
+            for (oy, line) in row.chunks(g.out_w).enumerate() {
+                let Some(iy) = g.source(oy, ky, g.height) else { continue };
+                let input_line = &mut input[iy * g.width + start..(iy + 1) * g.width];
+                let line = &line[inside.clone()];
+                input_line.iter_mut().step_by(g.stride).zip(line).for_each(|(x, &v)| *x += v);
             }
         }
-    });
-    dx
+    }
 }
 
 struct Im2Col(Geometry);

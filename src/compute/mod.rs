@@ -39,6 +39,34 @@ fn zeros(len: usize, spare: usize) -> Vec<f32> {
     out
 }
 
+thread_local! {
+    /// Each thread's buffers for [`with_scratch`], kept from call to call.
+    static SCRATCH: std::cell::Cell<Vec<Vec<f32>>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Runs `f` with `N` buffers of this thread's, of the lengths given, whose contents are
+/// whatever an earlier call left (so `f` must write before it reads). The buffers stay
+/// with the thread for its next call: per-image work in a parallel loop reuses them from
+/// image to image and from step to step instead of allocating (and the kernel clearing)
+/// fresh pages each time. A call nested inside `f` on the same thread gets buffers of
+/// its own.
+fn with_scratch<const N: usize, R>(lengths: [usize; N], f: impl FnOnce([&mut [f32]; N]) -> R) -> R {
+    let mut buffers = SCRATCH.take();
+    if buffers.len() < N {
+        buffers.resize_with(N, Vec::new);
+    }
+    for (buffer, &length) in buffers.iter_mut().zip(&lengths) {
+        if buffer.len() < length {
+            buffer.resize(length, 0.0);
+        }
+    }
+    let mut iter = buffers.iter_mut();
+    let slices = lengths.map(|length| &mut iter.next().expect("N buffers")[..length]);
+    let result = f(slices);
+    SCRATCH.set(buffers);
+    result
+}
+
 /// What an op keeps from its forward pass for its backward pass (or for its caller),
 /// outside candle's graph.
 struct Slot<T>(std::sync::Mutex<Option<T>>);

@@ -9,9 +9,11 @@
 
 use anyhow::Result;
 use candle_core::{Device, Tensor};
+use rayon::prelude::*;
 
 use crate::codebook::quantized::QuantizedIndex;
 use crate::codebook::Codebook;
+use crate::compute::matmul::transpose;
 use crate::compute::upsample::block_mean;
 use crate::pyramid::{CellTarget, Pyramid, PyramidShape};
 
@@ -81,9 +83,7 @@ pub fn quantize_with(
         for (b, image_words) in found.chunks(shape.tokens_in_layer(layer)).enumerate() {
             words[b].push(image_words.to_vec());
         }
-        let total = shape.weight_sum(layer);
-        let zhat: Vec<f32> = sum.iter().map(|s| s / total).collect();
-        prefixes.push(channels_first(zhat, batch, g, dim)?);
+        prefixes.push(channels_first(&sum, shape.weight_sum(layer), batch, g, dim)?);
     }
     let pyramids = words.into_iter().map(|layers| Pyramid::new(shape.clone(), layers)).collect::<Result<_>>()?;
     Ok(Quantized { pyramids, prefixes })
@@ -133,9 +133,7 @@ pub fn dequantize(pyramids: &[Pyramid], codebook: &Codebook, layers: usize) -> R
             add_layer(image, codebook, shape, layer, pyramid.layer(layer));
         }
     }
-    let total = shape.weight_sum(layers);
-    let zhat = sum.into_iter().map(|s| s / total).collect();
-    channels_first(zhat, pyramids.len(), g, dim)
+    channels_first(&sum, shape.weight_sum(layers), pyramids.len(), g, dim)
 }
 
 /// A full pyramid from its first layers (`prefix[l-1]` holds layer l's words): the
@@ -343,10 +341,16 @@ fn add_layer(sum: &mut [f32], codebook: &Codebook, shape: &PyramidShape, layer: 
     }
 }
 
-/// A channel-last batch buffer (`batch x G x G x dim`) as a `batch x dim x G x G` tensor.
-fn channels_first(data: Vec<f32>, batch: usize, g: usize, dim: usize) -> Result<Tensor> {
-    let t = Tensor::from_vec(data, (batch, g, g, dim), &Device::Cpu)?;
-    Ok(t.permute((0, 3, 1, 2))?.contiguous()?)
+/// A channel-last batch of sums (`batch x G x G x dim`) divided by `total`, as a
+/// `batch x dim x G x G` tensor (one image per thread at a time).
+fn channels_first(sums: &[f32], total: f32, batch: usize, g: usize, dim: usize) -> Result<Tensor> {
+    let image = g * g * dim;
+    let mut out = vec![0f32; sums.len()];
+    out.par_chunks_mut(image).zip(sums.par_chunks(image)).for_each(|(image_out, image_sums)| {
+        transpose(image_sums, g * g, dim, image_out);
+        image_out.iter_mut().for_each(|v| *v /= total);
+    });
+    Ok(Tensor::from_vec(out, (batch, dim, g, g), &Device::Cpu)?)
 }
 
 /// Mean squared quantization error per cell of a layer, between z and zhat_layer

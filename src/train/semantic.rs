@@ -157,17 +157,22 @@ pub fn loss_of_targets(
     let word_norms = Tensor::from_slice(codebook.squared_norms(), codebook.len(), &Device::Cpu)?;
     let width = batch_targets.iter().map(|t| t.len()).max().unwrap_or(0).max(1);
     let scale = 1.0 / options.temperature;
-    let mut total: Option<Tensor> = None;
-    let mut weights = 0.0;
-    // Per image, the words its distinct layers name so far.
-    let mut named_by_image: Vec<Vec<u32>> = vec![Vec::new(); batch_targets.len()];
-    for (index, t) in cell_targets.iter().enumerate() {
+    // Every guided layer's cells as rows of one table, layer after layer, so that one
+    // product over all words serves them all: (first row, rows, side) per layer.
+    let mut layers = Vec::with_capacity(cell_targets.len());
+    let mut tables = Vec::with_capacity(cell_targets.len());
+    let mut first = 0;
+    for t in cell_targets {
         let (batch, dim, s, _) = t.dims4()?;
         let rows = batch * s * s;
-        let t = t.permute((0, 2, 3, 1))?.reshape((rows, dim))?;
-        // Each cell of an image shares the image's target unless it is given a word of its
-        // own; padded entries have q = 0.
-        let (mut ids, mut q) = (Vec::with_capacity(rows * width), Vec::with_capacity(rows * width));
+        tables.push(t.permute((0, 2, 3, 1))?.reshape((rows, dim))?);
+        layers.push((first, rows, s));
+        first += rows;
+    }
+    // Each cell of an image shares the image's target unless it is given a word of its
+    // own; padded entries have q = 0.
+    let (mut ids, mut q) = (Vec::with_capacity(first * width), Vec::with_capacity(first * width));
+    for &(_, _, s) in &layers {
         for target in batch_targets {
             for _ in 0..s * s {
                 for j in 0..width {
@@ -177,25 +182,34 @@ pub fn loss_of_targets(
                 }
             }
         }
-        // Logits -||t - e_k||^2 / tau up to a constant per row, which the softmax ignores:
-        // (2 t.e_k - ||e_k||^2) / tau; their log Z, the target words' logits, and each
-        // row's nearest word.
-        let Partition { log_z, chosen_logits: target_logits, nearest } =
-            log_partition(&t, words, &word_norms, scale, &ids, width)?;
+    }
+    // Logits -||t - e_k||^2 / tau up to a constant per row, which the softmax ignores:
+    // (2 t.e_k - ||e_k||^2) / tau; their log Z, the target words' logits, and each row's
+    // nearest word.
+    let Partition { log_z, chosen_logits, nearest } =
+        log_partition(&Tensor::cat(&tables, 0)?, words, &word_norms, scale, &ids, width)?;
+    // Per image, the words its distinct layers name so far.
+    let mut named_by_image: Vec<Vec<u32>> = vec![Vec::new(); batch_targets.len()];
+    let mut total: Option<Tensor> = None;
+    let mut weights = 0.0;
+    for (index, &(first, rows, s)) in layers.iter().enumerate() {
+        let (log_z, target_logits) = (log_z.narrow(0, first, rows)?, chosen_logits.narrow(0, first, rows)?);
+        let entries = first * width..(first + rows) * width;
         let layer = index + 1;
         if layer == 1 && options.distinct_layers >= 2 {
-            for (named, word) in named_by_image.iter_mut().zip(nearest) {
+            for (named, &word) in named_by_image.iter_mut().zip(&nearest[first..first + rows]) {
                 named.push(word);
             }
         } else if layer >= 2 && layer <= options.distinct_layers {
             let log_p: Vec<f32> = target_logits.broadcast_sub(&log_z)?.flatten_all()?.to_vec1()?;
             for (image, named) in named_by_image.iter_mut().enumerate() {
                 let cells = image * s * s..(image + 1) * s * s;
-                let given = assign_distinct(&ids, &mut q, &log_p, cells, width, named);
+                let given =
+                    assign_distinct(&ids[entries.clone()], &mut q[entries.clone()], &log_p, cells, width, named);
                 named.extend(given);
             }
         }
-        let q = Tensor::from_vec(q, (rows, width), &Device::Cpu)?;
+        let q = Tensor::from_slice(&q[entries], (rows, width), &Device::Cpu)?;
         let q_mass = q.sum_keepdim(1)?;
         let cross_entropy = ((log_z * q_mass)?.squeeze(1)? - (target_logits * &q)?.sum(1)?)?.mean(0)?;
         let w = 0.5f64.powi(index as i32);
