@@ -10,7 +10,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Module, Result, Shap
 
 use rayon::prelude::*;
 
-use super::im2col::{fill_image, im2col, scatter_image, Geometry, Window};
+use super::im2col::{fill_lines, im2col, scatter_lines, Geometry, Window};
 use super::matmul::{product, transpose, View};
 use super::{contiguous_f32, with_scratch, zeros};
 use candle_nn::{Init, VarBuilder};
@@ -145,6 +145,22 @@ struct ConvolutionBackward {
     window: Window,
 }
 
+/// Patch-matrix entries per band of output lines that a convolution works through at a
+/// time (1 MiB of f32: half a core's L2 cache here); a band is at least one line.
+const BAND_ENTRIES: usize = 1 << 18;
+
+/// Output lines per band of `g` for patch matrices of `rows` rows.
+fn band_lines(g: Geometry, rows: usize) -> usize {
+    let (out_h, out_w) = g.output_lines();
+    (BAND_ENTRIES / (rows * out_w).max(1)).clamp(1, out_h.max(1))
+}
+
+/// The bands of `lines` output lines of `g` (the last may be shorter).
+fn bands(g: Geometry, lines: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let out_h = g.output_lines().0;
+    (0..out_h).step_by(lines).map(move |first| first..(first + lines).min(out_h))
+}
+
 /// The kernel of the input gradient's convolution: `c x (o * k * k)`, entry (c, (o, ky, kx))
 /// the weight's (o, (c, k-1-ky, k-1-kx)) (`weight` is `o x (c * k * k + 1)`, bias last).
 fn flipped_transpose(weight: &[f32], o: usize, c: usize, k: usize) -> Vec<f32> {
@@ -184,13 +200,18 @@ impl CustomOp2 for Convolution {
         let images = l1.dims()[0];
         let plane = x.len() / images;
         let mut out = zeros(images * o * positions, 0);
-        // One image at a time per thread: its patch matrix in a buffer of the thread's,
-        // then at once, while the matrix is in the cache, its product with the weight.
+        // One image at a time per thread, a band of output lines at a time: the band's
+        // patch columns in a buffer of the thread's, then at once, while they are in the
+        // cache, their product with the weight.
+        let (out_w, lines) = (g.output_lines().1, band_lines(g, rows));
         out.par_chunks_mut(o * positions).zip(x.par_chunks(plane)).for_each(|(image_out, image)| {
-            with_scratch([rows * positions], |[columns]| {
-                fill_image(g, image, columns);
-                let (lhs, rhs) = (View::rows(weight, rows), View::rows(columns, positions));
-                product(o, rows, positions, lhs, rhs, image_out, positions, false, false);
+            with_scratch([rows * lines * out_w], |[columns]| {
+                for lines in bands(g, lines) {
+                    let (first, width) = (lines.start * out_w, lines.len() * out_w);
+                    fill_lines(g, image, lines, columns);
+                    let (lhs, rhs) = (View::rows(weight, rows), View::rows(columns, width));
+                    product(o, rows, width, lhs, rhs, &mut image_out[first..], positions, false, false);
+                }
             })
         });
         Ok((CpuStorage::F32(out), Shape::from((images, o, self.window.out_h, self.window.out_w))))
@@ -237,37 +258,41 @@ impl CustomOp3 for ConvolutionBackward {
         // of dY with the kernel flipped and transposed, one product with the patches of dY.
         // Otherwise (stride 2) dP = W^T . dY, added back onto dx position by position.
         let through_gradient = g.of_gradient(o).map(|t| (t, flipped_transpose(weight, o, g.channels(), g.kernel())));
-        let scratch = match &through_gradient {
-            Some((t, _)) => t.rows() * positions,
-            None => rows * positions,
-        };
-        // One image at a time per thread; each thread sums its images' weight gradients,
-        // transposed: dW^T += P . dY^T, with dY^T copied out first. dW = dY . P^T would
-        // hand gemm two operands that both run along the positions, which it packs
-        // element by element (4-5 times slower on the large layers, see the README). The
-        // patch matrices are built in buffers of the thread's and used at once, while
-        // they are in the cache.
+        let second_rows = through_gradient.as_ref().map_or(rows, |(t, _)| t.rows());
+        let (out_w, lines) = (g.output_lines().1, band_lines(g, rows.max(second_rows)));
+        let band = lines * out_w;
+        // One image at a time per thread, a band of output lines at a time; each thread
+        // sums its images' weight gradients, transposed: dW^T += P . dY^T, with dY^T
+        // copied out first. dW = dY . P^T would hand gemm two operands that both run along
+        // the positions, which it packs element by element (4-5 times slower on the large
+        // layers, see the README). The bands' patch columns are built in buffers of the
+        // thread's and used at once, while they are in the cache.
         let dweight_t = both
             .par_chunks_mut(plane)
             .zip(grad.par_chunks(o * positions).zip(x.par_chunks(plane)))
             .fold(
                 || vec![0f32; rows * o],
                 |mut dweight_t, (image_dx, (image_grad, image))| {
-                    with_scratch([rows * positions, positions * o, scratch], |[columns, grad_t, second]| {
-                        fill_image(g, image, columns);
+                    with_scratch([rows * band, positions * o, second_rows * band], |[columns, grad_t, second]| {
                         transpose(image_grad, o, positions, grad_t);
-                        let (lhs, rhs) = (View::rows(columns, positions), View::rows(grad_t, o));
-                        product(rows, positions, o, lhs, rhs, &mut dweight_t, o, true, false);
-                        match &through_gradient {
-                            Some((t, flipped)) => {
-                                fill_image(*t, image_grad, second);
-                                let (lhs, rhs) = (View::rows(flipped, t.rows()), View::rows(second, positions));
-                                product(g.channels(), t.rows(), positions, lhs, rhs, image_dx, positions, false, false);
-                            }
-                            None => {
-                                let (lhs, rhs) = (View::transposed(weight, rows), View::rows(image_grad, positions));
-                                product(rows, o, positions, lhs, rhs, second, positions, false, false);
-                                scatter_image(g, second, image_dx);
+                        for lines in bands(g, lines) {
+                            let (first, width) = (lines.start * out_w, lines.len() * out_w);
+                            fill_lines(g, image, lines.clone(), columns);
+                            let (lhs, rhs) = (View::rows(columns, width), View::rows(&grad_t[first * o..], o));
+                            product(rows, width, o, lhs, rhs, &mut dweight_t, o, true, false);
+                            let band_grad = View { data: &image_grad[first..], row: positions, col: 1 };
+                            match &through_gradient {
+                                Some((t, flipped)) => {
+                                    fill_lines(*t, image_grad, lines, second);
+                                    let (lhs, rhs) = (View::rows(flipped, t.rows()), View::rows(second, width));
+                                    let dx = &mut image_dx[first..];
+                                    product(g.channels(), t.rows(), width, lhs, rhs, dx, positions, false, false);
+                                }
+                                None => {
+                                    let lhs = View::transposed(weight, rows);
+                                    product(rows, o, width, lhs, band_grad, second, width, false, false);
+                                    scatter_lines(g, second, lines, image_dx);
+                                }
                             }
                         }
                     });

@@ -15,6 +15,8 @@
 //! weight's, instead of a broadcast add forward and a sum over images and positions
 //! backward (candle's reduction over those axes runs on one thread).
 
+use std::ops::Range;
+
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -36,11 +38,6 @@ pub(super) struct Geometry {
 }
 
 impl Geometry {
-    /// Entries of one channel's block of the patch matrix: `k x k` rows of positions.
-    fn block(&self) -> usize {
-        self.kernel * self.kernel * self.out_h * self.out_w
-    }
-
     /// The geometry of `window` over a `channels x height x width` input.
     pub(super) fn new(window: Window, channels: usize, height: usize, width: usize, ones: bool) -> Self {
         let Window { kernel, stride, before, out_h, out_w } = window;
@@ -67,6 +64,11 @@ impl Geometry {
     /// Kernel side.
     pub(super) fn kernel(&self) -> usize {
         self.kernel
+    }
+
+    /// Output lines (rows of positions) and their length.
+    pub(super) fn output_lines(&self) -> (usize, usize) {
+        (self.out_h, self.out_w)
     }
 
     /// Output positions.
@@ -123,22 +125,24 @@ pub(super) fn fill(g: Geometry, x: &[f32]) -> Vec<f32> {
     let mut out = zeros(images * g.rows() * positions, 0);
     out.par_chunks_mut(g.rows() * positions)
         .zip(x.par_chunks(g.channels * plane))
-        .for_each(|(matrix, image)| fill_image(g, image, matrix));
+        .for_each(|(matrix, image)| fill_lines(g, image, 0..g.out_h, matrix));
     out
 }
 
-/// One image's patch matrix (`rows x positions`) into `matrix`, every entry written
-/// (zeros where the kernel reads the padding), whatever `matrix` held before.
-pub(super) fn fill_image(g: Geometry, image: &[f32], matrix: &mut [f32]) {
-    let (plane, positions) = (g.height * g.width, g.positions());
-    let (blocks, ones) = matrix.split_at_mut(g.channels * g.block());
+/// The columns of one image's patch matrix for the output lines `lines` (`rows x
+/// (lines x out_w)`) into `matrix`, every entry written (zeros where the kernel reads the
+/// padding), whatever `matrix` held before.
+pub(super) fn fill_lines(g: Geometry, image: &[f32], lines: Range<usize>, matrix: &mut [f32]) {
+    let (plane, width) = (g.height * g.width, lines.len() * g.out_w);
+    let taps = g.kernel * g.kernel;
+    let (blocks, ones) = matrix[..g.rows() * width].split_at_mut(g.channels * taps * width);
     ones.fill(1.0);
     // One input plane fills one block of k x k rows.
-    for (rows, input) in blocks.chunks_mut(g.block()).zip(image.chunks(plane)) {
-        for (tap, row) in rows.chunks_mut(positions).enumerate() {
+    for (rows, input) in blocks.chunks_mut(taps * width).zip(image.chunks(plane)) {
+        for (tap, row) in rows.chunks_mut(width).enumerate() {
             let (ky, kx) = (tap / g.kernel, tap % g.kernel);
             let (inside, start) = g.columns(kx);
-            for (oy, line) in row.chunks_mut(g.out_w).enumerate() {
+            for (oy, line) in lines.clone().zip(row.chunks_mut(g.out_w)) {
                 let Some(iy) = g.source(oy, ky, g.height) else {
                     line.fill(0.0);
                     continue;
@@ -166,18 +170,20 @@ pub(super) fn scatter(g: Geometry, columns: &[f32], spare: usize) -> Vec<f32> {
     let mut dx = zeros(images * g.channels * plane, spare);
     dx.par_chunks_mut(g.channels * plane)
         .zip(columns.par_chunks(g.rows() * positions))
-        .for_each(|(image, matrix)| scatter_image(g, matrix, image));
+        .for_each(|(image, matrix)| scatter_lines(g, matrix, 0..g.out_h, image));
     dx
 }
 
-/// One image's patch-matrix gradient (`rows x positions`) added onto its input gradient.
-pub(super) fn scatter_image(g: Geometry, matrix: &[f32], image: &mut [f32]) {
-    let (plane, positions) = (g.height * g.width, g.positions());
-    for (input, rows) in image.chunks_mut(plane).zip(matrix.chunks(g.block())) {
-        for (tap, row) in rows.chunks(positions).enumerate() {
+/// The gradient of the columns of one image's patch matrix for the output lines `lines`
+/// (`rows x (lines x out_w)`) added onto the image's gradient.
+pub(super) fn scatter_lines(g: Geometry, matrix: &[f32], lines: Range<usize>, image: &mut [f32]) {
+    let (plane, width) = (g.height * g.width, lines.len() * g.out_w);
+    let taps = g.kernel * g.kernel;
+    for (input, rows) in image.chunks_mut(plane).zip(matrix.chunks(taps * width)) {
+        for (tap, row) in rows.chunks(width).enumerate() {
             let (ky, kx) = (tap / g.kernel, tap % g.kernel);
             let (inside, start) = g.columns(kx);
-            for (oy, line) in row.chunks(g.out_w).enumerate() {
+            for (oy, line) in lines.clone().zip(row.chunks(g.out_w)) {
                 let Some(iy) = g.source(oy, ky, g.height) else { continue };
                 let input_line = &mut input[iy * g.width + start..(iy + 1) * g.width];
                 let line = &line[inside.clone()];
