@@ -132,3 +132,56 @@ fn training_with_the_quantized_search_is_training_with_the_exact_search() {
         assert!(diff < 1e-5, "{name} differs by {diff} after training with the quantized search");
     }
 }
+
+/// `spae bench-train`'s count of a step's arithmetic, against the network's convolutions
+/// listed by hand: forward multiply-adds x 2 (the CNN's, and the semantic branch's two
+/// products over the 21 cells of layers 1-3), times 3 with the backward pass, plus the
+/// exact search of an image's 597 SAQ targets; without semantic guidance no semantic loss.
+#[test]
+fn the_benchmark_counts_a_steps_arithmetic() {
+    let data = temp_dir("bench-data");
+    tiny_dataset(&data);
+    let run = temp_dir("bench-run");
+    let model = small_model(0);
+    let bench = spae::train::benchmark(&model, &options(&data, &run, 10), Split::Train, 2).unwrap();
+    assert_eq!(bench.records.len(), 2);
+    assert!(!bench.semantic_loss);
+    assert!(bench.search_agreement.is_none(), "the exact search agrees with itself");
+    // (out, in, kernel, output side) of every convolution, channels 8 / 16 / 32, one
+    // residual block a level, a 64 px image, a 16 x 16 latent of 576 channels.
+    let convolutions: [(usize, usize, usize, usize); 20] = [
+        // Encoder: conv_in, level 0 (block, downsample), level 1 (block with skip,
+        // downsample), level 2 (block with skip), conv_out.
+        (8, 3, 3, 64),
+        (8, 8, 3, 64),
+        (8, 8, 3, 64),
+        (8, 8, 3, 32),
+        (16, 8, 3, 32),
+        (16, 16, 3, 32),
+        (16, 8, 1, 32),
+        (16, 16, 3, 16),
+        (32, 16, 3, 16),
+        (32, 32, 3, 16),
+        (32, 16, 1, 16),
+        (576, 32, 1, 16),
+        // Decoder: conv_in, level 0 (block, upsampling convolution), level 1 (the same),
+        // level 2 (block), conv_out.
+        (32, 576, 1, 16),
+        (32, 32, 3, 16),
+        (32, 32, 3, 16),
+        (16, 32, 3, 32),
+        (16, 16, 3, 32),
+        (16, 16, 3, 32),
+        (8, 16, 3, 64),
+        (8, 8, 3, 64),
+    ];
+    let forward: usize = convolutions.iter().map(|&(o, c, k, side)| 2 * o * c * k * k * side * side).sum();
+    let conv_out = 2 * 3 * 8 * 9 * 64 * 64;
+    let decoder_block = 2 * 8 * 8 * 9 * 64 * 64;
+    let branch = model.config().semantic_branch.as_ref().expect("the default config has a branch");
+    assert_eq!(branch.layers, 3);
+    let projector = 2 * 21 * (spae::model::config::TEACHER_FEATURES * branch.hidden + branch.hidden * 576);
+    let search = 597 * 2 * 16_384 * 576;
+    let expected = (3 * (forward + decoder_block + conv_out + projector) + search) as f64;
+    assert!((bench.flops_per_image - expected).abs() < 1e-6 * expected, "{} vs {expected}", bench.flops_per_image);
+}

@@ -189,6 +189,9 @@ pub struct Benchmark {
     /// For a search other than the exact one: per layer, the share of held-out targets
     /// where it finds the exact search's word.
     pub search_agreement: Option<Vec<f64>>,
+    /// Whether the steps computed the semantic loss (on, and not skipped because a frozen
+    /// branch names every guided layer).
+    pub semantic_loss: bool,
 }
 
 /// `spae bench-train`: `steps` timed training steps (after one untimed) on `split`,
@@ -205,11 +208,8 @@ pub fn benchmark(model: &SpaeModel, options: &TrainOptions, split: Split, steps:
     let search = inputs.search.search();
     // A frozen branch that names every guided layer skips the semantic loss.
     let named_layers = model.branch().filter(|b| b.config().mode == BranchMode::Name).map_or(0, |b| b.config().layers);
-    let semantic_flops = options
-        .semantic
-        .as_ref()
-        .filter(|s| !(options.freeze_branch && named_layers >= s.layers))
-        .map_or(0.0, |s| 3.0 * semantic::forward_flops(shape, codebook, s));
+    let computed = options.semantic.as_ref().filter(|s| !(options.freeze_branch && named_layers >= s.layers));
+    let semantic_flops = computed.map_or(0.0, |s| 3.0 * semantic::forward_flops(shape, codebook, s));
     let flops_per_image = 3.0 * conv_flops
         + shape.tokens_in_prefix(shape.layers()) as f64 * search.flops_per_target(codebook)
         + semantic_flops;
@@ -228,7 +228,7 @@ pub fn benchmark(model: &SpaeModel, options: &TrainOptions, split: Split, steps:
             Some(saq::search_agreement(&latent.z, &latent.named, codebook, shape, model.config().cell_target, search)?)
         }
     };
-    Ok(Benchmark { records, flops_per_image, search_agreement })
+    Ok(Benchmark { records, flops_per_image, search_agreement, semantic_loss: computed.is_some() })
 }
 
 /// Trains `model` (fresh, or restored from the run's checkpoint when `resume`).

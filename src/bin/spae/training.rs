@@ -364,10 +364,14 @@ impl BenchTrainArgs {
         let gflop_per_image = bench.flops_per_image / 1e9;
         let on = |w: f64| if w > 0.0 { "on" } else { "off" };
         println!(
-            "{} timed steps of {} images (semantic guidance {}, perceptual loss {}, search {}):",
+            "{} timed steps of {} images (semantic loss {}, perceptual loss {}, search {}):",
             records.len(),
             self.step.batch_size,
-            on(self.step.semantic_weight),
+            match (self.step.semantic_weight > 0.0, bench.semantic_loss) {
+                (_, true) => "on",
+                (true, false) => "skipped: the frozen branch names every guided layer",
+                (false, false) => "off",
+            },
             on(self.step.perceptual_weight),
             options.search
         );
@@ -403,7 +407,7 @@ impl BenchTrainArgs {
                 "normalised_images_per_s": images_per_s * REFERENCE_GEMM_GFLOPS / gemm_gflops,
                 "split": split,
                 "batch_size": self.step.batch_size,
-                "semantic": self.step.semantic_weight > 0.0,
+                "semantic": bench.semantic_loss,
                 "search": match options.search {
                     TrainingSearch::Exact => "exact",
                     TrainingSearch::Quantized(_) => "quantized",
