@@ -65,11 +65,19 @@ fn matches_candle_conv2d_forward_and_backward() {
 
 /// Images whose patch matrices exceed a band (2^18 entries) are worked through a band of
 /// output lines at a time, the last band shorter: stride 1 with more input than output
-/// channels and the reverse (the input gradient's patches then the wider), and stride 2
-/// (the input gradient added back band by band, bands overlapping on the input).
+/// channels and the reverse (the input gradient's patches then the wider), stride 2 (the
+/// input gradient added back band by band, bands overlapping on the input), a 5 x 5 and
+/// a 1 x 1 kernel.
 #[test]
 fn large_images_are_worked_through_in_bands() {
-    for (batch, in_c, out_c, k, stride, size) in [(2, 32, 8, 3, 1, 128), (1, 8, 32, 3, 1, 128), (2, 32, 8, 3, 2, 250)] {
+    let cases = [
+        (2, 32, 8, 3, 1, 128),
+        (1, 8, 32, 3, 1, 128),
+        (2, 32, 8, 3, 2, 250),
+        (1, 16, 8, 5, 1, 96),
+        (1, 64, 32, 1, 1, 128),
+    ];
+    for (batch, in_c, out_c, k, stride, size) in cases {
         check_against_candle(batch, in_c, out_c, k, stride, size, 1e-5);
     }
 }

@@ -147,8 +147,9 @@ fn the_benchmark_counts_a_steps_arithmetic() {
     assert_eq!(bench.records.len(), 2);
     assert!(!bench.semantic_loss);
     assert!(bench.search_agreement.is_none(), "the exact search agrees with itself");
-    // (out, in, kernel, output side) of every convolution, channels 8 / 16 / 32, one
-    // residual block a level, a 64 px image, a 16 x 16 latent of 576 channels.
+    // (out, in, kernel, output side) of the convolutions, channels 8 / 16 / 32, one
+    // residual block a level, a 64 px image, a 16 x 16 latent of 576 channels; the
+    // decoder's last two (the second of level 2's block and conv_out) follow apart.
     let convolutions: [(usize, usize, usize, usize); 20] = [
         // Encoder: conv_in, level 0 (block, downsample), level 1 (block with skip,
         // downsample), level 2 (block with skip), conv_out.
@@ -165,7 +166,7 @@ fn the_benchmark_counts_a_steps_arithmetic() {
         (32, 16, 1, 16),
         (576, 32, 1, 16),
         // Decoder: conv_in, level 0 (block, upsampling convolution), level 1 (the same),
-        // level 2 (block), conv_out.
+        // level 2's block's first convolution.
         (32, 576, 1, 16),
         (32, 32, 3, 16),
         (32, 32, 3, 16),

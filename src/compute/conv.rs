@@ -1,10 +1,11 @@
-//! 2-D convolution as a patch matrix ([`super::im2col`]) and one matrix product per
-//! image. The forward pass is as fast as candle's own convolution, and its backward pass
-//! is matrix products and one loop, several times faster on the CPU than candle's
+//! 2-D convolution as patch matrices ([`super::im2col`]) and matrix products, an image
+//! and a band of output lines at a time. The forward pass is as fast as candle's own
+//! convolution, and its backward pass (matrix products, and for strided convolutions one
+//! loop adding the patch gradients back) several times faster on the CPU than candle's
 //! transposed-convolution gradient. Weights keep candle's layout
 //! (`out x in x k x k`, plus a bias), so files and names are unchanged.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::Cell;
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Module, Result, Shape, Tensor};
 
@@ -15,13 +16,21 @@ use super::matmul::{product, transpose, View};
 use super::{contiguous_f32, with_scratch, zeros};
 use candle_nn::{Init, VarBuilder};
 
-/// Floating-point operations of every [`Conv2d`] forward pass so far (2 per multiply-add),
-/// for `spae bench-train`'s count of a step's arithmetic.
-static FORWARD_FLOPS: AtomicU64 = AtomicU64::new(0);
+thread_local! {
+    /// Floating-point operations of the [`Conv2d`] forward passes this thread has called
+    /// so far (2 per multiply-add), for `spae bench-train`'s count of a step's arithmetic:
+    /// per thread, so that work on other threads (other tests, the studio) does not count.
+    static FORWARD_FLOPS: Cell<u64> = const { Cell::new(0) };
+}
 
-/// The convolutions' forward floating-point operations since the last call.
+fn count_forward_flops(flops: usize) {
+    FORWARD_FLOPS.set(FORWARD_FLOPS.get() + flops as u64);
+}
+
+/// The forward floating-point operations of the convolutions this thread called since
+/// its last call.
 pub fn take_forward_flops() -> u64 {
-    FORWARD_FLOPS.swap(0, Ordering::Relaxed)
+    FORWARD_FLOPS.replace(0)
 }
 
 pub struct Conv2d {
@@ -108,7 +117,7 @@ impl Conv2d {
         if k != 1 || self.stride != 1 {
             candle_core::bail!("pointwise: a {k} x {k} convolution of stride {}", self.stride);
         }
-        FORWARD_FLOPS.fetch_add((2 * rows.dim(0)? * o * c) as u64, Ordering::Relaxed);
+        count_forward_flops(2 * rows.dim(0)? * o * c);
         rows.matmul(&self.weight.reshape((o, c))?.t()?)?.broadcast_add(&self.bias.unsqueeze(0)?)
     }
 }
@@ -122,7 +131,7 @@ impl Module for Conv2d {
         let padding = Padding::same(k);
         let (oh, ow) = (padding.output_size(h, k, self.stride), padding.output_size(w, k, self.stride));
         let window = Window { kernel: k, stride: self.stride, before: padding.before, out_h: oh, out_w: ow };
-        FORWARD_FLOPS.fetch_add((2 * b * o * c * k * k * oh * ow) as u64, Ordering::Relaxed);
+        count_forward_flops(2 * b * o * c * k * k * oh * ow);
         let weight = Tensor::cat(&[self.weight.reshape((o, c * k * k))?, self.bias.reshape((o, 1))?], 1)?;
         x.contiguous()?.apply_op2(&weight, Convolution { window })
     }
@@ -130,9 +139,9 @@ impl Module for Conv2d {
 
 /// The convolution of an image batch (batch x channels x h x w) with a weight whose rows
 /// are the output channels' kernels, bias last (out x (channels * k * k + 1)): per image,
-/// the weight times the patch matrix, each image's matrix built in a buffer of the
-/// thread's and used at once, while it is in the cache. Nothing is kept for the backward
-/// pass, which builds the matrices again the same way: keeping them cost more (a step's
+/// the weight times the patch matrix, built a band of output lines at a time in a buffer
+/// of the thread's and used at once, while it is in the cache. Nothing is kept for the
+/// backward pass, which builds the bands again the same way: keeping them cost more (a step's
 /// matrices run to hundreds of megabytes, written to memory and read back) than building
 /// them twice.
 struct Convolution {
@@ -146,7 +155,8 @@ struct ConvolutionBackward {
 }
 
 /// Patch-matrix entries per band of output lines that a convolution works through at a
-/// time (1 MiB of f32: half a core's L2 cache here); a band is at least one line.
+/// time (1 MiB of f32, a core's L2 cache here; the backward pass holds two such bands and
+/// the image's transposed output gradient); a band is at least one line.
 const BAND_ENTRIES: usize = 1 << 18;
 
 /// Output lines per band of `g` for patch matrices of `rows` rows.
@@ -198,7 +208,7 @@ impl CustomOp2 for Convolution {
         let (x, weight) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?);
         let (rows, positions) = (g.rows(), g.positions());
         let images = l1.dims()[0];
-        let plane = x.len() / images;
+        let plane = g.input_len();
         let mut out = zeros(images * o * positions, 0);
         // One image at a time per thread, a band of output lines at a time: the band's
         // patch columns in a buffer of the thread's, then at once, while they are in the
@@ -251,12 +261,13 @@ impl CustomOp3 for ConvolutionBackward {
         let (x, weight, grad) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?, contiguous_f32(s3, l3)?);
         let (rows, positions) = (g.rows(), g.positions());
         let images = l1.dims()[0];
-        let plane = x.len() / images;
+        let plane = g.input_len();
         // dx, with room for dW after it.
         let mut both = zeros(images * plane, o * rows);
         // Where the output is as large as the input (stride 1), dx is itself a convolution:
         // of dY with the kernel flipped and transposed, one product with the patches of dY.
-        // Otherwise (stride 2) dP = W^T . dY, added back onto dx position by position.
+        // Otherwise (a stride of 2, or an output of another size) dP = W^T . dY, added back
+        // onto dx position by position.
         let through_gradient = g.of_gradient(o).map(|t| (t, flipped_transpose(weight, o, g.channels(), g.kernel())));
         let second_rows = through_gradient.as_ref().map_or(rows, |(t, _)| t.rows());
         let (out_w, lines) = (g.output_lines().1, band_lines(g, rows.max(second_rows)));
@@ -280,7 +291,6 @@ impl CustomOp3 for ConvolutionBackward {
                             fill_lines(g, image, lines.clone(), columns);
                             let (lhs, rhs) = (View::rows(columns, width), View::rows(&grad_t[first * o..], o));
                             product(rows, width, o, lhs, rhs, &mut dweight_t, o, true, false);
-                            let band_grad = View { data: &image_grad[first..], row: positions, col: 1 };
                             match &through_gradient {
                                 Some((t, flipped)) => {
                                     fill_lines(*t, image_grad, lines, second);
@@ -290,7 +300,8 @@ impl CustomOp3 for ConvolutionBackward {
                                 }
                                 None => {
                                     let lhs = View::transposed(weight, rows);
-                                    product(rows, o, width, lhs, band_grad, second, width, false, false);
+                                    let rhs = View { data: &image_grad[first..], row: positions, col: 1 };
+                                    product(rows, o, width, lhs, rhs, second, width, false, false);
                                     scatter_lines(g, second, lines, image_dx);
                                 }
                             }

@@ -66,6 +66,11 @@ impl Geometry {
         self.kernel
     }
 
+    /// Entries of one input image (`channels x height x width`).
+    pub(super) fn input_len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+
     /// Output lines (rows of positions) and their length.
     pub(super) fn output_lines(&self) -> (usize, usize) {
         (self.out_h, self.out_w)
@@ -164,10 +169,10 @@ pub(super) fn fill_lines(g: Geometry, image: &[f32], lines: Range<usize>, matrix
 
 /// The gradient of the images from that of their patch matrices: each entry added back
 /// onto the input position it came from (the ones row, a constant, adds nowhere).
-pub(super) fn scatter(g: Geometry, columns: &[f32], spare: usize) -> Vec<f32> {
+pub(super) fn scatter(g: Geometry, columns: &[f32]) -> Vec<f32> {
     let (plane, positions) = (g.height * g.width, g.positions());
     let images = columns.len() / (g.rows() * positions);
-    let mut dx = zeros(images * g.channels * plane, spare);
+    let mut dx = zeros(images * g.channels * plane, 0);
     dx.par_chunks_mut(g.channels * plane)
         .zip(columns.par_chunks(g.rows() * positions))
         .for_each(|(image, matrix)| scatter_lines(g, matrix, 0..g.out_h, image));
@@ -222,7 +227,7 @@ impl CustomOp1 for Col2Im {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let g = self.0;
-        let dx = scatter(g, contiguous_f32(storage, layout)?, 0);
+        let dx = scatter(g, contiguous_f32(storage, layout)?);
         let images = dx.len() / (g.channels * g.height * g.width);
         Ok((CpuStorage::F32(dx), Shape::from((images, g.channels, g.height, g.width))))
     }

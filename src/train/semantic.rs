@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -153,6 +153,7 @@ pub fn loss_of_targets(
     batch_targets: &[&Target],
     options: &SemanticOptions,
 ) -> Result<Tensor> {
+    anyhow::ensure!(!cell_targets.is_empty(), "no semantic layer to guide");
     let words = codebook.embeddings();
     let word_norms = Tensor::from_slice(codebook.squared_norms(), codebook.len(), &Device::Cpu)?;
     let width = batch_targets.iter().map(|t| t.len()).max().unwrap_or(0).max(1);
@@ -220,7 +221,7 @@ pub fn loss_of_targets(
             None => term,
         });
     }
-    Ok((total.context("no semantic layer to guide")? * (options.weight / weights))?)
+    Ok((total.expect("at least one layer, checked above") * (options.weight / weights))?)
 }
 
 /// Gives each cell of `cells` (rows of the `rows x width` target table `ids` / `q`, whose
