@@ -185,3 +185,24 @@ fn fused_group_norm_silu_matches_candle_forward_and_backward() {
         }
     }
 }
+
+/// The weight gradient sums its images in image order, so the same batch gives the same
+/// gradient to the bit however the images were shared among threads (a run repeats
+/// exactly): more images than threads, computed again several times.
+#[test]
+fn the_weight_gradient_repeats_to_the_bit() {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let conv = conv2d(24, 16, 3, 1, vb).unwrap();
+    let weight = varmap.data().lock().unwrap()["weight"].clone();
+    let x = Var::from_tensor(&random(&[16, 24, 20, 20], 1)).unwrap();
+    let upstream = random(&[16, 16, 20, 20], 2);
+    let gradient = || -> Vec<f32> {
+        let grads = (conv.forward(x.as_tensor()).unwrap() * &upstream).unwrap().sum_all().unwrap().backward().unwrap();
+        grads.get(&weight).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+    };
+    let first = gradient();
+    for _ in 0..8 {
+        assert!(gradient().iter().zip(&first).all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+}

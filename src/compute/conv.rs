@@ -272,51 +272,49 @@ impl CustomOp3 for ConvolutionBackward {
         let second_rows = through_gradient.as_ref().map_or(rows, |(t, _)| t.rows());
         let (out_w, lines) = (g.output_lines().1, band_lines(g, rows.max(second_rows)));
         let band = lines * out_w;
-        // One image at a time per thread, a band of output lines at a time; each thread
-        // sums its images' weight gradients, transposed: dW^T += P . dY^T, with dY^T
-        // copied out first. dW = dY . P^T would hand gemm two operands that both run along
-        // the positions, which it packs element by element (4-5 times slower on the large
-        // layers, see the README). The bands' patch columns are built in buffers of the
-        // thread's and used at once, while they are in the cache.
-        let dweight_t = both
+        // One image at a time per thread, a band of output lines at a time; each image's
+        // weight gradient, transposed: dW^T += P . dY^T, with dY^T copied out first.
+        // dW = dY . P^T would hand gemm two operands that both run along the positions,
+        // which it packs element by element (4-5 times slower on the large layers, see the
+        // README). The bands' patch columns are built in buffers of the thread's and used
+        // at once, while they are in the cache.
+        let per_image: Vec<Vec<f32>> = both
             .par_chunks_mut(plane)
             .zip(grad.par_chunks(o * positions).zip(x.par_chunks(plane)))
-            .fold(
-                || vec![0f32; rows * o],
-                |mut dweight_t, (image_dx, (image_grad, image))| {
-                    with_scratch([rows * band, positions * o, second_rows * band], |[columns, grad_t, second]| {
-                        transpose(image_grad, o, positions, grad_t);
-                        for lines in bands(g, lines) {
-                            let (first, width) = (lines.start * out_w, lines.len() * out_w);
-                            fill_lines(g, image, lines.clone(), columns);
-                            let (lhs, rhs) = (View::rows(columns, width), View::rows(&grad_t[first * o..], o));
-                            product(rows, width, o, lhs, rhs, &mut dweight_t, o, true, false);
-                            match &through_gradient {
-                                Some((t, flipped)) => {
-                                    fill_lines(*t, image_grad, lines, second);
-                                    let (lhs, rhs) = (View::rows(flipped, t.rows()), View::rows(second, width));
-                                    let dx = &mut image_dx[first..];
-                                    product(g.channels(), t.rows(), width, lhs, rhs, dx, positions, false, false);
-                                }
-                                None => {
-                                    let lhs = View::transposed(weight, rows);
-                                    let rhs = View { data: &image_grad[first..], row: positions, col: 1 };
-                                    product(rows, o, width, lhs, rhs, second, width, false, false);
-                                    scatter_lines(g, second, lines, image_dx);
-                                }
+            .map(|(image_dx, (image_grad, image))| {
+                let mut dweight_t = vec![0f32; rows * o];
+                with_scratch([rows * band, positions * o, second_rows * band], |[columns, grad_t, second]| {
+                    transpose(image_grad, o, positions, grad_t);
+                    for lines in bands(g, lines) {
+                        let (first, width) = (lines.start * out_w, lines.len() * out_w);
+                        fill_lines(g, image, lines.clone(), columns);
+                        let (lhs, rhs) = (View::rows(columns, width), View::rows(&grad_t[first * o..], o));
+                        product(rows, width, o, lhs, rhs, &mut dweight_t, o, true, false);
+                        match &through_gradient {
+                            Some((t, flipped)) => {
+                                fill_lines(*t, image_grad, lines, second);
+                                let (lhs, rhs) = (View::rows(flipped, t.rows()), View::rows(second, width));
+                                let dx = &mut image_dx[first..];
+                                product(g.channels(), t.rows(), width, lhs, rhs, dx, positions, false, false);
+                            }
+                            None => {
+                                let lhs = View::transposed(weight, rows);
+                                let rhs = View { data: &image_grad[first..], row: positions, col: 1 };
+                                product(rows, o, width, lhs, rhs, second, width, false, false);
+                                scatter_lines(g, second, lines, image_dx);
                             }
                         }
-                    });
-                    dweight_t
-                },
-            )
-            .reduce(
-                || vec![0f32; rows * o],
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                    a
-                },
-            );
+                    }
+                });
+                dweight_t
+            })
+            .collect();
+        // The images' weight gradients added in image order, so that the sum does not
+        // depend on how the images were shared among the threads (a run repeats exactly).
+        let mut dweight_t = vec![0f32; rows * o];
+        for image in &per_image {
+            dweight_t.iter_mut().zip(image).for_each(|(a, b)| *a += b);
+        }
         // dW transposed back into place after dx.
         let n = both.len();
         both.resize(n + o * rows, 0.0);
