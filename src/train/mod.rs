@@ -70,6 +70,15 @@ pub struct TrainOptions {
     pub freeze_branch: bool,
 }
 
+impl TrainOptions {
+    /// The semantic loss's options where a step computes it: on, and not skipped because
+    /// a frozen branch names every guided layer (the loss then reaches nothing trainable).
+    fn semantic_loss(&self, model: &SpaeModel) -> Option<&SemanticOptions> {
+        let named = model.branch().filter(|b| b.config().mode == BranchMode::Name).map_or(0, |b| b.config().layers);
+        self.semantic.as_ref().filter(|s| !(self.freeze_branch && named >= s.layers))
+    }
+}
+
 /// SAQ's nearest-word search in training (encoding, evaluation and the studio always
 /// search exactly).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,9 +215,7 @@ pub fn benchmark(model: &SpaeModel, options: &TrainOptions, split: Split, steps:
         (1..=steps).map(|step| train_step(model, &inputs, &mut optimizer, options, step)).collect::<Result<_>>()?;
     let (codebook, shape) = (model.codebook(), model.shape());
     let search = inputs.search.search();
-    // A frozen branch that names every guided layer skips the semantic loss.
-    let named_layers = model.branch().filter(|b| b.config().mode == BranchMode::Name).map_or(0, |b| b.config().layers);
-    let computed = options.semantic.as_ref().filter(|s| !(options.freeze_branch && named_layers >= s.layers));
+    let computed = options.semantic_loss(model);
     let semantic_flops = computed.map_or(0.0, |s| 3.0 * semantic::forward_flops(shape, codebook, s));
     let flops_per_image = 3.0 * conv_flops
         + shape.tokens_in_prefix(shape.layers()) as f64 * search.flops_per_target(codebook)
@@ -375,9 +382,8 @@ fn train_step(
         }
         None => None,
     };
-    let reaches_nothing = |semantic: &SemanticOptions| options.freeze_branch && latent.named.len() >= semantic.layers;
-    let semantic = match (inputs.targets.as_deref(), &options.semantic) {
-        (Some(targets), Some(semantic)) if !reaches_nothing(semantic) => {
+    let semantic = match (inputs.targets.as_deref(), options.semantic_loss(model)) {
+        (Some(targets), Some(semantic)) => {
             let batch_targets: Vec<&Target> = indices.iter().map(|&i| &targets[i]).collect();
             let term = semantic::loss(
                 z,
