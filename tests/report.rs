@@ -22,6 +22,7 @@ fn record(step: u64, psnr: f64, semantic: Option<f64>) -> StepRecord {
         seconds_total: 1.0,
         semantic,
         perceptual: None,
+        usage: semantic.map(|s| -0.1 * s),
     }
 }
 
@@ -108,6 +109,7 @@ fn each_model_is_drawn_in_its_colour() {
         specific_precision: None,
         distinct_words: 0,
         perplexity: vec![1.0; 6],
+        commonest: vec![Vec::new(); 6],
         images: 1,
     };
     let (a, b) = (report(12.0), report(11.0));

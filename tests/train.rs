@@ -62,6 +62,8 @@ fn options(data: &Path, run: &Path, steps: u64) -> TrainOptions {
         perceptual_weight: 0.0,
         search: Default::default(),
         freeze_branch: false,
+        usage: None,
+        decode_latent: false,
     }
 }
 
@@ -92,7 +94,7 @@ fn a_resumed_run_matches_an_uninterrupted_one() {
     assert_eq!(log_steps(&stopped), vec![1, 2], "stopped at step 2 of the 3-step schedule");
     // A killed run may have logged steps after its last checkpoint.
     let mut log = std::fs::read_to_string(stopped.join("log.csv")).unwrap();
-    log.push_str("3,0,0,0,0,0,0,0,0,0,0,,\n");
+    log.push_str("3,0,0,0,0,0,0,0,0,0,0,,,\n");
     std::fs::write(stopped.join("log.csv"), log).unwrap();
     // Resume into a model initialised differently: everything must come from the checkpoint.
     let resumed = small_model(9);
@@ -112,6 +114,50 @@ fn a_resumed_run_matches_an_uninterrupted_one() {
         1,
         "old checkpoints are removed: {files:?}"
     );
+}
+
+/// `decode_latent` trains the network as a continuous autoencoder: a step's pixel error is
+/// that of decoding the encoder's latent z itself, not the words. Every image of this
+/// split is the same mirror-symmetric picture, so neither the batch's draw nor its flips
+/// change what the step sees.
+#[test]
+fn decoding_the_latent_itself_measures_the_network_without_words() {
+    let data = temp_dir("latent-data");
+    let mut image = image_io::prepare(&image_io::load(&common::sample("cat-face.png")).unwrap(), 64);
+    for y in 0..64 {
+        for x in 32..64 {
+            let mirrored = *image.get_pixel(63 - x, y);
+            image.put_pixel(x, y, mirrored);
+        }
+    }
+    let samples: Vec<Sample> = (0..4)
+        .map(|i| Sample {
+            package: "samples".into(),
+            file: format!("{i}.png"),
+            caption: None,
+            name: "cat".into(),
+            category: "test".into(),
+            subcategory: None,
+        })
+        .collect();
+    let pixels: Vec<u8> = (0..4).flat_map(|_| image.as_raw().clone()).collect();
+    Dataset::new(64, samples, pixels).unwrap().save(&data, Split::Train).unwrap();
+
+    let model = small_model(0);
+    let batch = image_io::to_tensor(&[image]).unwrap();
+    let z = model.encode_latent(&batch).unwrap().z;
+    let expected: f32 =
+        (model.decode_latent(&z).unwrap() - &batch).unwrap().sqr().unwrap().mean_all().unwrap().to_scalar().unwrap();
+    let first_step = |decode_latent: bool, name: &str| {
+        let run = temp_dir(name);
+        train(&small_model(0), &TrainOptions { decode_latent, ..options(&data, &run, 1) }, false, Stop::Schedule)
+            .unwrap();
+        spae::train::log::read(&run.join("log.csv")).unwrap()[0].pixel_mse
+    };
+    let latent = first_step(true, "latent");
+    assert!((latent - expected as f64).abs() < 1e-4 * expected as f64, "{latent} against {expected}");
+    let words = first_step(false, "words");
+    assert!((words - expected as f64).abs() > 1e-3 * expected as f64, "the words decode otherwise: {words}");
 }
 
 /// Training's 8-bit search finds the exact search's words on these images (its agreement

@@ -132,6 +132,8 @@ fn a_frozen_branch_keeps_its_weights_while_the_rest_trains() {
         perceptual_weight: 0.0,
         search: Default::default(),
         freeze_branch: true,
+        usage: None,
+        decode_latent: false,
     };
     spae::train::train(&model, &options, false, spae::train::Stop::Schedule).unwrap();
     for ((name, old), (_, new)) in before.iter().zip(&common::weights(&model)) {

@@ -41,8 +41,14 @@ pub struct Report {
     /// Per layer, the perplexity exp(H) of the distribution of its words over all its
     /// cells of all images evaluated: how many words the layer effectively uses.
     pub perplexity: Vec<f64>,
+    /// Per layer, its [`COMMONEST`] most frequent words and the share of the layer's cells
+    /// each takes (the hub words a collapsed layer settles on).
+    pub commonest: Vec<Vec<(String, f64)>>,
     pub images: usize,
 }
+
+/// Words per layer in [`Report::commonest`].
+pub const COMMONEST: usize = 3;
 
 /// A text word counts as specific when at most this share of the split's images have it.
 pub const SPECIFIC_SHARE: f64 = 0.02;
@@ -69,6 +75,19 @@ pub fn perplexity<'a>(counts: impl IntoIterator<Item = &'a usize>) -> f64 {
     }
     let entropy: f64 = counts.iter().map(|c| -(c / total) * (c / total).ln()).sum();
     entropy.exp()
+}
+
+/// The [`COMMONEST`] most frequent words of a layer's counts with their shares, the
+/// commonest first (ties by word id).
+fn commonest(counts: &HashMap<u32, usize>, vocabulary: &crate::codebook::vocabulary::Vocabulary) -> Vec<(String, f64)> {
+    let total: usize = counts.values().sum();
+    let mut ranked: Vec<(u32, usize)> = counts.iter().map(|(&w, &c)| (w, c)).collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    ranked
+        .iter()
+        .take(COMMONEST)
+        .map(|&(w, c)| (vocabulary.word(w).to_string(), c as f64 / total.max(1) as f64))
+        .collect()
 }
 
 /// Encodes the first `limit` images of `data`, decodes every prefix, and, given the
@@ -148,6 +167,7 @@ pub fn evaluate(
             .collect::<HashSet<_>>()
             .len(),
         perplexity: word_counts.iter().map(|counts| perplexity(counts.values())).collect(),
+        commonest: word_counts.iter().map(|counts| commonest(counts, vocabulary)).collect(),
         images: count,
     })
 }
@@ -226,6 +246,21 @@ mod tests {
         let h: f64 = -(0.75f64 * 0.75f64.ln() + 0.25 * 0.25f64.ln());
         assert!((perplexity(&[3, 1]) - h.exp()).abs() < 1e-12);
         assert_eq!(perplexity(&[]), 0.0);
+    }
+
+    #[test]
+    fn commonest_words_come_with_their_shares() {
+        let tokens: Vec<String> = ["Ġuse", "Ġand", "Ġsky", "Ġcat"].iter().map(|t| t.to_string()).collect();
+        let vocabulary = crate::codebook::vocabulary::Vocabulary::from_tokens(&tokens, 4).unwrap();
+        // 10 cells: "sky" 5, "use" 2, "cat" 2 (a tie, the lower id first), "and" 1.
+        let counts = HashMap::from([(2, 5), (0, 2), (3, 2), (1, 1)]);
+        let expected = [("sky", 0.5), ("use", 0.2), ("cat", 0.2)];
+        let got = commonest(&counts, &vocabulary);
+        assert_eq!(got.len(), COMMONEST);
+        for ((word, share), (want, want_share)) in got.iter().zip(expected) {
+            assert_eq!((word.as_str(), *share), (want, want_share));
+        }
+        assert!(commonest(&HashMap::new(), &vocabulary).is_empty());
     }
 
     #[test]

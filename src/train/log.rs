@@ -38,6 +38,8 @@ pub struct StepRecord {
     pub semantic: Option<f64>,
     /// The weighted perceptual term; `None` (an empty field) when training without it.
     pub perceptual: Option<f64>,
+    /// The weighted word-usage term; `None` (an empty field) when training without it.
+    pub usage: Option<f64>,
 }
 
 /// A number, or zero for an empty field.

@@ -15,6 +15,7 @@ pub mod optimizer;
 pub mod perceptual;
 pub mod schedule;
 pub mod semantic;
+pub mod usage;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -68,15 +69,26 @@ pub struct TrainOptions {
     /// trainable and is not computed.
     #[serde(default)]
     pub freeze_branch: bool,
+    /// The word-usage term on the appearance layers ([`usage`]); `None`: off.
+    #[serde(default)]
+    pub usage: Option<usage::UsageOptions>,
+    /// The decoder reads the encoder's latent z itself, not the words: a diagnostic that
+    /// trains the network as a continuous autoencoder, to tell its limit from the words'.
+    #[serde(default)]
+    pub decode_latent: bool,
 }
 
 impl TrainOptions {
     /// The semantic loss's options where a step computes it: on, and not skipped because
     /// a frozen branch names every guided layer (the loss then reaches nothing trainable).
     fn semantic_loss(&self, model: &SpaeModel) -> Option<&SemanticOptions> {
-        let named = model.branch().filter(|b| b.config().mode == BranchMode::Name).map_or(0, |b| b.config().layers);
-        self.semantic.as_ref().filter(|s| !(self.freeze_branch && named >= s.layers))
+        self.semantic.as_ref().filter(|s| !(self.freeze_branch && named_layers(model) >= s.layers))
     }
+}
+
+/// The layers whose words the model's semantic branch names (0 without a naming branch).
+fn named_layers(model: &SpaeModel) -> usize {
+    model.branch().filter(|b| b.config().mode == BranchMode::Name).map_or(0, |b| b.config().layers)
 }
 
 /// SAQ's nearest-word search in training (encoding, evaluation and the studio always
@@ -217,9 +229,14 @@ pub fn benchmark(model: &SpaeModel, options: &TrainOptions, split: Split, steps:
     let search = inputs.search.search();
     let computed = options.semantic_loss(model);
     let semantic_flops = computed.map_or(0.0, |s| 3.0 * semantic::forward_flops(shape, codebook, s));
+    let usage_flops = options
+        .usage
+        .as_ref()
+        .map_or(0.0, |u| 3.0 * usage::forward_flops(shape, codebook, u, named_layers(model), options.batch_size));
     let flops_per_image = 3.0 * conv_flops
         + shape.tokens_in_prefix(shape.layers()) as f64 * search.flops_per_target(codebook)
-        + semantic_flops;
+        + semantic_flops
+        + usage_flops;
     let search_agreement = match search {
         saq::Search::Exact => None,
         _ => {
@@ -276,11 +293,12 @@ pub fn train(model: &SpaeModel, options: &TrainOptions, resume: bool, stop: Stop
         }
         let record = train_step(model, &inputs, &mut optimizer, options, step)?;
         bar.set_message(format!(
-            "loss {:.4} (pixel {:.4}, commit {:.4}, semantic {}) PSNR {:.1} dB, {:.1} img/s",
+            "loss {:.4} (pixel {:.4}, commit {:.4}, semantic {}, usage {}) PSNR {:.1} dB, {:.1} img/s",
             record.loss,
             record.pixel_mse,
             record.commitment,
             record.semantic.map_or("off".to_string(), |s| format!("{s:.4}")),
+            record.usage.map_or("off".to_string(), |u| format!("{u:.4}")),
             record.psnr_db,
             options.batch_size as f64 / record.seconds_total
         ));
@@ -369,7 +387,11 @@ fn train_step(
             .collect::<candle_core::Result<Vec<_>>>()?,
         0,
     )?;
-    let reconstruction = model.decode_latent(&saq::straight_through(z, &zhat)?)?;
+    let reconstruction = if options.decode_latent {
+        model.decode_latent(z)?
+    } else {
+        model.decode_latent(&saq::straight_through(z, &zhat)?)?
+    };
     let pixel_mse = (&reconstruction - &pixels)?.sqr()?.mean_all()?;
     let commitment =
         (saq::commitment_loss(z, &quantized.prefixes[layers - 1])? / model.codebook().mean_square() as f64)?;
@@ -400,6 +422,22 @@ fn train_step(
         }
         _ => None,
     };
+    let usage = match &options.usage {
+        Some(usage) => {
+            let term = usage::loss(
+                z,
+                latent.named.len(),
+                &quantized.prefixes,
+                model.codebook(),
+                model.shape(),
+                usage,
+                &mut rng,
+            )?;
+            loss = (loss + &term)?;
+            Some(term.to_scalar::<f32>()? as f64)
+        }
+        None => None,
+    };
     let t3 = Instant::now();
     let lr = options.schedule.lr(step);
     optimizer.backward_step(&loss, lr)?;
@@ -414,6 +452,7 @@ fn train_step(
         commitment: commitment.to_scalar::<f32>()? as f64,
         semantic,
         perceptual,
+        usage,
         // Pixels span 2 (-1..1), so PSNR = 10 log10(2^2 / mse).
         psnr_db: 10.0 * (4.0 / pixel.max(1e-12)).log10(),
         seconds_encoder: (t1 - t0).as_secs_f64(),

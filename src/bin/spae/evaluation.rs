@@ -75,6 +75,8 @@ impl EvalArgs {
                 "distinct_words_control": control.as_ref().map(|c| c.distinct_words),
                 "perplexity": report.perplexity,
                 "perplexity_control": control.as_ref().map(|c| &c.perplexity),
+                "commonest_words": report.commonest,
+                "commonest_words_control": control.as_ref().map(|c| &c.commonest),
                 "images": report.images,
             });
             println!("{line}");
@@ -123,7 +125,17 @@ fn print_report(model: &SpaeModel, report: &Report, control: Option<&Report>) {
             r.distinct_words,
             percent(r.specific_precision),
             perplexities.join(" ")
-        )
+        );
+        let layers: Vec<String> = r
+            .commonest
+            .iter()
+            .enumerate()
+            .map(|(l, words)| {
+                let words: Vec<String> = words.iter().map(|(w, share)| format!("{w} {:.0}%", 100.0 * share)).collect();
+                format!("{}: {}", l + 1, words.join(", "))
+            })
+            .collect();
+        println!("{who}commonest words per layer (share of its cells): {}", layers.join("; "));
     };
     words("", report);
     variety("", report);

@@ -14,6 +14,7 @@ use spae::teacher::relevance::SemanticTeacher;
 use spae::train::log::StepRecord;
 use spae::train::schedule::Schedule;
 use spae::train::semantic::{self, SemanticOptions};
+use spae::train::usage::UsageOptions;
 use spae::train::{Stop, TrainOptions, TrainingSearch};
 
 use crate::Session;
@@ -148,6 +149,17 @@ pub struct StepArgs {
     /// random shorter prefix (0 to 1).
     #[arg(long, default_value_t = 0.5)]
     full_prefix_share: f64,
+    /// Weight of the word-usage term on the appearance layers (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    usage_weight: f64,
+    /// tau of the word-usage term's soft assignment.
+    #[arg(long, default_value_t = UsageOptions::default().temperature)]
+    usage_temperature: f64,
+    /// A diagnostic: the decoder reads the encoder's latent z itself instead of the
+    /// words, so the network trains as a continuous autoencoder (its PSNR against the
+    /// words' tells how much the words lose).
+    #[arg(long)]
+    decode_latent: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -183,6 +195,12 @@ impl StepArgs {
             "--full-prefix-share is a share of the batch, from 0 to 1 (got {})",
             self.full_prefix_share
         );
+        anyhow::ensure!(
+            self.usage_weight >= 0.0 && self.usage_temperature > 0.0,
+            "--usage-weight must be at least 0 and --usage-temperature above 0 (got {} and {})",
+            self.usage_weight,
+            self.usage_temperature
+        );
         let frequency_penalty = semantic::checked_frequency_penalty(self.frequency_penalty)?;
         let search = match choice {
             SearchChoice::Auto | SearchChoice::Exact => TrainingSearch::Exact,
@@ -210,6 +228,12 @@ impl StepArgs {
             perceptual_weight: self.perceptual_weight,
             search,
             freeze_branch: self.freeze_branch,
+            usage: (self.usage_weight > 0.0).then(|| UsageOptions {
+                weight: self.usage_weight,
+                temperature: self.usage_temperature,
+                ..Default::default()
+            }),
+            decode_latent: self.decode_latent,
         })
     }
 }
@@ -364,7 +388,7 @@ impl BenchTrainArgs {
         let gflop_per_image = bench.flops_per_image / 1e9;
         let on = |w: f64| if w > 0.0 { "on" } else { "off" };
         println!(
-            "{} timed steps of {} images (semantic loss {}, perceptual loss {}, search {}):",
+            "{} timed steps of {} images (semantic loss {}, perceptual loss {}, usage term {}, search {}):",
             records.len(),
             self.step.batch_size,
             match (self.step.semantic_weight > 0.0, bench.semantic_loss) {
@@ -373,6 +397,7 @@ impl BenchTrainArgs {
                 (false, false) => "off",
             },
             on(self.step.perceptual_weight),
+            on(self.step.usage_weight),
             options.search
         );
         println!("  {total:.2} s per step, {images_per_s:.2} images/s");
