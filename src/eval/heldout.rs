@@ -7,6 +7,7 @@ use anyhow::Result;
 use image::RgbImage;
 use serde::Serialize;
 
+use crate::codebook::vocabulary::Vocabulary;
 use crate::data::{relevance_cache, Dataset};
 use crate::eval::metrics::{psnr, ssim};
 use crate::image_io;
@@ -79,7 +80,7 @@ pub fn perplexity<'a>(counts: impl IntoIterator<Item = &'a usize>) -> f64 {
 
 /// The [`COMMONEST`] most frequent words of a layer's counts with their shares, the
 /// commonest first (ties by word id).
-fn commonest(counts: &HashMap<u32, usize>, vocabulary: &crate::codebook::vocabulary::Vocabulary) -> Vec<(String, f64)> {
+fn commonest(counts: &HashMap<u32, usize>, vocabulary: &Vocabulary) -> Vec<(String, f64)> {
     let total: usize = counts.values().sum();
     let mut ranked: Vec<(u32, usize)> = counts.iter().map(|(&w, &c)| (w, c)).collect();
     ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -251,7 +252,7 @@ mod tests {
     #[test]
     fn commonest_words_come_with_their_shares() {
         let tokens: Vec<String> = ["Ġuse", "Ġand", "Ġsky", "Ġcat"].iter().map(|t| t.to_string()).collect();
-        let vocabulary = crate::codebook::vocabulary::Vocabulary::from_tokens(&tokens, 4).unwrap();
+        let vocabulary = Vocabulary::from_tokens(&tokens, 4).unwrap();
         // 10 cells: "sky" 5, "use" 2, "cat" 2 (a tie, the lower id first), "and" 1.
         let counts = HashMap::from([(2, 5), (0, 2), (3, 2), (1, 1)]);
         let expected = [("sky", 0.5), ("use", 0.2), ("cat", 0.2)];

@@ -430,6 +430,7 @@ fn train_step(
                 &quantized.prefixes,
                 model.codebook(),
                 model.shape(),
+                model.config().cell_target,
                 usage,
                 &mut rng,
             )?;

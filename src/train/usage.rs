@@ -1,6 +1,6 @@
 //! The word-usage term (docs/method.md section 4): without it the appearance layers of
 //! every trained model settled on a few dozen hub words of the 16,384 (perplexity 12-21
-//! on the held-out split; "use" alone took a third of layer 5's cells), so each of their
+//! on the held-out split; "use" alone took a third of layer 4's cells), so each of their
 //! words carried about 4 bits. The term is the entropy loss of MAGVIT-v2 (Yu et al. 2023)
 //! on SAQ's targets: with p_i = softmax(-||t_i - e_k||^2 / tau) the soft assignment of
 //! target t_i to the words,
@@ -18,7 +18,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::codebook::Codebook;
-use crate::pyramid::{saq, PyramidShape};
+use crate::pyramid::{saq, CellTarget, PyramidShape};
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UsageOptions {
@@ -53,15 +53,18 @@ pub fn forward_flops(
 
 /// The usage term for a batch: `z` the encoder output, layers after `named` are the
 /// appearance layers, `prefixes` SAQ's zhat_l.
+#[allow(clippy::too_many_arguments)]
 pub fn loss(
     z: &Tensor,
     named: usize,
     prefixes: &[Tensor],
     codebook: &Codebook,
     shape: &PyramidShape,
+    cell_target: CellTarget,
     options: &UsageOptions,
     rng: &mut impl Rng,
 ) -> Result<Tensor> {
+    anyhow::ensure!(cell_target == CellTarget::Mean, "the usage term is implemented for cell-mean targets only");
     let mut rows = Vec::new();
     for layer in named + 1..=shape.layers() {
         let previous = layer.checked_sub(2).map(|i| prefixes[i].detach());
@@ -89,7 +92,6 @@ pub fn loss(
 mod tests {
     use super::*;
     use crate::codebook::vocabulary::Vocabulary;
-    use crate::pyramid::CellTarget;
     use candle_core::Var;
     use rand::SeedableRng;
 
@@ -154,7 +156,8 @@ mod tests {
         let quantized = saq::quantize(z.as_tensor(), &codebook, &shape, CellTarget::Mean).unwrap();
         let zhat1: Vec<f32> = quantized.prefixes[0].flatten_all().unwrap().to_vec1().unwrap();
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        let term = loss(z.as_tensor(), 0, &quantized.prefixes, &codebook, &shape, &options, &mut rng).unwrap();
+        let term = loss(z.as_tensor(), 0, &quantized.prefixes, &codebook, &shape, CellTarget::Mean, &options, &mut rng)
+            .unwrap();
         let expected = 0.5 * by_hand(&latent(), &zhat1, 0.7);
         assert!((term.to_scalar::<f32>().unwrap() as f64 - expected).abs() < 1e-5, "{term} against {expected}");
 
@@ -181,7 +184,12 @@ mod tests {
         assert_eq!(forward_flops(&shape, &codebook, &options, 0, 2), 2.0 * 5.0 * 5.0 * DIM as f64 / 2.0);
         let z = Tensor::from_vec(latent(), (2, DIM, 2, 2), &Device::Cpu).unwrap();
         let quantized = saq::quantize(&z, &codebook, &shape, CellTarget::Mean).unwrap();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        assert!(loss(&z, 2, &quantized.prefixes, &codebook, &shape, &options, &mut rng).is_err(), "no layer left");
+        let rng = rand::rngs::StdRng::seed_from_u64(1);
+        let term = |named, cell_target| {
+            loss(&z, named, &quantized.prefixes, &codebook, &shape, cell_target, &options, &mut rng.clone())
+        };
+        assert!(term(2, CellTarget::Mean).is_err(), "no layer left");
+        assert!(term(0, CellTarget::Dilated).is_err(), "SAQ's targets would not be these");
+        assert!(term(0, CellTarget::Mean).is_ok());
     }
 }
