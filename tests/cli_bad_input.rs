@@ -245,7 +245,7 @@ fn eval_caption_refuses_no_examples_and_a_missing_data_cache() {
 fn training_step_options_out_of_range_are_refused() {
     // Refused before any data is read, so no prepared cache is needed.
     let missing = std::env::temp_dir().join("spae-no-such-cache");
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 13] = [
         (&["--search", "exact", "--search-shortlist", "8"], "add --search quantized"),
         (&["--search", "quantized", "--search-shortlist", "0"], "--search-shortlist must be at least 1"),
         (&["--full-prefix-share", "1.5"], "--full-prefix-share is a share of the batch"),
@@ -254,6 +254,11 @@ fn training_step_options_out_of_range_are_refused() {
         (&["--usage-weight=-1"], "--usage-weight must be at least 0"),
         (&["--usage-weight", "0.1", "--usage-temperature", "0"], "--usage-temperature above 0"),
         (&["--usage-temperature", "NaN"], "--usage-temperature above 0"),
+        (&["--relaxed-candidates", "8"], "add --relaxed"),
+        (&["--relaxed", "--relaxed-candidates", "1"], "--relaxed-candidates must be 2 to 64"),
+        (&["--relaxed", "--relaxed-candidates", "65"], "--relaxed-candidates must be 2 to 64"),
+        (&["--relaxed", "--relaxed-temperature", "0"], "--relaxed-temperature above 0"),
+        (&["--relaxed", "--relaxed-temperature", "inf"], "--relaxed-temperature above 0"),
     ];
     for (options, message) in cases {
         let out = spae().arg("bench-train").args(options).arg("--cache").arg(&missing).output().unwrap();

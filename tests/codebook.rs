@@ -196,3 +196,27 @@ fn the_quantized_search_rescores_its_shortlist_exactly() {
     assert!(QuantizedIndex::new(&codebook, QuantizedOptions { shortlist: 0 }).is_err());
     assert!(QuantizedIndex::new(&codebook, QuantizedOptions { shortlist: 2_001 }).is_err());
 }
+
+#[test]
+fn ranked_shortlists_agree_with_nearest_k_where_every_word_is_listed() {
+    use spae::codebook::quantized::{QuantizedIndex, QuantizedOptions};
+    let codebook = common::small_codebook(600);
+    let dim = codebook.dim();
+    let targets = common::random_values(6 * dim, 11, 0.3);
+    // Every word on the shortlist: the ranking is the exact one, nearest first.
+    let all = QuantizedIndex::new(&codebook, QuantizedOptions { shortlist: 600 }).unwrap();
+    let ranked = all.ranked(&codebook, &targets, 5);
+    for (target, words) in targets.chunks_exact(dim).zip(ranked.chunks(5)) {
+        let expected: Vec<u32> = codebook.nearest_k(target, 5).iter().map(|&(w, _)| w).collect();
+        assert_eq!(words, expected.as_slice());
+    }
+    // A short list ranks its own words exactly; its first is `nearest`'s word.
+    let index = QuantizedIndex::new(&codebook, QuantizedOptions { shortlist: 16 }).unwrap();
+    let ranked = index.ranked(&codebook, &targets, 16);
+    let nearest = index.nearest(&codebook, &targets);
+    for ((target, words), &first) in targets.chunks_exact(dim).zip(ranked.chunks(16)).zip(&nearest) {
+        assert_eq!(words[0], first);
+        let d: Vec<f32> = words.iter().map(|&w| spae::codebook::squared_distance(target, codebook.row(w))).collect();
+        assert!(d.windows(2).all(|w| w[0] <= w[1] + 1e-4), "{d:?}");
+    }
+}

@@ -64,6 +64,7 @@ fn options(data: &Path, run: &Path, steps: u64) -> TrainOptions {
         freeze_branch: false,
         usage: None,
         decode_latent: false,
+        relaxed: None,
     }
 }
 

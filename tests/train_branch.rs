@@ -134,6 +134,7 @@ fn a_frozen_branch_keeps_its_weights_while_the_rest_trains() {
         freeze_branch: true,
         usage: None,
         decode_latent: false,
+        relaxed: None,
     };
     spae::train::train(&model, &options, false, spae::train::Stop::Schedule).unwrap();
     for ((name, old), (_, new)) in before.iter().zip(&common::weights(&model)) {

@@ -121,12 +121,43 @@ impl QuantizedIndex {
 
     /// [`Self::nearest`] with the vector kernel or the portable loop (tests compare them).
     pub fn nearest_with(&self, codebook: &Codebook, targets: &[f32], vector: bool) -> Vec<u32> {
+        self.scan(codebook, targets, vector, |target, list| rescore(codebook, target, list))
+    }
+
+    /// For each target, the `count` words of its shortlist (at most the shortlist's size)
+    /// in order of their exact distance, nearest first (so the first is [`Self::nearest`]'s
+    /// word); `m x count` row-major.
+    pub fn ranked(&self, codebook: &Codebook, targets: &[f32], count: usize) -> Vec<u32> {
+        assert!(
+            (1..=self.options.shortlist).contains(&count),
+            "{count} words ranked from shortlists of {}",
+            self.options.shortlist
+        );
+        let lists = self.scan(codebook, targets, Self::vectorized(), |target, list| {
+            let mut scored: Vec<(f32, u32)> =
+                list.entries.iter().map(|&(_, word)| (exact_score(codebook, target, word), word)).collect();
+            scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            // A target with fewer finite scores than `count` repeats its nearest word.
+            let first = scored.first().map_or(0, |&(_, w)| w);
+            (0..count).map(|i| scored.get(i).map_or(first, |&(_, w)| w)).collect::<Vec<u32>>()
+        });
+        lists.concat()
+    }
+
+    /// Every target's shortlist from the 8-bit scan, handed to `finish` with the target.
+    fn scan<T: Send>(
+        &self,
+        codebook: &Codebook,
+        targets: &[f32],
+        vector: bool,
+        finish: impl Fn(&[f32], &Shortlist) -> T + Sync,
+    ) -> Vec<T> {
         assert_eq!(targets.len() % self.dim, 0, "targets must be whole rows of width {}", self.dim);
         assert!(codebook.len() == self.rows && codebook.dim() == self.dim, "the index was built from another codebook");
         assert!(!vector || vnni::available(), "the vector kernel needs AVX-512 VNNI");
         let (m, dim) = (targets.len() / self.dim, self.dim);
         let chunk = m.div_ceil(4 * rayon::current_num_threads()).next_multiple_of(TILE).clamp(TILE, CHUNK_TARGETS);
-        let found: Vec<Vec<u32>> = targets
+        let found: Vec<Vec<T>> = targets
             .par_chunks(chunk * dim)
             .map(|rows| {
                 let count = rows.len() / dim;
@@ -138,10 +169,10 @@ impl QuantizedIndex {
                 } else {
                     portable_scan(self, &bytes, &scales, &mut lists);
                 }
-                rows.chunks_exact(dim).zip(lists).map(|(target, list)| rescore(codebook, target, &list)).collect()
+                rows.chunks_exact(dim).zip(lists).map(|(target, list)| finish(target, &list)).collect::<Vec<T>>()
             })
             .collect();
-        found.concat()
+        found.into_iter().flatten().collect()
     }
 
     /// The approximate score of padded row `row` for a target of scale `scale` whose
@@ -185,13 +216,17 @@ fn quantize(values: &[f32], bytes: &mut [i8]) -> f32 {
 fn rescore(codebook: &Codebook, target: &[f32], list: &Shortlist) -> u32 {
     let mut best = (f32::INFINITY, 0);
     for &(_, word) in &list.entries {
-        let dot = dot(codebook.row(word), target);
-        let score = codebook.squared_norms()[word as usize] - 2.0 * dot;
+        let score = exact_score(codebook, target, word);
         if score < best.0 || (score == best.0 && word < best.1) {
             best = (score, word);
         }
     }
     best.1
+}
+
+/// ||e||^2 - 2 t.e: the squared distance of `target` to the word less ||t||^2.
+fn exact_score(codebook: &Codebook, target: &[f32], word: u32) -> f32 {
+    codebook.squared_norms()[word as usize] - 2.0 * dot(codebook.row(word), target)
 }
 
 /// a . b in 16 independent running sums (which the compiler can keep in vector

@@ -4,7 +4,8 @@
 //! apart by [`im2col`]), GroupNorm + SiLU fused with its own backward pass
 //! ([`group_norm`]), upsampling and block means, each the other's backward pass
 //! ([`upsample`]), the log-partition of a softmax over distances to every word with its
-//! backward pass ([`log_partition`], the semantic loss), loops written to vectorise
+//! backward pass ([`log_partition`], the semantic loss), the gradient of a soft choice
+//! among a few words ([`soft_choice`], the relaxed word choice of training), loops written to vectorise
 //! ([`lanes`]), the allocator tuning ([`allocator`]) that keeps candle's per-op buffers
 //! from costing page faults, and the thread tuning ([`threads`]) that keeps candle's idle
 //! threads from spinning beside rayon's.
@@ -16,6 +17,7 @@ pub mod im2col;
 pub mod lanes;
 pub mod log_partition;
 pub mod matmul;
+pub mod soft_choice;
 pub mod threads;
 pub mod upsample;
 

@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod log;
 pub mod optimizer;
 pub mod perceptual;
+pub mod relaxed;
 pub mod schedule;
 pub mod semantic;
 pub mod usage;
@@ -76,6 +77,11 @@ pub struct TrainOptions {
     /// trains the network as a continuous autoencoder, to tell its limit from the words'.
     #[serde(default)]
     pub decode_latent: bool,
+    /// The relaxed word choice ([`relaxed`]): z's gradient through a soft choice among
+    /// each appearance-layer target's nearest words instead of straight through; `None`:
+    /// straight through.
+    #[serde(default)]
+    pub relaxed: Option<relaxed::RelaxedOptions>,
 }
 
 impl TrainOptions {
@@ -160,6 +166,8 @@ struct Inputs {
     grids: Option<Tensor>,
     teacher: Option<EfficientNetLite0>,
     search: SearchIndex,
+    /// The index that finds the relaxed choice's candidates (`TrainOptions::relaxed`).
+    candidates: Option<QuantizedIndex>,
 }
 
 impl Inputs {
@@ -180,7 +188,18 @@ impl Inputs {
         };
         let grids = crate::data::feature_cache::load_or_compute(&options.data_dir, split, &data, model)?;
         let search = SearchIndex::new(model.codebook(), options.search)?;
-        Ok(Self { data, targets, grids, teacher, search })
+        let candidates = match options.relaxed {
+            None => None,
+            Some(relaxed) => {
+                ensure!(
+                    model.config().cell_target == crate::pyramid::CellTarget::Mean,
+                    "the relaxed word choice is implemented for cell-mean targets only"
+                );
+                let shortlist = relaxed.candidates.max(QuantizedOptions::default().shortlist);
+                Some(QuantizedIndex::new(model.codebook(), QuantizedOptions { shortlist })?)
+            }
+        };
+        Ok(Self { data, targets, grids, teacher, search, candidates })
     }
 }
 
@@ -233,10 +252,18 @@ pub fn benchmark(model: &SpaeModel, options: &TrainOptions, split: Split, steps:
         .usage
         .as_ref()
         .map_or(0.0, |u| 3.0 * usage::forward_flops(shape, codebook, u, named_layers(model), options.batch_size));
+    let relaxed_flops = match (&inputs.candidates, &options.relaxed) {
+        (Some(index), Some(relaxed)) => {
+            let search_flops = index.flops_per_target(codebook);
+            relaxed::flops(shape, codebook.dim(), named_layers(model), relaxed, search_flops)
+        }
+        _ => 0.0,
+    };
     let flops_per_image = 3.0 * conv_flops
         + shape.tokens_in_prefix(shape.layers()) as f64 * search.flops_per_target(codebook)
         + semantic_flops
-        + usage_flops;
+        + usage_flops
+        + relaxed_flops;
     let search_agreement = match search {
         saq::Search::Exact => None,
         _ => {
@@ -390,7 +417,21 @@ fn train_step(
     let reconstruction = if options.decode_latent {
         model.decode_latent(z)?
     } else {
-        model.decode_latent(&saq::straight_through(z, &zhat)?)?
+        let input = match (&inputs.candidates, options.relaxed) {
+            (Some(index), Some(relaxed)) => relaxed::decoder_input(
+                z,
+                &zhat,
+                &prefixes,
+                latent.named.len(),
+                &quantized.prefixes,
+                model.codebook(),
+                model.shape(),
+                index,
+                relaxed,
+            )?,
+            _ => saq::straight_through(z, &zhat)?,
+        };
+        model.decode_latent(&input)?
     };
     let pixel_mse = (&reconstruction - &pixels)?.sqr()?.mean_all()?;
     let commitment =

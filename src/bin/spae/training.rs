@@ -12,6 +12,7 @@ use spae::data::{relevance_cache, Dataset, Split};
 use spae::paths;
 use spae::teacher::relevance::SemanticTeacher;
 use spae::train::log::StepRecord;
+use spae::train::relaxed::RelaxedOptions;
 use spae::train::schedule::Schedule;
 use spae::train::semantic::{self, SemanticOptions};
 use spae::train::usage::UsageOptions;
@@ -160,6 +161,18 @@ pub struct StepArgs {
     /// words' tells how much the words lose).
     #[arg(long)]
     decode_latent: bool,
+    /// The relaxed word choice: z's gradient passes a soft choice among each appearance
+    /// word's nearest words instead of straight through (docs/method.md section 4).
+    #[arg(long)]
+    relaxed: bool,
+    /// Nearest words per target among which the relaxed choice is soft (2 to 64; default
+    /// 16).
+    #[arg(long)]
+    relaxed_candidates: Option<usize>,
+    /// The relaxed choice's temperature, a share of the spread of the candidates' squared
+    /// distances (above 0; default 0.5).
+    #[arg(long)]
+    relaxed_temperature: Option<f32>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -201,6 +214,20 @@ impl StepArgs {
             self.usage_weight,
             self.usage_temperature
         );
+        anyhow::ensure!(
+            self.relaxed || (self.relaxed_candidates.is_none() && self.relaxed_temperature.is_none()),
+            "--relaxed-candidates and --relaxed-temperature set the relaxed choice: add --relaxed"
+        );
+        let relaxed = RelaxedOptions {
+            candidates: self.relaxed_candidates.unwrap_or(RelaxedOptions::default().candidates),
+            temperature: self.relaxed_temperature.unwrap_or(RelaxedOptions::default().temperature),
+        };
+        anyhow::ensure!(
+            (2..=64).contains(&relaxed.candidates) && relaxed.temperature > 0.0 && relaxed.temperature.is_finite(),
+            "--relaxed-candidates must be 2 to 64 and --relaxed-temperature above 0 (got {} and {})",
+            relaxed.candidates,
+            relaxed.temperature
+        );
         let frequency_penalty = semantic::checked_frequency_penalty(self.frequency_penalty)?;
         let search = match choice {
             SearchChoice::Auto | SearchChoice::Exact => TrainingSearch::Exact,
@@ -234,6 +261,7 @@ impl StepArgs {
                 ..Default::default()
             }),
             decode_latent: self.decode_latent,
+            relaxed: self.relaxed.then_some(relaxed),
         })
     }
 }
