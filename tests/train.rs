@@ -9,6 +9,7 @@ use spae::codebook::quantized::QuantizedOptions;
 use spae::data::{Dataset, Sample, Split};
 use spae::image_io;
 use spae::model::{SpaeConfig, SpaeModel};
+use spae::train::relaxed::RelaxedOptions;
 use spae::train::schedule::Schedule;
 use spae::train::{train, Stop, TrainOptions, TrainingSearch};
 
@@ -159,6 +160,32 @@ fn decoding_the_latent_itself_measures_the_network_without_words() {
     assert!((latent - expected as f64).abs() < 1e-4 * expected as f64, "{latent} against {expected}");
     let words = first_step(false, "words");
     assert!((words - expected as f64).abs() > 1e-3 * expected as f64, "the words decode otherwise: {words}");
+}
+
+/// The relaxed word choice changes only the gradient: the first step decodes the same
+/// words to the same pixel error as straight through (a training run is reproducible,
+/// see above), but the encoder then learns otherwise.
+#[test]
+fn the_relaxed_choice_decodes_the_words_and_changes_the_encoder_s_gradient() {
+    let data = temp_dir("relaxed-data");
+    tiny_dataset(&data);
+    let run_with = |relaxed: Option<RelaxedOptions>, name: &str| {
+        let (model, run) = (small_model(0), temp_dir(name));
+        train(&model, &TrainOptions { relaxed, ..options(&data, &run, 1) }, false, Stop::Schedule).unwrap();
+        (spae::train::log::read(&run.join("log.csv")).unwrap()[0].pixel_mse, common::weights(&model))
+    };
+    let (straight, straight_weights) = run_with(None, "straight");
+    let (relaxed, relaxed_weights) = run_with(Some(RelaxedOptions { candidates: 8, temperature: 0.5 }), "relaxed");
+    assert!((straight - relaxed).abs() < 1e-5 * straight, "{straight} against {relaxed}");
+    let largest_difference = |prefix: &str| {
+        straight_weights
+            .iter()
+            .zip(&relaxed_weights)
+            .filter(|((name, _), _)| name.starts_with(prefix))
+            .flat_map(|((_, a), (_, b))| a.iter().zip(b).map(|(x, y)| (x - y).abs()))
+            .fold(0f32, f32::max)
+    };
+    assert!(largest_difference("encoder.") > 1e-4, "the encoder's gradient changed");
 }
 
 /// Training's 8-bit search finds the exact search's words on these images (its agreement

@@ -136,11 +136,11 @@ mod tests {
         let mean: Vec<f64> = (0..DIM).map(|c| (0..K).map(|i| p[i] * e(i)[c]).sum()).collect();
         // Cov g = sum_i p_i (e_i - mean) ((e_i - mean) . g)
         let mut out = vec![0.0; DIM];
-        for i in 0..K {
+        for (i, &p_i) in p.iter().enumerate() {
             let centred: Vec<f64> = e(i).iter().zip(&mean).map(|(a, m)| a - m).collect();
             let along: f64 = centred.iter().zip(g).map(|(a, b)| a * b).sum();
-            for c in 0..DIM {
-                out[c] += p[i] * centred[c] * along / mean_square;
+            for (o, c) in out.iter_mut().zip(&centred) {
+                *o += p_i * c * along / mean_square;
             }
         }
         out
