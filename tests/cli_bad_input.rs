@@ -245,7 +245,7 @@ fn eval_caption_refuses_no_examples_and_a_missing_data_cache() {
 fn training_step_options_out_of_range_are_refused() {
     // Refused before any data is read, so no prepared cache is needed.
     let missing = std::env::temp_dir().join("spae-no-such-cache");
-    let cases: [(&[&str], &str); 13] = [
+    let cases: [(&[&str], &str); 14] = [
         (&["--search", "exact", "--search-shortlist", "8"], "add --search quantized"),
         (&["--search", "quantized", "--search-shortlist", "0"], "--search-shortlist must be at least 1"),
         (&["--full-prefix-share", "1.5"], "--full-prefix-share is a share of the batch"),
@@ -259,6 +259,7 @@ fn training_step_options_out_of_range_are_refused() {
         (&["--relaxed", "--relaxed-candidates", "65"], "--relaxed-candidates must be 2 to 64"),
         (&["--relaxed", "--relaxed-temperature", "0"], "--relaxed-temperature above 0"),
         (&["--relaxed", "--relaxed-temperature", "inf"], "--relaxed-temperature above 0"),
+        (&["--relaxed", "--search", "exact"], "drop --search exact"),
     ];
     for (options, message) in cases {
         let out = spae().arg("bench-train").args(options).arg("--cache").arg(&missing).output().unwrap();

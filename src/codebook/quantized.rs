@@ -125,8 +125,8 @@ impl QuantizedIndex {
     }
 
     /// For each target, the `count` words of its shortlist (at most the shortlist's size)
-    /// in order of their exact distance, nearest first (so the first is [`Self::nearest`]'s
-    /// word); `m x count` row-major.
+    /// in order of their exact distance, nearest first: the first is [`Self::nearest`]'s
+    /// word (also for a target without a finite distance); `m x count` row-major.
     pub fn ranked(&self, codebook: &Codebook, targets: &[f32], count: usize) -> Vec<u32> {
         assert!(
             (1..=self.options.shortlist).contains(&count),
@@ -134,12 +134,17 @@ impl QuantizedIndex {
             self.options.shortlist
         );
         let lists = self.scan(codebook, targets, Self::vectorized(), |target, list| {
-            let mut scored: Vec<(f32, u32)> =
-                list.entries.iter().map(|&(_, word)| (exact_score(codebook, target, word), word)).collect();
+            let first = rescore(codebook, target, list);
+            let mut scored: Vec<(f32, u32)> = list
+                .entries
+                .iter()
+                .filter(|&&(_, word)| word != first)
+                .map(|&(_, word)| (exact_score(codebook, target, word), word))
+                .collect();
             scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            // A target with fewer finite scores than `count` repeats its nearest word.
-            let first = scored.first().map_or(0, |&(_, w)| w);
-            (0..count).map(|i| scored.get(i).map_or(first, |&(_, w)| w)).collect::<Vec<u32>>()
+            // A shortlist shorter than `count` repeats the nearest word.
+            let rest = scored.into_iter().map(|(_, w)| w).chain(std::iter::repeat(first));
+            std::iter::once(first).chain(rest).take(count).collect::<Vec<u32>>()
         });
         lists.concat()
     }

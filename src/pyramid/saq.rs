@@ -22,6 +22,10 @@ pub struct Quantized {
     pub pyramids: Vec<Pyramid>,
     /// `prefixes[l-1]` is zhat_l, shaped like z (`batch x dim x G x G`).
     pub prefixes: Vec<Tensor>,
+    /// With [`Search::Ranked`], `candidates[l-1]` holds each cell's ranked nearest words
+    /// (`count` a cell, nearest first; cells image after image, row-major) for every layer
+    /// whose targets come from z; empty for the others and for the other searches.
+    pub candidates: Vec<Vec<u32>>,
 }
 
 /// Quantizes a batch of latents `z` (`batch x dim x G x G`) into pyramids of words.
@@ -39,6 +43,9 @@ pub enum Search<'a> {
     Exact,
     /// The 8-bit search with exact rescoring ([`QuantizedIndex`]): training only.
     Quantized(&'a QuantizedIndex),
+    /// The 8-bit search that also keeps each of z's targets' `count` nearest words of its
+    /// shortlist, ranked exactly: the relaxed word choice's candidates (training only).
+    Ranked(&'a QuantizedIndex, usize),
 }
 
 impl Search<'_> {
@@ -46,14 +53,26 @@ impl Search<'_> {
     pub fn flops_per_target(self, codebook: &Codebook) -> f64 {
         match self {
             Self::Exact => 2.0 * codebook.len() as f64 * codebook.dim() as f64,
-            Self::Quantized(index) => index.flops_per_target(codebook),
+            Self::Quantized(index) | Self::Ranked(index, _) => index.flops_per_target(codebook),
         }
     }
 
     fn nearest(self, codebook: &Codebook, targets: &[f32]) -> Vec<u32> {
         match self {
             Self::Exact => codebook.nearest(targets),
-            Self::Quantized(index) => index.nearest(codebook, targets),
+            Self::Quantized(index) | Self::Ranked(index, _) => index.nearest(codebook, targets),
+        }
+    }
+
+    /// Each target's nearest word and, for [`Search::Ranked`], its ranked candidates
+    /// (none for the other searches).
+    fn words(self, codebook: &Codebook, targets: &[f32]) -> (Vec<u32>, Vec<u32>) {
+        match self {
+            Self::Ranked(index, count) => {
+                let ranked = index.ranked(codebook, targets, count);
+                (ranked.iter().step_by(count).copied().collect(), ranked)
+            }
+            other => (other.nearest(codebook, targets), Vec::new()),
         }
     }
 }
@@ -77,16 +96,18 @@ pub fn quantize_with(
     let mut sum = vec![0f32; z.len()];
     let mut prefixes = Vec::with_capacity(shape.layers());
     let mut words: Vec<Vec<Vec<u32>>> = vec![Vec::with_capacity(shape.layers()); batch];
+    let mut candidates = Vec::with_capacity(shape.layers());
     for layer in 1..=shape.layers() {
         let given = named.get(layer - 1).map(Vec::as_slice);
-        let found = quantize_layer(&z, given, &mut sum, codebook, shape, layer, cell_target, search);
+        let (found, ranked) = quantize_layer(&z, given, &mut sum, codebook, shape, layer, cell_target, search);
+        candidates.push(ranked);
         for (b, image_words) in found.chunks(shape.tokens_in_layer(layer)).enumerate() {
             words[b].push(image_words.to_vec());
         }
         prefixes.push(channels_first(&sum, shape.weight_sum(layer), batch, g, dim)?);
     }
     let pyramids = words.into_iter().map(|layers| Pyramid::new(shape.clone(), layers)).collect::<Result<_>>()?;
-    Ok(Quantized { pyramids, prefixes })
+    Ok(Quantized { pyramids, prefixes, candidates })
 }
 
 /// The words of only the first `layers` layers of each latent of a batch, image after
@@ -109,7 +130,7 @@ pub fn prefix_words(
     let mut words = vec![Vec::with_capacity(shape.tokens_in_prefix(layers)); batch];
     for layer in 1..=layers {
         let given = named.get(layer - 1).map(Vec::as_slice);
-        let found = quantize_layer(&z, given, &mut sum, codebook, shape, layer, cell_target, Search::Exact);
+        let (found, _) = quantize_layer(&z, given, &mut sum, codebook, shape, layer, cell_target, Search::Exact);
         for (image, layer_words) in words.iter_mut().zip(found.chunks(shape.tokens_in_layer(layer))) {
             image.extend_from_slice(layer_words);
         }
@@ -169,14 +190,15 @@ pub fn complete(
     let z: Vec<f32> = sum.iter().map(|s| s / total).collect();
     let mut layers = prefix.to_vec();
     for layer in k + 1..=shape.layers() {
-        layers.push(quantize_layer(&z, None, &mut sum, codebook, shape, layer, cell_target, Search::Exact));
+        layers.push(quantize_layer(&z, None, &mut sum, codebook, shape, layer, cell_target, Search::Exact).0);
     }
     Pyramid::new(shape.clone(), layers)
 }
 
 /// One SAQ layer over a batch of channel-last latents `z` whose running sums of the layers
 /// so far are `sum`: every cell's target (`given`, or from z and the sums), the nearest
-/// words, and those words added to the sums. Returns the words, image after image.
+/// words, and those words added to the sums. Returns the words, image after image, and
+/// the search's ranked candidates where it keeps them for targets from z.
 #[allow(clippy::too_many_arguments)]
 fn quantize_layer(
     z: &[f32],
@@ -187,13 +209,13 @@ fn quantize_layer(
     layer: usize,
     cell_target: CellTarget,
     search: Search,
-) -> Vec<u32> {
-    let found = match given {
-        Some(targets) => search.nearest(codebook, targets),
-        None => search.nearest(codebook, &layer_targets(z, sum, shape, layer, cell_target, codebook.dim())),
+) -> (Vec<u32>, Vec<u32>) {
+    let (found, ranked) = match given {
+        Some(targets) => (search.nearest(codebook, targets), Vec::new()),
+        None => search.words(codebook, &layer_targets(z, sum, shape, layer, cell_target, codebook.dim())),
     };
     add_batch_layer(sum, codebook, shape, layer, &found);
-    found
+    (found, ranked)
 }
 
 /// Given targets of the first layers (`batch x dim x s_l x s_l` each) as channel-last

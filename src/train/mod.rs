@@ -79,7 +79,7 @@ pub struct TrainOptions {
     pub decode_latent: bool,
     /// The relaxed word choice ([`relaxed`]): z's gradient through a soft choice among
     /// each appearance-layer target's nearest words instead of straight through; `None`:
-    /// straight through.
+    /// straight through. It searches with the quantized index (see `SearchIndex`).
     #[serde(default)]
     pub relaxed: Option<relaxed::RelaxedOptions>,
 }
@@ -121,17 +121,32 @@ impl std::fmt::Display for TrainingSearch {
     }
 }
 
-/// A [`TrainingSearch`] made ready: the index it searches, built once per run.
+/// A [`TrainingSearch`] made ready: the index it searches, built once per run. The relaxed
+/// word choice searches the quantized index, whose shortlists hold its candidates (at
+/// least K words, at least the default shortlist), whatever the search asked for.
 enum SearchIndex {
     Exact,
     Quantized(QuantizedIndex),
+    Ranked(QuantizedIndex, usize),
 }
 
 impl SearchIndex {
-    fn new(codebook: &crate::codebook::Codebook, search: TrainingSearch) -> Result<Self> {
-        Ok(match search {
-            TrainingSearch::Exact => Self::Exact,
-            TrainingSearch::Quantized(options) => Self::Quantized(QuantizedIndex::new(codebook, options)?),
+    fn new(
+        codebook: &crate::codebook::Codebook,
+        search: TrainingSearch,
+        relaxed: Option<relaxed::RelaxedOptions>,
+    ) -> Result<Self> {
+        Ok(match (search, relaxed) {
+            (TrainingSearch::Exact, None) => Self::Exact,
+            (TrainingSearch::Quantized(options), None) => Self::Quantized(QuantizedIndex::new(codebook, options)?),
+            (search, Some(relaxed)) => {
+                let asked = match search {
+                    TrainingSearch::Quantized(options) => options.shortlist,
+                    TrainingSearch::Exact => QuantizedOptions::default().shortlist,
+                };
+                let shortlist = asked.max(relaxed.candidates);
+                Self::Ranked(QuantizedIndex::new(codebook, QuantizedOptions { shortlist })?, relaxed.candidates)
+            }
         })
     }
 
@@ -139,6 +154,7 @@ impl SearchIndex {
         match self {
             Self::Exact => saq::Search::Exact,
             Self::Quantized(index) => saq::Search::Quantized(index),
+            Self::Ranked(index, count) => saq::Search::Ranked(index, *count),
         }
     }
 }
@@ -166,8 +182,6 @@ struct Inputs {
     grids: Option<Tensor>,
     teacher: Option<EfficientNetLite0>,
     search: SearchIndex,
-    /// The index that finds the relaxed choice's candidates (`TrainOptions::relaxed`).
-    candidates: Option<QuantizedIndex>,
 }
 
 impl Inputs {
@@ -187,19 +201,12 @@ impl Inputs {
             None
         };
         let grids = crate::data::feature_cache::load_or_compute(&options.data_dir, split, &data, model)?;
-        let search = SearchIndex::new(model.codebook(), options.search)?;
-        let candidates = match options.relaxed {
-            None => None,
-            Some(relaxed) => {
-                ensure!(
-                    model.config().cell_target == crate::pyramid::CellTarget::Mean,
-                    "the relaxed word choice is implemented for cell-mean targets only"
-                );
-                let shortlist = relaxed.candidates.max(QuantizedOptions::default().shortlist);
-                Some(QuantizedIndex::new(model.codebook(), QuantizedOptions { shortlist })?)
-            }
-        };
-        Ok(Self { data, targets, grids, teacher, search, candidates })
+        ensure!(
+            options.relaxed.is_none() || model.config().cell_target == crate::pyramid::CellTarget::Mean,
+            "the relaxed word choice is implemented for cell-mean targets only"
+        );
+        let search = SearchIndex::new(model.codebook(), options.search, options.relaxed)?;
+        Ok(Self { data, targets, grids, teacher, search })
     }
 }
 
@@ -252,13 +259,8 @@ pub fn benchmark(model: &SpaeModel, options: &TrainOptions, split: Split, steps:
         .usage
         .as_ref()
         .map_or(0.0, |u| 3.0 * usage::forward_flops(shape, codebook, u, named_layers(model), options.batch_size));
-    let relaxed_flops = match (&inputs.candidates, &options.relaxed) {
-        (Some(index), Some(relaxed)) => {
-            let search_flops = index.flops_per_target(codebook);
-            relaxed::flops(shape, codebook.dim(), named_layers(model), relaxed, search_flops)
-        }
-        _ => 0.0,
-    };
+    let relaxed_flops =
+        options.relaxed.as_ref().map_or(0.0, |r| relaxed::flops(shape, codebook.dim(), named_layers(model), r));
     let flops_per_image = 3.0 * conv_flops
         + shape.tokens_in_prefix(shape.layers()) as f64 * search.flops_per_target(codebook)
         + semantic_flops
@@ -417,19 +419,18 @@ fn train_step(
     let reconstruction = if options.decode_latent {
         model.decode_latent(z)?
     } else {
-        let input = match (&inputs.candidates, options.relaxed) {
-            (Some(index), Some(relaxed)) => relaxed::decoder_input(
+        let input = match options.relaxed {
+            Some(relaxed) => relaxed::decoder_input(
                 z,
                 &zhat,
                 &prefixes,
                 latent.named.len(),
-                &quantized.prefixes,
+                &quantized,
                 model.codebook(),
                 model.shape(),
-                index,
                 relaxed,
             )?,
-            _ => saq::straight_through(z, &zhat)?,
+            None => saq::straight_through(z, &zhat)?,
         };
         model.decode_latent(&input)?
     };

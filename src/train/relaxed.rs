@@ -18,7 +18,6 @@ use anyhow::Result;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::codebook::quantized::QuantizedIndex;
 use crate::codebook::Codebook;
 use crate::compute::soft_choice::soft_choice;
 use crate::compute::upsample::upsample;
@@ -41,43 +40,41 @@ impl Default for RelaxedOptions {
 }
 
 /// Floating-point operations of the relaxed choice per image, forward and backward: each
-/// appearance-layer target's candidate search (`search_flops` each, the shortlist's scan
-/// and exact ranking) and its soft choice (K distances forward; K products and K scaled
-/// rows backward).
-pub fn flops(shape: &PyramidShape, dim: usize, named: usize, options: &RelaxedOptions, search_flops: f64) -> f64 {
+/// appearance-layer target's soft choice (K distances forward; K products and K scaled
+/// rows backward). Its candidates come with SAQ's search ([`saq::Search::Ranked`]).
+pub fn flops(shape: &PyramidShape, dim: usize, named: usize, options: &RelaxedOptions) -> f64 {
     let targets: usize = (named + 1..=shape.layers()).map(|l| shape.tokens_in_layer(l)).sum();
-    targets as f64 * (search_flops + 6.0 * options.candidates as f64 * dim as f64)
+    targets as f64 * 6.0 * options.candidates as f64 * dim as f64
 }
 
 /// The decoder's input for a batch: the value of `zhat` (image b decoded from its first
 /// `lengths[b]` layers), carrying z's gradient through the relaxed choice of every
-/// appearance layer (those after `named`) that the image decodes. `prefixes` are SAQ's
-/// zhat_l of the batch; `index` finds the candidates (its shortlist at least
-/// `options.candidates`).
+/// appearance layer (those after `named`) that the image decodes. `quantized` is SAQ's
+/// result for the batch, searched with [`saq::Search::Ranked`] for `options.candidates`
+/// words.
 #[allow(clippy::too_many_arguments)]
 pub fn decoder_input(
     z: &Tensor,
     zhat: &Tensor,
     lengths: &[usize],
     named: usize,
-    prefixes: &[Tensor],
+    quantized: &saq::Quantized,
     codebook: &Codebook,
     shape: &PyramidShape,
-    index: &QuantizedIndex,
     options: RelaxedOptions,
 ) -> Result<Tensor> {
     let mut input = zhat.detach();
     let mean_square = codebook.mean_square();
     for layer in named + 1..=shape.layers() {
-        let previous = layer.checked_sub(2).map(|i| prefixes[i].detach());
+        let previous = layer.checked_sub(2).map(|i| quantized.prefixes[i].detach());
         let t = saq::cell_mean_targets(z, previous.as_ref(), shape, layer)?;
         let (batch, dim, s, _) = t.dims4()?;
         let cells = batch * s * s;
         let rows = t.permute((0, 2, 3, 1))?.reshape((cells, dim))?;
-        let values: Vec<f32> = rows.detach().flatten_all()?.to_vec1()?;
         let (k, temperature) = (options.candidates, options.temperature);
-        let words = index.ranked(codebook, &values, k);
-        let relaxed = soft_choice(&rows, codebook.embeddings(), &words, k, temperature, mean_square)?;
+        let words = &quantized.candidates[layer - 1];
+        anyhow::ensure!(words.len() == cells * k, "SAQ's search kept no {k} candidates for layer {layer}");
+        let relaxed = soft_choice(&rows, codebook.embeddings(), words, k, temperature, mean_square)?;
         let relaxed = relaxed.reshape((batch, s, s, dim))?.permute((0, 3, 1, 2))?;
         let relaxed = upsample(&relaxed, shape.latent_size() / s)?;
         let share: Vec<f32> =
@@ -90,7 +87,7 @@ pub fn decoder_input(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codebook::quantized::QuantizedOptions;
+    use crate::codebook::quantized::{QuantizedIndex, QuantizedOptions};
     use crate::codebook::vocabulary::Vocabulary;
     use crate::pyramid::CellTarget;
     use candle_core::Var;
@@ -151,8 +148,8 @@ mod tests {
         let shape = PyramidShape::new(2, 2).unwrap();
         let options = RelaxedOptions { candidates: 4, temperature: 0.5 };
         // Layer 2's four cells when the branch names layer 1; all five otherwise.
-        assert_eq!(flops(&shape, DIM, 1, &options, 100.0), 4.0 * (100.0 + 6.0 * 4.0 * DIM as f64));
-        assert_eq!(flops(&shape, DIM, 0, &options, 100.0), 5.0 * (100.0 + 6.0 * 4.0 * DIM as f64));
+        assert_eq!(flops(&shape, DIM, 1, &options), 4.0 * 6.0 * 4.0 * DIM as f64);
+        assert_eq!(flops(&shape, DIM, 0, &options), 5.0 * 6.0 * 4.0 * DIM as f64);
     }
 
     #[test]
@@ -160,7 +157,17 @@ mod tests {
         let (codebook, shape) = (codebook(), PyramidShape::new(2, 2).unwrap());
         let index = QuantizedIndex::new(&codebook, QuantizedOptions { shortlist: 16 }).unwrap();
         let z = Var::from_vec(latent(), (2, DIM, 2, 2), &Device::Cpu).unwrap();
-        let quantized = saq::quantize(z.as_tensor(), &codebook, &shape, CellTarget::Mean).unwrap();
+        let search = saq::Search::Ranked(&index, K);
+        let quantized = saq::quantize_with(z.as_tensor(), &[], &codebook, &shape, CellTarget::Mean, search).unwrap();
+        // The ranked search picks the exact search's words here.
+        let exact = saq::quantize(z.as_tensor(), &codebook, &shape, CellTarget::Mean).unwrap();
+        assert_eq!(quantized.pyramids, exact.pyramids);
+        // Its candidates: each cell's nearest word first, K a cell, for both layers.
+        for (layer, words) in quantized.candidates.iter().enumerate() {
+            let chosen: Vec<u32> = quantized.pyramids.iter().flat_map(|p| p.layer(layer + 1).to_vec()).collect();
+            assert_eq!(words.len(), chosen.len() * K);
+            assert_eq!(words.iter().step_by(K).copied().collect::<Vec<_>>(), chosen);
+        }
         // Image 0 decodes both layers, image 1 only the first.
         let lengths = [2, 1];
         let zhat =
@@ -170,10 +177,9 @@ mod tests {
             &zhat,
             &lengths,
             0,
-            &quantized.prefixes,
+            &quantized,
             &codebook,
             &shape,
-            &index,
             RelaxedOptions { candidates: K, temperature: TEMPERATURE },
         )
         .unwrap();

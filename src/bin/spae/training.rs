@@ -193,8 +193,12 @@ impl StepArgs {
         run_dir: PathBuf,
         export_dir: Option<PathBuf>,
     ) -> Result<TrainOptions> {
+        anyhow::ensure!(
+            !(self.relaxed && self.search == SearchChoice::Exact),
+            "--relaxed takes its candidates from the quantized search's shortlists: drop --search exact"
+        );
         let choice = match self.search {
-            SearchChoice::Auto if QuantizedIndex::vectorized() => SearchChoice::Quantized,
+            SearchChoice::Auto if QuantizedIndex::vectorized() || self.relaxed => SearchChoice::Quantized,
             SearchChoice::Auto => SearchChoice::Exact,
             chosen => chosen,
         };
