@@ -162,7 +162,7 @@ pub struct StepArgs {
     #[arg(long)]
     decode_latent: bool,
     /// The relaxed word choice: z's gradient passes a soft choice among each appearance
-    /// word's nearest words instead of straight through (docs/method.md section 4).
+    /// word's nearest words instead of straight through (docs/method.md section 3).
     #[arg(long)]
     relaxed: bool,
     /// Nearest words per target among which the relaxed choice is soft (2 to 64; default
