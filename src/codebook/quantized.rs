@@ -20,6 +20,7 @@
 use rayon::prelude::*;
 
 use super::Codebook;
+use crate::compute::lanes::dot_16;
 
 /// Codebook rows per packed block: one 64-byte vector holds 4 bytes of each of 16 rows.
 const BLOCK_ROWS: usize = 16;
@@ -231,21 +232,7 @@ fn rescore(codebook: &Codebook, target: &[f32], list: &Shortlist) -> u32 {
 
 /// ||e||^2 - 2 t.e: the squared distance of `target` to the word less ||t||^2.
 fn exact_score(codebook: &Codebook, target: &[f32], word: u32) -> f32 {
-    codebook.squared_norms()[word as usize] - 2.0 * dot(codebook.row(word), target)
-}
-
-/// a . b in 16 independent running sums (which the compiler can keep in vector
-/// registers), added up at the end.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 16];
-    for (x, y) in a.chunks_exact(16).zip(b.chunks_exact(16)) {
-        for (lane, (p, q)) in lanes.iter_mut().zip(x.iter().zip(y)) {
-            *lane += p * q;
-        }
-    }
-    let tail = a.len() - a.len() % 16;
-    let rest: f32 = a[tail..].iter().zip(&b[tail..]).map(|(p, q)| p * q).sum();
-    lanes.iter().sum::<f32>() + rest
+    codebook.squared_norms()[word as usize] - 2.0 * dot_16(codebook.row(word), target)
 }
 
 /// The kernel's arithmetic in plain Rust: every (target, row) product of a chunk, rows in

@@ -14,6 +14,21 @@ pub fn sum_16(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     partial.iter().sum::<f32>() + chunks.remainder().iter().map(|&v| f(v)).sum::<f32>()
 }
 
+/// a . b in 16 independent running sums (which the compiler can keep in vector
+/// registers), added up at the end.
+#[inline(always)]
+pub fn dot_16(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 16];
+    for (x, y) in a.chunks_exact(16).zip(b.chunks_exact(16)) {
+        for (lane, (p, q)) in lanes.iter_mut().zip(x.iter().zip(y)) {
+            *lane += p * q;
+        }
+    }
+    let tail = a.len() - a.len() % 16;
+    let rest: f32 = a[tail..].iter().zip(&b[tail..]).map(|(p, q)| p * q).sum();
+    lanes.iter().sum::<f32>() + rest
+}
+
 /// `e^x` to a relative error of about `2e-7 + 6e-8 |x|` (the second term from rounding
 /// `x log2 e`), branch-free so that loops over it vectorize:
 /// `2^(x log2 e)` split into an integer power (built in the exponent bits) and a degree-6

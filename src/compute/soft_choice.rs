@@ -16,6 +16,7 @@
 use candle_core::{CpuStorage, CustomOp2, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::lanes::dot_16;
 use super::{contiguous_f32, Slot};
 
 /// A `rows x dim` tensor of zeros whose gradient to `targets` (`rows x dim`) is that of
@@ -49,10 +50,6 @@ struct SoftChoice {
     scale: f32,
     /// `rows x width`: the forward pass's soft choice, for the backward pass.
     p: Slot<Vec<f32>>,
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(a, b)| a * b).sum()
 }
 
 impl SoftChoice {
@@ -111,7 +108,7 @@ impl CustomOp2 for SoftChoice {
         out.par_chunks_mut(dim)
             .zip(grad.par_chunks(dim).zip(p.par_chunks(self.width).zip(self.candidates.par_chunks(self.width))))
             .for_each(|(out, (g, (p, words)))| {
-                let along: Vec<f32> = words.iter().map(|&k| dot(row(k), g)).collect();
+                let along: Vec<f32> = words.iter().map(|&k| dot_16(row(k), g)).collect();
                 let mean_along: f32 = p.iter().zip(&along).map(|(p, a)| p * a).sum();
                 for ((&k, &p), &a) in words.iter().zip(p).zip(&along) {
                     let weight = p * (a - mean_along) / self.scale;

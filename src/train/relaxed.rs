@@ -1,4 +1,4 @@
-//! The relaxed word choice (`spae train --estimator soft`): a gradient for SAQ's choice of
+//! The relaxed word choice (`spae train --relaxed`): a gradient for SAQ's choice of
 //! words. The straight-through estimator hands z the decoder's gradient at zhat as it is,
 //! which says where zhat should move but not which word to take: in 576 dimensions every
 //! other word is far, and the appearance layers settle on a few hub words. Here the
