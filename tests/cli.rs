@@ -49,6 +49,42 @@ fn encode_on_the_gpu_writes_the_cpu_pyramid_and_says_where() {
 }
 
 #[test]
+fn encode_with_refinement_writes_the_refined_pyramid_and_says_what_changed() {
+    let dir = common::fresh_dir("cli-encode-refine");
+    let text = dir.join("apple.txt");
+    let out = spae()
+        .args(["encode", "assets/samples/red-apple.png", "--device", "cpu", "--refine", "3", "-o"])
+        .arg(&text)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("refined in 3 rounds: "), "{stderr}");
+    let model = spae::model::SpaeModel::load(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(spae::paths::DEFAULT_MODEL_DIR),
+        common::codebook(),
+    )
+    .unwrap();
+    let image = spae::image_io::prepare(&spae::image_io::load(&common::sample("red-apple.png")).unwrap(), 64);
+    let expected =
+        spae::pyramid::text::format(&model.encode_refined(&image, 3).unwrap(), model.codebook().vocabulary());
+    assert_eq!(std::fs::read_to_string(&text).unwrap(), expected);
+
+    let out = spae()
+        .args(["encode", "assets/samples/red-apple.png", "--refine", "1001", "-o"])
+        .arg(dir.join("x.txt"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1001 is not in 0..=1000"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dir.join("x.txt").exists());
+}
+
+#[test]
 fn decode_reports_an_unknown_word_with_its_place() {
     let dir = std::env::temp_dir().join(format!("spae-cli-bad-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -80,7 +80,7 @@ fn evaluation_matches_image_by_image_metrics_and_counts_hits() {
     let judged = 4 * model.shape().tokens_in_prefix(SEMANTIC_LAYERS);
 
     // Batches of 3 so that the last batch is partial.
-    let report = evaluate(&model, &data, Some(&relevances), usize::MAX, 3).unwrap();
+    let report = evaluate(&model, &data, Some(&relevances), usize::MAX, 3, 0, |_, _| {}).unwrap();
     assert_eq!(report.images, 4);
     assert!(expected_teacher >= 1 && expected_text >= 1);
     assert!((report.semantic_precision.unwrap() - expected_teacher as f64 / judged as f64).abs() < 1e-12);
@@ -128,14 +128,40 @@ fn evaluation_matches_image_by_image_metrics_and_counts_hits() {
     assert!(report.latent_error[layers - 1] < report.latent_error[2], "{:?}", report.latent_error);
 
     // Without relevances there is no precision; `limit` evaluates the first images only.
-    let first_two = evaluate(&model, &data, None, 2, 32).unwrap();
+    let first_two = evaluate(&model, &data, None, 2, 32, 0, |_, _| {}).unwrap();
     assert_eq!((first_two.images, first_two.semantic_precision), (2, None));
 
     // The sheet marks exactly the listed words.
-    let rows = sheet_rows(&[("SPAE", &model)], &data, &relevances, 4).unwrap();
+    let rows = sheet_rows(&[("SPAE", &model)], &data, &relevances, 4, 0).unwrap();
     assert_eq!(rows.len(), 4);
     assert_eq!(rows[0].models[0].words.iter().filter(|(_, hit)| *hit).count(), expected_teacher);
     assert!(rows[1..].iter().all(|r| r.models[0].words.iter().all(|(_, hit)| !hit)));
     assert_eq!(rows[0].models[0].words.iter().map(|(w, _)| w.clone()).collect::<Vec<_>>(), upper(0));
     assert_eq!(rows[2].decoded, model.decode(&pyramids[2], layers).unwrap());
+
+    // With refinement, every prefix is decoded from the refined words (one image at a
+    // time through the public path), and the sheet shows the refined picture.
+    let refined = evaluate(&model, &data, None, 2, 32, 2, |_, _| {}).unwrap();
+    let refined_pyramids: Vec<_> = images[..2].iter().map(|i| model.encode_refined(i, 2).unwrap()).collect();
+    for l in 1..=layers {
+        let mean_psnr = images[..2]
+            .iter()
+            .zip(&refined_pyramids)
+            .map(|(a, p)| psnr(a, &model.decode(p, l).unwrap()).min(100.0))
+            .sum::<f64>()
+            / 2.0;
+        assert!(
+            (refined.psnr_db[l - 1] - mean_psnr).abs() < 0.02,
+            "layer {l}: {} against {mean_psnr}",
+            refined.psnr_db[l - 1]
+        );
+    }
+    assert!(
+        refined.psnr_db[layers - 1] > first_two.psnr_db[layers - 1],
+        "{:?} against {:?}",
+        refined.psnr_db,
+        first_two.psnr_db
+    );
+    let rows = sheet_rows(&[("SPAE", &model)], &data, &relevances, 4, 2).unwrap();
+    assert_eq!(rows[0].decoded, model.decode(&refined_pyramids[0], layers).unwrap());
 }

@@ -221,6 +221,45 @@ fn replacing_a_word_everywhere_in_a_layer_is_one_undoable_edit() {
 }
 
 #[test]
+fn refining_the_words_is_the_library_s_refinement_and_undoable() {
+    let (mut harness, _) = studio();
+    let encoded = harness.state().document().unwrap().pyramid().clone();
+    let encoded_pixels = harness.state().shown_reconstruction().unwrap().clone();
+    // The Edit menu's entry (the pyramid panel has the same button).
+    harness.get_by_label("Edit").click();
+    harness.run_steps(2);
+    harness.get_all_by_label("Refine words").last().expect("the menu's entry").click();
+    harness.run_steps(2);
+    assert!(harness.state().is_busy(), "refining");
+    wait_for_worker(&mut harness);
+    let model = model();
+    let original = harness.state().document().unwrap().original.clone();
+    let expected = model.encode_refined(&original, spae::studio::REFINE_ROUNDS).unwrap();
+    assert_ne!(expected, encoded, "the refinement changes words of the sample");
+    assert_eq!(harness.state().document().unwrap().pyramid(), &expected);
+    assert_eq!(harness.state().shown_reconstruction().unwrap(), &model.decode(&expected, 6).unwrap());
+    let notice = &harness.state().notice().expect("the refinement says what it did").text;
+    assert!(notice.starts_with("refined: ") && notice.contains("dB (Undo takes it back)"), "{notice}");
+
+    harness.state_mut().command(spae::studio::Command::Undo);
+    wait_for_worker(&mut harness);
+    assert_eq!(harness.state().document().unwrap().pyramid(), &encoded);
+    assert_eq!(harness.state().shown_reconstruction().unwrap(), &encoded_pixels);
+
+    // A refinement of a revision that an edit replaced while it ran is dropped.
+    harness.state_mut().command(spae::studio::Command::Refine);
+    harness.state_mut().command(spae::studio::Command::SetWord {
+        cell: spae::studio::Cell { layer: 6, row: 0, col: 0 },
+        word: word_index("ocean"),
+    });
+    wait_for_worker(&mut harness);
+    let mut edited = encoded.clone();
+    edited.set_word(6, 0, 0, word_index("ocean"));
+    assert_eq!(harness.state().document().unwrap().pyramid(), &edited);
+    assert!(harness.state().notice().unwrap().text.contains("the refinement was dropped"));
+}
+
+#[test]
 fn export_writes_a_png_that_decodes_to_the_shown_image() {
     let (mut harness, dialog) = studio();
     let dir = scratch_dir("export");

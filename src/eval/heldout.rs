@@ -12,6 +12,7 @@ use crate::data::{relevance_cache, Dataset};
 use crate::eval::metrics::{psnr, ssim};
 use crate::image_io;
 use crate::model::SpaeModel;
+use crate::pyramid::saq;
 use crate::teacher::relevance::Relevance;
 
 /// The layers whose words are judged for meaning (L_sem, docs/method.md section 4).
@@ -91,14 +92,18 @@ fn commonest(counts: &HashMap<u32, usize>, vocabulary: &Vocabulary) -> Vec<(Stri
         .collect()
 }
 
-/// Encodes the first `limit` images of `data`, decodes every prefix, and, given the
-/// teacher's relevances for `data`, scores the words of the upper layers.
+/// Encodes the first `limit` images of `data` (refining the appearance words for
+/// `refine_rounds` rounds, [`SpaeModel::refine`]), decodes every prefix, and, given the
+/// teacher's relevances for `data`, scores the words of the upper layers. `progress` hears
+/// (images done, images) after every batch.
 pub fn evaluate(
     model: &SpaeModel,
     data: &Dataset,
     relevances: Option<&[Relevance]>,
     limit: usize,
     batch_size: usize,
+    refine_rounds: usize,
+    mut progress: impl FnMut(usize, usize),
 ) -> Result<Report> {
     let layers = model.shape().layers();
     let count = data.len().min(limit);
@@ -111,7 +116,13 @@ pub fn evaluate(
     for start in (0..count).step_by(batch_size) {
         let indices: Vec<usize> = (start..(start + batch_size).min(count)).collect();
         let pixels = data.batch(&indices, &vec![false; indices.len()])?;
-        let (latent, quantized) = model.quantize(&pixels)?;
+        let (latent, mut quantized) = model.quantize(&pixels)?;
+        if refine_rounds > 0 {
+            model.refine(&pixels, &mut quantized.pyramids, refine_rounds)?;
+            quantized.prefixes = (1..=layers)
+                .map(|l| saq::dequantize(&quantized.pyramids, model.codebook(), l))
+                .collect::<Result<_>>()?;
+        }
         let power = latent.z.sqr()?.sum((1, 2, 3))?.clamp(1e-12, f32::MAX)?;
         for (&index, image) in indices.iter().zip(&image_io::from_tensor(&model.decode_latent(&latent.z)?)?) {
             unquantized_sum += psnr(&data.image(index), image).min(100.0);
@@ -150,6 +161,7 @@ pub fn evaluate(
                 }
             }
         }
+        progress(start + indices.len(), count);
     }
     let mean = |v: Vec<f64>| v.into_iter().map(|s| s / count as f64).collect();
     let share = |hits: usize| relevances.map(|_| hits as f64 / judged.max(1) as f64);
@@ -175,12 +187,14 @@ pub fn evaluate(
 
 /// The report's sheet: `count` held-out images spread evenly over the split, each with
 /// every model's upper-layer words marked against the teacher's top words, and its
-/// reconstruction from all layers by the first model.
+/// reconstruction from all layers by the first model (its words refined for
+/// `refine_rounds` rounds).
 pub fn sheet_rows(
     models: &[(&str, &SpaeModel)],
     data: &Dataset,
     relevances: &[Relevance],
     count: usize,
+    refine_rounds: usize,
 ) -> Result<Vec<SheetRow>> {
     let count = count.min(data.len());
     (0..count)
@@ -192,7 +206,7 @@ pub fn sheet_rows(
             let mut decoded = None;
             let mut words = Vec::new();
             for (name, model) in models {
-                let pyramid = model.encode(&original)?;
+                let pyramid = model.encode_refined(&original, refine_rounds)?;
                 let layers = model.shape().layers();
                 if decoded.is_none() {
                     decoded = Some(model.decode(&pyramid, layers)?);

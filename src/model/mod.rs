@@ -7,6 +7,7 @@ mod blocks;
 pub mod config;
 mod decoder;
 mod encoder;
+mod refine;
 pub mod semantic_branch;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ use config::BranchMode;
 pub use config::SpaeConfig;
 use decoder::Decoder;
 use encoder::Encoder;
+pub use refine::{Refinement, MAX_REFINE_ROUNDS};
 use semantic_branch::SemanticBranch;
 
 use crate::codebook::Codebook;

@@ -38,6 +38,9 @@ pub enum Command {
     Redo,
     /// Back to the pyramid the encoder produced.
     Reset,
+    /// Refine the pyramid's appearance words (as edited) against the decoder, in the
+    /// background; the result is an undoable edit.
+    Refine,
     /// Ask the file dialog where, then write.
     Export(ExportKind),
     /// Start a generation with the Generate panel's form.
@@ -304,6 +307,10 @@ impl StudioApp {
             Command::Undo => self.edit(Document::undo),
             Command::Redo => self.edit(Document::redo),
             Command::Reset => self.edit(Document::reset),
+            Command::Refine => {
+                self.start_refining();
+                false
+            }
         };
         if changed {
             if let Some(document) = &self.document {
@@ -312,6 +319,25 @@ impl StudioApp {
             }
             self.after_edit();
         }
+    }
+
+    /// Sends the open document's pyramid to be refined, unless a refinement is running.
+    fn start_refining(&mut self) {
+        let Some(document) = &self.document else { return };
+        if self.refining.is_some() {
+            return;
+        }
+        let version = document.version();
+        self.worker.send(super::worker::Job::Refine(super::worker::RefineJob {
+            version,
+            pyramid: document.pyramid().clone(),
+            original: document.original.clone(),
+        }));
+        self.refining = Some(version);
+        self.notify(format!(
+            "refining the appearance words against the decoder ({} rounds)…",
+            super::worker::REFINE_ROUNDS
+        ));
     }
 
     /// Applies an edit to the open document; false when none is open or nothing changed.

@@ -17,6 +17,7 @@ pub enum MenuCommand {
     Undo,
     Redo,
     Reset,
+    Refine,
 }
 
 impl MenuCommand {
@@ -29,7 +30,7 @@ impl MenuCommand {
         Self::ExportContactSheet,
     ];
     /// The Edit menu's entries and the pyramid panel's buttons.
-    pub const HISTORY: [Self; 3] = [Self::Undo, Self::Redo, Self::Reset];
+    pub const HISTORY: [Self; 4] = [Self::Undo, Self::Redo, Self::Reset, Self::Refine];
     /// Every entry with a shortcut, in the order keys are matched: Redo before Undo, since
     /// a shortcut matches with extra Shift held and Ctrl+Z would take Ctrl+Shift+Z.
     pub const WITH_SHORTCUTS: [Self; 3] = [Self::OpenImage, Self::Redo, Self::Undo];
@@ -45,6 +46,7 @@ impl MenuCommand {
             Self::Undo => "Undo",
             Self::Redo => "Redo",
             Self::Reset => "Reset to encoded",
+            Self::Refine => "Refine words",
         }
     }
 
@@ -73,6 +75,7 @@ impl MenuCommand {
             Self::Undo => Command::Undo,
             Self::Redo => Command::Redo,
             Self::Reset => Command::Reset,
+            Self::Refine => Command::Refine,
         }
     }
 

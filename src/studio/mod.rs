@@ -46,10 +46,12 @@ use llm_worker::LlmWorker;
 use menu_commands::MenuCommand;
 use state::Settings;
 use view::View;
+pub use worker::REFINE_ROUNDS;
 use worker::{Outcome, Worker};
 
-use crate::model::SpaeModel;
+use crate::model::{Refinement, SpaeModel};
 use crate::pyramid::text::ParseError;
+use crate::pyramid::Pyramid;
 
 /// The image the studio opens on, so a first run shows words at once.
 pub const SAMPLE_IMAGE: &str = "assets/samples/cat-face.png";
@@ -128,6 +130,8 @@ pub struct StudioApp {
     edit_secs: Option<f64>,
     /// From the latest edit to all its prefixes and measurements on screen, in seconds.
     edit_all_secs: Option<f64>,
+    /// The revision being refined in the background ([`Command::Refine`]).
+    refining: Option<document::Version>,
     /// The shown prefix of an edit whose other prefixes are still decoding.
     preview: Option<view::PreviewView>,
     /// The GPU decoder's texture layers (empty when decoding on the CPU).
@@ -195,6 +199,7 @@ impl StudioApp {
             edit_started: None,
             edit_secs: None,
             edit_all_secs: None,
+            refining: None,
             preview: None,
             gpu_images: devices.images,
             device_status: devices.decode_status,
@@ -230,15 +235,19 @@ impl StudioApp {
         self.commands.push(command);
     }
 
-    /// True while an image is being encoded or the shown images lag the edited pyramid (or
-    /// the shown mix lags the mix asked for).
+    /// True while an image is being encoded or refined or the shown images lag the edited
+    /// pyramid (or the shown mix lags the mix asked for).
     pub fn is_busy(&self) -> bool {
         let waiting_for_decode = self.document.as_ref().is_some_and(|doc| {
             let version = doc.version();
             self.view.as_ref().map(|v| v.version) != Some(version) && self.failed != Some(version)
         });
         let waiting_for_mix = self.settings.show_mix && self.mixing.second.is_some() && !self.mix_is_current();
-        self.opening.is_some() || self.mixing.opening.is_some() || waiting_for_decode || waiting_for_mix
+        self.opening.is_some()
+            || self.refining.is_some()
+            || self.mixing.opening.is_some()
+            || waiting_for_decode
+            || waiting_for_mix
     }
 
     pub fn document(&self) -> Option<&Document> {
@@ -388,7 +397,31 @@ impl StudioApp {
                 self.notify_error(message);
             }
             Outcome::EncoderFellBack(reason) => self.encoder_fell_back(&format!("the GPU encoder failed ({reason})")),
+            Outcome::Refined { version, pyramid, refinement } => self.receive_refined(version, pyramid, &refinement),
+            Outcome::RefineFailed(message) => {
+                self.refining = None;
+                self.notify_error(message);
+            }
         }
+    }
+
+    /// A refined pyramid becomes an undoable edit of the revision it was made from; one
+    /// for a revision no longer shown (edited meanwhile, another image) is dropped.
+    fn receive_refined(&mut self, version: document::Version, pyramid: Pyramid, refinement: &Refinement) {
+        self.refining = None;
+        if self.document.as_ref().map(Document::version) != Some(version) {
+            self.notify("the refinement was dropped: the pyramid changed while it ran".to_string());
+            return;
+        }
+        let values = 3.0 * (self.model.config().resolution as f64).powi(2);
+        let db = |error: f32| 10.0 * (4.0 * values / f64::from(error).max(1e-12)).log10();
+        self.notify(format!(
+            "refined: {} word(s) changed, the decoder's PSNR {:.2} -> {:.2} dB (Undo takes it back)",
+            refinement.words_changed,
+            db(refinement.error_before[0]),
+            db(refinement.error_after[0])
+        ));
+        self.handle(Command::ReplacePyramid(pyramid));
     }
 
     /// An encoded (or adopted) pyramid becomes the open document.

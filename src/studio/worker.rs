@@ -15,7 +15,7 @@ use super::background::{Background, Reporter};
 use super::document::Version;
 use crate::eval::metrics;
 use crate::gpu::{EncodeDevice, GpuDecoder};
-use crate::model::{Latent, SpaeModel};
+use crate::model::{Latent, Refinement, SpaeModel};
 use crate::pyramid::saq;
 use crate::pyramid::Pyramid;
 use crate::teacher::relevance::SemanticTeacher;
@@ -37,6 +37,19 @@ pub enum Job {
     },
     /// Decode a mixed pyramid from all its layers (on the CPU: one image).
     DecodeMix(Pyramid),
+    /// Refine a document's pyramid (as edited) against the decoder, on the CPU.
+    Refine(RefineJob),
+}
+
+/// Rounds of the studio's refinement (docs/method.md section 3a): about 2 s on two
+/// CPU cores.
+pub const REFINE_ROUNDS: usize = 12;
+
+pub struct RefineJob {
+    /// The revision refined: the result applies only while it is still the one shown.
+    pub version: Version,
+    pub pyramid: Pyramid,
+    pub original: RgbImage,
 }
 
 pub struct AdoptJob {
@@ -80,6 +93,13 @@ pub enum Outcome {
     },
     /// A mix's image or its decode failed.
     MixFailed(String),
+    /// The refined pyramid of a revision, with what the refinement did.
+    Refined {
+        version: Version,
+        pyramid: Pyramid,
+        refinement: Refinement,
+    },
+    RefineFailed(String),
     /// The GPU encoder failed (why); the image that met the error was encoded on the CPU,
     /// and so is every later one. Sent after that job's own outcome.
     EncoderFellBack(String),
@@ -182,6 +202,10 @@ fn run(
                     Ok(image) => Outcome::Mixed { pyramid, image },
                     Err(e) => Outcome::MixFailed(format!("decoding the mix failed: {e:#}")),
                 },
+                Job::Refine(job) => match refine(model, job) {
+                    Ok((version, pyramid, refinement)) => Outcome::Refined { version, pyramid, refinement },
+                    Err(e) => Outcome::RefineFailed(format!("refining the words failed: {e:#}")),
+                },
             };
             if !reporter.send(outcome) {
                 return;
@@ -215,6 +239,14 @@ fn latest_jobs(first: Job, jobs: &Receiver<Job>) -> Vec<Job> {
         })
         .map(|(_, job)| job)
         .collect()
+}
+
+/// A job's pyramid refined for [`REFINE_ROUNDS`] rounds against its original image.
+fn refine(model: &SpaeModel, job: RefineJob) -> Result<(Version, Pyramid, Refinement)> {
+    let RefineJob { version, mut pyramid, original } = job;
+    let pixels = image_io::to_tensor(std::slice::from_ref(&original))?;
+    let refinement = model.refine(&pixels, std::slice::from_mut(&mut pyramid), REFINE_ROUNDS)?;
+    Ok((version, pyramid, refinement))
 }
 
 /// An image file's prepared pixels and pyramid.

@@ -30,7 +30,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::codebook::quantized::{QuantizedIndex, QuantizedOptions};
 use crate::data::{Dataset, Split};
-use crate::model::config::BranchMode;
 use crate::model::SpaeModel;
 use crate::pyramid::saq;
 use checkpoint::Checkpoint;
@@ -88,13 +87,8 @@ impl TrainOptions {
     /// The semantic loss's options where a step computes it: on, and not skipped because
     /// a frozen branch names every guided layer (the loss then reaches nothing trainable).
     fn semantic_loss(&self, model: &SpaeModel) -> Option<&SemanticOptions> {
-        self.semantic.as_ref().filter(|s| !(self.freeze_branch && named_layers(model) >= s.layers))
+        self.semantic.as_ref().filter(|s| !(self.freeze_branch && model.named_layers() >= s.layers))
     }
-}
-
-/// The layers whose words the model's semantic branch names (0 without a naming branch).
-fn named_layers(model: &SpaeModel) -> usize {
-    model.branch().filter(|b| b.config().mode == BranchMode::Name).map_or(0, |b| b.config().layers)
 }
 
 /// SAQ's nearest-word search in training (encoding, evaluation and the studio always
@@ -258,9 +252,9 @@ pub fn benchmark(model: &SpaeModel, options: &TrainOptions, split: Split, steps:
     let usage_flops = options
         .usage
         .as_ref()
-        .map_or(0.0, |u| 3.0 * usage::forward_flops(shape, codebook, u, named_layers(model), options.batch_size));
+        .map_or(0.0, |u| 3.0 * usage::forward_flops(shape, codebook, u, model.named_layers(), options.batch_size));
     let relaxed_flops =
-        options.relaxed.as_ref().map_or(0.0, |r| relaxed::flops(shape, codebook.dim(), named_layers(model), r));
+        options.relaxed.as_ref().map_or(0.0, |r| relaxed::flops(shape, codebook.dim(), model.named_layers(), r));
     let flops_per_image = 3.0 * conv_flops
         + shape.tokens_in_prefix(shape.layers()) as f64 * search.flops_per_target(codebook)
         + semantic_flops

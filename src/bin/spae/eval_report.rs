@@ -24,8 +24,15 @@ pub struct Evaluated<'a> {
 }
 
 /// Writes `layers.png`, `training.png` (from the training logs exported beside the models,
-/// where they have one) and `heldout-words.png` (given the teacher's relevances) into `dir`.
-pub fn write(dir: &Path, models: &[Evaluated], data: &Dataset, relevances: Option<&[Relevance]>) -> Result<()> {
+/// where they have one) and `heldout-words.png` (given the teacher's relevances; its
+/// pictures decoded from words refined for `refine_rounds` rounds) into `dir`.
+pub fn write(
+    dir: &Path,
+    models: &[Evaluated],
+    data: &Dataset,
+    relevances: Option<&[Relevance]>,
+    refine_rounds: usize,
+) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create the report folder {}", dir.display()))?;
     let write = |name: &str, picture: image::RgbImage| -> Result<()> {
         let path = dir.join(name);
@@ -55,6 +62,7 @@ pub fn write(dir: &Path, models: &[Evaluated], data: &Dataset, relevances: Optio
                 data,
                 relevances,
                 SHEET_IMAGES,
+                refine_rounds,
             )?;
             write("heldout-words.png", word_sheet(&rows)?)
         }

@@ -31,6 +31,10 @@ pub struct EvalArgs {
     /// Where the report's pictures go (default: `report/` in the model folder).
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Refine each image's appearance words against the decoder for this many rounds
+    /// before decoding (docs/method.md section 3a; 0: SAQ's words as they are).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=spae::model::MAX_REFINE_ROUNDS as i64))]
+    refine: u32,
 }
 
 impl EvalArgs {
@@ -41,13 +45,22 @@ impl EvalArgs {
         let relevances = relevance_cache::load(&dir, Split::HeldOut, data.len())
             .map_err(|e| eprintln!("warning: no semantic precision: {e:#}"))
             .ok();
-        let report = evaluate(model, &data, relevances.as_deref(), self.limit, BATCH)?;
+        let rounds = self.refine as usize;
+        let run = |model: &SpaeModel, name: &str| {
+            let bar = indicatif::ProgressBar::new(data.len().min(self.limit) as u64);
+            let report = evaluate(model, &data, relevances.as_deref(), self.limit, BATCH, rounds, |done, total| {
+                bar.set_position(done as u64);
+                if bar.is_hidden() {
+                    eprintln!("evaluated {name}: {done}/{total} images");
+                }
+            });
+            bar.finish_and_clear();
+            report
+        };
+        let report = run(model, "SPAE")?;
         let control_model = self.control.as_deref().map(|dir| SpaeModel::open(dir, session.llm, false)).transpose()?;
-        let control = control_model
-            .as_ref()
-            .map(|control_model| evaluate(control_model, &data, relevances.as_deref(), self.limit, BATCH))
-            .transpose()?;
-        print_report(model, &report, control.as_ref());
+        let control = control_model.as_ref().map(|control_model| run(control_model, "control")).transpose()?;
+        print_report(model, &report, control.as_ref(), rounds);
         let report_dir = self.report.unwrap_or_else(|| session.model_dir.join("report"));
         let mut evaluated =
             vec![eval_report::Evaluated { name: "SPAE", folder: session.model_dir, model, report: &report }];
@@ -55,7 +68,7 @@ impl EvalArgs {
         {
             evaluated.push(eval_report::Evaluated { name: "control", folder, model: control_model, report: control });
         }
-        eval_report::write(&report_dir, &evaluated, &data, relevances.as_deref())?;
+        eval_report::write(&report_dir, &evaluated, &data, relevances.as_deref(), rounds)?;
         if self.json {
             let line = serde_json::json!({
                 "psnr_db": report.psnr_db,
@@ -78,6 +91,7 @@ impl EvalArgs {
                 "commonest_words": report.commonest,
                 "commonest_words_control": control.as_ref().map(|c| &c.commonest),
                 "images": report.images,
+                "refine_rounds": rounds,
             });
             println!("{line}");
         }
@@ -85,9 +99,12 @@ impl EvalArgs {
     }
 }
 
-fn print_report(model: &SpaeModel, report: &Report, control: Option<&Report>) {
+fn print_report(model: &SpaeModel, report: &Report, control: Option<&Report>, refine_rounds: usize) {
     println!("model: {}", model.source());
     println!("held-out images: {}", report.images);
+    if refine_rounds > 0 {
+        println!("appearance words refined against the decoder: {refine_rounds} rounds");
+    }
     println!(
         "layers  PSNR (dB)  SSIM    latent error{}",
         if control.is_some() { "    control: PSNR (dB)  SSIM    latent error" } else { "" }

@@ -21,6 +21,10 @@ pub struct EncodeArgs {
     /// Where to encode: auto takes a hardware GPU if there is one, else the CPU.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
+    /// Then refine the appearance words against the decoder for this many rounds, on the
+    /// CPU (docs/method.md section 3a; 0: SAQ's words as they are).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=spae::model::MAX_REFINE_ROUNDS as i64))]
+    refine: u32,
 }
 
 impl EncodeArgs {
@@ -29,9 +33,22 @@ impl EncodeArgs {
         spae::atomic_file::check_not_input(&self.image, &self.output)?;
         let prepared = image_io::load_prepared(&self.image, model.config().resolution as u32)?;
         let (mut device, mut on) = EncodeDevice::open(self.device, model, 1)?;
-        let pyramid = device.encode(model, std::slice::from_ref(&prepared))?.pyramids.remove(0);
+        let mut pyramid = device.encode(model, std::slice::from_ref(&prepared))?.pyramids.remove(0);
         if let Some(reason) = device.take_failure() {
             on = format!("on the CPU, after the GPU encoder failed: {reason}");
+        }
+        if self.refine > 0 {
+            let pixels = image_io::to_tensor(std::slice::from_ref(&prepared))?;
+            let refinement = model.refine(&pixels, std::slice::from_mut(&mut pyramid), self.refine as usize)?;
+            let values = pixels.elem_count() as f64;
+            let db = |error: f32| 10.0 * (4.0 * values / f64::from(error).max(1e-12)).log10();
+            eprintln!(
+                "refined in {} rounds: {} words changed, PSNR of the decoder's output {:.2} -> {:.2} dB",
+                self.refine,
+                refinement.words_changed,
+                db(refinement.error_before[0]),
+                db(refinement.error_after[0])
+            );
         }
         let text = pyramid_text::format(&pyramid, model.codebook().vocabulary());
         write_output(&self.output, text.as_bytes())?;

@@ -126,13 +126,14 @@ impl StudioApp {
         });
     }
 
-    /// Undo, redo and reset, shared by the Edit menu and the pyramid panel.
+    /// Undo, redo, reset and refine, shared by the Edit menu and the pyramid panel.
     fn history_buttons_ui(&mut self, ui: &mut egui::Ui) {
         let Some(document) = &self.document else { return };
         for entry in MenuCommand::HISTORY {
             let enabled = match entry {
                 MenuCommand::Undo => document.can_undo(),
                 MenuCommand::Redo => document.can_redo(),
+                MenuCommand::Refine => self.refining.is_none(),
                 _ => document.is_edited(),
             };
             if entry.button(ui, enabled) {

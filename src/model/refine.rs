@@ -1,0 +1,133 @@
+//! Word refinement against the decoder (docs/method.md section 3a, ours): after SAQ has
+//! chosen each cell's nearest word, rounds of descent on the pixel error of decoding all
+//! layers move appearance words to others the decoder turns into a closer picture. The
+//! named layers (the semantic branch's) are never touched, and no image's error rises.
+
+use anyhow::{ensure, Result};
+use candle_core::{Tensor, Var};
+use image::RgbImage;
+
+use super::SpaeModel;
+use crate::image_io;
+use crate::pyramid::{saq, Pyramid};
+
+/// Step lengths tried in every round, in units of the codebook's root-mean-square word
+/// norm, for the cell whose gradient is largest (the others step proportionally less).
+pub const STEPS: [f32; 3] = [1.5, 2.5, 4.0];
+
+/// The most rounds a command accepts (each costs a decoder pass forward and backward and
+/// three more forward).
+pub const MAX_REFINE_ROUNDS: usize = 1000;
+
+/// What a refinement did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Refinement {
+    /// Per image, the sum of squared pixel errors (pixels in -1..1) of decoding all layers,
+    /// before and after.
+    pub error_before: Vec<f32>,
+    pub error_after: Vec<f32>,
+    /// Words that differ from SAQ's choice, over all images.
+    pub words_changed: usize,
+}
+
+impl SpaeModel {
+    /// The layers whose words the semantic branch names (0 without a naming branch).
+    pub fn named_layers(&self) -> usize {
+        self.branch
+            .as_ref()
+            .filter(|b| b.config().mode == super::config::BranchMode::Name)
+            .map_or(0, |b| b.config().layers)
+    }
+
+    /// One prepared image (R x R) to its pyramid of words, SAQ's appearance words refined
+    /// for `rounds` rounds ([`Self::refine`]; 0: [`Self::encode`]'s pyramid).
+    pub fn encode_refined(&self, image: &RgbImage, rounds: usize) -> Result<Pyramid> {
+        let pixels = image_io::to_tensor(std::slice::from_ref(image))?;
+        let (_, mut quantized) = self.quantize(&pixels)?;
+        if rounds > 0 {
+            self.refine(&pixels, &mut quantized.pyramids, rounds)?;
+        }
+        Ok(quantized.pyramids.remove(0))
+    }
+
+    /// Refines the appearance words of `pyramids` (those SAQ chose for `pixels`, `batch x 3
+    /// x R x R`) for `rounds` rounds. Round r works on one appearance layer, the finest
+    /// first and cycling upwards: with g the gradient of the pixel error E with respect to
+    /// zhat, each cell's word k gets the proposal q = e(k) - s rho g_c / max |g_c|, where g_c
+    /// is the gradient with respect to e(k) (g summed over the cell, times the layer's share
+    /// of the running mean) and rho the root-mean-square word norm; the proposed word is the
+    /// one nearest q, which minimises a first-order model of E plus a distance penalty. Each
+    /// step length s of [`STEPS`] gives one proposal for every cell at once; an image takes
+    /// the proposal that lowers its E most, or keeps its words.
+    pub fn refine(&self, pixels: &Tensor, pyramids: &mut [Pyramid], rounds: usize) -> Result<Refinement> {
+        ensure!(pixels.dim(0)? == pyramids.len(), "{} images for {} pyramids", pixels.dim(0)?, pyramids.len());
+        ensure!(pyramids.iter().all(|p| p.shape() == &self.shape), "a pyramid's shape does not fit this model");
+        let layers = self.shape.layers();
+        let first = self.named_layers() + 1;
+        let original: Vec<Pyramid> = pyramids.to_vec();
+        let error_before = self.pixel_errors(pixels, pyramids)?;
+        let mut errors = error_before.clone();
+        if first <= layers {
+            for round in 0..rounds {
+                let layer = layers - round % (layers + 1 - first);
+                self.refine_layer(pixels, pyramids, &mut errors, layer)?;
+            }
+        }
+        let words_changed = original
+            .iter()
+            .zip(pyramids.iter())
+            .map(|(a, b)| a.words().zip(b.words()).filter(|(x, y)| x != y).count())
+            .sum();
+        Ok(Refinement { error_before, error_after: errors, words_changed })
+    }
+
+    /// Per image, the sum of squared pixel errors of decoding all layers.
+    fn pixel_errors(&self, pixels: &Tensor, pyramids: &[Pyramid]) -> Result<Vec<f32>> {
+        let zhat = saq::dequantize(pyramids, &self.codebook, self.shape.layers())?;
+        Ok((self.decode_latent(&zhat)? - pixels)?.sqr()?.sum((1, 2, 3))?.to_vec1()?)
+    }
+
+    /// One round on `layer`: every step length's proposal, each image keeping the best.
+    fn refine_layer(&self, pixels: &Tensor, pyramids: &mut [Pyramid], errors: &mut [f32], layer: usize) -> Result<()> {
+        let layers = self.shape.layers();
+        let zhat = Var::from_tensor(&saq::dequantize(pyramids, &self.codebook, layers)?)?;
+        let error = (self.decode_latent(zhat.as_tensor())? - pixels)?.sqr()?.sum_all()?;
+        let gradient = error.backward()?.remove(zhat.as_tensor()).expect("zhat takes part in the error");
+        let (s, cell) = (self.shape.grid_size(layer), self.shape.cell_size(layer));
+        let share = self.shape.weight(layer) / self.shape.weight_sum(layers);
+        let per_word = (gradient.avg_pool2d(cell)? * (f64::from(share) * (cell * cell) as f64))?;
+        let per_word: Vec<f32> = per_word.permute((0, 2, 3, 1))?.flatten_all()?.to_vec1()?;
+        let dim = self.codebook.dim();
+        let rho = (self.codebook.mean_square() * dim as f32).sqrt();
+        let cells = s * s;
+        for step in STEPS {
+            let mut targets = Vec::with_capacity(pyramids.len() * cells * dim);
+            for (pyramid, image) in pyramids.iter().zip(per_word.chunks(cells * dim)) {
+                let largest = image.chunks(dim).map(norm).fold(f32::MIN_POSITIVE, f32::max);
+                let scale = step * rho / largest;
+                for (&word, g) in pyramid.layer(layer).iter().zip(image.chunks(dim)) {
+                    targets.extend(self.codebook.row(word).iter().zip(g).map(|(e, g)| e - scale * g));
+                }
+            }
+            let proposed = self.codebook.nearest(&targets);
+            let mut candidates = pyramids.to_vec();
+            for (pyramid, words) in candidates.iter_mut().zip(proposed.chunks(cells)) {
+                for (c, &word) in words.iter().enumerate() {
+                    pyramid.set_word(layer, c / s, c % s, word);
+                }
+            }
+            let candidate_errors = self.pixel_errors(pixels, &candidates)?;
+            for (i, candidate) in candidates.into_iter().enumerate() {
+                if candidate_errors[i] < errors[i] {
+                    errors[i] = candidate_errors[i];
+                    pyramids[i] = candidate;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn norm(v: &[f32]) -> f32 {
+    v.iter().map(|x| x * x).sum::<f32>().sqrt()
+}
