@@ -56,9 +56,10 @@ impl SpaeModel {
     /// zhat, each cell's word k gets the proposal q = e(k) - s rho g_c / max |g_c|, where g_c
     /// is the gradient with respect to e(k) (g summed over the cell, times the layer's share
     /// of the running mean) and rho the root-mean-square word norm; the proposed word is the
-    /// one nearest q, which minimises a first-order model of E plus a distance penalty. Each
-    /// step length s of [`STEPS`] gives one proposal for every cell at once; an image takes
-    /// the proposal that lowers its E most, or keeps its words.
+    /// one nearest q, which minimises a first-order model of E plus a distance penalty. The
+    /// step lengths s of [`STEPS`] are tried in turn, each proposing a word for every cell
+    /// at once from the words as they stand (the round's gradient, the words an earlier
+    /// step length left); an image keeps a proposal only where it lowers its E.
     pub fn refine(&self, pixels: &Tensor, pyramids: &mut [Pyramid], rounds: usize) -> Result<Refinement> {
         ensure!(pixels.dim(0)? == pyramids.len(), "{} images for {} pyramids", pixels.dim(0)?, pyramids.len());
         ensure!(pyramids.iter().all(|p| p.shape() == &self.shape), "a pyramid's shape does not fit this model");
@@ -87,7 +88,8 @@ impl SpaeModel {
         Ok((self.decode_latent(&zhat)? - pixels)?.sqr()?.sum((1, 2, 3))?.to_vec1()?)
     }
 
-    /// One round on `layer`: every step length's proposal, each image keeping the best.
+    /// One round on `layer`: each step length's proposal in turn, kept per image where it
+    /// lowers the error.
     fn refine_layer(&self, pixels: &Tensor, pyramids: &mut [Pyramid], errors: &mut [f32], layer: usize) -> Result<()> {
         let layers = self.shape.layers();
         let zhat = Var::from_tensor(&saq::dequantize(pyramids, &self.codebook, layers)?)?;
