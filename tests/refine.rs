@@ -57,6 +57,12 @@ fn refinement_lowers_the_decoder_s_error_and_keeps_the_named_words() {
             assert!((f64::from(reported) - computed).abs() <= 1e-3 * computed, "{reported} against {computed}");
         }
         assert!(is <= was, "image {i}: the error rose from {was} to {is}");
+        let values = 3.0 * 64.0 * 64.0;
+        let (psnr_before, psnr_after) = refinement.psnr_db(i);
+        for (psnr, error) in [(psnr_before, was), (psnr_after, is)] {
+            let expected = 10.0 * (4.0 * values / error).log10();
+            assert!((psnr - expected).abs() < 1e-3, "image {i}: PSNR {psnr} against {expected}");
+        }
         for layer in 1..=named {
             assert_eq!(before.layer(layer), after.layer(layer), "named layer {layer} changed");
         }

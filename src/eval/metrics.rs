@@ -14,6 +14,12 @@ pub fn psnr(a: &RgbImage, b: &RgbImage) -> f64 {
     }
 }
 
+/// PSNR in dB of a mean squared error over values in -1..1, the model's pixels before they
+/// are rounded to 8 bits: they span 2, so 10 log10(2^2 / mse).
+pub fn psnr_of_unit_range_mse(mse: f64) -> f64 {
+    10.0 * (4.0 / mse.max(1e-12)).log10()
+}
+
 /// Structural similarity (Wang et al. 2004): 11 x 11 Gaussian window (sigma 1.5),
 /// K1 = 0.01, K2 = 0.03, on each channel, averaged over valid window positions and channels.
 pub fn ssim(a: &RgbImage, b: &RgbImage) -> f64 {

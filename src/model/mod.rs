@@ -374,9 +374,7 @@ impl SpaeModel {
 
     /// One prepared image (R x R) to its pyramid of words.
     pub fn encode(&self, image: &RgbImage) -> Result<Pyramid> {
-        let pixels = image_io::to_tensor(std::slice::from_ref(image))?;
-        let (_, mut quantized) = self.quantize(&pixels)?;
-        Ok(quantized.pyramids.remove(0))
+        self.encode_refined(image, 0)
     }
 
     /// The words of the first `layers` layers of each of a batch of prepared images (as

@@ -8,6 +8,7 @@ use candle_core::{Tensor, Var};
 use image::RgbImage;
 
 use super::SpaeModel;
+use crate::eval::metrics::psnr_of_unit_range_mse;
 use crate::image_io;
 use crate::pyramid::{saq, Pyramid};
 
@@ -28,6 +29,17 @@ pub struct Refinement {
     pub error_after: Vec<f32>,
     /// Words that differ from SAQ's choice, over all images.
     pub words_changed: usize,
+    /// Pixel values per image (3 x R x R), the errors' count.
+    pub values_per_image: usize,
+}
+
+impl Refinement {
+    /// Image `i`'s PSNR in dB (the decoder's output before rounding to 8 bits), before and
+    /// after.
+    pub fn psnr_db(&self, i: usize) -> (f64, f64) {
+        let psnr = |error: f32| psnr_of_unit_range_mse(f64::from(error) / self.values_per_image as f64);
+        (psnr(self.error_before[i]), psnr(self.error_after[i]))
+    }
 }
 
 impl SpaeModel {
@@ -40,7 +52,7 @@ impl SpaeModel {
     }
 
     /// One prepared image (R x R) to its pyramid of words, SAQ's appearance words refined
-    /// for `rounds` rounds ([`Self::refine`]; 0: [`Self::encode`]'s pyramid).
+    /// for `rounds` rounds ([`Self::refine`]; 0: SAQ's words, [`Self::encode`]).
     pub fn encode_refined(&self, image: &RgbImage, rounds: usize) -> Result<Pyramid> {
         let pixels = image_io::to_tensor(std::slice::from_ref(image))?;
         let (_, mut quantized) = self.quantize(&pixels)?;
@@ -79,7 +91,8 @@ impl SpaeModel {
             .zip(pyramids.iter())
             .map(|(a, b)| a.words().zip(b.words()).filter(|(x, y)| x != y).count())
             .sum();
-        Ok(Refinement { error_before, error_after: errors, words_changed })
+        let values_per_image = pixels.elem_count() / pyramids.len().max(1);
+        Ok(Refinement { error_before, error_after: errors, words_changed, values_per_image })
     }
 
     /// Per image, the sum of squared pixel errors of decoding all layers.

@@ -413,13 +413,10 @@ impl StudioApp {
             self.notify("the refinement was dropped: the pyramid changed while it ran".to_string());
             return;
         }
-        let values = 3.0 * (self.model.config().resolution as f64).powi(2);
-        let db = |error: f32| 10.0 * (4.0 * values / f64::from(error).max(1e-12)).log10();
+        let (before, after) = refinement.psnr_db(0);
         self.notify(format!(
-            "refined: {} word(s) changed, the decoder's PSNR {:.2} -> {:.2} dB (Undo takes it back)",
+            "refined: {} word(s) changed, the decoder's PSNR {before:.2} -> {after:.2} dB (Undo takes it back)",
             refinement.words_changed,
-            db(refinement.error_before[0]),
-            db(refinement.error_after[0])
         ));
         self.handle(Command::ReplacePyramid(pyramid));
     }

@@ -490,8 +490,7 @@ fn train_step(
         semantic,
         perceptual,
         usage,
-        // Pixels span 2 (-1..1), so PSNR = 10 log10(2^2 / mse).
-        psnr_db: 10.0 * (4.0 / pixel.max(1e-12)).log10(),
+        psnr_db: crate::eval::metrics::psnr_of_unit_range_mse(pixel),
         seconds_encoder: (t1 - t0).as_secs_f64(),
         seconds_search: (t2 - t1).as_secs_f64(),
         seconds_decoder_and_losses: (t3 - t2).as_secs_f64(),

@@ -40,14 +40,10 @@ impl EncodeArgs {
         if self.refine > 0 {
             let pixels = image_io::to_tensor(std::slice::from_ref(&prepared))?;
             let refinement = model.refine(&pixels, std::slice::from_mut(&mut pyramid), self.refine as usize)?;
-            let values = pixels.elem_count() as f64;
-            let db = |error: f32| 10.0 * (4.0 * values / f64::from(error).max(1e-12)).log10();
+            let (before, after) = refinement.psnr_db(0);
             eprintln!(
-                "refined in {} rounds: {} words changed, PSNR of the decoder's output {:.2} -> {:.2} dB",
-                self.refine,
-                refinement.words_changed,
-                db(refinement.error_before[0]),
-                db(refinement.error_after[0])
+                "refined in {} rounds: {} words changed, PSNR of the decoder's output {before:.2} -> {after:.2} dB",
+                self.refine, refinement.words_changed,
             );
         }
         let text = pyramid_text::format(&pyramid, model.codebook().vocabulary());
