@@ -339,3 +339,40 @@ fn a_frequency_penalty_that_is_not_a_finite_non_negative_number_is_refused() {
         }
     }
 }
+
+#[test]
+fn train_decoder_refuses_a_model_without_a_finished_encoder() {
+    // Every refusal comes before the training data is read (the cache named is missing).
+    let missing = std::env::temp_dir().join("spae-no-such-cache");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join(spae::paths::DEFAULT_MODEL_DIR);
+    let folder = common::fresh_dir("cli-train-decoder");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(shipped.join("config.json")).unwrap()).unwrap();
+    config["decoder_res_blocks"] = serde_json::json!(2);
+    std::fs::write(folder.join("config.json"), config.to_string()).unwrap();
+    let run = |extra: &[&str]| {
+        spae()
+            .arg("--model")
+            .arg(&folder)
+            .arg("train-decoder")
+            .args(extra)
+            .arg("--cache")
+            .arg(&missing)
+            .arg("--run")
+            .arg(folder.join("run"))
+            .output()
+            .unwrap()
+    };
+    let cases: [(&[&str], &str); 4] = [
+        (&[], "no trained model in"),
+        (&["--init-from", "weights/spae-control"], "does not hold this model's encoder and branch"),
+        (&["--full-prefix-share", "1.5"], "--full-prefix-share is a share of the batch"),
+        (&["--lr", "0"], "--lr must be above 0"),
+    ];
+    for (extra, message) in cases {
+        let out = run(extra);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(message), "{extra:?}: {}", stderr(&out));
+    }
+    assert_eq!(names(&folder), vec!["config.json"], "nothing is written");
+}

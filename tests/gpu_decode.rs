@@ -107,6 +107,12 @@ fn another_configuration_matches_the_cpu_decoder() {
         let difference = max_difference(&decoder, &model, &[(&pyramid, a), (&pyramid, b)]);
         assert!(difference <= TOLERANCE, "GPU and CPU differ by {difference}");
     }
+    // A decoder grown alone (three residual blocks a level against the encoder's two).
+    let grown_config = spae::model::SpaeConfig { decoder_res_blocks: Some(3), ..common::small_config() };
+    let grown = SpaeModel::from_seed(grown_config, common::codebook(), 7).unwrap();
+    let grown_decoder = GpuDecoder::new(gpu(), &grown, 1).unwrap();
+    let difference = max_difference(&grown_decoder, &grown, &[(&pyramid, 6)]);
+    assert!(difference <= TOLERANCE, "GPU and CPU differ by {difference} for the grown decoder");
     // The same words under the plain mean decode visibly otherwise: the weights count.
     let plain_config = spae::model::SpaeConfig { layer_weights: None, ..common::small_config() };
     let plain_model = SpaeModel::from_seed(plain_config, common::codebook(), 7).unwrap();

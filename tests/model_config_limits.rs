@@ -59,6 +59,7 @@ fn wide_channels_are_refused_before_allocating() {
 fn other_fields_are_bounded_too() {
     let cases = [
         ("res_blocks", serde_json::json!(1000), "res_blocks must be"),
+        ("decoder_res_blocks", serde_json::json!(0), "decoder_res_blocks must be"),
         ("latent_channels", serde_json::json!(1_000_000), "latent_channels must be"),
         ("channels", serde_json::json!([8, 8, 8, 8, 8, 8, 8]), "channels must list"),
         ("layers", serde_json::json!(0), "layers must be"),
@@ -91,6 +92,7 @@ fn the_parameter_count_checked_is_the_models_own() {
             ..SpaeConfig::default()
         },
         SpaeConfig { channels: vec![16], norm_groups: 2, resolution: 16, layers: 5, ..SpaeConfig::default() },
+        SpaeConfig { decoder_res_blocks: Some(3), ..SpaeConfig::default() },
     ];
     for config in configs {
         let model = SpaeModel::from_seed(config.clone(), codebook.clone(), 0).unwrap();

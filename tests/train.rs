@@ -9,9 +9,11 @@ use spae::codebook::quantized::QuantizedOptions;
 use spae::data::{Dataset, Sample, Split};
 use spae::image_io;
 use spae::model::{SpaeConfig, SpaeModel};
+use spae::pyramid::{saq, Pyramid};
+use spae::train::decoder::{train_decoder, EXPORTED_DECODER_LOG, WORDS_FILE};
 use spae::train::relaxed::RelaxedOptions;
 use spae::train::schedule::Schedule;
-use spae::train::{train, Stop, TrainOptions, TrainingSearch};
+use spae::train::{train, RunOptions, Stop, TrainOptions, TrainingSearch};
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("spae-train-{name}-{}", std::process::id()));
@@ -47,18 +49,24 @@ fn small_model(seed: u64) -> SpaeModel {
     SpaeModel::from_seed(config, common::codebook(), seed).unwrap()
 }
 
-fn options(data: &Path, run: &Path, steps: u64) -> TrainOptions {
-    TrainOptions {
+fn run_options(data: &Path, run: &Path, steps: u64) -> RunOptions {
+    RunOptions {
         data_dir: data.to_path_buf(),
         run_dir: run.to_path_buf(),
         export_dir: Some(run.join("export")),
         batch_size: 2,
         schedule: Schedule { peak_lr: 1e-3, warmup_steps: 1, total_steps: steps, floor: 0.1 },
         weight_decay: 1e-4,
-        commitment: 0.25,
         full_prefix_share: 0.5,
         seed: 3,
         checkpoint_minutes: 1e6,
+    }
+}
+
+fn options(data: &Path, run: &Path, steps: u64) -> TrainOptions {
+    TrainOptions {
+        run: run_options(data, run, steps),
+        commitment: 0.25,
         semantic: None,
         perceptual_weight: 0.0,
         search: Default::default(),
@@ -76,6 +84,14 @@ fn log_steps(run: &Path) -> Vec<u64> {
         .skip(1)
         .map(|l| l.split(',').next().unwrap().parse().unwrap())
         .collect()
+}
+
+/// Every variable of `model` within 1e-5 of `expected` (runs that must be the same run).
+fn assert_same_weights(expected: &[(String, Vec<f32>)], model: &SpaeModel, what: &str) {
+    for ((name, a), (_, b)) in expected.iter().zip(common::weights(model)) {
+        let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(diff < 1e-5, "{name} differs by {diff} ({what})");
+    }
 }
 
 #[test]
@@ -102,10 +118,7 @@ fn a_resumed_run_matches_an_uninterrupted_one() {
     let resumed = small_model(9);
     train(&resumed, &options(&data, &stopped, 3), true, Stop::Schedule).unwrap();
     assert_eq!(log_steps(&stopped), vec![1, 2, 3]);
-    for ((name, a), (_, b)) in uninterrupted.iter().zip(common::weights(&resumed)) {
-        let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
-        assert!(diff < 1e-5, "{name} differs by {diff}");
-    }
+    assert_same_weights(&uninterrupted, &resumed, "resumed");
     // The exported model loads and matches.
     let exported = SpaeModel::load(stopped.join("export"), common::codebook()).unwrap();
     assert_eq!(common::weights(&exported), common::weights(&resumed));
@@ -201,10 +214,7 @@ fn training_with_the_quantized_search_is_training_with_the_exact_search() {
     let run = temp_dir("quantized");
     train(&quantized, &TrainOptions { search, ..options(&data, &run, 3) }, false, Stop::Schedule).unwrap();
     assert_eq!(log_steps(&run), vec![1, 2, 3]);
-    for ((name, a), (_, b)) in common::weights(&exact).iter().zip(common::weights(&quantized)) {
-        let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
-        assert!(diff < 1e-5, "{name} differs by {diff} after training with the quantized search");
-    }
+    assert_same_weights(&common::weights(&exact), &quantized, "after training with the quantized search");
 }
 
 /// `spae bench-train`'s count of a step's arithmetic, against the network's convolutions
@@ -259,4 +269,74 @@ fn the_benchmark_counts_a_steps_arithmetic() {
     let search = 597 * 2 * 16_384 * 576;
     let expected = (3 * (forward + decoder_block + conv_out + projector) + search) as f64;
     assert!((bench.flops_per_image - expected).abs() < 1e-6 * expected, "{} vs {expected}", bench.flops_per_image);
+}
+
+/// The whole split (4 images) in every batch, decoded from all layers.
+fn decoder_options(data: &Path, run: &Path, steps: u64) -> RunOptions {
+    RunOptions { batch_size: 4, full_prefix_share: 1.0, ..run_options(data, run, steps) }
+}
+
+/// `train-decoder` fits the decoder alone to the words `encode` gives: the first step's
+/// pixel error is that of decoding each image's encoded pyramid (computed here image by
+/// image; the batch of 4 holds the whole split), only decoder weights move, the run's
+/// word cache holds the encoded words, and a stopped run resumes to the uninterrupted
+/// one. Word caches of another encoder, and runs of `spae train`, are refused.
+#[test]
+fn the_decoder_stage_trains_the_decoder_alone_on_the_encoder_s_words() {
+    let data = temp_dir("decoder-data");
+    tiny_dataset(&data);
+    let split = Dataset::load(&data, Split::Train, 64).unwrap();
+    let model = small_model(0);
+    let pyramids: Vec<Pyramid> = (0..split.len()).map(|i| model.encode(&split.image(i)).unwrap()).collect();
+    let zhat = saq::dequantize(&pyramids, model.codebook(), model.shape().layers()).unwrap();
+    let pixels = split.batch(&[0, 1, 2, 3], &[false; 4]).unwrap();
+    let expected: f32 = (model.decode_latent(&zhat).unwrap() - &pixels)
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .mean_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+
+    let before = common::weights(&model);
+    let straight = temp_dir("decoder-straight");
+    train_decoder(&model, &decoder_options(&data, &straight, 3), false, Stop::Schedule).unwrap();
+    let first = spae::train::log::read(&straight.join("log.csv")).unwrap()[0].pixel_mse;
+    assert!((first - expected as f64).abs() < 1e-4 * expected as f64, "{first} against {expected}");
+    assert_eq!(log_steps(&straight), vec![1, 2, 3]);
+    let after = common::weights(&model);
+    for ((name, a), (_, b)) in before.iter().zip(&after) {
+        assert_eq!(a != b, name.starts_with("decoder."), "{name}: only the decoder trains");
+    }
+    let cached = candle_core::safetensors::load(straight.join(WORDS_FILE), &candle_core::Device::Cpu).unwrap();
+    let cached: Vec<Vec<u32>> = cached["words"].to_vec2().unwrap();
+    let encoded: Vec<Vec<u32>> = pyramids.iter().map(|p| p.words().collect()).collect();
+    assert_eq!(cached, encoded);
+    let exported = SpaeModel::load(straight.join("export"), common::codebook()).unwrap();
+    assert_eq!(common::weights(&exported), after);
+    // Its log is exported beside the joint run's, which it leaves alone.
+    assert!(straight.join("export").join(EXPORTED_DECODER_LOG).exists());
+    assert!(!straight.join("export").join(spae::train::EXPORTED_LOG).exists());
+
+    let stopped = temp_dir("decoder-stopped");
+    train_decoder(&small_model(0), &decoder_options(&data, &stopped, 3), false, Stop::AtStep(2)).unwrap();
+    let resumed = small_model(9);
+    train_decoder(&resumed, &decoder_options(&data, &stopped, 3), true, Stop::Schedule).unwrap();
+    assert_eq!(log_steps(&stopped), vec![1, 2, 3]);
+    assert_same_weights(&after, &resumed, "resumed");
+
+    // Without its checkpoint the cache meets a model it was not made with.
+    std::fs::remove_file(stopped.join("checkpoint.json")).unwrap();
+    let error = train_decoder(&small_model(9), &decoder_options(&data, &stopped, 3), true, Stop::Schedule)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains(WORDS_FILE) && error.contains("another encoder"), "{error}");
+    // A run of `spae train` has a checkpoint but no words.
+    let joint = temp_dir("decoder-joint");
+    train(&small_model(0), &options(&data, &joint, 1), false, Stop::Schedule).unwrap();
+    let error = train_decoder(&small_model(0), &decoder_options(&data, &joint, 3), true, Stop::Schedule)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("not a train-decoder run"), "{error}");
 }

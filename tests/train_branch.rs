@@ -118,16 +118,18 @@ fn a_frozen_branch_keeps_its_weights_while_the_rest_trains() {
     let model = model(BranchMode::Name);
     let before = common::weights(&model);
     let options = spae::train::TrainOptions {
-        data_dir: dir.clone(),
-        run_dir: dir.join("run"),
-        export_dir: None,
-        batch_size: 2,
-        schedule: spae::train::schedule::Schedule { peak_lr: 1e-3, warmup_steps: 1, total_steps: 2, floor: 0.1 },
-        weight_decay: 1e-4,
+        run: spae::train::RunOptions {
+            data_dir: dir.clone(),
+            run_dir: dir.join("run"),
+            export_dir: None,
+            batch_size: 2,
+            schedule: spae::train::schedule::Schedule { peak_lr: 1e-3, warmup_steps: 1, total_steps: 2, floor: 0.1 },
+            weight_decay: 1e-4,
+            full_prefix_share: 0.5,
+            seed: 3,
+            checkpoint_minutes: 1e6,
+        },
         commitment: 0.25,
-        full_prefix_share: 0.5,
-        seed: 3,
-        checkpoint_minutes: 1e6,
         semantic: Some(SemanticOptions::default()),
         perceptual_weight: 0.0,
         search: Default::default(),

@@ -57,6 +57,9 @@ fn plotting<T, E: std::fmt::Display>(result: std::result::Result<T, E>) -> Resul
 /// A run's points and name on one panel.
 struct Line<'a> {
     name: &'a str,
+    /// Index into [`COLOURS`]: a model's or run's own, so it keeps its colour in every
+    /// panel, whichever lines a panel leaves out.
+    colour: usize,
     points: Vec<(f64, f64)>,
 }
 
@@ -98,8 +101,8 @@ fn panel(
         mesh.x_labels((x1 - x0) as usize + 1);
     }
     plotting(mesh.draw())?;
-    for (i, line) in lines.iter().enumerate() {
-        let colour = COLOURS[i % COLOURS.len()];
+    for line in lines {
+        let colour = COLOURS[line.colour % COLOURS.len()];
         let points = line.points.iter().copied().filter(|p| p.1.is_finite());
         plotting(chart.draw_series(LineSeries::new(points.clone(), colour.stroke_width(2))))?
             .label(line.name)
@@ -129,8 +132,10 @@ pub fn layer_chart(models: &[(&str, &Report)]) -> Result<RgbImage> {
         let per_layer = |values: &dyn Fn(&Report) -> &Vec<f64>| -> Vec<Line> {
             models
                 .iter()
-                .map(|(name, report)| Line {
+                .enumerate()
+                .map(|(colour, (name, report))| Line {
                     name,
+                    colour,
                     points: values(report).iter().enumerate().map(|(l, &v)| ((l + 1) as f64, v)).collect(),
                 })
                 .collect()
@@ -166,7 +171,8 @@ pub fn training_curves(runs: &[(&str, &[StepRecord])]) -> Result<RgbImage> {
         let panels = root.split_evenly((2, 2));
         let lines = |value: &dyn Fn(&StepRecord) -> Option<f64>| -> Vec<Line> {
             runs.iter()
-                .map(|(name, log)| Line { name, points: smoothed(log, value) })
+                .enumerate()
+                .map(|(colour, (name, log))| Line { name, colour, points: smoothed(log, value) })
                 .filter(|l| !l.points.is_empty())
                 .collect()
         };
@@ -177,7 +183,8 @@ pub fn training_curves(runs: &[(&str, &[StepRecord])]) -> Result<RgbImage> {
             "Commitment term",
             "step",
             "relative to the codebook's power",
-            &lines(&|r| Some(r.commitment)),
+            // A run without the term (the decoder stage) logs 0: no line.
+            &lines(&|r| Some(r.commitment).filter(|&c| c != 0.0)),
             false,
         )?;
         let semantic = lines(&|r| r.semantic);

@@ -91,7 +91,7 @@ impl GpuDecoder {
         let mut h = plan.named_conv(&weights, "decoder.conv_in", &zhat, up(false, None))?;
         let levels = config.channels.len();
         for level in 0..levels {
-            for block in 0..config.res_blocks {
+            for block in 0..config.decoder_blocks() {
                 let name = format!("decoder.levels.{level}.blocks.{block}");
                 let t = plan.named_group_norm_silu(&weights, &format!("{name}.norm1"), &h, groups)?;
                 let t = plan.named_conv(&weights, &format!("{name}.conv1"), &t, up(false, None))?;

@@ -19,6 +19,10 @@ pub struct SpaeConfig {
     pub channels: Vec<usize>,
     /// Residual blocks per level.
     pub res_blocks: usize,
+    /// Residual blocks per level of the decoder (absent: `res_blocks`), so a decoder can
+    /// grow alone (`spae train-decoder --init-from`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoder_res_blocks: Option<usize>,
     /// Groups of every group normalization.
     pub norm_groups: usize,
     /// Latent feature width: the LLM's embedding width (576 for SmolLM2-135M).
@@ -85,6 +89,7 @@ impl Default for SpaeConfig {
             resolution: 64,
             channels: vec![32, 64, 128],
             res_blocks: 1,
+            decoder_res_blocks: None,
             norm_groups: 8,
             latent_channels: 576,
             layers: 6,
@@ -172,6 +177,12 @@ impl SpaeConfig {
             self.res_blocks
         );
         ensure!(
+            (1..=limits::RES_BLOCKS).contains(&self.decoder_blocks()),
+            "decoder_res_blocks must be 1..={}, not {}",
+            limits::RES_BLOCKS,
+            self.decoder_blocks()
+        );
+        ensure!(
             (1..=limits::LATENT_CHANNELS).contains(&self.latent_channels),
             "latent_channels must be 1..={}, not {}",
             limits::LATENT_CHANNELS,
@@ -216,9 +227,11 @@ impl SpaeConfig {
         let parameters = self.parameter_count();
         ensure!(
             parameters <= limits::PARAMETERS,
-            "channels {:?} with {} res_blocks need {parameters} parameters ({} MiB); the limit is {} ({} MiB)",
+            "channels {:?} with {} res_blocks ({} in the decoder) need {parameters} parameters ({} MiB); the limit \
+             is {} ({} MiB)",
             self.channels,
             self.res_blocks,
+            self.decoder_blocks(),
             (parameters * 4) >> 20,
             limits::PARAMETERS,
             (limits::PARAMETERS * 4) >> 20
@@ -244,11 +257,11 @@ impl SpaeConfig {
         };
         // The levels of a CNN half: residual blocks, then a resampling convolution between
         // levels; `resample(width, next width)` gives its parameters and output width.
-        let levels = |widths: &[usize], resample: &dyn Fn(usize, usize) -> (usize, usize)| {
+        let levels = |widths: &[usize], blocks: usize, resample: &dyn Fn(usize, usize) -> (usize, usize)| {
             let mut total = 0;
             let mut in_c = widths[0];
             for (i, &c) in widths.iter().enumerate() {
-                for _ in 0..self.res_blocks {
+                for _ in 0..blocks {
                     total += block(in_c, c);
                     in_c = c;
                 }
@@ -264,12 +277,12 @@ impl SpaeConfig {
         let first = widths[0];
         let last = widths[widths.len() - 1];
         let encoder = conv(3, first, 3)
-            + levels(widths, &|c, _| (conv(c, c, 3), c))
+            + levels(widths, self.res_blocks, &|c, _| (conv(c, c, 3), c))
             + norm(last)
             + conv(last, self.latent_channels, 1);
         let reversed: Vec<usize> = widths.iter().rev().copied().collect();
         let decoder = conv(self.latent_channels, last, 1)
-            + levels(&reversed, &|c, next| (conv(c, next, 3), next))
+            + levels(&reversed, self.decoder_blocks(), &|c, next| (conv(c, next, 3), next))
             + norm(first)
             + conv(first, 3, 3);
         let branch = self.semantic_branch.as_ref().map_or(0, |b| {
@@ -286,6 +299,11 @@ impl SpaeConfig {
         let level =
             self.channels.iter().enumerate().map(|(i, &c)| c * (self.resolution >> i).pow(2)).max().unwrap_or(0);
         level.max(self.latent_channels * self.latent_size().pow(2))
+    }
+
+    /// Residual blocks per level of the decoder.
+    pub fn decoder_blocks(&self) -> usize {
+        self.decoder_res_blocks.unwrap_or(self.res_blocks)
     }
 
     /// 2^(levels-1).

@@ -27,7 +27,7 @@ impl Decoder {
         for (i, &c) in widths.iter().enumerate() {
             let vb = vb.pp(format!("levels.{i}"));
             let mut blocks = Vec::new();
-            for b in 0..cfg.res_blocks {
+            for b in 0..cfg.decoder_blocks() {
                 blocks.push(ResBlock::new(in_c, c, cfg.norm_groups, vb.pp(format!("blocks.{b}")))?);
                 in_c = c;
             }

@@ -10,6 +10,7 @@
 
 pub mod branch;
 pub mod checkpoint;
+pub mod decoder;
 pub mod log;
 pub mod optimizer;
 pub mod perceptual;
@@ -40,8 +41,10 @@ use semantic::{SemanticOptions, Target};
 
 use crate::teacher::efficientnet::EfficientNetLite0;
 
+/// What every training run has, whatever it trains (the whole model, [`train`], or the
+/// decoder alone, [`decoder::train_decoder`]).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct TrainOptions {
+pub struct RunOptions {
     /// Prepared data (`spae prepare-data`).
     pub data_dir: PathBuf,
     /// Checkpoints and the CSV log.
@@ -51,12 +54,17 @@ pub struct TrainOptions {
     pub batch_size: usize,
     pub schedule: Schedule,
     pub weight_decay: f64,
-    /// Weight of the commitment term.
-    pub commitment: f64,
     /// Share of images decoded from all layers (the rest from a random shorter prefix).
     pub full_prefix_share: f64,
     pub seed: u64,
     pub checkpoint_minutes: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TrainOptions {
+    pub run: RunOptions,
+    /// Weight of the commitment term.
+    pub commitment: f64,
     /// Semantic guidance; `None` trains the control model without it.
     pub semantic: Option<SemanticOptions>,
     /// Weight of the perceptual loss through the teacher's features (0: off).
@@ -167,6 +175,18 @@ pub enum Stop {
     Schedule,
 }
 
+impl Stop {
+    /// Whether an invocation begun at `started`, the run now at `step`, stops before the
+    /// schedule's end.
+    fn reached(&self, started: Instant, step: u64) -> bool {
+        match *self {
+            Self::Minutes(m) => started.elapsed().as_secs_f64() >= m * 60.0,
+            Self::AtStep(last) => step >= last,
+            Self::Schedule => false,
+        }
+    }
+}
+
 /// What the steps read: a split's images, the teacher's targets for them (semantic
 /// guidance on), the teacher's grid features (a model with a semantic branch) and the
 /// teacher's network (perceptual loss on).
@@ -180,11 +200,11 @@ struct Inputs {
 
 impl Inputs {
     fn load(model: &SpaeModel, options: &TrainOptions, split: Split) -> Result<Self> {
-        let data = Dataset::load(&options.data_dir, split, model.config().resolution)?;
-        ensure!(data.len() >= options.batch_size, "{} images, fewer than one batch", data.len());
+        let data = Dataset::load(&options.run.data_dir, split, model.config().resolution)?;
+        ensure!(data.len() >= options.run.batch_size, "{} images, fewer than one batch", data.len());
         let targets = match &options.semantic {
             Some(semantic) => {
-                let relevances = crate::data::relevance_cache::load(&options.data_dir, split, data.len())?;
+                let relevances = crate::data::relevance_cache::load(&options.run.data_dir, split, data.len())?;
                 Some(semantic::targets(&relevances, model.codebook().vocabulary(), semantic))
             }
             None => None,
@@ -194,7 +214,7 @@ impl Inputs {
         } else {
             None
         };
-        let grids = crate::data::feature_cache::load_or_compute(&options.data_dir, split, &data, model)?;
+        let grids = crate::data::feature_cache::load_or_compute(&options.run.data_dir, split, &data, model)?;
         ensure!(
             options.relaxed.is_none() || model.config().cell_target == crate::pyramid::CellTarget::Mean,
             "the relaxed word choice is implemented for cell-mean targets only"
@@ -206,7 +226,7 @@ impl Inputs {
 
 fn optimizer_for(model: &SpaeModel, options: &TrainOptions) -> Result<AdamW> {
     let vars = variables(model, |name| !(options.freeze_branch && name.starts_with(BRANCH_VARIABLES)));
-    AdamW::new(vars, options.weight_decay)
+    AdamW::new(vars, options.run.weight_decay)
 }
 
 /// Where the semantic branch's trained variables are named.
@@ -242,7 +262,7 @@ pub fn benchmark(model: &SpaeModel, options: &TrainOptions, split: Split, steps:
     let mut optimizer = optimizer_for(model, options)?;
     crate::compute::conv::take_forward_flops();
     train_step(model, &inputs, &mut optimizer, options, 0)?;
-    let conv_flops = crate::compute::conv::take_forward_flops() as f64 / options.batch_size as f64;
+    let conv_flops = crate::compute::conv::take_forward_flops() as f64 / options.run.batch_size as f64;
     let records =
         (1..=steps).map(|step| train_step(model, &inputs, &mut optimizer, options, step)).collect::<Result<_>>()?;
     let (codebook, shape) = (model.codebook(), model.shape());
@@ -252,7 +272,7 @@ pub fn benchmark(model: &SpaeModel, options: &TrainOptions, split: Split, steps:
     let usage_flops = options
         .usage
         .as_ref()
-        .map_or(0.0, |u| 3.0 * usage::forward_flops(shape, codebook, u, model.named_layers(), options.batch_size));
+        .map_or(0.0, |u| 3.0 * usage::forward_flops(shape, codebook, u, model.named_layers(), options.run.batch_size));
     let relaxed_flops =
         options.relaxed.as_ref().map_or(0.0, |r| relaxed::flops(shape, codebook.dim(), model.named_layers(), r));
     let flops_per_image = 3.0 * conv_flops
@@ -281,11 +301,11 @@ pub fn benchmark(model: &SpaeModel, options: &TrainOptions, split: Split, steps:
 /// Trains `model` (fresh, or restored from the run's checkpoint when `resume`).
 pub fn train(model: &SpaeModel, options: &TrainOptions, resume: bool, stop: Stop) -> Result<()> {
     let inputs = Inputs::load(model, options, Split::Train)?;
-    std::fs::create_dir_all(&options.run_dir)?;
+    std::fs::create_dir_all(&options.run.run_dir)?;
     let mut optimizer = optimizer_for(model, options)?;
     let mut elapsed_before = 0.0;
     if resume {
-        if let Some(checkpoint) = Checkpoint::latest(&options.run_dir)? {
+        if let Some(checkpoint) = Checkpoint::latest(&options.run.run_dir)? {
             elapsed_before = checkpoint.restore(model, &mut optimizer)?;
             eprintln!(
                 "resumed from step {} ({:.1} h of training so far)",
@@ -294,10 +314,12 @@ pub fn train(model: &SpaeModel, options: &TrainOptions, resume: bool, stop: Stop
             );
         }
     }
-    let mut log = TrainingLog::open(&options.run_dir.join("log.csv"), optimizer.step_count())?;
+    let mut log = TrainingLog::open(&options.run.run_dir.join("log.csv"), optimizer.step_count())?;
     let started = Instant::now();
+    let elapsed = || elapsed_before + started.elapsed().as_secs_f64();
+    let export = options.run.export_dir.as_deref().map(|dir| (dir, EXPORTED_LOG));
     let mut last_checkpoint = Instant::now();
-    let total = options.schedule.total_steps;
+    let total = options.run.schedule.total_steps;
     let bar = ProgressBar::new(total).with_position(optimizer.step_count());
     bar.set_style(
         ProgressStyle::with_template("step {pos}/{len} [{bar:30}] {msg} ({eta} left in the schedule)")
@@ -306,12 +328,7 @@ pub fn train(model: &SpaeModel, options: &TrainOptions, resume: bool, stop: Stop
     );
     loop {
         let step = optimizer.step_count();
-        let out_of_time = match stop {
-            Stop::Minutes(m) => started.elapsed().as_secs_f64() >= m * 60.0,
-            Stop::AtStep(last) => step >= last,
-            Stop::Schedule => false,
-        };
-        if step >= total || out_of_time {
+        if step >= total || stop.reached(started, step) {
             break;
         }
         let record = train_step(model, &inputs, &mut optimizer, options, step)?;
@@ -323,7 +340,7 @@ pub fn train(model: &SpaeModel, options: &TrainOptions, resume: bool, stop: Stop
             record.semantic.map_or("off".to_string(), |s| format!("{s:.4}")),
             record.usage.map_or("off".to_string(), |u| format!("{u:.4}")),
             record.psnr_db,
-            options.batch_size as f64 / record.seconds_total
+            options.run.batch_size as f64 / record.seconds_total
         ));
         bar.set_position(step + 1);
         if bar.is_hidden() && (step + 1) % 25 == 0 {
@@ -331,30 +348,33 @@ pub fn train(model: &SpaeModel, options: &TrainOptions, resume: bool, stop: Stop
             eprintln!("step {}/{total}: {}", step + 1, bar.message());
         }
         log.append(&record)?;
-        if last_checkpoint.elapsed().as_secs_f64() >= options.checkpoint_minutes * 60.0 {
-            save(model, &optimizer, options, elapsed_before + started.elapsed().as_secs_f64(), &mut log)?;
+        if last_checkpoint.elapsed().as_secs_f64() >= options.run.checkpoint_minutes * 60.0 {
+            save(model, &optimizer, &options.run.run_dir, export, elapsed(), &mut log)?;
             last_checkpoint = Instant::now();
         }
     }
-    save(model, &optimizer, options, elapsed_before + started.elapsed().as_secs_f64(), &mut log)?;
+    save(model, &optimizer, &options.run.run_dir, export, elapsed(), &mut log)?;
     bar.finish();
     Ok(())
 }
 
+/// A checkpoint in `run_dir`, and the model with its log (named `exported_log`) copied
+/// to `export_dir`.
 fn save(
     model: &SpaeModel,
     optimizer: &AdamW,
-    options: &TrainOptions,
+    run_dir: &std::path::Path,
+    export: Option<(&std::path::Path, &str)>,
     elapsed: f64,
     log: &mut TrainingLog,
 ) -> Result<()> {
     log.flush()?;
-    Checkpoint::save(&options.run_dir, model, optimizer, elapsed)?;
-    if let Some(dir) = &options.export_dir {
+    Checkpoint::save(run_dir, model, optimizer, elapsed)?;
+    if let Some((dir, exported_log)) = export {
         model.save(dir)?;
-        let log_path = options.run_dir.join("log.csv");
+        let log_path = run_dir.join("log.csv");
         let log_bytes = std::fs::read(&log_path).with_context(|| format!("cannot read {}", log_path.display()))?;
-        crate::atomic_file::write(&dir.join(EXPORTED_LOG), &log_bytes)?;
+        crate::atomic_file::write(&dir.join(exported_log), &log_bytes)?;
     }
     Ok(())
 }
@@ -378,8 +398,8 @@ fn train_step(
     let data = &inputs.data;
     let t0 = Instant::now();
     let mut rng =
-        rand::rngs::StdRng::seed_from_u64(options.seed.wrapping_add(step.wrapping_mul(0x2545_F491_4F6C_DD1D)));
-    let indices = batch_indices(data.len(), options.batch_size, options.seed, step);
+        rand::rngs::StdRng::seed_from_u64(options.run.seed.wrapping_add(step.wrapping_mul(0x2545_F491_4F6C_DD1D)));
+    let indices = batch_indices(data.len(), options.run.batch_size, options.run.seed, step);
     let flips: Vec<bool> = indices.iter().map(|_| rng.random_bool(0.5)).collect();
     let pixels = data.batch(&indices, &flips)?;
     let layers = model.shape().layers();
@@ -395,7 +415,7 @@ fn train_step(
     // Each image decodes from all layers or from a random shorter prefix.
     let prefixes: Vec<usize> = (0..indices.len())
         .map(|_| {
-            if rng.random_bool(options.full_prefix_share) || layers == 1 {
+            if rng.random_bool(options.run.full_prefix_share) || layers == 1 {
                 layers
             } else {
                 rng.random_range(1..layers)
@@ -476,7 +496,7 @@ fn train_step(
         None => None,
     };
     let t3 = Instant::now();
-    let lr = options.schedule.lr(step);
+    let lr = options.run.schedule.lr(step);
     optimizer.backward_step(&loss, lr)?;
     let t4 = Instant::now();
 

@@ -10,6 +10,7 @@ use spae::eval::report::{layer_chart, training_curves, word_sheet};
 use spae::image_io;
 use spae::model::SpaeModel;
 use spae::teacher::relevance::Relevance;
+use spae::train::decoder::EXPORTED_DECODER_LOG;
 use spae::train::{log, EXPORTED_LOG};
 
 /// Held-out images in the sheet.
@@ -24,7 +25,7 @@ pub struct Evaluated<'a> {
 }
 
 /// Writes `layers.png`, `training.png` (from the training logs exported beside the models,
-/// where they have one) and `heldout-words.png` (given the teacher's relevances; its
+/// the joint run's and the decoder stage's, where they have them) and `heldout-words.png` (given the teacher's relevances; its
 /// pictures decoded from words refined for `refine_rounds` rounds) into `dir`.
 pub fn write(
     dir: &Path,
@@ -42,17 +43,20 @@ pub fn write(
     };
     write("layers.png", layer_chart(&models.iter().map(|m| (m.name, m.report)).collect::<Vec<_>>())?)?;
 
-    let logs: Vec<(&str, Vec<log::StepRecord>)> = models
+    let logs: Vec<(String, Vec<log::StepRecord>)> = models
         .iter()
-        .filter_map(|m| {
-            let path = m.folder.join(EXPORTED_LOG);
-            path.exists().then(|| log::read(&path).map(|l| (m.name, l)))
+        .flat_map(|m| {
+            [(m.name.to_string(), EXPORTED_LOG), (format!("{}, decoder stage", m.name), EXPORTED_DECODER_LOG)]
+                .map(|(name, file)| (name, m.folder.join(file)))
         })
+        .filter(|(_, path)| path.exists())
+        .map(|(name, path)| log::read(&path).map(|l| (name, l)))
         .collect::<Result<_>>()?;
     if logs.is_empty() {
         eprintln!("no training log beside the models: no training curves");
     } else {
-        write("training.png", training_curves(&logs.iter().map(|(n, l)| (*n, l.as_slice())).collect::<Vec<_>>())?)?;
+        let runs: Vec<(&str, &[log::StepRecord])> = logs.iter().map(|(n, l)| (n.as_str(), l.as_slice())).collect();
+        write("training.png", training_curves(&runs)?)?;
     }
 
     match relevances {

@@ -24,8 +24,10 @@ pub fn run(session: &Session) -> Result<()> {
         config.latent_channels
     );
     println!(
-        "           channels {:?}, {} residual block(s) per level, {parameters} parameters",
-        config.channels, config.res_blocks
+        "           channels {:?}, {} residual block(s) per level ({} in the decoder), {parameters} parameters",
+        config.channels,
+        config.res_blocks,
+        config.decoder_blocks()
     );
     match &config.semantic_branch {
         Some(branch) => println!(

@@ -71,6 +71,11 @@ enum ModelCommand {
     /// words), on the teacher's cached features with the semantic loss; the model folder
     /// receives the weights after every pass.
     TrainBranch(training::TrainBranchArgs),
+    /// Train only the decoder, on the words the model's frozen encoder gives the training
+    /// images (found once and kept in the run folder), so every word stays as it was and
+    /// only the pictures drawn from them change; the model folder receives the weights at
+    /// every checkpoint.
+    TrainDecoder(training::TrainDecoderArgs),
     /// Time training steps (on the held-out split; no checkpoint is written) and show how
     /// a step splits between the CNN, the nearest-word search and the losses.
     BenchTrain(training::BenchTrainArgs),
@@ -111,7 +116,7 @@ pub struct Session<'a> {
 impl ModelCommand {
     /// Training starts a model where the folder holds none.
     fn starts_a_model(&self) -> bool {
-        matches!(self, Self::Train(_) | Self::BenchTrain(_))
+        matches!(self, Self::Train(_) | Self::TrainDecoder(_) | Self::BenchTrain(_))
     }
 
     fn run(self, session: &Session) -> Result<()> {
@@ -125,6 +130,7 @@ impl ModelCommand {
             Self::Train(args) => args.run(session),
             Self::BenchTrain(args) => args.run(session),
             Self::TrainBranch(args) => args.run(session),
+            Self::TrainDecoder(args) => args.run(session),
             Self::Eval(args) => args.run(session),
             Self::Classify(args) => args.run(session),
             Self::Caption(args) => args.run(session),

@@ -16,7 +16,7 @@ use spae::train::relaxed::RelaxedOptions;
 use spae::train::schedule::Schedule;
 use spae::train::semantic::{self, SemanticOptions};
 use spae::train::usage::UsageOptions;
-use spae::train::{Stop, TrainOptions, TrainingSearch};
+use spae::train::{RunOptions, Stop, TrainOptions, TrainingSearch};
 
 use crate::Session;
 
@@ -207,11 +207,7 @@ impl StepArgs {
             "--search-shortlist sizes the quantized search: add --search quantized"
         );
         anyhow::ensure!(self.search_shortlist != Some(0), "--search-shortlist must be at least 1");
-        anyhow::ensure!(
-            (0.0..=1.0).contains(&self.full_prefix_share),
-            "--full-prefix-share is a share of the batch, from 0 to 1 (got {})",
-            self.full_prefix_share
-        );
+        checked_full_prefix_share(self.full_prefix_share)?;
         anyhow::ensure!(
             self.usage_weight >= 0.0 && self.usage_temperature > 0.0,
             "--usage-weight must be at least 0 and --usage-temperature above 0 (got {} and {})",
@@ -240,16 +236,18 @@ impl StepArgs {
             }),
         };
         Ok(TrainOptions {
-            data_dir: prepare::data_dir(&self.cache),
-            run_dir,
-            export_dir,
-            batch_size: self.batch_size,
-            schedule: Schedule { peak_lr: lr, warmup_steps: 200.min(steps / 10), total_steps: steps, floor: 0.1 },
-            weight_decay: 1e-4,
+            run: RunOptions {
+                data_dir: prepare::data_dir(&self.cache),
+                run_dir,
+                export_dir,
+                batch_size: self.batch_size,
+                schedule: Schedule { peak_lr: lr, warmup_steps: 200.min(steps / 10), total_steps: steps, floor: 0.1 },
+                weight_decay: 1e-4,
+                full_prefix_share: self.full_prefix_share,
+                seed,
+                checkpoint_minutes: 5.0,
+            },
             commitment: self.commitment,
-            full_prefix_share: self.full_prefix_share,
-            seed,
-            checkpoint_minutes: 5.0,
             semantic: (self.semantic_weight > 0.0).then(|| SemanticOptions {
                 weight: self.semantic_weight,
                 distinct_layers: self.distinct_layers,
@@ -277,15 +275,8 @@ pub struct TrainArgs {
     /// Checkpoints and the CSV log.
     #[arg(long, default_value_os_t = paths::resolve(paths::DEFAULT_RUN_DIR))]
     run: PathBuf,
-    /// Continue from the run's newest checkpoint.
-    #[arg(long)]
-    resume: bool,
-    /// Stop cleanly (with a checkpoint) after this many minutes.
-    #[arg(long, conflicts_with = "until_step")]
-    minutes: Option<f64>,
-    /// Stop cleanly (with a checkpoint) once the run has made this many steps.
-    #[arg(long)]
-    until_step: Option<u64>,
+    #[command(flatten)]
+    control: RunControl,
     /// Length of the learning-rate schedule.
     #[arg(long, default_value_t = 20_000)]
     steps: u64,
@@ -293,8 +284,6 @@ pub struct TrainArgs {
     lr: f64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    #[arg(long, default_value_t = 5.0)]
-    checkpoint_minutes: f64,
     /// Warm start: before the first step, copy every tensor that this model shares
     /// (same name and shape) from another model folder's weights (a checkpoint, when
     /// resuming, takes precedence).
@@ -305,12 +294,61 @@ pub struct TrainArgs {
 impl TrainArgs {
     /// The run's options; the model folder receives the latest weights.
     fn options(&self, model_dir: &Path) -> Result<TrainOptions> {
-        Ok(TrainOptions {
-            checkpoint_minutes: self.checkpoint_minutes,
-            ..self.step.options(self.steps, self.lr, self.seed, self.run.clone(), Some(model_dir.to_path_buf()))?
-        })
+        let mut options =
+            self.step.options(self.steps, self.lr, self.seed, self.run.clone(), Some(model_dir.to_path_buf()))?;
+        options.run.checkpoint_minutes = self.control.checkpoint_minutes;
+        Ok(options)
     }
 
+    pub fn run(self, session: &Session) -> Result<()> {
+        let options = self.options(session.model_dir)?;
+        eprintln!("nearest-word search in training: {}", options.search);
+        if let Some(dir) = &self.init_from {
+            warm_start(session, dir)?;
+        }
+        spae::train::train(session.model, &options, self.control.resume, self.control.stop())
+    }
+}
+
+/// Refuses a `--full-prefix-share` outside 0..=1 (NaN included).
+fn checked_full_prefix_share(share: f64) -> Result<()> {
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&share),
+        "--full-prefix-share is a share of the batch, from 0 to 1 (got {share})"
+    );
+    Ok(())
+}
+
+/// Copies into the session's model every tensor it shares with the model in `dir`, and
+/// says which start fresh; returns their names.
+fn warm_start(session: &Session, dir: &Path) -> Result<Vec<String>> {
+    let fresh = session.model.warm_start_from(&dir.join(spae::model::WEIGHTS_FILE))?;
+    eprintln!(
+        "warm start from {}; {} tensor(s) start fresh (a residual block new as a whole starts as the identity): {}",
+        dir.display(),
+        fresh.len(),
+        fresh.join(", ")
+    );
+    Ok(fresh)
+}
+
+/// How a run resumes, stops and checkpoints (`train` and `train-decoder` alike).
+#[derive(clap::Args)]
+pub struct RunControl {
+    /// Continue from the run's newest checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Stop cleanly (with a checkpoint) after this many minutes.
+    #[arg(long, conflicts_with = "until_step")]
+    minutes: Option<f64>,
+    /// Stop cleanly (with a checkpoint) once the run has made this many steps.
+    #[arg(long)]
+    until_step: Option<u64>,
+    #[arg(long, default_value_t = 5.0)]
+    checkpoint_minutes: f64,
+}
+
+impl RunControl {
     fn stop(&self) -> Stop {
         match (self.minutes, self.until_step) {
             (Some(m), _) => Stop::Minutes(m),
@@ -318,20 +356,87 @@ impl TrainArgs {
             (None, None) => Stop::Schedule,
         }
     }
+}
 
+#[derive(clap::Args)]
+pub struct TrainDecoderArgs {
+    #[arg(long, default_value_os_t = paths::resolve(spae::data::DEFAULT_CACHE))]
+    cache: PathBuf,
+    /// Checkpoints, the CSV log and the training split's words.
+    #[arg(long, default_value_os_t = paths::resolve(DEFAULT_DECODER_RUN_DIR))]
+    run: PathBuf,
+    #[command(flatten)]
+    control: RunControl,
+    /// Length of the learning-rate schedule.
+    #[arg(long, default_value_t = 4_000)]
+    steps: u64,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 3e-4)]
+    lr: f64,
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// The share of a batch's images decoded from all layers; the others decode from a
+    /// random shorter prefix (0 to 1).
+    #[arg(long, default_value_t = DEFAULT_DECODER_FULL_PREFIX_SHARE)]
+    full_prefix_share: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Grow the decoder: before the first step, copy every tensor this model shares (same
+    /// name and shape) from another model folder's weights, whose encoder and semantic
+    /// branch it must share whole (a checkpoint, when resuming, takes precedence).
+    #[arg(long)]
+    init_from: Option<PathBuf>,
+}
+
+/// `train-decoder`'s run folder.
+const DEFAULT_DECODER_RUN_DIR: &str = "weights/training/decoder";
+
+/// `train-decoder`'s share of images decoded from all layers.
+const DEFAULT_DECODER_FULL_PREFIX_SHARE: f64 = 0.75;
+
+impl TrainDecoderArgs {
     pub fn run(self, session: &Session) -> Result<()> {
-        let options = self.options(session.model_dir)?;
-        eprintln!("nearest-word search in training: {}", options.search);
-        if let Some(dir) = &self.init_from {
-            let fresh = session.model.warm_start_from(&dir.join(spae::model::WEIGHTS_FILE))?;
-            eprintln!(
-                "warm start from {}; {} tensor(s) start fresh (a residual block new as a whole starts as the identity): {}",
-                dir.display(),
-                fresh.len(),
-                fresh.join(", ")
-            );
+        anyhow::ensure!(self.batch_size > 0 && self.steps > 0, "--batch-size and --steps must be at least 1");
+        checked_full_prefix_share(self.full_prefix_share)?;
+        anyhow::ensure!(self.lr > 0.0 && self.lr.is_finite(), "--lr must be above 0 (got {})", self.lr);
+        match &self.init_from {
+            Some(dir) => {
+                let fresh = warm_start(session, dir)?;
+                let outside: Vec<&String> = fresh.iter().filter(|name| !name.starts_with("decoder.")).collect();
+                anyhow::ensure!(
+                    outside.is_empty(),
+                    "{} does not hold this model's encoder and branch (missing or of another shape: {}); \
+                     train-decoder trains the decoder of a finished encoder",
+                    dir.display(),
+                    outside.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")
+                );
+            }
+            None => anyhow::ensure!(
+                matches!(session.model.source(), spae::model::WeightsSource::File(_)),
+                "no trained model in {}: train-decoder trains the decoder of a finished encoder (--init-from DIR \
+                 starts this folder's config from another model's weights)",
+                session.model_dir.display()
+            ),
         }
-        spae::train::train(session.model, &options, self.resume, self.stop())
+        let options = RunOptions {
+            data_dir: prepare::data_dir(&self.cache),
+            run_dir: self.run,
+            export_dir: Some(session.model_dir.to_path_buf()),
+            batch_size: self.batch_size,
+            schedule: Schedule {
+                peak_lr: self.lr,
+                warmup_steps: 100.min(self.steps / 10),
+                total_steps: self.steps,
+                floor: 0.1,
+            },
+            weight_decay: 1e-4,
+            full_prefix_share: self.full_prefix_share,
+            seed: self.seed,
+            checkpoint_minutes: self.control.checkpoint_minutes,
+        };
+        spae::train::decoder::train_decoder(session.model, &options, self.control.resume, self.control.stop())?;
+        eprintln!("saved the model with its trained decoder in {}", session.model_dir.display());
+        Ok(())
     }
 }
 
