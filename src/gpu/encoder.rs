@@ -166,16 +166,7 @@ impl GpuEncoder {
         );
         let pyramids = tokens
             .chunks(per_image)
-            .map(|words| {
-                let mut layers = Vec::with_capacity(self.shape.layers());
-                let mut start = 0;
-                for layer in 1..=self.shape.layers() {
-                    let n = self.shape.tokens_in_layer(layer);
-                    layers.push(words[start..start + n].to_vec());
-                    start += n;
-                }
-                Pyramid::new(self.shape.clone(), layers)
-            })
+            .map(|words| Pyramid::from_words(self.shape.clone(), words))
             .collect::<Result<Vec<_>>>()?;
         let g = self.shape.latent_size();
         let values = batch * self.dim * g * g;

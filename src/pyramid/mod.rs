@@ -133,6 +133,21 @@ impl Pyramid {
         Ok(Self { shape, layers })
     }
 
+    /// The pyramid whose [`Self::words`] are `words` (every layer's, layer after layer).
+    pub fn from_words(shape: PyramidShape, words: &[u32]) -> Result<Self> {
+        let total = shape.tokens_in_prefix(shape.layers());
+        ensure!(words.len() == total, "{} words given, the shape has {total}", words.len());
+        let mut rest = words;
+        let layers = (1..=shape.layers())
+            .map(|l| {
+                let (layer, after) = rest.split_at(shape.tokens_in_layer(l));
+                rest = after;
+                layer.to_vec()
+            })
+            .collect();
+        Self::new(shape, layers)
+    }
+
     pub fn shape(&self) -> &PyramidShape {
         &self.shape
     }
@@ -194,6 +209,19 @@ pub fn mix_choice(layers: usize, split: usize, swapped: Option<usize>) -> Vec<bo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn words_layer_after_layer_make_the_pyramid_again() {
+        let shape = PyramidShape::new(4, 3).unwrap(); // grids 1, 2, 4: 1 + 4 + 16 words
+        let layers: Vec<Vec<u32>> =
+            (1..=3).map(|l| (0..shape.tokens_in_layer(l) as u32).map(|i| 100 * l as u32 + i).collect()).collect();
+        let pyramid = Pyramid::new(shape.clone(), layers).unwrap();
+        let words: Vec<u32> = pyramid.words().collect();
+        assert_eq!(Pyramid::from_words(shape.clone(), &words).unwrap(), pyramid);
+        assert_eq!(Pyramid::from_words(shape.clone(), &words).unwrap().layer(2), [200, 201, 202, 203]);
+        let error = Pyramid::from_words(shape, &words[1..]).unwrap_err().to_string();
+        assert!(error.contains("20 words given, the shape has 21"), "{error}");
+    }
 
     #[test]
     fn a_mix_takes_each_layer_from_the_chosen_pyramid() {

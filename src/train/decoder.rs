@@ -129,19 +129,10 @@ impl WordCache {
                 }
             }
         }
-        let shape = model.shape();
         indices
             .iter()
             .map(|&image| {
-                let mut words = &self.words[image * self.tokens..(image + 1) * self.tokens];
-                let layers = (1..=shape.layers())
-                    .map(|l| {
-                        let (layer, rest) = words.split_at(shape.tokens_in_layer(l));
-                        words = rest;
-                        layer.to_vec()
-                    })
-                    .collect();
-                Pyramid::new(shape.clone(), layers)
+                Pyramid::from_words(model.shape().clone(), &self.words[image * self.tokens..(image + 1) * self.tokens])
             })
             .collect()
     }
