@@ -66,9 +66,27 @@ fn encode_with_refinement_writes_the_refined_pyramid_and_says_what_changed() {
     )
     .unwrap();
     let image = spae::image_io::prepare(&spae::image_io::load(&common::sample("red-apple.png")).unwrap(), 64);
-    let expected =
-        spae::pyramid::text::format(&model.encode_refined(&image, 3).unwrap(), model.codebook().vocabulary());
-    assert_eq!(std::fs::read_to_string(&text).unwrap(), expected);
+    let expected = |rounds| {
+        spae::pyramid::text::format(&model.encode_refined(&image, rounds).unwrap(), model.codebook().vocabulary())
+    };
+    assert_eq!(std::fs::read_to_string(&text).unwrap(), expected(3));
+
+    // Unasked, encode refines for the default rounds; `--refine 0` writes SAQ's words.
+    for (flags, rounds) in [(&[][..], spae::model::DEFAULT_REFINE_ROUNDS), (&["--refine", "0"][..], 0)] {
+        let written = dir.join(format!("apple-{rounds}.txt"));
+        let out = spae()
+            .args(["encode", "assets/samples/red-apple.png", "--device", "cpu"])
+            .args(flags)
+            .arg("-o")
+            .arg(&written)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert_eq!(stderr.contains(&format!("refined in {rounds} rounds: ")), rounds > 0, "{stderr}");
+        assert_eq!(std::fs::read_to_string(&written).unwrap(), expected(rounds), "{flags:?}");
+    }
+    assert_eq!(expected(0), spae::pyramid::text::format(&model.encode(&image).unwrap(), model.codebook().vocabulary()));
 
     let out = spae()
         .args(["encode", "assets/samples/red-apple.png", "--refine", "1001", "-o"])

@@ -234,7 +234,7 @@ fn refining_the_words_is_the_library_s_refinement_and_undoable() {
     wait_for_worker(&mut harness);
     let model = model();
     let original = harness.state().document().unwrap().original.clone();
-    let expected = model.encode_refined(&original, spae::studio::REFINE_ROUNDS).unwrap();
+    let expected = model.encode_refined(&original, spae::model::DEFAULT_REFINE_ROUNDS).unwrap();
     assert_ne!(expected, encoded, "the refinement changes words of the sample");
     assert_eq!(harness.state().document().unwrap().pyramid(), &expected);
     assert_eq!(harness.state().shown_reconstruction().unwrap(), &model.decode(&expected, 6).unwrap());

@@ -25,7 +25,7 @@ use config::BranchMode;
 pub use config::SpaeConfig;
 use decoder::Decoder;
 use encoder::Encoder;
-pub use refine::{Refinement, MAX_REFINE_ROUNDS};
+pub use refine::{Refinement, DEFAULT_REFINE_ROUNDS, MAX_REFINE_ROUNDS};
 use semantic_branch::SemanticBranch;
 
 use crate::codebook::Codebook;

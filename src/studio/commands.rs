@@ -336,7 +336,7 @@ impl StudioApp {
         self.refining = Some(version);
         self.notify(format!(
             "refining the appearance words against the decoder ({} rounds)…",
-            super::worker::REFINE_ROUNDS
+            crate::model::DEFAULT_REFINE_ROUNDS
         ));
     }
 

@@ -46,7 +46,6 @@ use llm_worker::LlmWorker;
 use menu_commands::MenuCommand;
 use state::Settings;
 use view::View;
-pub use worker::REFINE_ROUNDS;
 use worker::{Outcome, Worker};
 
 use crate::model::{Refinement, SpaeModel};

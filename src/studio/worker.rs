@@ -15,7 +15,7 @@ use super::background::{Background, Reporter};
 use super::document::Version;
 use crate::eval::metrics;
 use crate::gpu::{EncodeDevice, GpuDecoder};
-use crate::model::{Latent, Refinement, SpaeModel};
+use crate::model::{Latent, Refinement, SpaeModel, DEFAULT_REFINE_ROUNDS};
 use crate::pyramid::saq;
 use crate::pyramid::Pyramid;
 use crate::teacher::relevance::SemanticTeacher;
@@ -40,10 +40,6 @@ pub enum Job {
     /// Refine a document's pyramid (as edited) against the decoder, on the CPU.
     Refine(RefineJob),
 }
-
-/// Rounds of the studio's refinement (docs/method.md section 3a): about 2 s on two
-/// CPU cores.
-pub const REFINE_ROUNDS: usize = 12;
 
 pub struct RefineJob {
     /// The revision refined: the result applies only while it is still the one shown.
@@ -241,11 +237,11 @@ fn latest_jobs(first: Job, jobs: &Receiver<Job>) -> Vec<Job> {
         .collect()
 }
 
-/// A job's pyramid refined for [`REFINE_ROUNDS`] rounds against its original image.
+/// A job's pyramid refined for [`DEFAULT_REFINE_ROUNDS`] rounds against its original image.
 fn refine(model: &SpaeModel, job: RefineJob) -> Result<(Version, Pyramid, Refinement)> {
     let RefineJob { version, mut pyramid, original } = job;
     let pixels = image_io::to_tensor(std::slice::from_ref(&original))?;
-    let refinement = model.refine(&pixels, std::slice::from_mut(&mut pyramid), REFINE_ROUNDS)?;
+    let refinement = model.refine(&pixels, std::slice::from_mut(&mut pyramid), DEFAULT_REFINE_ROUNDS)?;
     Ok((version, pyramid, refinement))
 }
 

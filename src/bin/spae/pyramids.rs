@@ -23,7 +23,7 @@ pub struct EncodeArgs {
     device: DeviceChoice,
     /// Then refine the appearance words against the decoder for this many rounds, on the
     /// CPU (docs/method.md section 3a; 0: SAQ's words as they are).
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=spae::model::MAX_REFINE_ROUNDS as i64))]
+    #[arg(long, default_value_t = spae::model::DEFAULT_REFINE_ROUNDS as u32, value_parser = clap::value_parser!(u32).range(0..=spae::model::MAX_REFINE_ROUNDS as i64))]
     refine: u32,
 }
 
