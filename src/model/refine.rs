@@ -18,8 +18,8 @@ use crate::pyramid::{saq, Pyramid};
 pub const STEPS: [f32; 4] = [2.5, 4.0, 6.0, 9.0];
 
 /// The rounds `spae encode`, `spae eval` and the studio's "Refine words" refine for unless
-/// told otherwise (the gain levels off by then: 24 rounds add a tenth of a dB more at
-/// twice the time).
+/// told otherwise (the gain levels off by then: with the steps of 1.5-4 word norms, 24
+/// rounds added a tenth of a dB at twice the time).
 pub const DEFAULT_REFINE_ROUNDS: usize = 12;
 
 /// The most rounds a command accepts (each costs a decoder pass forward and backward and
@@ -77,7 +77,9 @@ impl SpaeModel {
     /// one nearest q, which minimises a first-order model of E plus a distance penalty. The
     /// step lengths s of [`STEPS`] are tried in turn, each proposing a word for every cell
     /// at once from the words as they stand (the round's gradient, the words an earlier
-    /// step length left); an image keeps a proposal only where it lowers its E.
+    /// step length left). The proposal is decoded whole, and again with only the cells whose
+    /// own pixels it brought closer; an image keeps the better of the two where it lowers
+    /// its E.
     pub fn refine(&self, pixels: &Tensor, pyramids: &mut [Pyramid], rounds: usize) -> Result<Refinement> {
         ensure!(pixels.dim(0)? == pyramids.len(), "{} images for {} pyramids", pixels.dim(0)?, pyramids.len());
         ensure!(pyramids.iter().all(|p| p.shape() == &self.shape), "a pyramid's shape does not fit this model");

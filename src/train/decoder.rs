@@ -4,8 +4,8 @@
 //! In joint training the decoder reads words that move as the encoder learns, and half
 //! of its images decode a shorter prefix. Once the encoder is fixed, each training
 //! image's pyramid is fixed too: this stage finds it once (SAQ's exact search, the
-//! words `encode` gives, the first time a batch holds the image), keeps it in the run's
-//! word cache, and fits the decoder to those words. The encoder, the semantic branch and
+//! words `SpaeModel::encode` gives, unrefined, the first time a batch holds the image),
+//! keeps it in the run's word cache, and fits the decoder to those words. The encoder, the semantic branch and
 //! the codebook are untouched, so every word the model gives (the semantic layers, and
 //! the few-shot and caption results built on them) stays as it was; only the pictures
 //! drawn from the words change. Images are not flipped (their words are those of the
