@@ -106,7 +106,7 @@ impl SpaeModel {
     /// Per image, the sum of squared pixel errors of decoding all layers.
     fn pixel_errors(&self, pixels: &Tensor, pyramids: &[Pyramid]) -> Result<Vec<f32>> {
         let zhat = saq::dequantize(pyramids, &self.codebook, self.shape.layers())?;
-        Ok((self.decode_latent(&zhat)? - pixels)?.sqr()?.sum((1, 2, 3))?.to_vec1()?)
+        Self::cell_errors(&self.decode_latent(&zhat)?, pixels, 1)
     }
 
     /// Per image, the squared pixel error of decoding all layers summed over each cell of
@@ -152,8 +152,15 @@ impl SpaeModel {
                 let k = i * cells + c;
                 (whole_cells[k] < cell_error[k]).then_some(proposed[k])
             });
-            let partial_decoded = self.decode_latent(&saq::dequantize(&partial, &self.codebook, layers)?)?;
-            let partial_cells = Self::cell_errors(&partial_decoded, pixels, s)?;
+            // Where the partial proposal is the whole one, or the words as they stand for every
+            // image, its errors are known without decoding it.
+            let partial_cells = if partial == whole {
+                whole_cells.clone()
+            } else if partial == pyramids {
+                cell_error.clone()
+            } else {
+                Self::cell_errors(&self.decode_latent(&saq::dequantize(&partial, &self.codebook, layers)?)?, pixels, s)?
+            };
             for (i, (whole, partial)) in whole.into_iter().zip(partial).enumerate() {
                 let range = i * cells..(i + 1) * cells;
                 let total = |v: &[f32]| v[range.clone()].iter().sum::<f32>();
